@@ -1,0 +1,132 @@
+"""Triton Python-backend model: text (and an optional text pair) in, int64 token arrays out.
+
+Copied as `model.py` into `<name>_tokenize/1/` with the model's `tokenizer.json`. It needs only
+numpy and the Hugging Face `tokenizers` package, so it also runs in a stock Triton container.
+Its behaviour matches `inferforge.tokenization.TextEncoder`: truncation to `max_length` with the
+longest-first strategy, right padding with the tokenizer's pad id to the longest sequence of the
+request. Each request of a dynamic batch gets its own arrays: requests never pad each other.
+
+Bad content (invalid UTF-8, an empty text, a missing pair) fails that request alone with a
+`TritonError`; the other requests of the batch are answered.
+
+Config parameters (string values): `max_length`, `input_names` (comma separated), `pad_id`,
+`tokenizer_file`. Outputs besides the model's inputs, returned only when requested:
+`offsets` [tokens, 2], `special_mask`, `word_ids`, `sequence_ids` (-1 where the tokenizer says None).
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from tokenizers import Tokenizer
+
+DETAIL_OUTPUTS = ("offsets", "special_mask", "word_ids", "sequence_ids")
+
+
+class RequestError(ValueError):
+    """Bad content in one request: becomes that request's error response."""
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.max_length = int(params["max_length"])
+        self.input_names = tuple(params["input_names"].split(","))
+        self.pad_id = int(params["pad_id"])
+        self.pair_required = params.get("pair_required", "false") == "true"
+        model_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, params.get("tokenizer_file", "tokenizer.json")))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
+
+    def execute(self, requests):
+        parsed = []  # per request: list of items to encode, or a RequestError
+        for request in requests:
+            try:
+                parsed.append(self._read(request))
+            except RequestError as error:
+                parsed.append(error)
+        items = [item for p in parsed if not isinstance(p, RequestError) for item in p]
+        encodings = self.tokenizer.encode_batch(items, add_special_tokens=True) if items else []
+        responses = []
+        cursor = 0
+        for request, p in zip(requests, parsed):
+            if isinstance(p, RequestError):
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        output_tensors=[], error=pb_utils.TritonError(str(p), pb_utils.TritonError.INVALID_ARG)
+                    )
+                )
+                continue
+            mine = encodings[cursor : cursor + len(p)]
+            cursor += len(p)
+            try:
+                wanted = set(request.requested_output_names())
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(mine, wanted)))
+            except Exception as error:  # one request's failure never fails the batch
+                responses.append(
+                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"tokenization failed: {error}"))
+                )
+        return responses
+
+    def _read(self, request):
+        texts = _decode(pb_utils.get_input_tensor_by_name(request, "text"), "text")
+        pair_tensor = pb_utils.get_input_tensor_by_name(request, "text_pair")
+        if pair_tensor is None:
+            if self.pair_required:
+                raise RequestError("this model needs a text pair: send the second text as input 'text_pair'")
+            return texts
+        pairs = _decode(pair_tensor, "text_pair")
+        if len(pairs) != len(texts):
+            raise RequestError(f"got {len(texts)} texts but {len(pairs)} text pairs; send one pair per text")
+        return list(zip(texts, pairs))
+
+    def _tensors(self, encodings, wanted):
+        length = max(len(e.ids) for e in encodings)
+        batch = len(encodings)
+        arrays = {}
+        ids = np.full((batch, length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((batch, length), dtype=np.int64)
+        types = np.zeros((batch, length), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        arrays.update(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        if wanted & set(DETAIL_OUTPUTS):
+            offsets = np.zeros((batch, length, 2), dtype=np.int64)
+            special = np.ones((batch, length), dtype=np.int64)  # padding counts as special
+            words = np.full((batch, length), -1, dtype=np.int64)
+            sequences = np.full((batch, length), -1, dtype=np.int64)
+            for row, enc in enumerate(encodings):
+                n = len(enc.ids)
+                offsets[row, :n] = enc.offsets
+                special[row, :n] = enc.special_tokens_mask
+                words[row, :n] = [-1 if w is None else w for w in enc.word_ids]
+                sequences[row, :n] = [-1 if s is None else s for s in enc.sequence_ids]
+            arrays.update(offsets=offsets, special_mask=special, word_ids=words, sequence_ids=sequences)
+        names = [n for n in (*self.input_names, *DETAIL_OUTPUTS) if n in wanted] or list(self.input_names)
+        return [pb_utils.Tensor(name, arrays[name]) for name in names]
+
+
+def _decode(tensor, name):
+    if tensor is None:
+        raise RequestError(f"missing input '{name}'")
+    texts = []
+    for value in tensor.as_numpy().reshape(-1):
+        if isinstance(value, (bytes, np.bytes_)):
+            try:
+                text = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise RequestError(f"input '{name}' is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+        else:
+            text = str(value)
+        if not text.strip():
+            raise RequestError(f"input '{name}' is empty: send some text")
+        texts.append(text)
+    if not texts:
+        raise RequestError(f"input '{name}' holds no text")
+    return texts

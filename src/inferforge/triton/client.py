@@ -1,0 +1,137 @@
+"""Send text to a served model over KServe v2 (HTTP or gRPC) and get the task's answers back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferforge.errors import UserError
+from inferforge.triton.repository import ANSWER_OUTPUT, PAIR_INPUT, TEXT_INPUT
+
+PROTOCOLS = ("http", "grpc")
+DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
+
+
+@dataclass
+class TritonTextClient:
+    """A `tritonclient` connection to the ensemble of a repository written by inferforge.
+
+    `model` None: the ensemble is found through the server's repository index (the model whose
+    name plus `_tokenize` is also served).
+    """
+
+    url: str | None = None
+    protocol: str = "http"
+    model: str | None = None
+    timeout_s: float = 60.0
+    _client: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"Unknown protocol '{self.protocol}'; choose http or grpc.")
+        self.url = _strip_scheme(self.url or DEFAULT_URLS[self.protocol])
+        if self.protocol == "http":
+            import tritonclient.http as module
+
+            self._client = module.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+            )
+        else:
+            import tritonclient.grpc as module
+
+            self._client = module.InferenceServerClient(self.url)
+        self._module = module
+
+    # ----- answers ------------------------------------------------------------------------
+    def predict(self, texts: list[str] | str, pairs: list[str] | str | None = None) -> list:
+        """The task's answers, one per text, as `LoadedModel.predict` returns them."""
+        result = self.infer(texts, pairs)
+        return [json.loads(value) for value in _strings(result.as_numpy(ANSWER_OUTPUT))]
+
+    def infer(self, texts: list[str] | str, pairs: list[str] | str | None = None, outputs: list[str] | None = None):
+        """The raw `InferResult` (typed outputs such as `embedding`, `label`, `score` included)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if pairs is not None:
+            pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+        inputs = [self._bytes_input(TEXT_INPUT, texts)]
+        if pairs is not None:
+            inputs.append(self._bytes_input(PAIR_INPUT, pairs))
+        requested = [self._module.InferRequestedOutput(name) for name in outputs] if outputs else None
+        try:
+            return self._client.infer(self.model_name(), inputs, outputs=requested, **self._timeout())
+        except Exception as error:
+            raise UserError(self._explain(error)) from None
+
+    def model_name(self) -> str:
+        if self.model is None:
+            self.model = self._find_ensemble()
+        return self.model
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_server_ready())
+        except Exception:
+            return False
+
+    def statistics(self, model: str | None = None) -> dict:
+        """Triton's inference statistics of one model (batch sizes executed, counts, times)."""
+        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        stats = self._client.get_inference_statistics(model or self.model_name(), **kwargs)
+        return stats["model_stats"][0]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> "TritonTextClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----- internals ----------------------------------------------------------------------
+    def _bytes_input(self, name: str, values: list[str]):
+        array = np.array([[v.encode("utf-8")] for v in values], dtype=np.object_)
+        tensor = self._module.InferInput(name, list(array.shape), "BYTES")
+        tensor.set_data_from_numpy(array)
+        return tensor
+
+    def _timeout(self) -> dict:
+        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+
+    def _find_ensemble(self) -> str:
+        try:
+            if self.protocol == "grpc":
+                index = self._client.get_model_repository_index(as_json=True).get("models", [])
+            else:
+                index = self._client.get_model_repository_index()
+        except Exception as error:
+            raise UserError(f"{self._explain(error)} (or name the model with --model)") from None
+        names = {entry["name"] for entry in index}
+        ensembles = sorted(n for n in names if f"{n}_tokenize" in names)
+        if len(ensembles) != 1:
+            found = ", ".join(ensembles) or "none"
+            raise UserError(f"The server at {self.url} serves {found} inferforge models; name one with --model.")
+        return ensembles[0]
+
+    def _explain(self, error: Exception) -> str:
+        message = getattr(error, "message", None)
+        text = message() if callable(message) else str(error)
+        if any(s in text for s in ("Connection refused", "failed to connect", "UNAVAILABLE", "connect")) and \
+                not self.is_ready():
+            return f"No Triton server answers at {self.url} ({self.protocol}); start one with `inferforge serve DIR`."
+        return f"The server at {self.url} refused the request: {text.strip()}"
+
+
+def _strip_scheme(url: str) -> str:
+    for scheme in ("http://", "https://", "grpc://"):
+        if url.startswith(scheme):
+            return url[len(scheme):].rstrip("/")
+    return url.rstrip("/")
+
+
+def _strings(array: np.ndarray) -> list[str]:
+    return [bytes(v).decode("utf-8") if isinstance(v, (bytes, np.bytes_)) else str(v) for v in array.reshape(-1)]

@@ -1,0 +1,454 @@
+"""Write a Triton model repository for a converted model: tokenizer, model, post-processing, ensemble.
+
+Every `config.pbtxt` is built from Triton's own schema (`tritonclient.grpc.model_config_pb2`) and
+printed with `google.protobuf.text_format`. Names, dtypes and shapes come from the converted
+model itself (its manifest, its tokenizer and one real run of the selected variant), never typed
+twice. Dynamic batching is on everywhere (`max_batch_size` > 0, a batch dimension on every tensor).
+
+    REPO/<name>_tokenize     Python backend, HF `tokenizers` only: text [+ text_pair] -> int64 arrays
+    REPO/<name>_model        flavour "python": the selected variant through `inferforge.load`
+                             flavour "onnxruntime": `platform: "onnxruntime_onnx"` for a Triton container
+    REPO/<name>_postprocess  Python backend: raw outputs -> the task's answer (inferforge.tasks)
+    REPO/<name>              the ensemble: text in, `answer_json` (+ typed tensors) out
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from inferforge.errors import UserError
+
+BACKEND_MODELS = Path(__file__).parent / "backend_models"
+FLAVOURS = ("python", "onnxruntime")
+INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU", "KIND_AUTO")
+ORT_ACCELERATORS = ("none", "openvino", "tensorrt")
+TEXT_INPUT, PAIR_INPUT, ANSWER_OUTPUT = "text", "text_pair", "answer_json"
+TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")
+SAMPLE_TEXT, SAMPLE_PAIR = "What is served here?", "A converted transformer model is served here."
+
+_NUMPY_TO_TRITON = {
+    np.dtype(np.float32): mc.TYPE_FP32,
+    np.dtype(np.float16): mc.TYPE_FP16,
+    np.dtype(np.float64): mc.TYPE_FP64,
+    np.dtype(np.int64): mc.TYPE_INT64,
+    np.dtype(np.int32): mc.TYPE_INT32,
+}
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    """What to write. `max_batch_size` and `queue_delay_us` drive Triton's dynamic batcher."""
+
+    flavour: str = "python"
+    name: str | None = None
+    variant: str | None = None  # None: the variant the conversion selected
+    max_batch_size: int = 32
+    queue_delay_us: int = 0
+    instance_count: int = 1
+    instance_kind: str = "KIND_CPU"
+    threads: int | None = None  # engine threads per model instance (None: the engine's default)
+    ort_accelerator: str = "none"  # onnxruntime flavour: "openvino" on CPU, "tensorrt" on GPU
+    tensorrt_precision: str = "FP16"
+    tensorrt_workspace_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        if self.flavour not in FLAVOURS:
+            raise UserError(f"Unknown flavour '{self.flavour}'; choose one of: {', '.join(FLAVOURS)}.")
+        if self.max_batch_size < 1:
+            raise UserError("max_batch_size must be at least 1 (0 would turn dynamic batching off).")
+        if self.queue_delay_us < 0:
+            raise UserError("queue_delay_us cannot be negative.")
+        if self.instance_count < 1:
+            raise UserError("instance_count must be at least 1.")
+        if self.instance_kind not in INSTANCE_KINDS:
+            raise UserError(f"Unknown instance kind '{self.instance_kind}'; choose one of: {', '.join(INSTANCE_KINDS)}.")
+        if self.ort_accelerator not in ORT_ACCELERATORS:
+            raise UserError(
+                f"Unknown ONNX Runtime accelerator '{self.ort_accelerator}'; choose one of: {', '.join(ORT_ACCELERATORS)}."
+            )
+        if self.ort_accelerator != "none" and self.flavour != "onnxruntime":
+            raise UserError("ONNX Runtime accelerators apply to the onnxruntime flavour only; add --flavour onnxruntime.")
+        if self.ort_accelerator == "tensorrt" and self.instance_kind == "KIND_CPU":
+            raise UserError("The TensorRT accelerator runs on a GPU; use instance kind KIND_GPU with it.")
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise UserError(f"Model name '{self.name}' is not usable; use letters, digits, '_', '-' and '.'.")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of a model config, without the batch dimension."""
+
+    name: str
+    data_type: int  # model_config_pb2.DataType
+    dims: tuple[int, ...]
+    optional: bool = False
+    ragged: bool = False
+
+    def to_input(self) -> mc.ModelInput:
+        return mc.ModelInput(
+            name=self.name, data_type=self.data_type, dims=list(self.dims),
+            optional=self.optional, allow_ragged_batch=self.ragged,
+        )
+
+    def to_output(self) -> mc.ModelOutput:
+        return mc.ModelOutput(name=self.name, data_type=self.data_type, dims=list(self.dims))
+
+
+@dataclass(frozen=True)
+class ModelRepository:
+    """A written repository and the names a client needs."""
+
+    path: Path
+    name: str  # the ensemble: send text here
+    task: str
+    flavour: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    max_batch_size: int
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return (f"{self.name}_tokenize", f"{self.name}_model", f"{self.name}_postprocess", self.name)
+
+    @property
+    def python_models(self) -> int:
+        return 3 if self.flavour == "python" else 2
+
+
+@dataclass
+class _ConvertedModel:
+    """What the repository needs to know about a converted model directory, read from it."""
+
+    directory: Path
+    manifest: dict
+    variant: str
+    task: object  # TaskSpec
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    max_length: int
+    pad_id: int
+    labels: list[str] | None
+    model_outputs: list[TensorSpec] = field(default_factory=list)
+    answer_outputs: list[TensorSpec] = field(default_factory=list)
+
+    @property
+    def per_token_outputs(self) -> list[str]:
+        return [name for name in self.output_names if 1 in self.task.output_axes(name)]
+
+    def variant_files(self) -> list[tuple[Path, Path]]:
+        """(source, path relative to the variant folder) for each file of the variant."""
+        entry = self.manifest["variants"][self.variant]
+        variant_dir = self.directory / "variants" / self.variant
+        pairs = []
+        for name in entry.get("files", []):
+            source = self.directory / name
+            if not source.exists():
+                source = variant_dir / name
+            if not source.exists():
+                raise UserError(f"{self.directory} lacks {name} of variant '{self.variant}'; convert the model again.")
+            try:
+                relative = source.relative_to(variant_dir)
+            except ValueError:
+                relative = Path(source.name)
+            pairs.append((source, relative))
+        return pairs
+
+
+def write_repository(model_dir: Path | str, output: Path | str, *, overwrite: bool = False, **options) -> ModelRepository:
+    """Write the repository for the converted model in `model_dir` to `output`.
+
+    Keyword options are the fields of `RepositoryOptions`. Written to a temporary folder beside
+    `output` and renamed at the end: a failure leaves nothing half-written.
+    """
+    opts = options.pop("options", None) or RepositoryOptions(**options)
+    model_dir, output = Path(model_dir), Path(output)
+    if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"{output} already exists; remove it or choose another output folder.")
+    converted = _read_converted(model_dir, opts)
+    name = opts.name or _default_name(model_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
+    try:
+        _write_tokenize(staging, name, converted, opts)
+        _write_model(staging, name, converted, opts)
+        _write_postprocess(staging, name, converted, opts)
+        _write_ensemble(staging, name, converted, opts)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    inputs = [TEXT_INPUT] + ([PAIR_INPUT] if converted.task.supports_pairs else [])
+    return ModelRepository(
+        path=output, name=name, task=converted.task.name, flavour=opts.flavour, inputs=tuple(inputs),
+        outputs=(ANSWER_OUTPUT, *(t.name for t in converted.answer_outputs)), max_batch_size=opts.max_batch_size,
+    )
+
+
+def render_config(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+# ----- reading the converted model ------------------------------------------------------------
+def _read_converted(model_dir: Path, opts: RepositoryOptions) -> _ConvertedModel:
+    from inferforge.artifacts import load
+
+    manifest_path = model_dir / "inferforge.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{model_dir} is not a converted model (no inferforge.json); run `inferforge convert` first.")
+    manifest = json.loads(manifest_path.read_text())
+    variant = opts.variant or manifest.get("selected")
+    variants = manifest.get("variants", {})
+    if variant not in variants:
+        raise UserError(f"Variant '{variant}' is not in {model_dir}; choose one of: {', '.join(sorted(variants))}.")
+    if not variants[variant].get("deployable", True):
+        raise UserError(f"Variant '{variant}' cannot be deployed; choose an ONNX or OpenVINO variant.")
+    loaded = load(model_dir, variant=variant, threads=1)
+    task = loaded.task
+    encoder = loaded.encoder
+    pairs = [SAMPLE_PAIR] if task.supports_pairs and task.needs_pairs else None
+    encoded = encoder.encode([SAMPLE_TEXT], pairs)
+    raw = loaded.run(encoded.arrays)
+    answer = loaded.predict([SAMPLE_TEXT], pairs)[0]
+    output_names = tuple(manifest.get("output_names") or task.output_names)
+    converted = _ConvertedModel(
+        directory=model_dir, manifest=manifest, variant=variant, task=task,
+        input_names=tuple(encoder.input_names), output_names=output_names,
+        max_length=int(encoder.max_length), pad_id=int(encoder.pad_id), labels=manifest.get("labels"),
+    )
+    for out_name in output_names:
+        array = np.asarray(raw[out_name])
+        if array.dtype not in _NUMPY_TO_TRITON:
+            raise UserError(f"Output '{out_name}' has dtype {array.dtype}, which the Triton repository cannot carry.")
+        axes = task.output_axes(out_name)
+        dims = tuple(-1 if axis in axes else array.shape[axis] for axis in range(1, array.ndim))
+        converted.model_outputs.append(TensorSpec(out_name, _NUMPY_TO_TRITON[array.dtype], dims, ragged=True))
+    converted.answer_outputs = _answer_tensors(answer)
+    return converted
+
+
+def _answer_tensors(answer) -> list[TensorSpec]:
+    """Typed outputs derived from one real answer: an embedding, or a dict's scalar fields."""
+    if isinstance(answer, list) and answer and all(isinstance(v, float) for v in answer):
+        return [TensorSpec("embedding", mc.TYPE_FP32, (len(answer),))]
+    if isinstance(answer, dict):
+        specs = []
+        for key, value in answer.items():
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, str):
+                specs.append(TensorSpec(key, mc.TYPE_STRING, (1,)))
+            elif isinstance(value, float):
+                specs.append(TensorSpec(key, mc.TYPE_FP32, (1,)))
+            elif isinstance(value, int):
+                specs.append(TensorSpec(key, mc.TYPE_INT64, (1,)))
+        return specs
+    return []
+
+
+def _default_name(model_dir: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", model_dir.resolve().name).strip("_")
+    return name or "model"
+
+
+# ----- the four models ------------------------------------------------------------------------
+def _base_config(name: str, opts: RepositoryOptions, *, instances: int = 1, kind: str = "KIND_CPU") -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, max_batch_size=opts.max_batch_size)
+    config.dynamic_batching.max_queue_delay_microseconds = opts.queue_delay_us
+    group = config.instance_group.add()
+    group.count = instances
+    group.kind = mc.ModelInstanceGroup.Kind.Value(kind)
+    return config
+
+
+def _text_inputs(converted: _ConvertedModel) -> list[TensorSpec]:
+    specs = [TensorSpec(TEXT_INPUT, mc.TYPE_STRING, (1,))]
+    if converted.task.supports_pairs:
+        specs.append(TensorSpec(PAIR_INPUT, mc.TYPE_STRING, (1,), optional=not converted.task.needs_pairs))
+    return specs
+
+
+def _needs_token_details(converted: _ConvertedModel) -> bool:
+    return bool(converted.per_token_outputs)
+
+
+def _write_config(model_dir: Path, config: mc.ModelConfig) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(render_config(config))
+
+
+def _set_parameters(config: mc.ModelConfig, **values) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
+
+
+def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
+    model_name = f"{name}_tokenize"
+    config = _base_config(model_name, opts)
+    config.backend = "python"
+    config.input.extend(t.to_input() for t in _text_inputs(converted))
+    for input_name in converted.input_names:
+        config.output.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,)).to_output())
+    if _needs_token_details(converted):
+        config.output.append(TensorSpec("offsets", mc.TYPE_INT64, (-1, 2)).to_output())
+        for detail in TOKEN_DETAILS[1:]:
+            config.output.append(TensorSpec(detail, mc.TYPE_INT64, (-1,)).to_output())
+    _set_parameters(
+        config,
+        max_length=converted.max_length,
+        input_names=",".join(converted.input_names),
+        pad_id=converted.pad_id,
+        pair_required=str(bool(converted.task.needs_pairs)).lower(),
+        tokenizer_file="tokenizer.json",
+    )
+    version = repo / model_name / "1"
+    version.mkdir(parents=True)
+    shutil.copy2(BACKEND_MODELS / "tokenize.py", version / "model.py")
+    shutil.copy2(converted.directory / "tokenizer" / "tokenizer.json", version / "tokenizer.json")
+    _write_config(repo / model_name, config)
+
+
+def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
+    model_name = f"{name}_model"
+    config = _base_config(model_name, opts, instances=opts.instance_count, kind=opts.instance_kind)
+    ragged = opts.flavour == "python"
+    for input_name in converted.input_names:
+        config.input.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,), ragged=ragged).to_input())
+    for spec in converted.model_outputs:
+        config.output.append(spec.to_output())
+    version = repo / model_name / "1"
+    version.mkdir(parents=True)
+    if opts.flavour == "python":
+        config.backend = "python"
+        _set_parameters(
+            config,
+            variant=converted.variant,
+            threads=opts.threads or "",
+            pad_id=converted.pad_id,
+            per_token_outputs=",".join(converted.per_token_outputs),
+        )
+        shutil.copy2(BACKEND_MODELS / "model.py", version / "model.py")
+        _copy_artifact(converted, version / "artifact")
+    else:
+        _fill_onnxruntime(config, converted, opts, version)
+    _write_config(repo / model_name, config)
+
+
+def _fill_onnxruntime(config: mc.ModelConfig, converted: _ConvertedModel, opts: RepositoryOptions, version: Path) -> None:
+    files = converted.variant_files()
+    onnx_files = [relative for _, relative in files if relative.suffix == ".onnx"]
+    if len(onnx_files) != 1:
+        raise UserError(
+            f"Variant '{converted.variant}' is not a single ONNX model; the onnxruntime flavour needs one "
+            "(choose an ONNX variant with --variant, or use the python flavour)."
+        )
+    for source, relative in files:
+        _link_or_copy(source, version / relative)
+    config.platform = "onnxruntime_onnx"
+    if onnx_files[0] != Path("model.onnx"):
+        config.default_model_filename = str(onnx_files[0])
+    threads = opts.threads or 0
+    _set_parameters(config, intra_op_thread_count=threads, inter_op_thread_count=1 if threads else 0)
+    if opts.ort_accelerator == "openvino":
+        config.optimization.execution_accelerators.cpu_execution_accelerator.add(name="openvino")
+    elif opts.ort_accelerator == "tensorrt":
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accelerator.parameters["precision_mode"] = opts.tensorrt_precision
+        accelerator.parameters["max_workspace_size_bytes"] = str(opts.tensorrt_workspace_bytes)
+
+
+def _copy_artifact(converted: _ConvertedModel, target: Path) -> None:
+    """A converted directory holding only the served variant, for `inferforge.load` in the server."""
+    target.mkdir(parents=True)
+    manifest = dict(converted.manifest)
+    manifest["selected"] = converted.variant
+    manifest["variants"] = {converted.variant: converted.manifest["variants"][converted.variant]}
+    (target / "inferforge.json").write_text(json.dumps(manifest, indent=2))
+    for extra in ("tokenizer", "config.json"):
+        source = converted.directory / extra
+        if source.is_dir():
+            shutil.copytree(source, target / extra)
+        elif source.is_file():
+            shutil.copy2(source, target / extra)
+    variant_dir = Path("variants") / converted.variant
+    for source, relative in converted.variant_files():
+        try:
+            in_dir = source.relative_to(converted.directory)
+        except ValueError:
+            in_dir = variant_dir / relative
+        _link_or_copy(source, target / in_dir)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
+    model_name = f"{name}_postprocess"
+    config = _base_config(model_name, opts)
+    config.backend = "python"
+    config.input.extend(t.to_input() for t in _text_inputs(converted))
+    for spec in converted.model_outputs:
+        config.input.append(spec.to_input())
+    if _needs_token_details(converted):
+        config.input.append(TensorSpec("offsets", mc.TYPE_INT64, (-1, 2), ragged=True).to_input())
+        for detail in TOKEN_DETAILS[1:]:
+            config.input.append(TensorSpec(detail, mc.TYPE_INT64, (-1,), ragged=True).to_input())
+    config.output.append(TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)).to_output())
+    config.output.extend(t.to_output() for t in converted.answer_outputs)
+    _set_parameters(
+        config,
+        task=converted.task.name,
+        labels=json.dumps(converted.labels),
+        model_outputs=",".join(converted.output_names),
+    )
+    version = repo / model_name / "1"
+    version.mkdir(parents=True)
+    shutil.copy2(BACKEND_MODELS / "postprocess.py", version / "model.py")
+    _write_config(repo / model_name, config)
+
+
+def _write_ensemble(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
+    config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=opts.max_batch_size)
+    text_inputs = _text_inputs(converted)
+    config.input.extend(t.to_input() for t in text_inputs)
+    config.output.append(TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)).to_output())
+    config.output.extend(t.to_output() for t in converted.answer_outputs)
+    details = list(TOKEN_DETAILS) if _needs_token_details(converted) else []
+    steps = config.ensemble_scheduling.step
+
+    tokenize = steps.add(model_name=f"{name}_tokenize", model_version=-1)
+    for t in text_inputs:
+        tokenize.input_map[t.name] = t.name
+    for tensor in (*converted.input_names, *details):
+        tokenize.output_map[tensor] = tensor
+
+    model = steps.add(model_name=f"{name}_model", model_version=-1)
+    for tensor in converted.input_names:
+        model.input_map[tensor] = tensor
+    for tensor in converted.output_names:
+        model.output_map[tensor] = tensor
+
+    post = steps.add(model_name=f"{name}_postprocess", model_version=-1)
+    for tensor in (*(t.name for t in text_inputs), *converted.output_names, *details):
+        post.input_map[tensor] = tensor
+    for tensor in (ANSWER_OUTPUT, *(t.name for t in converted.answer_outputs)):
+        post.output_map[tensor] = tensor
+
+    (repo / name / "1").mkdir(parents=True)
+    _write_config(repo / name, config)
