@@ -109,7 +109,9 @@ class TritonTextClient:
             else:
                 index = self._client.get_model_repository_index()
         except Exception as error:
-            raise UserError(f"{self._explain(error)} (or name the model with --model)") from None
+            if not self.is_ready():
+                raise UserError(self._explain(error)) from None
+            raise UserError(f"Could not list the served models ({_message(error)}); name one with --model.") from None
         names = {entry["name"] for entry in index}
         ensembles = sorted(n for n in names if f"{n}_tokenize" in names)
         if len(ensembles) != 1:
@@ -118,12 +120,14 @@ class TritonTextClient:
         return ensembles[0]
 
     def _explain(self, error: Exception) -> str:
-        message = getattr(error, "message", None)
-        text = message() if callable(message) else str(error)
-        if any(s in text for s in ("Connection refused", "failed to connect", "UNAVAILABLE", "connect")) and \
-                not self.is_ready():
+        if not self.is_ready():
             return f"No Triton server answers at {self.url} ({self.protocol}); start one with `inferforge serve DIR`."
-        return f"The server at {self.url} refused the request: {text.strip()}"
+        return f"The server at {self.url} refused the request: {_message(error)}"
+
+
+def _message(error: Exception) -> str:
+    message = getattr(error, "message", None)
+    return (message() if callable(message) else str(error)).strip()
 
 
 def _strip_scheme(url: str) -> str:

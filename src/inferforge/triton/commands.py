@@ -1,0 +1,131 @@
+"""CLI commands `serve`, `repository` and `query`, registered on the main Typer app by `register(app)`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from inferforge.errors import UserError
+
+PORT_HELP = "0 picks a free port."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("repository")(repository)
+    app.command("query")(query)
+
+
+def _repository_options(**values):
+    from inferforge.triton.repository import RepositoryOptions
+
+    return RepositoryOptions(**values)
+
+
+def serve(
+    model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (HTTP, gRPC and metrics)."),
+    http_port: int = typer.Option(8000, help=f"HTTP port. {PORT_HELP}"),
+    grpc_port: int = typer.Option(8001, help=f"gRPC port. {PORT_HELP}"),
+    metrics_port: int = typer.Option(8002, help=f"Prometheus metrics port. {PORT_HELP}"),
+    name: Optional[str] = typer.Option(None, help="Model name clients send text to (default: the folder's name)."),
+    variant: Optional[str] = typer.Option(None, help="Variant to serve (default: the one the conversion selected)."),
+    max_batch_size: int = typer.Option(32, help="Largest batch Triton's dynamic batcher forms."),
+    queue_delay_us: int = typer.Option(0, help="How long the dynamic batcher waits for more requests (µs)."),
+    instances: int = typer.Option(1, help="Model instances (each runs batches in parallel)."),
+    threads: Optional[int] = typer.Option(None, help="Engine threads per model instance (default: all cores)."),
+    ready_timeout: float = typer.Option(180.0, help="Seconds to wait for the server to be ready."),
+) -> None:
+    """Serve a converted model on a real NVIDIA Triton server (tokenizer inside) until Ctrl-C or SIGTERM."""
+    from inferforge.triton.serve import serve_converted
+    from inferforge.triton.server import ServerOptions
+
+    repo_options = _repository_options(
+        flavour="python", name=name, variant=variant, max_batch_size=max_batch_size,
+        queue_delay_us=queue_delay_us, instance_count=instances, threads=threads,
+    )
+    server_options = ServerOptions(
+        host=host, http_port=http_port or None, grpc_port=grpc_port or None,
+        metrics_port=metrics_port or None, ready_timeout_s=ready_timeout,
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        typer.echo(f"Starting Triton on {model_dir} ...", err=True)
+        with serve_converted(model_dir, repo_options, server_options) as served:
+            server, repo = served.server, served.repository
+            typer.echo(f"Serving '{repo.name}' ({repo.task}): inputs {', '.join(repo.inputs)} -> "
+                       f"outputs {', '.join(repo.outputs)}")
+            typer.echo(f"  HTTP     http://{server.http_url}/v2/models/{repo.name}/infer")
+            typer.echo(f"  gRPC     {server.grpc_url}")
+            typer.echo(f"  metrics  {server.metrics_url}")
+            typer.echo(f"Try: inferforge query \"Some text\" --url {server.http_url} --model {repo.name}")
+            typer.echo("Ctrl-C or SIGTERM stops the server.", err=True)
+            try:
+                while True:
+                    problem = server.check_health()
+                    if problem is not None and server.process is not None and server.process.poll() is not None:
+                        raise UserError(f"The Triton server stopped unexpectedly ({problem}).")
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                typer.echo("Stopping the server ...", err=True)
+        typer.echo("Server stopped.", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def repository(
+    model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model repository folder to create."),
+    flavour: str = typer.Option("python", help="python (runs the variant in Triton's Python backend, what "
+                                               "`serve` uses) or onnxruntime (native onnxruntime_onnx platform "
+                                               "of a full Triton container)."),
+    name: Optional[str] = typer.Option(None, help="Ensemble name (default: the folder's name)."),
+    variant: Optional[str] = typer.Option(None, help="Variant to serve (default: the selected one)."),
+    max_batch_size: int = typer.Option(32, help="Largest batch of the dynamic batcher."),
+    queue_delay_us: int = typer.Option(0, help="Dynamic batcher queue delay (µs)."),
+    instances: int = typer.Option(1, help="Model instances."),
+    instance_kind: str = typer.Option("KIND_CPU", help="KIND_CPU, KIND_GPU or KIND_AUTO."),
+    threads: Optional[int] = typer.Option(None, help="Engine threads per model instance."),
+    accelerator: str = typer.Option("none", help="onnxruntime flavour: none, openvino (CPU) or tensorrt (GPU)."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
+) -> None:
+    """Write the Triton model repository (tokenizer, model, post-processing, ensemble) for a Triton deployment."""
+    from inferforge.triton.repository import write_repository
+
+    options = _repository_options(
+        flavour=flavour, name=name, variant=variant, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
+        instance_count=instances, instance_kind=instance_kind, threads=threads, ort_accelerator=accelerator,
+    )
+    repo = write_repository(model_dir, output, options=options, overwrite=overwrite)
+    typer.echo(f"Wrote {repo.path}: {', '.join(repo.model_names)} ({repo.flavour} flavour).")
+    typer.echo(f"Send text to '{repo.name}' (inputs {', '.join(repo.inputs)}; outputs {', '.join(repo.outputs)}).")
+
+
+def query(
+    texts: List[str] = typer.Argument(..., help="One or more texts."),
+    pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); "
+                                                                  "repeat once per text."),
+    grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of HTTP."),
+    url: Optional[str] = typer.Option(None, help="Server address host:port (default 127.0.0.1:8000, "
+                                                 "or 127.0.0.1:8001 with --grpc)."),
+    model: Optional[str] = typer.Option(None, help="Model name (default: the only inferforge model served)."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for the answer."),
+) -> None:
+    """Send texts to a served model and print one JSON answer per line."""
+    from inferforge.triton.client import TritonTextClient
+
+    pairs = list(pair) if pair else None
+    if pairs is not None and len(pairs) != len(texts):
+        raise UserError(f"Got {len(texts)} texts but {len(pairs)} --pair values; give one --pair per text.")
+    with TritonTextClient(url, "grpc" if grpc else "http", model, timeout) as client:
+        for answer in client.predict(list(texts), pairs):
+            typer.echo(json.dumps(answer, ensure_ascii=False))
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
