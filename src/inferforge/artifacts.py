@@ -1,0 +1,104 @@
+"""The converted model folder: its manifest (`inferforge.json`) and `load(DIR)`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inferforge.engines.base import Engine
+from inferforge.errors import UserError
+from inferforge.tasks import TaskSpec, get_task
+from inferforge.tokenization import TextEncoder
+from inferforge.variants import Variant, variant_from_dict
+
+MANIFEST = "inferforge.json"
+FORMAT_VERSION = 1
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class Manifest:
+    """What `load` needs to rebuild the pipeline; the full measurements live in report.json."""
+
+    task: str
+    source: str
+    input_names: list[str]
+    output_names: list[str]
+    max_length: int
+    labels: list[str] | None
+    pooling: dict | None
+    selected: str | None
+    variants: dict[str, dict]  # name -> {"config": {...}, "files": [...], "deployable": bool}
+    format_version: int = FORMAT_VERSION
+
+    def write(self, folder: Path) -> None:
+        (folder / MANIFEST).write_text(json.dumps(self.__dict__, indent=2))
+
+    @classmethod
+    def read(cls, folder: Path) -> "Manifest":
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise UserError(f"'{folder}' is not an inferforge output folder: it has no {MANIFEST}.")
+        data = json.loads(path.read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise UserError(f"'{folder}' was written by another inferforge format ({data.get('format_version')}).")
+        return cls(**data)
+
+    def variant(self, name: str) -> tuple[Variant, list[str]]:
+        if name not in self.variants:
+            stored = [n for n, v in self.variants.items() if v.get("deployable")]
+            raise UserError(f"Variant '{name}' is not in this folder; it holds: {', '.join(stored)}.")
+        entry = self.variants[name]
+        return variant_from_dict(entry["config"]), entry["files"]
+
+
+class LoadedModel:
+    """A converted model ready to answer: `.run(arrays)` on token arrays, `.predict(texts)` on text."""
+
+    def __init__(self, folder: Path, manifest: Manifest, engine: Engine, variant_name: str):
+        self.folder = folder
+        self.manifest = manifest
+        self.task: TaskSpec = get_task(manifest.task)
+        self.variant_name = variant_name
+        self.engine = engine
+        self.encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.manifest.labels
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.engine.run(inputs)
+
+    def predict(self, texts: list[str] | str, pairs: list[str] | str | None = None) -> list:
+        """Text (and text pairs: question first, context second for QA) to the task's answers."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if isinstance(pairs, str):
+            pairs = [pairs]
+        if pairs is not None and not self.task.supports_pairs:
+            raise UserError(f"{self.task.name} takes single texts, not text pairs.")
+        if pairs is None and self.task.needs_pairs:
+            raise UserError(f"{self.task.name} needs a text pair for every text (question, context).")
+        encoded = self.encoder.encode(list(texts), list(pairs) if pairs is not None else None)
+        return self.task.postprocess(self.engine.run(encoded.arrays), encoded, self.labels)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel(task={self.task.name!r}, variant={self.variant_name!r}, folder='{self.folder}')"
+
+
+def load(folder: str | Path, variant: str | None = None, threads: int | None = None) -> LoadedModel:
+    """The selected variant of a converted folder (or `variant`), ready to run."""
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    name = variant or manifest.selected
+    if name is None:
+        raise UserError(f"No variant of '{folder}' passed verification; name one with variant=... to load it anyway.")
+    config, files = manifest.variant(name)
+    if not config.deployable:
+        raise UserError(f"Variant '{name}' is a PyTorch reference and is not stored in the folder.")
+    engine = config.open(folder, files, threads)
+    return LoadedModel(folder, manifest, engine, name)

@@ -1,0 +1,88 @@
+"""Latency of engines at given shapes: warm-up, interleaved timed runs, fresh random ids every run."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from inferforge.engines.base import Engine
+from inferforge.errors import UserError
+
+
+@dataclass(frozen=True, order=True)
+class Shape:
+    """A batch x sequence input shape, written `32x128`."""
+
+    batch: int
+    sequence: int
+
+    def __str__(self) -> str:
+        return f"{self.batch}x{self.sequence}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Shape":
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+            raise UserError(f"Shape '{text}' is not BATCHxSEQUENCE with positive numbers, e.g. 1x16 or 32x128.")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+
+def parse_shapes(text: str) -> list[Shape]:
+    shapes = [Shape.parse(part) for part in text.split(",") if part.strip()]
+    if not shapes:
+        raise UserError("No shape given; write them like 1x16,1x128,32x128.")
+    return shapes
+
+
+@dataclass
+class LatencyStats:
+    """Milliseconds per call and sequences per second."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput: float
+    runs: int
+
+    @classmethod
+    def from_seconds(cls, seconds: list[float], batch: int) -> "LatencyStats":
+        ms = np.asarray(seconds) * 1000.0
+        p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
+        return cls(p50, p90, p99, float(ms.mean()), batch * 1000.0 / p50, len(ms))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def random_inputs(input_names, shape: Shape, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random token ids (avoiding the first ids, often special tokens), full attention mask."""
+    ids = rng.integers(1000 if vocab_size > 2000 else 5, vocab_size, size=(shape.batch, shape.sequence), dtype=np.int64)
+    values = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return {n: values[n] for n in input_names}
+
+
+def benchmark_engines(engines: dict[str, Engine], shape: Shape, vocab_size: int, nb_measures: int = 50,
+                      warmup: int = 5, seed: int = 0, on_round: Callable[[], None] | None = None) -> dict[str, LatencyStats]:
+    """Times every engine on the same fresh inputs, interleaved round by round so drift hits all alike."""
+    rng = np.random.default_rng(seed)
+    names = list(engines)
+    input_names = sorted({n for e in engines.values() for n in e.input_names})
+    for engine in engines.values():
+        for _ in range(warmup):
+            engine.run(random_inputs(input_names, shape, vocab_size, rng))
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for round_index in range(nb_measures):
+        inputs = random_inputs(input_names, shape, vocab_size, rng)
+        order = names if round_index % 2 == 0 else names[::-1]
+        for name in order:
+            start = time.perf_counter()
+            engines[name].run(inputs)
+            times[name].append(time.perf_counter() - start)
+        if on_round:
+            on_round()
+    return {n: LatencyStats.from_seconds(times[n], shape.batch) for n in names}

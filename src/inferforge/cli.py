@@ -1,0 +1,144 @@
+"""The `inferforge` command: a thin layer over the library (parse, show progress, call, exit codes)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from inferforge.errors import UserError
+
+app = typer.Typer(
+    name="inferforge",
+    help=(
+        "Make Hugging Face transformer inference fast and serve it on NVIDIA Triton.\n\n"
+        "Typical session:\n\n"
+        "  inferforge convert sentence-transformers/all-MiniLM-L6-v2 --task feature-extraction --output out/minilm\n\n"
+        "  inferforge serve out/minilm        (a real Triton server, tokenizer inside)\n\n"
+        "  inferforge query \"Some text\"       (from another shell)"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+class RichProgress:
+    """Turns `progress(step, done, total)` callbacks into one rich bar per step."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=done, total=total)
+
+
+def print_variant_table(result) -> None:
+    from inferforge.report import table_rows
+
+    header, cells, notes = table_rows(result.rows, result.report["shapes"])
+    table = Table(title=f"{result.report['task']}: p50 latency in ms (speed-up vs PyTorch fp32); * = selected")
+    for column in header:
+        table.add_column(column.replace("p50 ms ", ""), no_wrap=column == "variant")
+    for row in cells:
+        table.add_row(*row, style="bold green" if row[0].startswith("* ") else None)
+    out.print(table)
+    for note in notes:
+        out.print(note, highlight=False)
+    selected = result.selected or "none (no variant passed the accuracy budget)"
+    out.print(f"Selected: [bold]{selected}[/bold] at {result.report['optimize_for']}. "
+              f"Output: {result.output} (report.md, report.json, latency.png)")
+
+
+@app.command()
+def convert(
+    model: str = typer.Argument(..., help="Hub id (e.g. bert-base-uncased) or local Hugging Face directory "
+                                          "(a sentence-transformers directory too)."),
+    task: str = typer.Option(..., "--task", "-t", help="text-classification, token-classification, "
+                                                       "feature-extraction or question-answering."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to create with everything needed to serve."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated subset, e.g. ort-fp32,openvino-default "
+                                                      "(default: all; PyTorch fp32 is always the reference)."),
+    shapes: str = typer.Option("1x16,1x128,32x128", help="Benchmark shapes, BATCHxSEQUENCE, comma-separated."),
+    optimize_for: Optional[str] = typer.Option(None, help="Shape the selection optimizes for (default: the first)."),
+    nb_measures: int = typer.Option(30, help="Timed runs per variant and shape (after 5 warm-up runs)."),
+    threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
+    atol: Optional[float] = typer.Option(None, help="Largest allowed output difference against PyTorch fp32, "
+                                                    "scaled by max(1, |reference|) (default per task)."),
+    min_agreement: Optional[float] = typer.Option(None, help="Smallest task agreement: top-1 share, cosine, "
+                                                             "or identical spans (default per task)."),
+    validation_texts: Optional[Path] = typer.Option(None, help="UTF-8 file, one text per line (TAB-separated pairs; "
+                                                               "question<TAB>context for QA). Default: built-in."),
+    force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
+    trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
+) -> None:
+    """Convert, optimize, verify and benchmark every variant, then select the fastest one inside the budget."""
+    from inferforge.convert import ConvertOptions, convert as run_convert
+
+    options = ConvertOptions(task=task, output=output, variants=variants, shapes=shapes, optimize_for=optimize_for,
+                             nb_measures=nb_measures, threads=threads, atol=atol, min_agreement=min_agreement,
+                             validation_texts=validation_texts, force=force, trust_remote_code=trust_remote_code)
+    columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        result = run_convert(model, options=options, progress=RichProgress(progress))
+    print_variant_table(result)
+
+
+@app.command()
+def info() -> None:
+    """What this machine offers: CPU, ISA flags (AVX-512, VNNI, AMX) and library versions."""
+    from inferforge.cpu import machine_info
+
+    machine = machine_info()
+    out.print(f"CPU: {machine.cpu_model} ({machine.cores} cores)")
+    out.print("ISA: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in machine.isa.items()))
+    out.print("Libraries: " + ", ".join(f"{k} {v}" for k, v in machine.libraries.items()))
+
+
+# Commands that live beside their subsystem register themselves here.
+for _module in ("inferforge.triton.commands", "inferforge.evaluate"):
+    try:
+        importlib.import_module(_module).register(app)
+    except ModuleNotFoundError as _error:
+        if _error.name != _module:
+            raise
+    except AttributeError:
+        pass
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as error:
+        console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted; nothing was left half-written.")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as done:
+        sys.exit(getattr(done, "exit_code", getattr(done, "code", 0)) or 0)
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(2)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""The main job in one call: load, export, build variants, verify, benchmark, select, write DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tokenizers import Tokenizer
+
+from tokenizers import Tokenizer
+
+from inferforge.artifacts import TOKENIZER_DIR, Manifest
+from inferforge.benchmark import LatencyStats, Shape, benchmark_engines, parse_shapes
+from inferforge.cpu import default_threads, machine_info
+from inferforge.engines.base import Engine
+from inferforge.errors import UserError
+from inferforge.export import export_onnx, export_wrapper
+from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
+from inferforge.source import load_source
+from inferforge.tasks import get_task
+from inferforge.tokenization import TextEncoder
+from inferforge.variants import BuildContext, TorchEager, Variant, parse_variants
+from inferforge.verify import (AccuracyBudget, builtin_texts, compare, read_validation_texts, run_batches,
+                               validation_batches)
+
+DEFAULT_SHAPES = "1x16,1x128,32x128"
+
+# progress(step, done, total): called as long steps advance (the CLI draws bars from it).
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class ConvertOptions:
+    """Every option of `inferforge convert`, defined once (the CLI maps its flags onto this)."""
+
+    task: str
+    output: Path
+    variants: str | list[Variant] | None = None
+    shapes: str | list[Shape] = DEFAULT_SHAPES
+    optimize_for: str | Shape | None = None
+    nb_measures: int = 30
+    warmup: int = 5
+    threads: int | None = None
+    atol: float | None = None
+    min_agreement: float | None = None
+    validation_texts: Path | None = None
+    force: bool = False
+    trust_remote_code: bool = False
+
+    def resolved_shapes(self) -> list[Shape]:
+        return parse_shapes(self.shapes) if isinstance(self.shapes, str) else list(self.shapes)
+
+    def resolved_target(self) -> Shape:
+        shapes = self.resolved_shapes()
+        if self.optimize_for is None:
+            return shapes[0]
+        target = Shape.parse(self.optimize_for) if isinstance(self.optimize_for, str) else self.optimize_for
+        if target not in shapes:
+            raise UserError(f"--optimize-for {target} is not one of the benchmarked shapes {', '.join(map(str, shapes))}.")
+        return target
+
+
+@dataclass
+class ConvertResult:
+    output: Path
+    selected: str | None
+    rows: list[VariantResult]
+    report: dict
+    manifest: Manifest = field(repr=False, default=None)
+
+    def row(self, name: str) -> VariantResult:
+        return next(r for r in self.rows if r.name == name)
+
+    def load(self, variant: str | None = None, threads: int | None = None):
+        from inferforge.artifacts import load
+
+        return load(self.output, variant, threads)
+
+
+def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Variant]]:
+    """Everything that can be checked before any model is loaded."""
+    get_task(options.task)
+    shapes = options.resolved_shapes()
+    target = options.resolved_target()
+    variants = parse_variants(options.variants) if not isinstance(options.variants, list) else options.variants
+    if options.nb_measures < 1:
+        raise UserError("--nb-measures must be at least 1.")
+    if options.threads is not None and options.threads < 1:
+        raise UserError("--threads must be at least 1.")
+    output = Path(options.output)
+    if output.exists() and not options.force:
+        raise UserError(f"Output folder '{output}' already exists; pass --force to replace it.")
+    if options.validation_texts is not None and not Path(options.validation_texts).is_file():
+        raise UserError(f"Validation text file '{options.validation_texts}' does not exist.")
+    return shapes, target, variants
+
+
+def select_variant(rows: list[VariantResult], target: Shape) -> str | None:
+    """The fastest deployable variant inside the accuracy budget at the target shape."""
+    key = str(target)
+    candidates = [r for r in rows if r.deployable and r.usable and key in r.latency]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: r.latency[key].p50_ms).name
+
+
+def convert(model: str, task: str | None = None, output: str | Path | None = None, *,
+            options: ConvertOptions | None = None, progress: ProgressCallback | None = None, **kwargs) -> ConvertResult:
+    """Convert `model` (hub id or local directory) for `task` into `output`. See ConvertOptions for kwargs."""
+    if options is None:
+        if task is None or output is None:
+            raise UserError("convert() needs a task and an output folder.")
+        options = ConvertOptions(task=task, output=Path(output), **kwargs)
+    shapes, target, variants = _check_options(options)
+    output = Path(options.output)
+    report_progress = progress or (lambda step, done, total: None)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    workdir = output.parent / f".{output.name}.inferforge-tmp-{os.getpid()}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir()
+    try:
+        result = _convert_into(model, options, shapes, target, variants, workdir, report_progress)
+        if output.exists():
+            shutil.rmtree(output)
+        workdir.rename(output)
+        result.output = output
+        result.report["output"] = str(output)
+        (output / "report.json").write_text(json.dumps(result.report, indent=2))
+        return result
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _convert_into(model, options, shapes, target, variants, workdir: Path, progress: ProgressCallback) -> ConvertResult:
+    import torch
+
+    task = get_task(options.task)
+    threads = options.threads or default_threads()
+    torch.set_num_threads(threads)
+    machine = machine_info()
+    budget = AccuracyBudget.for_task(task, options.atol, options.min_agreement)
+
+    progress("load model", 0, 1)
+    source = load_source(model, task, options.trust_remote_code)
+    progress("load model", 1, 1)
+    source.tokenizer.save_pretrained(str(workdir / TOKENIZER_DIR))
+    source.config.save_pretrained(str(workdir))
+    # A copy of the fast tokenizer's backend, so our padding and truncation settings stay ours.
+    encoder = TextEncoder(Tokenizer.from_str(source.tokenizer.backend_tokenizer.to_str()),
+                          source.input_names, source.max_length)
+    encoder.save(workdir / TOKENIZER_DIR)
+
+    progress("export to ONNX", 0, 1)
+    ctx = BuildContext(workdir=workdir, task=task, encoder=encoder, threads=threads, machine=machine,
+                       wrapper=export_wrapper(source, task), model_type=getattr(source.config, "model_type", "bert"),
+                       num_heads=getattr(source.config, "num_attention_heads", 0) or 0,
+                       hidden_size=getattr(source.config, "hidden_size", 0) or 0)
+    export_onnx(source, task, ctx.fp32_onnx)
+    progress("export to ONNX", 1, 1)
+
+    rows, engines = _build_variants(variants, ctx, threads, progress)
+
+    if options.validation_texts is not None:
+        texts, pairs = read_validation_texts(Path(options.validation_texts), task)
+        validation = {"source": str(options.validation_texts), "count": len(texts)}
+    else:
+        texts, pairs = builtin_texts(task)
+        validation = {"source": "built-in", "count": len(texts)}
+    _verify(rows, engines, encoder, texts, pairs, task, budget, progress)
+
+    vocab = getattr(source.config, "vocab_size", 30000)
+    timed = {r.name: engines[r.name] for r in rows if r.name in engines}
+    for i, shape in enumerate(shapes):
+        done = [0]
+
+        def tick(shape=shape):
+            done[0] += 1
+            progress(f"benchmark {shape}", done[0], options.nb_measures)
+
+        stats: dict[str, LatencyStats] = benchmark_engines(timed, shape, vocab, options.nb_measures, options.warmup,
+                                                           seed=i, on_round=tick)
+        for row in rows:
+            if row.name in stats:
+                row.latency[str(shape)] = stats[row.name]
+
+    selected = select_variant(rows, target)
+    if selected:
+        next(r for r in rows if r.name == selected).status = "selected"
+    manifest = Manifest(
+        task=task.name, source=source.name, input_names=list(source.input_names),
+        output_names=list(task.output_names), max_length=source.max_length, labels=source.labels,
+        pooling=source.pooling.to_dict() if source.pooling else None, selected=selected,
+        variants={r.name: {"config": r.config, "files": r.files, "deployable": r.deployable}
+                  for r in rows if r.deployable and r.status not in ("skipped", "error")},
+    )
+    manifest.write(workdir)
+    report = report_dict(
+        source=source.name, task=task.name, output=str(options.output), machine=machine.to_dict(), threads=threads,
+        shapes=[str(s) for s in shapes], optimize_for=str(target), budget=budget.__dict__, selected=selected,
+        rows=rows, validation=validation,
+    )
+    write_reports(workdir, report, rows)
+    return ConvertResult(workdir, selected, rows, report, manifest)
+
+
+def _build_variants(variants: list[Variant], ctx: BuildContext, threads: int,
+                    progress: ProgressCallback) -> tuple[list[VariantResult], dict[str, Engine]]:
+    rows: list[VariantResult] = []
+    engines: dict[str, Engine] = {}
+    if not any(isinstance(v, TorchEager) and v.dtype == "fp32" for v in variants):
+        variants = [TorchEager("fp32"), *variants]
+    for i, variant in enumerate(variants):
+        progress("build variants", i, len(variants))
+        row = VariantResult(variant.name, variant.to_dict(), variant.precision, variant.deployable)
+        rows.append(row)
+        reason = variant.unavailable_reason(ctx.machine)
+        if reason:
+            row.status, row.reason = "skipped", reason
+            continue
+        start = time.perf_counter()
+        try:
+            row.files = variant.build(ctx)
+            engines[variant.name] = variant.open(ctx.workdir, row.files, threads, ctx)
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - one variant failing must not stop the others
+            row.status, row.reason = "error", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        row.build_seconds = time.perf_counter() - start
+    progress("build variants", len(variants), len(variants))
+    return rows, engines
+
+
+def _verify(rows, engines, encoder, texts, pairs, task, budget, progress) -> None:
+    batches = validation_batches(encoder, texts, pairs)
+    reference = run_batches(engines[REFERENCE], batches)
+    checked = [r for r in rows if r.name in engines]
+    for i, row in enumerate(checked):
+        progress("verify", i, len(checked))
+        try:
+            row.check = compare(task, batches, reference, run_batches(engines[row.name], batches), budget)
+        except Exception as error:  # noqa: BLE001 - a runtime failing on real text is that variant's failure
+            row.status, row.reason = "error", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            engines.pop(row.name)
+            continue
+        if not row.check.passed:
+            row.status, row.reason = "failed", row.check.reason
+    progress("verify", len(checked), len(checked))

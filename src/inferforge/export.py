@@ -1,0 +1,127 @@
+"""PyTorch to ONNX: one wrapper per task so the graph outputs exactly the task's tensors."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from inferforge.errors import UserError
+from inferforge.source import Pooling, SourceModel
+from inferforge.tasks import TaskSpec
+
+OPSET = 17
+TWO_GB = 2 * 1024**3
+EXTERNAL_DATA_SUFFIX = ".data"
+
+
+class ExportWrapper(torch.nn.Module):
+    """Positional inputs in `input_names` order; returns the task's outputs as a tuple.
+
+    For feature-extraction the sentence-transformers pooling (and normalization) is part of the
+    graph, so every runtime and the server return finished sentence embeddings.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: TaskSpec, input_names: tuple[str, ...], pooling: Pooling | None):
+        super().__init__()
+        self.model = model
+        self.task_name = task.name
+        self.input_names = tuple(input_names)
+        self.pooling = pooling or Pooling()
+
+    def forward(self, *inputs: torch.Tensor):
+        kwargs = dict(zip(self.input_names, inputs))
+        out = self.model(**kwargs, return_dict=True)
+        if self.task_name == "question-answering":
+            return out.start_logits, out.end_logits
+        if self.task_name != "feature-extraction":
+            return (out.logits,)
+        hidden = out.last_hidden_state
+        mask = kwargs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        if self.pooling.mode == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling.mode == "max":
+            pooled = hidden.masked_fill(mask == 0, -1e9).max(dim=1).values
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        if self.pooling.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
+        return (pooled,)
+
+
+def export_wrapper(source: SourceModel, task: TaskSpec) -> ExportWrapper:
+    return ExportWrapper(source.model, task, source.input_names, source.pooling).eval()
+
+
+def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8) -> tuple[torch.Tensor, ...]:
+    ids = torch.randint(5, 100, (batch, sequence), dtype=torch.int64)
+    values = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    return tuple(values[n] for n in input_names)
+
+
+def _unsupported_operator(error: Exception) -> str | None:
+    match = re.search(r"operator '?([\w:.]+)'?", str(error))
+    return match.group(1) if match else None
+
+
+def export_onnx(source: SourceModel, task: TaskSpec, path: Path) -> Path:
+    """Export with dynamic batch and sequence axes; weights over 2 GB go to external data."""
+    wrapper = export_wrapper(source, task)
+    names = source.input_names
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes.update({n: task.output_axes(n) for n in task.output_names})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                dummy_inputs(names),
+                str(path),
+                input_names=list(names),
+                output_names=list(task.output_names),
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as error:  # noqa: BLE001 - any exporter failure is the architecture's, said in one sentence
+        op = _unsupported_operator(error)
+        arch = type(source.model).__name__
+        detail = f"operator {op} is not supported at opset {OPSET}" if op else str(error).splitlines()[0]
+        raise UserError(f"{arch} cannot be exported to ONNX: {detail}.") from None
+    resave_onnx(path)
+    return path
+
+
+def resave_onnx(path: Path, external_threshold: int = TWO_GB) -> None:
+    """Rewrite the file cleanly: stale value_info dropped (it breaks quantization), external data when large."""
+    model = onnx.load(str(path), load_external_data=True)
+    del model.graph.value_info[:]
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    for stale in path.parent.glob(path.name + "*"):
+        if stale != path:
+            stale.unlink()
+    if size > external_threshold:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + EXTERNAL_DATA_SUFFIX, size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse ONNX files whose external data is absolute, climbs with '..' or resolves outside their folder."""
+    model = onnx.load(str(path), load_external_data=False)
+    folder = path.parent.resolve()
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or ".." in Path(location).parts or not target.is_relative_to(folder):
+            raise UserError(
+                f"{path.name} refers to external data '{location}' outside its folder; refusing to load it."
+            )

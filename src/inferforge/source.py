@@ -1,0 +1,170 @@
+"""Loading the user's model: a hub id or a local Hugging Face directory (sentence-transformers too)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferforge.errors import UserError
+from inferforge.tasks import TaskSpec
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How token states become one sentence vector (sentence-transformers semantics)."""
+
+    mode: str = "mean"  # "mean" | "cls" | "max"
+    normalize: bool = False
+    source: str = "default (mean pooling)"
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "normalize": self.normalize, "source": self.source}
+
+
+@dataclass
+class SourceModel:
+    """A loaded Hugging Face model with what the pipeline derives from it."""
+
+    name: str
+    model: object
+    tokenizer: object
+    config: object
+    input_names: tuple[str, ...]
+    max_length: int
+    labels: list[str] | None
+    pooling: Pooling | None
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def read_pooling(directory: Path) -> Pooling:
+    """Pooling from a sentence-transformers directory (modules.json + Pooling config), else mean pooling."""
+    modules_file = directory / "modules.json"
+    if not modules_file.exists():
+        return Pooling()
+    modules = json.loads(modules_file.read_text())
+    mode, normalize = "mean", False
+    for module in modules:
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            cfg_file = directory / module.get("path", "") / "config.json"
+            cfg = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
+            if cfg.get("pooling_mode_cls_token"):
+                mode = "cls"
+            elif cfg.get("pooling_mode_max_tokens"):
+                mode = "max"
+            elif cfg.get("pooling_mode_mean_tokens", True):
+                mode = "mean"
+        elif kind.endswith("Normalize"):
+            normalize = True
+    return Pooling(mode, normalize, "sentence-transformers modules.json")
+
+
+def _sentence_transformers_max_length(directory: Path) -> int | None:
+    cfg = directory / "sentence_bert_config.json"
+    if cfg.exists():
+        return json.loads(cfg.read_text()).get("max_seq_length")
+    return None
+
+
+def model_input_names(model, config) -> tuple[str, ...]:
+    """The inputs the model really takes: token_type_ids only when it has more than one segment type."""
+    params = inspect.signature(model.forward).parameters
+    names = [n for n in ("input_ids", "attention_mask") if n in params]
+    if "token_type_ids" in params and getattr(config, "type_vocab_size", 0) > 1:
+        names.append("token_type_ids")
+    return tuple(names)
+
+
+def _max_length(tokenizer, config, directory: Path | None) -> int:
+    candidates = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < 1_000_000:
+        candidates.append(int(tok_max))
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        # RoBERTa-style models reserve pad_token_id + 1 positions.
+        offset = (config.pad_token_id + 1) if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        candidates.append(int(positions) - offset)
+    if directory is not None and (st := _sentence_transformers_max_length(directory)):
+        candidates.append(int(st))
+    return min(candidates) if candidates else 512
+
+
+def _hub_snapshot_with_modules(model: str) -> Path | None:
+    """The cached snapshot folder of a hub model with its sentence-transformers files, or None."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        folder = Path(hf_hub_download(model, "modules.json")).parent
+    except Exception:  # noqa: BLE001 - a hub model without modules.json is a plain transformer
+        return None
+    for name in ("1_Pooling/config.json", "sentence_bert_config.json"):
+        try:
+            hf_hub_download(model, name)
+        except Exception:  # noqa: BLE001 - optional files
+            pass
+    return folder
+
+
+def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> SourceModel:
+    """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError."""
+    _quiet_transformers()
+    import transformers
+
+    path = Path(model).expanduser()
+    local = path.exists()
+    if not local and not HUB_ID.match(model):
+        raise UserError(f"Model path '{model}' does not exist.")
+    if local and not (path / "config.json").exists():
+        raise UserError(f"'{model}' is not a Hugging Face model directory: it has no config.json.")
+    source = str(path) if local else model
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        torch_model = task.auto_model_class().from_pretrained(
+            source, config=config, trust_remote_code=trust_remote_code, use_safetensors=None
+        )
+    except OSError as error:
+        if local:
+            raise UserError(f"Could not load the model in '{model}': {str(error).splitlines()[0]}") from None
+        raise UserError(
+            f"Could not fetch '{model}' from the Hugging Face Hub (unreachable or unknown id); "
+            "download it and pass its local directory instead."
+        ) from None
+    except ValueError as error:
+        raise UserError(
+            f"'{model}' cannot be loaded for {task.name}: {str(error).splitlines()[0]}"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
+        raise UserError(f"'{model}' has no fast tokenizer (tokenizer.json); inferforge needs one to serve the model.")
+    torch_model.eval()
+    labels = None
+    if task.name in ("text-classification", "token-classification"):
+        id2label = getattr(config, "id2label", None) or {}
+        labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels)]
+    pooling = None
+    if task.name == "feature-extraction":
+        folder = path if local else _hub_snapshot_with_modules(model)
+        pooling = read_pooling(folder) if folder is not None else Pooling()
+    return SourceModel(
+        name=model,
+        model=torch_model,
+        tokenizer=tokenizer,
+        config=config,
+        input_names=model_input_names(torch_model, config),
+        max_length=_max_length(tokenizer, config, path if local else None),
+        labels=labels,
+        pooling=pooling,
+    )

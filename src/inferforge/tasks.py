@@ -1,0 +1,179 @@
+"""One registry of tasks: what each task loads, what its graph outputs and how its outputs become answers.
+
+Export, verification, the Triton configs and the server all read a `TaskSpec` from here; nothing
+else compares task strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from inferforge.errors import UserError
+
+if TYPE_CHECKING:
+    from inferforge.tokenization import Encoded
+
+Answer = Any
+Postprocess = Callable[[dict[str, np.ndarray], "Encoded", "list[str] | None"], list[Answer]]
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _label(labels: list[str] | None, index: int) -> str:
+    return labels[index] if labels and index < len(labels) else f"LABEL_{index}"
+
+
+def _postprocess_classification(outputs, encoded, labels):
+    probs = softmax(outputs["logits"])
+    best = probs.argmax(-1)
+    return [{"label": _label(labels, int(i)), "score": float(p[i])} for i, p in zip(best, probs)]
+
+
+def _postprocess_embeddings(outputs, encoded, labels):
+    return [row.astype(np.float32).tolist() for row in outputs["sentence_embedding"]]
+
+
+def _entity_type(label: str) -> tuple[str, str]:
+    """('B', 'PER') for 'B-PER', ('', 'PER') for a label without a BIO prefix."""
+    if len(label) > 2 and label[1] in "-_" and label[0] in "BIES":
+        return label[0], label[2:]
+    return "", label
+
+
+def _postprocess_tokens(outputs, encoded, labels):
+    """Entities grouped from BIO tags (simple aggregation), with character spans in the text."""
+    probs = softmax(outputs["logits"])
+    answers = []
+    for row, text in enumerate(encoded.texts):
+        entities: list[dict] = []
+        current: dict | None = None
+        scores: list[float] = []
+        for tok, (start, end) in enumerate(encoded.offsets[row]):
+            if encoded.special_mask[row][tok] or end <= start:
+                continue
+            cls = int(probs[row, tok].argmax())
+            prefix, kind = _entity_type(_label(labels, cls))
+            is_outside = kind in ("O", "") or (labels is None and cls == 0)
+            continues = (
+                current is not None
+                and not is_outside
+                and kind == current["entity"]
+                and (prefix in ("I", "E") or encoded.word_ids[row][tok] == current["_word"])
+            )
+            if continues:
+                current["end"] = end
+                current["_word"] = encoded.word_ids[row][tok]
+                scores.append(float(probs[row, tok, cls]))
+                continue
+            if current is not None:
+                current["score"] = float(np.mean(scores))
+                entities.append(current)
+                current = None
+            if not is_outside:
+                current = {"entity": kind, "start": start, "end": end, "_word": encoded.word_ids[row][tok]}
+                scores = [float(probs[row, tok, cls])]
+        if current is not None:
+            current["score"] = float(np.mean(scores))
+            entities.append(current)
+        for e in entities:
+            del e["_word"]
+            e["word"] = text[e["start"] : e["end"]]
+        answers.append(entities)
+    return answers
+
+
+MAX_ANSWER_TOKENS = 30
+
+
+def _postprocess_qa(outputs, encoded, labels):
+    """Best span (start <= end, at most MAX_ANSWER_TOKENS long) inside the context (the second text)."""
+    answers = []
+    for row in range(len(encoded.texts)):
+        context = encoded.pairs[row] if encoded.pairs else encoded.texts[row]
+        in_context = np.array([s == 1 for s in encoded.sequence_ids[row]])
+        if not encoded.pairs:
+            in_context = np.array([s == 0 for s in encoded.sequence_ids[row]])
+        if not in_context.any():
+            answers.append({"answer": "", "score": 0.0, "start": 0, "end": 0})
+            continue
+        start_logits = np.where(in_context, outputs["start_logits"][row].astype(np.float64), -np.inf)
+        end_logits = np.where(in_context, outputs["end_logits"][row].astype(np.float64), -np.inf)
+        n = len(start_logits)
+        scores = start_logits[:, None] + end_logits[None, :]
+        i, j = np.indices((n, n))
+        scores[(j < i) | (j - i >= MAX_ANSWER_TOKENS)] = -np.inf
+        best = int(np.argmax(scores))
+        s, e = divmod(best, n)
+        p_start = softmax(start_logits[in_context])
+        p_end = softmax(end_logits[in_context])
+        idx = np.flatnonzero(in_context)
+        score = float(p_start[np.searchsorted(idx, s)] * p_end[np.searchsorted(idx, e)])
+        char_start, char_end = encoded.offsets[row][s][0], encoded.offsets[row][e][1]
+        answers.append({"answer": context[char_start:char_end], "score": score, "start": int(char_start), "end": int(char_end)})
+    return answers
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the pipeline needs to know about one task."""
+
+    name: str
+    auto_class: str
+    output_names: tuple[str, ...]
+    supports_pairs: bool
+    needs_pairs: bool
+    agreement: str  # "top1" | "token_top1" | "cosine" | "span"
+    default_atol: float
+    default_min_agreement: float
+    postprocess: Postprocess
+    description: str
+
+    def auto_model_class(self):
+        import transformers
+
+        return getattr(transformers, self.auto_class)
+
+    def output_axes(self, name: str) -> dict[int, str]:
+        """Dynamic axes of an output: batch everywhere, sequence for per-token outputs."""
+        if self.name == "feature-extraction" or self.name == "text-classification":
+            return {0: "batch"}
+        return {0: "batch", 1: "sequence"}
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def _register(spec: TaskSpec) -> None:
+    _TASKS[spec.name] = spec
+
+
+_register(TaskSpec("text-classification", "AutoModelForSequenceClassification", ("logits",), True, False,
+                   "top1", 0.05, 0.98, _postprocess_classification,
+                   "labels and scores for a text or a text pair"))
+_register(TaskSpec("token-classification", "AutoModelForTokenClassification", ("logits",), False, False,
+                   "token_top1", 0.05, 0.98, _postprocess_tokens,
+                   "a label per token, grouped into entities with character spans"))
+_register(TaskSpec("feature-extraction", "AutoModel", ("sentence_embedding",), False, False,
+                   "cosine", 0.05, 0.99, _postprocess_embeddings,
+                   "sentence embeddings (sentence-transformers pooling when the directory says so, else mean pooling)"))
+_register(TaskSpec("question-answering", "AutoModelForQuestionAnswering", ("start_logits", "end_logits"), True, True,
+                   "span", 0.1, 0.95, _postprocess_qa,
+                   "answer span in the context (question first, context second)"))
+
+
+def task_names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise UserError(f"Unknown task '{name}'; choose one of: {', '.join(task_names())}.") from None

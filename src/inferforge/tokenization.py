@@ -1,0 +1,93 @@
+"""Text to token arrays with the Hugging Face `tokenizers` package alone.
+
+The same `tokenizer.json` is used by verification, `LoadedModel.predict` and the Triton tokenizer
+model, so the server and the local engine see identical tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from inferforge.errors import UserError
+
+
+@dataclass
+class Encoded:
+    """A tokenized batch: the model's input arrays plus what post-processing needs."""
+
+    arrays: dict[str, np.ndarray]
+    texts: list[str]
+    pairs: list[str] | None
+    offsets: list[list[tuple[int, int]]] = field(default_factory=list)
+    sequence_ids: list[list[int | None]] = field(default_factory=list)
+    word_ids: list[list[int | None]] = field(default_factory=list)
+    special_mask: list[list[int]] = field(default_factory=list)
+
+
+class TextEncoder:
+    """Tokenizes texts (and text pairs) to int64 arrays named after the model's inputs."""
+
+    def __init__(self, tokenizer: Tokenizer, input_names: tuple[str, ...], max_length: int):
+        self.input_names = tuple(input_names)
+        self.max_length = int(max_length)
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
+        pad_id = tokenizer.token_to_id("[PAD]")
+        if pad_id is None:
+            pad_id = tokenizer.token_to_id("<pad>")
+        self.pad_id = int(pad_id or 0)
+
+    @classmethod
+    def from_dir(cls, directory: Path | str, input_names=None, max_length=None) -> "TextEncoder":
+        """Load `tokenizer.json` and `encoder.json` (input names, max length) written by `save`."""
+        directory = Path(directory)
+        meta_path = directory / "encoder.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        names = tuple(input_names or meta.get("input_names") or ("input_ids", "attention_mask"))
+        length = int(max_length or meta.get("max_length") or 512)
+        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), names, length)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(directory / "tokenizer.json"))
+        meta = {"input_names": list(self.input_names), "max_length": self.max_length, "pad_id": self.pad_id}
+        (directory / "encoder.json").write_text(json.dumps(meta, indent=2))
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None, pad_to: int | None = None) -> Encoded:
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of texts, not a single string")
+        if pairs is not None and len(pairs) != len(texts):
+            raise UserError(f"Got {len(texts)} texts but {len(pairs)} text pairs; give one pair per text.")
+        if not texts:
+            raise UserError("No text to encode: give at least one text.")
+        items = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        encodings = self.tokenizer.encode_batch(items, add_special_tokens=True)
+        length = max(len(e.ids) for e in encodings)
+        if pad_to is not None:
+            length = max(length, pad_to)
+        batch = len(encodings)
+        ids = np.full((batch, length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((batch, length), dtype=np.int64)
+        types = np.zeros((batch, length), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        all_arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        arrays = {name: all_arrays[name] for name in self.input_names}
+        return Encoded(
+            arrays=arrays,
+            texts=list(texts),
+            pairs=list(pairs) if pairs is not None else None,
+            offsets=[list(e.offsets) for e in encodings],
+            sequence_ids=[list(e.sequence_ids) for e in encodings],
+            word_ids=[list(e.word_ids) for e in encodings],
+            special_mask=[list(e.special_tokens_mask) for e in encodings],
+        )

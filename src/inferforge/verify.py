@@ -1,0 +1,146 @@
+"""Every variant against the PyTorch fp32 reference, on real tokenized text, batched with padding."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from inferforge.engines.base import Engine
+from inferforge.errors import UserError
+from inferforge.tasks import TaskSpec
+from inferforge.tokenization import Encoded, TextEncoder
+
+VALIDATION_BATCH = 8
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """The user's budget: largest output difference and smallest task agreement a variant may have."""
+
+    atol: float
+    min_agreement: float
+
+    @classmethod
+    def for_task(cls, task: TaskSpec, atol: float | None = None, min_agreement: float | None = None) -> "AccuracyBudget":
+        return cls(task.default_atol if atol is None else atol,
+                   task.default_min_agreement if min_agreement is None else min_agreement)
+
+
+@dataclass
+class VerifyResult:
+    """How far a variant is from the reference. `max_abs_diff` is raw; `scaled_diff` divides it by
+    max(1, largest reference magnitude) so one budget fits logits and normalized embeddings alike."""
+
+    passed: bool
+    max_abs_diff: float
+    scaled_diff: float
+    agreement: float
+    agreement_metric: str
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip("\r") for line in text.splitlines() if line.strip()]
+
+
+def builtin_texts(task: TaskSpec) -> tuple[list[str], list[str] | None]:
+    """A varied set of real English sentences of mixed lengths (question/context pairs for QA)."""
+    name = "validation_qa.tsv" if task.needs_pairs else "validation_en.txt"
+    lines = _lines(resources.files("inferforge.data").joinpath(name).read_text(encoding="utf-8"))
+    return split_pairs(lines, task)
+
+
+def split_pairs(lines: list[str], task: TaskSpec) -> tuple[list[str], list[str] | None]:
+    """Lines with a TAB are text pairs (question<TAB>context for QA)."""
+    if task.needs_pairs or (task.supports_pairs and all("\t" in line for line in lines)):
+        bad = [i + 1 for i, line in enumerate(lines) if "\t" not in line]
+        if bad:
+            raise UserError(f"{task.name} needs text pairs separated by a TAB; line {bad[0]} has none.")
+        texts, pairs = zip(*(line.split("\t", 1) for line in lines))
+        return list(texts), list(pairs)
+    return lines, None
+
+
+def read_validation_texts(path: Path, task: TaskSpec) -> tuple[list[str], list[str] | None]:
+    if not path.is_file():
+        raise UserError(f"Validation text file '{path}' does not exist.")
+    try:
+        lines = _lines(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"Validation text file '{path}' is not UTF-8 text.") from None
+    if not lines:
+        raise UserError(f"Validation text file '{path}' has no text in it.")
+    return split_pairs(lines, task)
+
+
+def validation_batches(encoder: TextEncoder, texts: list[str], pairs: list[str] | None,
+                       batch_size: int = VALIDATION_BATCH) -> list[Encoded]:
+    """Consecutive batches in file order, so every batch mixes lengths and exercises padding."""
+    return [
+        encoder.encode(texts[i : i + batch_size], pairs[i : i + batch_size] if pairs else None)
+        for i in range(0, len(texts), batch_size)
+    ]
+
+
+def run_batches(engine: Engine, batches: list[Encoded]) -> list[dict[str, np.ndarray]]:
+    return [engine.run(b.arrays) for b in batches]
+
+
+def _agreement(task: TaskSpec, batches, reference, candidate) -> float:
+    if task.agreement == "top1":
+        ref = np.concatenate([r["logits"].argmax(-1) for r in reference])
+        got = np.concatenate([c["logits"].argmax(-1) for c in candidate])
+        return float((ref == got).mean())
+    if task.agreement == "token_top1":
+        same = total = 0
+        for b, r, c in zip(batches, reference, candidate):
+            mask = b.arrays["attention_mask"].astype(bool)
+            same += int(((r["logits"].argmax(-1) == c["logits"].argmax(-1)) & mask).sum())
+            total += int(mask.sum())
+        return same / max(total, 1)
+    if task.agreement == "cosine":
+        ref = np.concatenate([r["sentence_embedding"] for r in reference]).astype(np.float64)
+        got = np.concatenate([c["sentence_embedding"] for c in candidate]).astype(np.float64)
+        cos = (ref * got).sum(-1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(got, axis=-1) + 1e-12)
+        return float(cos.min())
+    if task.agreement == "span":
+        same = total = 0
+        for b, r, c in zip(batches, reference, candidate):
+            for a, g in zip(task.postprocess(r, b, None), task.postprocess(c, b, None)):
+                same += (a["start"], a["end"]) == (g["start"], g["end"])
+                total += 1
+        return same / max(total, 1)
+    raise ValueError(f"unknown agreement metric {task.agreement}")
+
+
+def compare(task: TaskSpec, batches: list[Encoded], reference: list[dict], candidate: list[dict],
+            budget: AccuracyBudget) -> VerifyResult:
+    """Max absolute difference over every output and the task agreement, judged against the budget."""
+    max_diff = 0.0
+    scale = 1.0
+    for r, c in zip(reference, candidate):
+        for name in task.output_names:
+            a = r[name].astype(np.float64)
+            b = c[name].astype(np.float64)
+            if a.shape != b.shape:
+                return VerifyResult(False, float("inf"), float("inf"), 0.0, task.agreement,
+                                    f"output {name} has shape {b.shape}, the reference {a.shape}")
+            if not np.isfinite(b).all():
+                return VerifyResult(False, float("inf"), float("inf"), 0.0, task.agreement, f"output {name} has NaN or inf")
+            max_diff = max(max_diff, float(np.abs(a - b).max()))
+            scale = max(scale, float(np.abs(a).max()))
+    scaled = max_diff / scale
+    agreement = _agreement(task, batches, reference, candidate)
+    reasons = []
+    if scaled > budget.atol:
+        reasons.append(f"difference {scaled:.3g} is over the budget {budget.atol:g} by {scaled - budget.atol:.3g}")
+    if agreement < budget.min_agreement:
+        reasons.append(f"{task.agreement} agreement {agreement:.4f} is under {budget.min_agreement:g} "
+                       f"by {budget.min_agreement - agreement:.4f}")
+    return VerifyResult(not reasons, max_diff, scaled, agreement, task.agreement, "; ".join(reasons))
