@@ -31,6 +31,8 @@ from inferforge.errors import UserError
 SHM_DIR = Path("/dev/shm")
 # The Python backend maps one region per model instance; 64 MB each is the backend's default.
 SHM_BYTES_PER_PYTHON_MODEL = 64 * 1024 * 1024
+# How long the Python stubs get to exit by themselves after the server process is gone.
+STUB_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ class TritonServer:
         try:
             self.wait_ready(self.options.ready_timeout_s)
         except BaseException:
-            self.stop()
+            self.stop(keep_log=True)  # the error message points at the log
             raise
         return self
 
@@ -260,15 +262,16 @@ class TritonServer:
             return "not ready"
         return None
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
         """SIGTERM the process group, SIGKILL it after the exit timeout, then remove what is ours."""
         process, self.process = self.process, None
         if process is not None:
             self._terminate_group(process)
         self._remove_shm_regions()
         if self.workdir is not None:
-            keep = os.environ.get("INFERFORGE_KEEP_TRITON_LOG")
-            if not keep:
+            if keep_log or os.environ.get("INFERFORGE_KEEP_TRITON_LOG"):
+                shutil.rmtree(self.workdir / "backends", ignore_errors=True)
+            else:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
     def leftover_shm_regions(self) -> list[Path]:
@@ -344,9 +347,9 @@ class TritonServer:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return "no server log"
-        errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
-        picked = (errors or lines)[-3:]
-        return " | ".join(line.strip() for line in picked) or "the server log is empty"
+        errors = [line for line in lines if line.startswith("E") or line.startswith("error")]
+        picked = [" ".join(line.replace("\\n", " ").split())[:400] for line in (errors or lines)[-2:]]
+        return " | ".join(picked) + f" (log: {self.log_path})" if picked else "the server log is empty"
 
     def _terminate_group(self, process: subprocess.Popen) -> None:
         try:
@@ -358,20 +361,18 @@ class TritonServer:
             try:
                 process.wait(timeout=self.options.exit_timeout_s + 5)
             except subprocess.TimeoutExpired:
-                pass
-        if pgid is not None:
-            # Stubs share the server's process group; make sure none outlives it.
-            deadline = time.monotonic() + 5
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _group_alive(pgid):
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if process.poll() is None:
-            process.kill()
+                process.kill()
         process.wait()
+        if pgid is None:
+            return
+        # The Python stubs share the server's process group and exit once they see it gone;
+        # whatever is still there after the grace period is killed.
+        if not _wait_group_gone(pgid, STUB_GRACE_S):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            _wait_group_gone(pgid, 10.0)
 
     def _remove_shm_regions(self) -> None:
         for region in self.leftover_shm_regions():
@@ -381,11 +382,25 @@ class TritonServer:
                 pass
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of the group runs (zombies waiting for a parent to reap them do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

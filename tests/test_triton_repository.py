@@ -1,0 +1,139 @@
+"""The Triton model repository: configs parsed back with Triton's own schema, options checked, nothing half-written.
+
+No server here (see test_triton_server.py); the converted models are real tiny conversions.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from inferforge.errors import UserError
+from inferforge.triton.repository import BACKEND_MODELS, RepositoryOptions, write_repository
+
+
+def read_config(path: Path) -> mc.ModelConfig:
+    return text_format.Parse((path / "config.pbtxt").read_text(), mc.ModelConfig())
+
+
+def test_python_flavour_configs_batch_and_wire_the_ensemble(converted_tiny, tmp_path):
+    model_dir = converted_tiny("token-classification")
+    repo = write_repository(model_dir, tmp_path / "repo", name="ner", max_batch_size=16, queue_delay_us=250,
+                            instance_count=2)
+    assert repo.model_names == ("ner_tokenize", "ner_model", "ner_postprocess", "ner")
+    configs = {name: read_config(repo.path / name) for name in repo.model_names}
+    for name in repo.model_names[:3]:
+        config = configs[name]
+        assert config.backend == "python"
+        assert config.max_batch_size == 16
+        assert config.HasField("dynamic_batching")
+        assert config.dynamic_batching.max_queue_delay_microseconds == 250
+        assert (repo.path / name / "1" / "model.py").is_file()
+    assert [g.count for g in configs["ner_model"].instance_group] == [2]
+    assert all(i.allow_ragged_batch for i in configs["ner_model"].input)
+    assert {i.name: i.data_type for i in configs["ner_tokenize"].input} == {"text": mc.TYPE_STRING}
+    assert (repo.path / "ner_tokenize" / "1" / "tokenizer.json").is_file()
+    assert (repo.path / "ner_model" / "1" / "artifact" / "inferforge.json").is_file()
+
+    ensemble = configs["ner"]
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 16
+    assert [o.name for o in ensemble.output] == ["answer_json"]
+    # Every tensor a step reads is an ensemble input or an output of an earlier step, and every
+    # mapped name exists in the step model's own config.
+    available = {i.name for i in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:
+        step_config = configs[step.model_name]
+        assert set(step.input_map) <= {i.name for i in step_config.input}
+        assert set(step.input_map.values()) <= available, step.model_name
+        assert set(step.output_map) <= {o.name for o in step_config.output}
+        available |= set(step.output_map.values())
+    assert {o.name for o in ensemble.output} <= available
+
+
+def test_typed_outputs_follow_the_answer(converted_tiny, tmp_path):
+    qa = write_repository(converted_tiny("question-answering"), tmp_path / "qa", name="qa")
+    config = read_config(qa.path / "qa")
+    pair = {i.name: i for i in config.input}["text_pair"]
+    assert not pair.optional  # question answering needs the context
+    types = {o.name: o.data_type for o in config.output}
+    assert types == {"answer_json": mc.TYPE_STRING, "answer": mc.TYPE_STRING, "score": mc.TYPE_FP32,
+                     "start": mc.TYPE_INT64, "end": mc.TYPE_INT64}
+    cls = write_repository(converted_tiny("text-classification"), tmp_path / "cls", name="cls")
+    config = read_config(cls.path / "cls")
+    assert {i.name: i.optional for i in config.input} == {"text": False, "text_pair": True}
+    assert [o.name for o in config.output] == ["answer_json", "label", "score"]
+
+
+def test_onnxruntime_flavour_is_native_with_accelerator_options(converted_tiny, tmp_path):
+    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="cls",
+                            flavour="onnxruntime", threads=2, ort_accelerator="openvino")
+    config = read_config(repo.path / "cls_model")
+    assert config.platform == "onnxruntime_onnx" and not config.backend
+    assert config.max_batch_size > 0 and config.HasField("dynamic_batching")
+    assert [a.name for a in config.optimization.execution_accelerators.cpu_execution_accelerator] == ["openvino"]
+    assert config.parameters["intra_op_thread_count"].string_value == "2"
+    assert (repo.path / "cls_model" / "1" / "model.onnx").stat().st_size > 0
+    assert not (repo.path / "cls_model" / "1" / "model.py").exists()
+    assert repo.python_models == 2
+
+    gpu = write_repository(converted_tiny("text-classification"), tmp_path / "gpu", name="cls",
+                           flavour="onnxruntime", instance_kind="KIND_GPU", ort_accelerator="tensorrt")
+    accelerator = read_config(gpu.path / "cls_model").optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"max_batch_size": 0}, "dynamic batching"),
+        ({"flavour": "tensorflow"}, "flavour"),
+        ({"ort_accelerator": "openvino"}, "onnxruntime flavour"),
+        ({"flavour": "onnxruntime", "ort_accelerator": "tensorrt"}, "GPU"),
+        ({"instance_kind": "KIND_TPU"}, "instance kind"),
+        ({"name": "../escape"}, "not usable"),
+    ],
+)
+def test_bad_options_are_one_sentence(options, words):
+    with pytest.raises(UserError, match=words):
+        RepositoryOptions(**options)
+
+
+def test_refuses_to_overwrite_and_leaves_nothing_behind(converted_tiny, tmp_path):
+    model_dir = converted_tiny("text-classification")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="already exists"):
+        write_repository(model_dir, occupied)
+    assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
+
+    # A variant file missing from the folder is found while the repository is being written.
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    manifest = json.loads((broken / "inferforge.json").read_text())
+    manifest["variants"]["ort-fp32"]["files"].append("variants/ort-fp32/missing.onnx.data")
+    (broken / "inferforge.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="missing.onnx.data"):
+        write_repository(broken, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "occupied"]
+
+    with pytest.raises(UserError, match="not .*converted|inferforge output folder"):
+        write_repository(tmp_path / "occupied", tmp_path / "out2")
+
+
+def test_tokenizer_model_needs_only_tokenizers_and_numpy():
+    """It must run in a stock Triton container: no inferforge import."""
+    tree = ast.parse((BACKEND_MODELS / "tokenize.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"json", "os", "numpy", "tokenizers", "triton_python_backend_utils"}, imported

@@ -1,0 +1,365 @@
+"""A real Triton server on real conversions: answers equal the local engine's, batching, bad requests, clean stop.
+
+One server per module hosts a tiny model of every task and the real MiniLM (feature-extraction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+import inferforge
+from inferforge.errors import UserError
+from inferforge.triton.client import TritonTextClient
+from inferforge.triton.repository import write_repository
+from inferforge.triton.server import ServerOptions, TritonServer
+
+pytestmark = pytest.mark.slow
+
+MAX_BATCH = 8
+TASK_MODELS = {
+    "text-classification": "tiny_cls",
+    "token-classification": "tiny_ner",
+    "feature-extraction": "tiny_emb",
+    "question-answering": "tiny_qa",
+}
+TEXTS = [
+    "Alice met Bob in Paris last summer",
+    "the movie was great and the actors were wonderful in every single scene of it",
+    "Ünïcödé text, with punctuation! And émojis 🙂 too.",
+]
+CONTEXTS = [
+    "Paris is the capital of France and its largest city",
+    "the quick brown fox jumps over the lazy dog",
+    "a terrible boring film with no story at all",
+]
+
+
+def running_processes_with(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def served(converted_tiny, converted_minilm, tmp_path_factory):
+    """One server, one repository holding every model: the tiny ones and MiniLM."""
+    root = tmp_path_factory.mktemp("serving-repo")
+    combined = root / "repository"
+    combined.mkdir()
+    folders = {name: converted_tiny(task) for task, name in TASK_MODELS.items()}
+    folders["minilm"] = converted_minilm
+    python_models = 0
+    for name, folder in folders.items():
+        repo = write_repository(folder, root / name, name=name, max_batch_size=MAX_BATCH, threads=1)
+        python_models += repo.python_models
+        for model in repo.model_names:
+            shutil.move(str(repo.path / model), str(combined / model))
+    server = TritonServer(combined, ServerOptions(python_models=python_models, ready_timeout_s=300))
+    server.start()
+    yield server, folders
+    prefix = server.shm_prefix
+    server.stop()
+    assert server.process is None
+    assert not running_processes_with(prefix), "a tritonserver or stub process outlived stop()"
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(prefix)]
+
+
+@pytest.fixture(scope="module")
+def local_models(served):
+    _, folders = served
+    return {name: inferforge.load(folder, threads=1) for name, folder in folders.items()}
+
+
+def assert_same_answers(got, expected, atol=1e-4):
+    """Equal answers: same labels, spans and words; floats within `atol`."""
+    if isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=atol)
+    elif isinstance(expected, dict):
+        assert set(got) == set(expected)
+        for key in expected:
+            assert_same_answers(got[key], expected[key], atol)
+    elif isinstance(expected, list):
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert_same_answers(g, e, atol)
+    else:
+        assert got == expected
+
+
+def local_answers(model, texts, pairs=None):
+    # One text at a time: the reference answer of each text on its own.
+    return [model.predict([t], [p] if pairs else None)[0] for t, p in zip(texts, pairs or texts)]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("name", [*TASK_MODELS.values(), "minilm"])
+def test_answers_equal_the_local_engine(served, local_models, name, protocol):
+    server, _ = served
+    model = local_models[name]
+    pairs = CONTEXTS if model.task.needs_pairs else None
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with TritonTextClient(url, protocol, name) as client:
+        one_by_one = [client.predict([t], [p] if pairs else None)[0] for t, p in zip(TEXTS, pairs or TEXTS)]
+        together = client.predict(TEXTS, pairs)  # one request with three texts
+    expected = local_answers(model, TEXTS, pairs)
+    assert_same_answers(one_by_one, expected)
+    assert_same_answers(together, expected)
+
+
+def test_typed_outputs_carry_the_same_answer(served, local_models):
+    server, _ = served
+    with TritonTextClient(server.http_url, "http", "minilm") as client:
+        result = client.infer(TEXTS)
+        embedding = result.as_numpy("embedding")
+        answers = [json.loads(v) for v in result.as_numpy("answer_json").reshape(-1)]
+    assert embedding.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(embedding, np.array(answers, dtype=np.float32), atol=1e-6)
+    expected = np.array(local_answers(local_models["minilm"], TEXTS), dtype=np.float32)
+    cosine = (embedding * expected).sum(-1) / np.linalg.norm(embedding, axis=-1) / np.linalg.norm(expected, axis=-1)
+    assert cosine.min() > 0.9999
+
+
+def test_tokenizer_model_matches_the_local_encoder(served, local_models):
+    server, _ = served
+    encoder = local_models["tiny_qa"].encoder
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        inputs = []
+        for name, values in (("text", TEXTS), ("text_pair", CONTEXTS)):
+            tensor = httpclient.InferInput(name, [len(values), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[v.encode()] for v in values], dtype=np.object_))
+            inputs.append(tensor)
+        result = client.infer("tiny_qa_tokenize", inputs)
+    finally:
+        client.close()
+    expected = encoder.encode(TEXTS, CONTEXTS)
+    for name, array in expected.arrays.items():
+        np.testing.assert_array_equal(result.as_numpy(name), array)
+
+
+def test_32_concurrent_clients_are_answered_right_and_batched(served, local_models):
+    server, _ = served
+    model = local_models["tiny_cls"]
+    texts = [f"{TEXTS[i % 3]} number {i}" for i in range(32)]
+    expected = local_answers(model, texts)
+    answers: dict[int, object] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(32)
+
+    def client_thread(index: int) -> None:
+        try:
+            with TritonTextClient(server.http_url, "http", "tiny_cls") as client:
+                barrier.wait(timeout=30)
+                for _ in range(5):
+                    answers[index] = client.predict([texts[index]])[0]
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[:3]
+    assert_same_answers([answers[i] for i in range(32)], expected)
+    with TritonTextClient(server.http_url, "http", "tiny_cls") as client:
+        stats = client.statistics("tiny_cls_model")
+    sizes = {int(b["batch_size"]) for b in stats["batch_stats"]}
+    assert max(sizes) > 1, f"the dynamic batcher never formed a batch: {stats['batch_stats']}"
+    executed = sum(int(b["batch_size"]) * int(b["compute_infer"]["count"]) for b in stats["batch_stats"])
+    assert executed >= 32 * 5
+
+
+def raw_infer(server, model, inputs):
+    """`inputs`: (name, datatype, numpy array) triples, sent as they are through tritonclient HTTP."""
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        tensors = []
+        for name, datatype, array in inputs:
+            tensor = httpclient.InferInput(name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        return client.infer(model, tensors)
+    finally:
+        client.close()
+
+
+def text_array(*texts) -> np.ndarray:
+    return np.array([[t if isinstance(t, bytes) else t.encode()] for t in texts], dtype=np.object_)
+
+
+BAD_REQUESTS = {
+    "empty text": ("tiny_cls", [("text", "BYTES", text_array(""))], "empty"),
+    "invalid UTF-8": ("tiny_cls", [("text", "BYTES", text_array(b"caf\xc3 \xff\xfe"))], "UTF-8"),
+    "one bad text among good ones": ("tiny_cls", [("text", "BYTES", text_array("fine", b"\xff"))], "UTF-8"),
+    "wrong input name": ("tiny_cls", [("txt", "BYTES", text_array("hello"))], "txt"),
+    "wrong input type": ("tiny_cls", [("text", "INT32", np.array([[7]], dtype=np.int32))], "INT32|TYPE_STRING|BYTES"),
+    "batch over max_batch_size": ("tiny_cls", [("text", "BYTES", text_array(*["x"] * (MAX_BATCH + 1)))], "batch"),
+    "question without context": ("tiny_qa", [("text", "BYTES", text_array("who?"))], "text_pair|pair"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_gets_an_error_and_the_server_keeps_answering(served, local_models, case):
+    server, _ = served
+    model_name, inputs, words = BAD_REQUESTS[case]
+    with pytest.raises(Exception, match=words):
+        raw_infer(server, model_name, inputs)
+    assert server.check_health() is None
+    with TritonTextClient(server.http_url, "http", "tiny_cls") as client:
+        assert_same_answers(client.predict(TEXTS[:1]), local_answers(local_models["tiny_cls"], TEXTS[:1]))
+
+
+def test_bad_request_inside_a_dynamic_batch_fails_alone(served, local_models):
+    """Concurrent good and bad requests: only the bad ones get errors."""
+    server, _ = served
+    good, bad = [], []
+
+    def send(index: int) -> None:
+        text = b"\xff bad" if index % 4 == 0 else f"good text {index}".encode()
+        try:
+            result = raw_infer(server, "tiny_cls", [("text", "BYTES", text_array(text))])
+            good.append((index, json.loads(result.as_numpy("answer_json")[0, 0])))
+        except Exception as error:  # noqa: BLE001
+            bad.append((index, str(error)))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(i for i, _ in bad) == list(range(0, 24, 4))
+    assert all("UTF-8" in message for _, message in bad)
+    expected = local_answers(local_models["tiny_cls"], [f"good text {i}" for i, _ in sorted(good)])
+    assert_same_answers([a for _, a in sorted(good)], expected)
+
+
+def test_a_100000_character_text_is_truncated_and_answered(served, local_models):
+    server, _ = served
+    long_text = ("Alice met Bob in Paris. " * 4200)[:100_000]
+    assert len(long_text) == 100_000
+    with TritonTextClient(server.http_url, "http", "tiny_ner") as client:
+        answer = client.predict([long_text])
+    assert_same_answers(answer, local_answers(local_models["tiny_ner"], [long_text]))
+
+
+def test_plain_http_json_request(served, local_models):
+    """What examples/plain_http.py and curl send: KServe v2 JSON, no client library."""
+    server, _ = served
+    body = {"inputs": [{"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": [TEXTS[0]]}]}
+    request = urllib.request.Request(
+        f"http://{server.http_url}/v2/models/tiny_cls/infer", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        reply = json.loads(response.read())
+    outputs = {o["name"]: o["data"] for o in reply["outputs"]}
+    assert_same_answers([json.loads(outputs["answer_json"][0])], local_answers(local_models["tiny_cls"], TEXTS[:1]))
+    assert outputs["label"][0] == json.loads(outputs["answer_json"][0])["label"]
+    with pytest.raises(urllib.error.HTTPError) as error:
+        body["inputs"][0]["data"] = [""]
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://{server.http_url}/v2/models/tiny_cls/infer", data=json.dumps(body).encode()), timeout=30)
+    assert "empty" in json.loads(error.value.read())["error"]
+
+
+def test_metrics_are_served(served):
+    server, _ = served
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    assert 'nv_inference_request_success{model="tiny_cls"' in text
+
+
+def test_client_errors_are_one_sentence(served):
+    server, _ = served
+    with TritonTextClient(server.http_url, "http", "no_such_model") as client:
+        with pytest.raises(UserError, match="refused the request"):
+            client.predict(["hello"])
+    with TritonTextClient(server.http_url, "http") as client:
+        with pytest.raises(UserError, match="name one with --model"):
+            client.predict(["hello"])  # five inferforge models are served: the client cannot guess
+
+
+def test_taken_port_is_one_sentence(served):
+    server, _ = served
+    taken = int(server.http_url.rsplit(":", 1)[1])
+    with pytest.raises(UserError, match=f"Port {taken}"):
+        TritonServer(server.repository, ServerOptions(http_port=taken)).start()
+
+
+def test_a_server_that_never_gets_ready_is_stopped_with_the_reason(converted_tiny, tmp_path):
+    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="broken")
+    alone = tmp_path / "alone"  # the tokenizer model alone: it starts fast
+    shutil.move(str(repo.path / "broken_tokenize"), str(alone / "broken_tokenize"))
+    model_py = alone / "broken_tokenize" / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace("def initialize(self, args):",
+                                                     "def initialize(self, args):\n        raise RuntimeError('boom')"))
+    server = TritonServer(alone, ServerOptions(ready_timeout_s=120))
+    started = time.monotonic()
+    with pytest.raises(UserError, match="boom|broken_tokenize"):
+        server.start()
+    assert time.monotonic() - started < 120
+    assert server.process is None
+    assert not running_processes_with(server.shm_prefix)
+    assert not server.leftover_shm_regions()
+
+
+def test_cli_serve_query_and_sigterm_leave_nothing_behind(converted_tiny):
+    """`inferforge serve` on free ports, `inferforge query` over HTTP and gRPC, then SIGTERM."""
+    model_dir = converted_tiny("text-classification")
+    cli = [sys.executable, "-c", "from inferforge.cli import main; main()"]
+    serve = subprocess.Popen(
+        [*cli, "serve", str(model_dir), "--name", "cli_cls", "--http-port", "0", "--grpc-port", "0",
+         "--metrics-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Try:"):
+                break
+        printed = "".join(lines)
+        assert "Try:" in printed, printed + serve.stderr.read() if serve.poll() is not None else printed
+        http_url = printed.split("HTTP     http://")[1].split("/")[0]
+        grpc_url = printed.split("gRPC     ")[1].split()[0]
+        expected = inferforge.load(model_dir).predict([TEXTS[0]])[0]
+        for extra in ([], ["--grpc", "--url", grpc_url]):
+            url = [] if extra else ["--url", http_url]
+            done = subprocess.run([*cli, "query", TEXTS[0], *url, *extra], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert_same_answers(json.loads(done.stdout.strip()), expected)
+        refused = subprocess.run([*cli, "query", "", "--url", http_url], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "empty" in refused.stderr and "Traceback" not in refused.stderr
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    marker = f"inferforge_{serve.pid}_"
+    assert not running_processes_with(marker)
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
