@@ -1,0 +1,109 @@
+"""Interleaved timing of several peers on the same inputs, and their accuracy against a reference."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from peer_variants import Arrays, Peer
+
+from inferforge.benchmark import Shape
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    max_abs_diff: float
+    min_cosine: float
+
+
+@dataclass(frozen=True)
+class Timing:
+    peer: str
+    shape: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    samples: int
+    accuracy: Accuracy | None  # None for the reference itself
+
+
+def text_token_inputs(model_dir: Path, shape: Shape, text: str) -> Arrays:
+    """`shape.batch` rows of exactly `shape.sequence` tokens: [CLS], a window of real text, [SEP].
+
+    Every row is full (no padding), so every peer computes exactly the FLOPs of the shape.
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    body = shape.sequence - 2
+    if len(ids) < body + shape.batch:
+        raise ValueError(f"the benchmark text has {len(ids)} tokens, fewer than {shape} needs")
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    rows = []
+    for row in range(shape.batch):
+        start = (row * 37) % (len(ids) - body)
+        rows.append([cls_id, *ids[start:start + body], sep_id])
+    input_ids = np.asarray(rows, dtype=np.int64)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": np.ones_like(input_ids),
+        "token_type_ids": np.zeros_like(input_ids),
+    }
+
+
+def accuracy(output: np.ndarray, reference: np.ndarray) -> Accuracy:
+    output = output.astype(np.float64)
+    reference = reference.astype(np.float64)
+    cosine = (output * reference).sum(-1) / (
+        np.linalg.norm(output, axis=-1) * np.linalg.norm(reference, axis=-1) + 1e-30
+    )
+    return Accuracy(float(np.abs(output - reference).max()), float(cosine.min()))
+
+
+def time_interleaved(
+    peers: list[Peer], arrays: Arrays, shape: Shape, rounds: int, block_seconds: float,
+    reference: str | None, log=print,
+) -> list[Timing]:
+    """Warm every peer up, then run `rounds` rounds; in each, every peer runs a block of calls of
+    about `block_seconds`, the order rotating from round to round. A short pause between blocks
+    lets the previous runtime's spinning threads go idle."""
+    outputs: dict[str, np.ndarray] = {}
+    per_call: dict[str, float] = {}
+    for peer in peers:
+        outputs[peer.name] = peer.run(arrays)  # warm-up (and torch.compile's compilation)
+        start = time.perf_counter()
+        peer.run(arrays)
+        per_call[peer.name] = time.perf_counter() - start
+    calls = {name: max(1, min(200, round(block_seconds / seconds))) for name, seconds in per_call.items()}
+    samples: dict[str, list[float]] = {peer.name: [] for peer in peers}
+    for round_index in range(rounds):
+        shift = round_index % len(peers)
+        for peer in peers[shift:] + peers[:shift]:
+            time.sleep(0.05)
+            for _ in range(calls[peer.name]):
+                start = time.perf_counter()
+                peer.run(arrays)
+                samples[peer.name].append(time.perf_counter() - start)
+        log(f"    {shape} round {round_index + 1}/{rounds}")
+    reference_output = outputs.get(reference) if reference else None
+    timings = []
+    for peer in peers:
+        values = np.asarray(samples[peer.name]) * 1e3
+        timings.append(Timing(
+            peer=peer.name,
+            shape=str(shape),
+            median_ms=float(statistics.median(values)),
+            p10_ms=float(np.percentile(values, 10)),
+            p90_ms=float(np.percentile(values, 90)),
+            samples=len(values),
+            accuracy=None if reference_output is None or peer.name == reference
+            else accuracy(outputs[peer.name], reference_output),
+        ))
+    return timings
