@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from inferforge.errors import UserError
-from inferforge.source import Pooling, SourceModel
+from inferforge.source import Pooling, SourceModel, model_input_names
 from inferforge.tasks import TaskSpec
 
 OPSET = 17
@@ -31,10 +31,12 @@ class ExportWrapper(torch.nn.Module):
         self.task_name = task.name
         self.input_names = tuple(input_names)
         self.pooling = pooling or Pooling()
+        # Pooling needs the attention mask even for a model that does not take one.
+        self.model_input_names = model_input_names(model, model.config)
 
     def forward(self, *inputs: torch.Tensor):
         kwargs = dict(zip(self.input_names, inputs))
-        out = self.model(**kwargs, return_dict=True)
+        out = self.model(**{n: kwargs[n] for n in self.model_input_names}, return_dict=True)
         if self.task_name == "question-answering":
             return out.start_logits, out.end_logits
         if self.task_name != "feature-extraction":

@@ -87,6 +87,14 @@ def model_input_names(model, config) -> tuple[str, ...]:
     return tuple(names)
 
 
+def graph_input_names(model, config, task: TaskSpec) -> tuple[str, ...]:
+    """The ONNX graph's inputs: the model's own, plus the attention mask that pooling needs."""
+    names = model_input_names(model, config)
+    if task.name == "feature-extraction" and "attention_mask" not in names:
+        names = (names[0], "attention_mask", *names[1:])
+    return names
+
+
 def _max_length(tokenizer, config, directory: Path | None) -> int:
     candidates = []
     tok_max = getattr(tokenizer, "model_max_length", None)
@@ -163,7 +171,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         model=torch_model,
         tokenizer=tokenizer,
         config=config,
-        input_names=model_input_names(torch_model, config),
+        input_names=graph_input_names(torch_model, config, task),
         max_length=_max_length(tokenizer, config, path if local else None),
         labels=labels,
         pooling=pooling,

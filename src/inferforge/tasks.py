@@ -97,9 +97,11 @@ def _postprocess_qa(outputs, encoded, labels):
     answers = []
     for row in range(len(encoded.texts)):
         context = encoded.pairs[row] if encoded.pairs else encoded.texts[row]
-        in_context = np.array([s == 1 for s in encoded.sequence_ids[row]])
-        if not encoded.pairs:
-            in_context = np.array([s == 0 for s in encoded.sequence_ids[row]])
+        context_id = 1 if encoded.pairs else 0
+        length = outputs["start_logits"].shape[1]
+        in_context = np.zeros(length, dtype=bool)
+        seq = encoded.sequence_ids[row][:length]
+        in_context[: len(seq)] = [s == context_id for s in seq]
         if not in_context.any():
             answers.append({"answer": "", "score": 0.0, "start": 0, "end": 0})
             continue

@@ -183,15 +183,17 @@ class OrtFused(_OrtVariant):
 @register_variant
 @dataclass(frozen=True)
 class OrtDynamicInt8(_OrtVariant):
-    """int8 weights, activations quantized on the fly (MatMul only: embeddings stay fp32)."""
+    """int8 weights (per output channel by default), activations quantized on the fly; MatMul only, so
+    the embedding tables stay fp32. Per-channel weights cost nothing at run time and keep MiniLM's
+    sentence embeddings far closer to fp32 (worst cosine 0.964 against 0.808 per-tensor, measured)."""
 
     kind: ClassVar[str] = "ort-int8-dynamic"
     precision: ClassVar[str] = "int8"
-    per_channel: bool = False
+    per_channel: bool = True
 
     @property
     def name(self) -> str:
-        return self.kind + ("-per-channel" if self.per_channel else "")
+        return self.kind + ("" if self.per_channel else "-per-tensor")
 
     def build(self, ctx: BuildContext) -> list[str]:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -264,7 +266,7 @@ def known_variant_names() -> dict[str, Variant]:
         except TypeError:
             continue
         named.setdefault(instance.name, instance)
-    extra = [OrtDynamicInt8(per_channel=True), OpenVino("bf16")]
+    extra = [OrtDynamicInt8(per_channel=False), OpenVino("bf16")]
     named.update({v.name: v for v in extra})
     return named
 

@@ -1,0 +1,3 @@
+from inferforge.cli import main
+
+main()

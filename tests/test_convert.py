@@ -1,0 +1,143 @@
+"""The core pipeline on tiny local models: every task x BERT, RoBERTa, DistilBERT, checked against
+transformers itself (not against our own export wrapper)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import inferforge
+from inferforge.tasks import get_task, softmax, task_names
+from tiny_models import ARCHITECTURES, build_tiny_model
+
+TEXTS = ["The film was a complete waste of two hours.", "Paris is the capital of France.", "Meh.",
+         "Barack Obama was born in Honolulu, Hawaii, and later studied law at Harvard University."]
+QUESTIONS = ["Where was Barack Obama born?", "What is the capital of France?"]
+CONTEXTS = ["Barack Obama was born in Honolulu, Hawaii. He studied law at Harvard.",
+            "Paris is the capital and most populous city of France."]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """(arch, task) -> (HF dir, ConvertResult), built once: ort-fp32 and openvino-fp32 verified and timed."""
+    cache = {}
+
+    def get(arch: str, task: str):
+        if (arch, task) not in cache:
+            root = tmp_path_factory.mktemp(f"{arch}-{task}")
+            hf = build_tiny_model(root / "hf", arch, task)
+            result = inferforge.convert(str(hf), task, root / "out", variants="ort-fp32,openvino-fp32",
+                                        shapes="1x8,2x16", nb_measures=3, warmup=1, threads=1)
+            cache[arch, task] = hf, result
+        return cache[arch, task]
+
+    return get
+
+
+def transformers_reference(hf_dir, task: str, texts, pairs=None) -> dict[str, np.ndarray]:
+    """What plain transformers computes for the same texts (pooling as sentence-transformers does)."""
+    import transformers
+
+    spec = get_task(task)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    model = spec.auto_model_class().from_pretrained(hf_dir).eval()
+    batch = tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch)
+    if task == "feature-extraction":
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return {"sentence_embedding": ((out.last_hidden_state * mask).sum(1) / mask.sum(1)).numpy()}
+    if task == "question-answering":
+        return {"start_logits": out.start_logits.numpy(), "end_logits": out.end_logits.numpy()}
+    return {"logits": out.logits.numpy()}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("task", task_names())
+def test_convert_every_task_and_architecture(converted, arch, task):
+    hf, result = converted(arch, task)
+    for name in ("ort-fp32", "openvino-fp32"):
+        row = result.row(name)
+        assert row.usable, row.reason
+        assert row.check.max_abs_diff < 1e-4
+        assert set(row.latency) == {"1x8", "2x16"} and row.latency["1x8"].p50_ms > 0
+    assert result.selected in ("ort-fp32", "openvino-fp32")
+
+    model = inferforge.load(result.output, variant="ort-fp32")
+    pairs = CONTEXTS if task == "question-answering" else None
+    texts = QUESTIONS if pairs else TEXTS
+    expected = transformers_reference(hf, task, texts, pairs)
+    got = model.run(model.encoder.encode(texts, pairs).arrays)
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-4)
+
+
+def test_only_the_inputs_the_model_takes(converted):
+    for arch, expected in (("bert", ["input_ids", "attention_mask", "token_type_ids"]),
+                           ("roberta", ["input_ids", "attention_mask"]),
+                           ("distilbert", ["input_ids", "attention_mask"])):
+        _, result = converted(arch, "text-classification")
+        manifest = json.loads((result.output / "inferforge.json").read_text())
+        assert manifest["input_names"] == expected
+        import onnx
+
+        graph = onnx.load(str(result.output / "model.onnx"), load_external_data=False).graph
+        assert [i.name for i in graph.input] == expected
+        for tensor in graph.input:  # dynamic batch and sequence axes
+            assert [d.dim_param for d in tensor.type.tensor_type.shape.dim] == ["batch", "sequence"]
+
+
+def test_predict_answers_per_task(converted):
+    _, result = converted("bert", "text-classification")
+    model = inferforge.load(result.output)
+    answers = model.predict(TEXTS)
+    logits = model.run(model.encoder.encode(TEXTS).arrays)["logits"]
+    assert [a["label"] for a in answers] == [["NEGATIVE", "POSITIVE"][i] for i in logits.argmax(-1)]
+    np.testing.assert_allclose([a["score"] for a in answers], softmax(logits).max(-1), rtol=1e-6)
+    pair_answers = model.predict(TEXTS[:2], TEXTS[2:])  # text pairs go through the same path
+    assert len(pair_answers) == 2
+
+    _, result = converted("bert", "question-answering")
+    qa = inferforge.load(result.output)
+    for answer, context in zip(qa.predict(QUESTIONS, CONTEXTS), CONTEXTS):
+        assert context[answer["start"]:answer["end"]] == answer["answer"]
+        assert 0 <= answer["score"] <= 1
+
+    _, result = converted("roberta", "token-classification")
+    ner = inferforge.load(result.output)
+    for entities, text in zip(ner.predict(TEXTS), TEXTS):
+        for entity in entities:
+            assert entity["entity"] in ("PER", "LOC")
+            assert text[entity["start"]:entity["end"]] == entity["word"]
+
+    _, result = converted("distilbert", "feature-extraction")
+    emb = inferforge.load(result.output).predict(TEXTS)
+    assert np.asarray(emb).shape == (len(TEXTS), 32)
+
+
+def test_report_files(converted):
+    _, result = converted("bert", "feature-extraction")
+    report = json.loads((result.output / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["task"] == "feature-extraction"
+    assert report["selected"] == result.selected
+    assert {v["name"] for v in report["variants"]} == {"pytorch-fp32", "ort-fp32", "openvino-fp32"}
+    assert "amx_bf16" in report["machine"]["isa"] and report["machine"]["libraries"]["onnxruntime"]
+    markdown = (result.output / "report.md").read_text()
+    assert f"* {result.selected}" in markdown and "| variant |" in markdown
+    assert (result.output / "latency.png").stat().st_size > 1000
+    assert not list(result.output.parent.glob(".*inferforge-tmp*"))
+
+
+def test_selection_respects_the_budget(tmp_path):
+    """With a budget no reduced-precision variant can meet, only fp32 variants may be selected."""
+    hf = build_tiny_model(tmp_path / "hf", "bert", "feature-extraction", seed=1)
+    result = inferforge.convert(str(hf), "feature-extraction", tmp_path / "out",
+                                variants="ort-fp32,ort-int8-dynamic,openvino-default", shapes="1x8",
+                                nb_measures=3, warmup=1, threads=1, atol=1e-5, min_agreement=0.99999)
+    int8 = result.row("ort-int8-dynamic")
+    assert int8.status == "failed" and "over the budget" in int8.reason
+    assert result.selected == "ort-fp32"
+    assert result.row("ort-fp32").check.max_abs_diff < 1e-5
