@@ -29,6 +29,7 @@ class Row:
     floor_multiple: float | None  # median / weight-reading floor, batch 1 only
     max_abs_diff: float | None
     min_cosine: float | None
+    idle_before: float = 1.0  # idle fraction of the CPUs just before this model x shape was timed
 
     @property
     def is_inferforge(self) -> bool:
@@ -56,8 +57,8 @@ def results_table(rows: list[Row]) -> str:
 
 def targets_table(rows: list[Row]) -> str:
     lines = [
-        f"| model | shape | inferforge ms | best peer | speedup (target ≥{TARGET_SPEEDUP}x) | % of ceiling (target ≥{TARGET_CEILING_FRACTION:.0%} at 32x128) | × floor (target ≤{TARGET_FLOOR_MULTIPLE:.0f} at 1x16) | met |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| model | shape | inferforge ms | best peer | speedup (target ≥{TARGET_SPEEDUP}x) | % of ceiling (target ≥{TARGET_CEILING_FRACTION:.0%} at 32x128) | × floor (target ≤{TARGET_FLOOR_MULTIPLE:.0f} at 1x16) | met | idle |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     points = sorted({(r.model, r.shape) for r in rows}, key=lambda p: (p[0], _shape_key(p[1])))
     for model, shape in points:
@@ -65,7 +66,7 @@ def targets_table(rows: list[Row]) -> str:
         ours = [r for r in at_point if r.is_inferforge]
         peers = [r for r in at_point if not r.is_inferforge]
         if not ours or not peers:
-            lines.append(f"| {model} | {shape} | — | — | — | — | — | no inferforge result |")
+            lines.append(f"| {model} | {shape} | — | — | — | — | — | no inferforge result | — |")
             continue
         mine, best = ours[0], min(peers, key=lambda r: r.median_ms)
         speedup = best.median_ms / mine.median_ms
@@ -77,7 +78,7 @@ def targets_table(rows: list[Row]) -> str:
         lines.append(
             f"| {model} | {shape} | {mine.median_ms:.2f} | {best.peer} {best.median_ms:.2f} | {speedup:.2f}x "
             f"| {100 * mine.ceiling_fraction:.0f}% ({mine.precision}) | {_fmt(mine.floor_multiple, '.1f')} "
-            f"| {'yes' if all(met) else 'no'} |"
+            f"| {'yes' if all(met) else 'no'} | {mine.idle_before:.2f} |"
         )
     return "\n".join(lines)
 

@@ -58,6 +58,34 @@ def text_token_inputs(model_dir: Path, shape: Shape, text: str) -> Arrays:
     }
 
 
+def idle_fraction(seconds: float = 1.0) -> float:
+    """The fraction of CPU time nobody used over `seconds` (from /proc/stat; 1.0 where unreadable)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 1.0
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.85, log=print) -> float:
+    """Waits (at most `max_wait` seconds) until the CPUs are at least `threshold` idle; returns the
+    last idle fraction seen, so a result can say how busy the machine was when it was timed."""
+    deadline = time.monotonic() + max_wait
+    idle = idle_fraction()
+    while idle < threshold and time.monotonic() < deadline:
+        log(f"    waiting for a quiet machine (idle {idle:.0%})")
+        time.sleep(4.0)
+        idle = idle_fraction()
+    return idle
+
+
 def accuracy(output: np.ndarray, reference: np.ndarray) -> Accuracy:
     output = output.astype(np.float64)
     reference = reference.astype(np.float64)

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peer_report import Row, plot, replace_section, results_table, targets_table  # noqa: E402
-from peer_timing import Timing, text_token_inputs, time_interleaved  # noqa: E402
+from peer_timing import Timing, text_token_inputs, time_interleaved, wait_for_quiet  # noqa: E402
 from peer_variants import PEER_BUILDERS, Peer, PeerContext, build_peers, inferforge_selected  # noqa: E402
 
 from inferforge.benchmark import Shape  # noqa: E402
@@ -73,7 +73,7 @@ def benchmark_text(minilm: Path) -> str:
 
 
 def rows_for(model: str, dims: EncoderDims, peers: list[Peer], timings: list[Timing], shape: Shape,
-             limits: HardwareLimits) -> list[Row]:
+             limits: HardwareLimits, idle_before: float) -> list[Row]:
     by_name = {p.name: p for p in peers}
     peer_medians = [t.median_ms for t in timings if not t.peer.startswith("inferforge")]
     best = min(peer_medians) if peer_medians else float("nan")
@@ -91,6 +91,7 @@ def rows_for(model: str, dims: EncoderDims, peers: list[Peer], timings: list[Tim
             floor_multiple=None if floor is None else seconds / floor,
             max_abs_diff=t.accuracy.max_abs_diff if t.accuracy else None,
             min_cosine=t.accuracy.min_cosine if t.accuracy else None,
+            idle_before=idle_before,
         ))
     return rows
 
@@ -103,7 +104,7 @@ def machine_summary(threads: int) -> str:
             f"ISA: {', '.join(isa) or 'none of AVX-512/AMX'}; {versions}")
 
 
-def markdown_section(command: str, machine: str, limits: HardwareLimits, dims_by_model: dict[str, EncoderDims],
+def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_idle: float, dims_by_model: dict[str, EncoderDims],
                      rows: list[Row], peers_by_model: dict[str, list[Peer]], errors: dict[str, dict[str, str]],
                      plot_name: str, seconds: float) -> str:
     c = limits.ceilings
@@ -114,12 +115,15 @@ def markdown_section(command: str, machine: str, limits: HardwareLimits, dims_by
         "Each model x shape is timed interleaved: every variant runs a block of calls in turn, the order rotating "
         "from round to round, on the same full-length rows of real text (no padding). Medians of all calls. "
         "Accuracy is the sentence embedding (mean pooling, L2 normalized) against PyTorch fp32 on the same rows. "
-        "This machine is shared: other work running at the same time makes the numbers noisy.",
+        "The machine is shared: work of others running at the same time slows every variant down and makes the "
+        "numbers noisy; the 'idle' column is the fraction of the CPUs nobody used in the second before each "
+        "model x shape was timed (1.00: quiet).",
         "",
         f"Measured in the same run: matrix-product ceilings (one {c['fp32'].size}² product, {c['fp32'].threads} threads) "
         f"fp32 {c['fp32'].ops_per_second / 1e12:.2f} TFLOP/s, bf16 {c['bf16'].ops_per_second / 1e12:.2f} TFLOP/s, "
         f"int8 {c['int8'].ops_per_second / 1e12:.2f} TOP/s (`torch._int_mm`); memory read bandwidth "
-        f"{limits.bandwidth.bytes_per_second / 1e9:.1f} GB/s (sum over {limits.bandwidth.nbytes >> 20} MiB).",
+        f"{limits.bandwidth.bytes_per_second / 1e9:.1f} GB/s (sum over {limits.bandwidth.nbytes >> 20} MiB); "
+        f"idle before measuring: {limits_idle:.2f}.",
         "'% of ceiling' is the model's matrix-product FLOPs (`inferforge.hardware.encoder_flops`) over the median, "
         "divided by the ceiling of the variant's precision; '× weight floor' (batch 1) is the median over the time to "
         "read the encoder weights once at that bandwidth (weights in cache between calls can beat it).",
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-inferforge", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="reuse an inferforge conversion of the same shapes "
                         "left in the work dir by an earlier run")
+    parser.add_argument("--wait-quiet", type=float, default=60.0, help="before each timing, wait up to this many "
+                        "seconds for the CPUs to be 85%% idle (the idle fraction seen is recorded)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--block-seconds", type=float, default=None)
@@ -179,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
 
     log("measuring the hardware limits")
+    limits_idle = wait_for_quiet(args.wait_quiet, log=log)
     limits = HardwareLimits.measure(threads=args.threads)
     minilm = model_dir("minilm", args.work_dir)
     text = benchmark_text(minilm)
@@ -207,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             shape_peers = peers + ([ours[str(shape)]] if str(shape) in ours else [])
             log(f"{model} {shape}: timing {len(shape_peers)} variants")
             arrays = text_token_inputs(path, shape, text)
+            idle = wait_for_quiet(args.wait_quiet, log=log)
             timings = time_interleaved(shape_peers, arrays, shape, rounds, block_seconds, reference, log=log)
-            rows += rows_for(model, dims, shape_peers, timings, shape, limits)
+            rows += rows_for(model, dims, shape_peers, timings, shape, limits, idle)
             for t in timings:
                 log(f"    {t.peer:40s} {t.median_ms:9.2f} ms")
         peers_by_model[model] = [Peer(p.name, p.precision, lambda a: None, p.how, p.setup_seconds, p.notes)
@@ -219,14 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     args.work_dir.mkdir(parents=True, exist_ok=True)
     (args.work_dir / "peers.json").write_text(json.dumps({
-        "limits": limits.to_dict(), "rows": [asdict(r) for r in rows], "errors": errors,
+        "limits": limits.to_dict(), "limits_idle_before": limits_idle, "rows": [asdict(r) for r in rows], "errors": errors,
         "setup_seconds": {m: {p.name: p.setup_seconds for p in ps} for m, ps in peers_by_model.items()},
     }, indent=2))
     given = sys.argv[1:] if argv is None else argv
     command = " ".join([".venv/bin/python bench/peers.py", *given])
     machine = machine_summary(args.threads)
     plot(rows, args.plot, f"{machine.split(';')[0]} — median latency, interleaved runs")
-    section = markdown_section(command, machine, limits, dims_by_model, rows, peers_by_model, errors,
+    section = markdown_section(command, machine, limits, limits_idle, dims_by_model, rows, peers_by_model, errors,
                                os.path.relpath(args.plot, args.markdown.parent), seconds)
     (args.work_dir / "peers.md").write_text(section + "\n")
     if not args.no_markdown:
