@@ -363,3 +363,21 @@ def test_cli_serve_query_and_sigterm_leave_nothing_behind(converted_tiny):
     marker = f"inferforge_{serve.pid}_"
     assert not running_processes_with(marker)
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("script", ["plain_http.py", "tritonclient_http_grpc.py"])
+def test_example_clients_print_the_local_answers(served, local_models, script):
+    server, _ = served
+    urls = (["--url", f"http://{server.http_url}"] if script == "plain_http.py"
+            else ["--http-url", server.http_url, "--grpc-url", server.grpc_url])
+    pairs = [a for c in CONTEXTS[:2] for a in ("--pair", c)]
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--model", "tiny_qa", *urls, *TEXTS[:2], *pairs],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    expected = local_answers(local_models["tiny_qa"], TEXTS[:2], CONTEXTS[:2])
+    assert_same_answers(printed, expected * (len(printed) // 2))
+    assert len(printed) == (2 if script == "plain_http.py" else 4)
