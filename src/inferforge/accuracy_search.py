@@ -1,0 +1,287 @@
+"""Accuracy-aware int8: when full int8 loses more than the budget, keep the costliest nodes in fp32.
+
+1. Score the fully quantized model on the labelled data. Inside the budget: done.
+2. Sensitivity: for each quantized node, build the model with only that node kept in fp32 and
+   measure how much closer its outputs get to the fp32 graph's, on a subset of the labelled rows
+   (relative squared error of the task outputs: smooth, unlike accuracy on a few hundred rows).
+3. Keep the most sensitive node in fp32, then the next, one at a time, scoring the real metric on
+   all the labelled rows after each, until the drop fits the budget (or `max_kept` nodes are kept).
+4. Report which nodes were kept and what they cost in speed; if nothing fits, say so: the fp32
+   variant stays the answer.
+
+For onnxruntime a kept node is left out of quantization (`nodes_to_exclude`), for OpenVINO it is
+in NNCF's `ignored_scope`; the calibration ranges are computed once and reused.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from inferforge.benchmark import Shape, benchmark_engines
+from inferforge.engines.base import Engine
+from inferforge.evaluate import EvalSet, TaskScore
+from inferforge.quantize import _Int8Variant, searchable
+from inferforge.variants import BuildContext, Variant
+
+SENSITIVITY_ROWS = 256
+TIMING_SHAPE = Shape(1, 128)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class NodeSensitivity:
+    """How much closer to fp32 the outputs get when this node alone stays in fp32."""
+
+    node: str
+    output_error: float  # relative squared error vs fp32 with this node kept in fp32
+    gain: float  # full int8's error minus the above
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    kept_fp32: list[str]
+    score: float
+    drop_points: float
+    seconds: float
+
+
+@dataclass
+class SearchResult:
+    base_variant: str
+    metric: str
+    max_drop: float
+    reference_score: float
+    full_int8_score: float
+    full_int8_drop: float
+    fits: bool
+    message: str
+    variant: _Int8Variant | None = None  # the config that fits (None: nothing fits, keep fp32)
+    files: list[str] = field(default_factory=list)
+    kept_fp32: list[str] = field(default_factory=list)
+    final_score: float | None = None
+    final_drop: float | None = None
+    full_int8_output_error: float | None = None
+    sensitivities: list[NodeSensitivity] = field(default_factory=list)
+    steps: list[SearchStep] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50 at timing_shape
+    timing_shape: str = str(TIMING_SHAPE)
+    search_seconds: float = 0.0
+    engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str | None:
+        return self.variant.name if self.variant else None
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k not in ("variant", "engine")}
+        data["variant"] = self.variant.to_dict() if self.variant else None
+        data["variant_name"] = self.name
+        return data
+
+
+def output_error(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]]) -> float:
+    """Squared difference over squared reference, summed over batches, averaged over outputs."""
+    names = sorted(reference[0])
+    errors = []
+    for name in names:
+        diff = sum(float(np.square(c[name].astype(np.float64) - r[name]).sum()) for r, c in zip(reference, candidate))
+        size = sum(float(np.square(r[name].astype(np.float64)).sum()) for r in reference)
+        errors.append(diff / max(size, 1e-30))
+    return float(np.mean(errors))
+
+
+def _build_scratch(variant: _Int8Variant, ctx: BuildContext, scratch: Path) -> Engine:
+    folder = Path(tempfile.mkdtemp(prefix="candidate-", dir=scratch))
+    paths = variant.quantize_into(ctx, folder)
+    return variant.open(folder, [paths[0].name], ctx.threads)
+
+
+def rank_nodes(full: _Int8Variant, ctx: BuildContext, subset: EvalSet, fp32_outputs: list[dict[str, np.ndarray]],
+               full_error: float, scratch: Path, progress: Progress) -> list[NodeSensitivity]:
+    """Every quantized node, most costly first."""
+    nodes = full.quantized_nodes(ctx)
+    ranked = []
+    for i, node in enumerate(nodes):
+        progress("int8 sensitivity", i, len(nodes))
+        engine = _build_scratch(full.with_keep_fp32([node]), ctx, scratch)
+        error = output_error(fp32_outputs, subset.outputs(engine))
+        ranked.append(NodeSensitivity(node, error, full_error - error))
+    progress("int8 sensitivity", len(nodes), len(nodes))
+    return sorted(ranked, key=lambda s: -s.gain)
+
+
+def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop: float, reference_score: float,
+                *, fp32_engine: Engine | None = None, full_engine: Engine | None = None,
+                full_files: list[str] | None = None, sensitivity_rows: int = SENSITIVITY_ROWS,
+                max_kept: int | None = None, timing_shape: Shape | None = TIMING_SHAPE, nb_measures: int = 10,
+                progress: Progress | None = None) -> SearchResult:
+    """The int8 model closest to full int8 whose drop in points (vs `reference_score`) is <= max_drop.
+
+    `full_engine`/`full_files`: the fully quantized variant when the caller already built it.
+    `fp32_engine`: what sensitivities are measured against (default: the fp32 ONNX in onnxruntime).
+    """
+    started = time.perf_counter()
+    tick = progress or (lambda step, done, total: None)
+    full = searchable(variant)
+    if full is None:
+        raise ValueError(f"{variant.name} is not an int8 variant the search can refine")
+    full = full.with_keep_fp32(())
+    if full_engine is None:
+        full_files = full.build(ctx)
+        full_engine = full.open(ctx.workdir, full_files, ctx.threads)
+    full_score = eval_set.score(full_engine)
+    result = SearchResult(base_variant=full.name, metric=eval_set.primary, max_drop=max_drop,
+                          reference_score=reference_score, full_int8_score=full_score.value,
+                          full_int8_drop=reference_score - full_score.value, fits=False, message="")
+    if result.full_int8_drop <= max_drop:
+        result.fits, result.variant, result.files, result.engine = True, full, list(full_files or []), full_engine
+        result.final_score, result.final_drop = result.full_int8_score, result.full_int8_drop
+        result.message = (f"{full.name} loses {result.full_int8_drop:.2f} points of {result.metric}, "
+                          f"inside the budget of {max_drop:g}: nothing kept in fp32.")
+        result.search_seconds = time.perf_counter() - started
+        return result
+
+    if fp32_engine is None:
+        from inferforge.engines.ort import OrtEngine
+
+        fp32_engine = OrtEngine(ctx.fp32_onnx, ctx.threads, "ort-fp32")
+    subset = eval_set.subset(sensitivity_rows)
+    fp32_outputs = subset.outputs(fp32_engine)
+    result.full_int8_output_error = output_error(fp32_outputs, subset.outputs(full_engine))
+    with tempfile.TemporaryDirectory(prefix="inferforge-int8-search-") as tmp:
+        scratch = Path(tmp)
+        result.sensitivities = rank_nodes(full, ctx, subset, fp32_outputs, result.full_int8_output_error, scratch, tick)
+        order = [s.node for s in result.sensitivities][: max_kept if max_kept is not None else None]
+        kept: list[str] = []
+        for i, node in enumerate(order):
+            tick("keep nodes in fp32", i, len(order))
+            step_start = time.perf_counter()
+            kept.append(node)
+            engine = _build_scratch(full.with_keep_fp32(kept), ctx, scratch)
+            score = eval_set.score(engine)
+            drop = reference_score - score.value
+            result.steps.append(SearchStep(list(kept), score.value, drop, time.perf_counter() - step_start))
+            if drop <= max_drop:
+                result.fits = True
+                break
+        tick("keep nodes in fp32", len(order), len(order))
+
+    if result.fits:
+        final = full.with_keep_fp32(kept)
+        result.variant, result.kept_fp32 = final, list(kept)
+        result.files = final.build(ctx)
+        result.engine = final.open(ctx.workdir, result.files, ctx.threads)
+        result.final_score, result.final_drop = result.steps[-1].score, result.steps[-1].drop_points
+        result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric}; keeping "
+                          f"{len(kept)} of {len(result.sensitivities)} quantized nodes in fp32 brings the loss to "
+                          f"{result.final_drop:.2f} points (budget {max_drop:g}).")
+    else:
+        tried = len(result.steps)
+        result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric} and no int8 "
+                          f"model with up to {tried} nodes kept in fp32 fits the budget of {max_drop:g} points: "
+                          f"keep the fp32 variant.")
+
+    if timing_shape is not None:
+        engines = {"fp32": fp32_engine, "full int8": full_engine}
+        if result.fits and result.kept_fp32:
+            engines[result.name] = result.engine
+        vocab = ctx.encoder.tokenizer.get_vocab_size()
+        stats = benchmark_engines(engines, timing_shape, vocab, nb_measures, warmup=2)
+        result.latency_ms = {name: s.p50_ms for name, s in stats.items()}
+        result.timing_shape = str(timing_shape)
+        if result.fits and result.kept_fp32:
+            cost = result.latency_ms[result.name] / result.latency_ms["full int8"]
+            result.message += (f" Speed at {timing_shape}: {result.latency_ms[result.name]:.2f} ms against "
+                               f"{result.latency_ms['full int8']:.2f} ms for full int8 ({cost:.2f}x) and "
+                               f"{result.latency_ms['fp32']:.2f} ms for fp32.")
+    result.search_seconds = time.perf_counter() - started
+    return result
+
+
+# ---------------------------------------------------------------- conversion hook
+
+
+@dataclass
+class AccuracyOutcome:
+    """What `judge_variants` did: the reference score and one search per int8 variant over budget."""
+
+    metric: str
+    reference: str
+    reference_score: TaskScore
+    max_drop: float
+    rows: int
+    searches: list[SearchResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "reference": self.reference, "reference_score": self.reference_score.to_dict(),
+                "max_drop": self.max_drop, "rows": self.rows, "searches": [s.to_dict() for s in self.searches]}
+
+
+def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], eval_set: EvalSet, max_drop: float,
+                   reference: str = "pytorch-fp32", search: bool = True, progress: Progress | None = None) -> AccuracyOutcome:
+    """Score every built variant on the labelled data and hold the reduced-precision ones to `max_drop`.
+
+    `rows` are the conversion's `report.VariantResult`s and `engines` their open engines. Each scored row
+    gets `extra["accuracy"]`; a bf16/int8 row over budget becomes "failed" with the reason; for an
+    int8 row over budget the search runs and, when it finds a fitting model, a new row (and engine) is
+    added. fp32 variants are never failed here: they are the fallback the budget falls back to.
+    """
+    from inferforge.report import VariantResult
+
+    tick = progress or (lambda step, done, total: None)
+    if reference not in engines:
+        raise ValueError(f"the reference {reference} has no engine")
+    scored = [r for r in rows if r.name in engines]
+    scores: dict[str, TaskScore] = {}
+    for i, row in enumerate(scored):
+        tick("accuracy", i, len(scored))
+        scores[row.name] = eval_set.score(engines[row.name])
+    tick("accuracy", len(scored), len(scored))
+    ref = scores[reference]
+    outcome = AccuracyOutcome(eval_set.primary, reference, ref, max_drop, len(eval_set))
+    for row in scored:
+        score = scores[row.name]
+        drop = ref.value - score.value
+        row.extra["accuracy"] = {**score.to_dict(), "drop_points": drop}
+        if row.precision != "fp32" and drop > max_drop and row.usable:
+            row.status, row.reason = "failed", (f"loses {drop:.2f} points of {eval_set.primary} on "
+                                                f"{len(eval_set)} labelled rows (budget {max_drop:g})")
+    if not search:
+        return outcome
+    for row in list(scored):
+        config = _config_of(row)
+        if row.status != "failed" or config is None or searchable(config) is None or "accuracy" not in row.extra:
+            continue
+        if row.extra["accuracy"]["drop_points"] <= max_drop:
+            continue
+        result = search_int8(ctx, config, eval_set, max_drop, ref.value, full_engine=engines[row.name],
+                             full_files=row.files, fp32_engine=engines.get("ort-fp32"), progress=tick)
+        row.extra["accuracy_search"] = result.to_dict()
+        outcome.searches.append(result)
+        if result.fits and result.kept_fp32 and result.name not in engines:
+            new = VariantResult(result.name, result.variant.to_dict(), result.variant.precision, True,
+                                files=result.files)
+            new.extra["accuracy"] = {"metric": result.metric, "value": result.final_score,
+                                     "metrics": {result.metric: result.final_score}, "rows": len(eval_set),
+                                     "drop_points": result.final_drop}
+            new.extra["kept_fp32"] = result.kept_fp32
+            new.reason = f"int8 with {len(result.kept_fp32)} node(s) kept in fp32 by the accuracy search"
+            rows.append(new)
+            engines[result.name] = result.engine
+    return outcome
+
+
+def _config_of(row) -> Variant | None:
+    from inferforge.variants import variant_from_dict
+
+    try:
+        return variant_from_dict(row.config)
+    except Exception:  # noqa: BLE001 - a row without a rebuildable config is not searchable
+        return None

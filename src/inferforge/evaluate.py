@@ -1,0 +1,338 @@
+"""Task accuracy on labelled data, for every variant, next to the fp32 reference.
+
+    report = inferforge.evaluate.evaluate("out/sentiment", "test.csv")
+    print(report.markdown())
+
+    inferforge evaluate out/sentiment --data test.csv
+
+`EvalSet` tokenizes the labelled rows once (sorted by length, so batches carry little padding) and
+scores any `Engine` on them; conversion and the accuracy-aware search use it the same way.
+Scores are percentages, so a drop reads in points.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from inferforge.engines.base import Engine
+from inferforge.errors import UserError
+from inferforge.labelled_data import (DataColumns, LabelledData, answer_texts, class_ids, read_labelled_data,
+                                      similarity_scores, tag_sequences)
+from inferforge.metrics import answer_scores, cosine_similarities, entity_scores, macro_f1, spearman
+from inferforge.metrics import accuracy as accuracy_metric
+from inferforge.tasks import TaskSpec
+from inferforge.tokenization import Encoded, TextEncoder
+
+EVAL_BATCH = 32
+# The metric each task is judged (and selected) on; the others are reported beside it.
+PRIMARY_METRIC = {
+    "text-classification": "accuracy",
+    "token-classification": "entity_f1",
+    "question-answering": "f1",
+    "feature-extraction": "spearman",
+}
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """Metrics in percent; `primary` names the one a budget applies to."""
+
+    metrics: dict[str, float]
+    primary: str
+    rows: int
+
+    @property
+    def value(self) -> float:
+        return self.metrics[self.primary]
+
+    def to_dict(self) -> dict:
+        return {"metric": self.primary, "value": self.value, "metrics": dict(self.metrics), "rows": self.rows}
+
+
+def columns_for_task(task: TaskSpec, text: str | None = None, pair: str | None = None, label: str | None = None) -> DataColumns:
+    """Column names, defaulting to text / text_pair / label; a pair is required where the task needs one."""
+    defaults = DataColumns()
+    return DataColumns(text=text or defaults.text, pair=pair or defaults.pair, label=label or defaults.label,
+                       pair_required=task.needs_pairs or task.name == "feature-extraction")
+
+
+def _word_spans(text: str) -> list[tuple[int, int]]:
+    spans, position = [], 0
+    for word in text.split():
+        start = text.index(word, position)
+        spans.append((start, start + len(word)))
+        position = start + len(word)
+    return spans
+
+
+class EvalSet:
+    """Labelled rows tokenized once, scored on any engine with the task's metric."""
+
+    def __init__(self, task: TaskSpec, encoder: TextEncoder, data: LabelledData, labels: list[str] | None,
+                 batch_size: int = EVAL_BATCH):
+        self.task = task
+        self.encoder = encoder
+        self.data = data
+        self.labels = labels
+        self.batch_size = batch_size
+        if task.name in ("text-classification", "token-classification") and not labels:
+            raise UserError(f"The model has no label names, so labelled data cannot be matched to its {task.name} outputs.")
+        if data.pairs is not None and not task.supports_pairs and task.name != "feature-extraction":
+            data = LabelledData(data.texts, None, data.labels, data.lines, data.source, data.columns)
+            self.data = data
+        # Gold values are checked now, so a bad label fails before any model runs.
+        if task.name == "text-classification":
+            self.gold = class_ids(data, labels)
+        elif task.name == "token-classification":
+            self.gold = tag_sequences(data, labels)
+        elif task.name == "question-answering":
+            self.gold = answer_texts(data)
+        elif task.name == "feature-extraction":
+            self.gold = similarity_scores(data)
+        else:
+            raise UserError(f"No metric is defined for task {task.name}.")
+        self.batches = self._encode()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def primary(self) -> str:
+        return PRIMARY_METRIC[self.task.name]
+
+    def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
+        """(row indices, encoded batch) pairs, rows sorted by length.
+
+        For similarity each sentence of a pair is embedded alone: rows n..2n-1 are the second sentences.
+        """
+        data = self.data
+        if self.task.name == "feature-extraction":
+            texts, pairs = data.texts + data.pairs, None
+        else:
+            texts, pairs = data.texts, data.pairs
+        lengths = [len(t) + (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)]
+        order = np.argsort(lengths, kind="stable")
+        batches = []
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            chunk_pairs = [pairs[i] for i in idx] if pairs is not None else None
+            batches.append((idx, self.encoder.encode([texts[i] for i in idx], chunk_pairs)))
+        return batches
+
+    def subset(self, size: int) -> "EvalSet":
+        """An evenly spread subset of `size` rows (all rows when there are fewer)."""
+        if size >= len(self):
+            return self
+        rows = np.linspace(0, len(self) - 1, size).round().astype(int)
+        return EvalSet(self.task, self.encoder, self.data.subset(rows.tolist()), self.labels, self.batch_size)
+
+    def outputs(self, engine: Engine) -> list[dict[str, np.ndarray]]:
+        """Raw outputs of every batch, in batch order (for comparing engines output to output)."""
+        return [engine.run(encoded.arrays) for _, encoded in self.batches]
+
+    def score(self, engine: Engine) -> TaskScore:
+        return self.score_outputs(self.outputs(engine))
+
+    def score_outputs(self, outputs: list[dict[str, np.ndarray]]) -> TaskScore:
+        name = self.task.name
+        if name == "text-classification":
+            predicted = np.empty(len(self), dtype=np.int64)
+            for (idx, _), out in zip(self.batches, outputs):
+                predicted[idx] = out["logits"].argmax(-1)
+            metrics = {"accuracy": accuracy_metric(self.gold, predicted), "macro_f1": macro_f1(self.gold, predicted)}
+        elif name == "token-classification":
+            predicted_tags: list[list[str]] = [[] for _ in range(len(self))]
+            for (idx, encoded), out in zip(self.batches, outputs):
+                best = out["logits"].argmax(-1)
+                for row_in_batch, row in enumerate(idx):
+                    predicted_tags[row] = self._word_tags(encoded, row_in_batch, best[row_in_batch])
+            scores = entity_scores(self.gold, predicted_tags)
+            metrics = {"entity_f1": scores.f1, "entity_precision": scores.precision, "entity_recall": scores.recall}
+        elif name == "question-answering":
+            answers = [""] * len(self)
+            for (idx, encoded), out in zip(self.batches, outputs):
+                for row, answer in zip(idx, self.task.postprocess(out, encoded, self.labels)):
+                    answers[row] = answer["answer"]
+            scores = answer_scores(self.gold, answers)
+            metrics = {"f1": scores.f1, "exact_match": scores.exact_match}
+        else:
+            n = len(self)
+            vectors: list[np.ndarray | None] = [None] * (2 * n)
+            for (idx, _), out in zip(self.batches, outputs):
+                for row, vector in zip(idx, out["sentence_embedding"]):
+                    vectors[row] = vector
+            first, second = np.stack(vectors[:n]), np.stack(vectors[n:])
+            metrics = {"spearman": spearman(cosine_similarities(first, second), self.gold)}
+        return TaskScore({k: 100.0 * float(v) for k, v in metrics.items()}, self.primary, len(self))
+
+    def _word_tags(self, encoded: Encoded, row: int, best: np.ndarray) -> list[str]:
+        """The tag of each whitespace word: the prediction of its first token ('O' if truncated away)."""
+        text = encoded.texts[row]
+        spans = _word_spans(text)
+        tags = ["O"] * len(spans)
+        seen = [False] * len(spans)
+        word = 0
+        for token, (start, end) in enumerate(encoded.offsets[row]):
+            if encoded.special_mask[row][token] or end <= start:
+                continue
+            while word < len(spans) and spans[word][1] <= start:
+                word += 1
+            if word < len(spans) and spans[word][0] <= start and not seen[word]:
+                seen[word] = True
+                tags[word] = self.labels[int(best[token])]
+        return tags
+
+
+def read_eval_set(path: Path | str, task: TaskSpec, encoder: TextEncoder, labels: list[str] | None,
+                  text_column: str | None = None, pair_column: str | None = None,
+                  label_column: str | None = None) -> EvalSet:
+    """Read a labelled file for `task` and tokenize it (the convert and evaluate entry point)."""
+    columns = columns_for_task(task, text_column, pair_column, label_column)
+    data = read_labelled_data(path, columns, text_is_list=task.name == "token-classification")
+    return EvalSet(task, encoder, data, labels)
+
+
+# ---------------------------------------------------------------- evaluate(DIR)
+
+
+@dataclass
+class VariantScore:
+    variant: str
+    precision: str
+    score: TaskScore | None
+    drop_points: float | None = None
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return {"variant": self.variant, "precision": self.precision,
+                **(self.score.to_dict() if self.score else {}), "drop_points": self.drop_points, "error": self.error}
+
+
+@dataclass
+class EvaluationReport:
+    """Every variant's metrics on one labelled file, with the drop against the fp32 reference in points."""
+
+    model_dir: str
+    data: str
+    task: str
+    metric: str
+    reference: str | None
+    rows: list[VariantScore] = field(default_factory=list)
+
+    def row(self, variant: str) -> VariantScore:
+        return next(r for r in self.rows if r.variant == variant)
+
+    def to_dict(self) -> dict:
+        return {"model_dir": self.model_dir, "data": self.data, "task": self.task, "metric": self.metric,
+                "reference": self.reference, "variants": [r.to_dict() for r in self.rows]}
+
+    def markdown(self) -> str:
+        names = list(self.rows[0].score.metrics) if self.rows and self.rows[0].score else [self.metric]
+        header = ["variant", "precision", *names, f"drop ({self.metric}, points)"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in self.rows:
+            if r.score is None:
+                lines.append(f"| {r.variant} | {r.precision} | " + " | ".join("" for _ in names) + f" | error: {r.error} |")
+                continue
+            drop = "reference" if r.variant == self.reference else (f"{r.drop_points:+.2f}" if r.drop_points is not None else "")
+            lines.append(f"| {r.variant} | {r.precision} | " + " | ".join(f"{r.score.metrics[n]:.2f}" for n in names)
+                         + f" | {drop} |")
+        return "\n".join(lines)
+
+
+def drop_points(reference: TaskScore, score: TaskScore) -> float:
+    """How many points `score` loses against `reference` on the primary metric (negative: it gains)."""
+    return reference.value - score.value
+
+
+def reference_variant(variants: dict[str, dict]) -> str | None:
+    """The fp32 variant a folder's scores are compared with: ort-fp32, else the first fp32 one."""
+    if "ort-fp32" in variants:
+        return "ort-fp32"
+    from inferforge.variants import variant_from_dict
+
+    for name, entry in variants.items():
+        if variant_from_dict(entry["config"]).precision == "fp32" and entry.get("deployable"):
+            return name
+    return None
+
+
+def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str] | None = None,
+             text_column: str | None = None, pair_column: str | None = None, label_column: str | None = None,
+             threads: int | None = None, progress: Optional[Callable[[str, int, int], None]] = None) -> EvaluationReport:
+    """Score every stored variant of a converted folder (or `variants`) on a labelled CSV/JSONL file."""
+    from inferforge.artifacts import TOKENIZER_DIR, Manifest
+    from inferforge.tasks import get_task
+    from inferforge.variants import variant_from_dict
+
+    folder = Path(model_dir)
+    manifest = Manifest.read(folder)
+    task = get_task(manifest.task)
+    encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
+    eval_set = read_eval_set(data_path, task, encoder, manifest.labels, text_column, pair_column, label_column)
+    stored = {n: e for n, e in manifest.variants.items() if e.get("deployable")}
+    names = variants or list(stored)
+    for name in names:
+        manifest.variant(name)  # a clear error for a name the folder does not hold
+    reference = reference_variant(stored)
+    if reference is not None and reference not in names:
+        names = [reference, *names]
+    report = EvaluationReport(str(folder), str(data_path), task.name, eval_set.primary, reference)
+    tick = progress or (lambda step, done, total: None)
+    for i, name in enumerate(names):
+        tick("evaluate", i, len(names))
+        config, files = manifest.variant(name)
+        row = VariantScore(name, config.precision, None)
+        try:
+            row.score = eval_set.score(config.open(folder, files, threads))
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - one runtime failing must not hide the others' scores
+            row.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        report.rows.append(row)
+    tick("evaluate", len(names), len(names))
+    ref_row = next((r for r in report.rows if r.variant == reference and r.score), None)
+    for row in report.rows:
+        if ref_row and row.score:
+            row.drop_points = drop_points(ref_row.score, row.score)
+    return report
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def register(app) -> None:
+    """Adds `inferforge evaluate DIR --data FILE` to the Typer app."""
+    import typer
+
+    @app.command("evaluate")
+    def evaluate_command(
+        model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
+        data: Path = typer.Option(..., "--data", "-d", help="Labelled CSV, TSV or JSONL file."),
+        text_column: str = typer.Option("text", help="Column with the text (the question for QA)."),
+        pair_column: str = typer.Option("text_pair", help="Column with the second text (the context for QA, "
+                                                          "the other sentence for similarity); used when present."),
+        label_column: str = typer.Option("label", help="Column with the label: class name or id, tags per word "
+                                                       "(token classification), answer text(s) (QA) or a "
+                                                       "similarity score (feature extraction)."),
+        variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all stored)."),
+        threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
+        json_output: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
+    ) -> None:
+        """Score every variant of a converted model on labelled data, with the drop against fp32 in points."""
+        from rich.console import Console
+
+        names = [n.strip() for n in variants.split(",") if n.strip()] if variants else None
+        report = evaluate(model_dir, data, variants=names, text_column=text_column, pair_column=pair_column,
+                          label_column=label_column, threads=threads)
+        out = Console()
+        out.print(f"{report.task} on {report.data} ({report.rows[0].score.rows if report.rows and report.rows[0].score else 0} rows), "
+                  f"reference {report.reference}:", highlight=False)
+        out.print(report.markdown(), highlight=False, markup=False)
+        if json_output is not None:
+            json_output.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
