@@ -28,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+# Piped output (CI logs, `make demo`) gets a width that fits the whole table instead of rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 150)
 
 
 class RichProgress:
