@@ -26,9 +26,10 @@ def test_python_flavour_configs_batch_and_wire_the_ensemble(converted_tiny, tmp_
     model_dir = converted_tiny("token-classification")
     repo = write_repository(model_dir, tmp_path / "repo", name="ner", max_batch_size=16, queue_delay_us=250,
                             instance_count=2)
-    assert repo.model_names == ("ner_tokenize", "ner_model", "ner_postprocess", "ner")
+    assert repo.model_names == ("ner_tokenize", "ner_model", "ner")
+    assert sorted(p.name for p in repo.path.iterdir()) == sorted(repo.model_names)
     configs = {name: read_config(repo.path / name) for name in repo.model_names}
-    for name in repo.model_names[:3]:
+    for name in repo.model_names[:2]:
         config = configs[name]
         assert config.backend == "python"
         assert config.max_batch_size == 16
@@ -36,7 +37,8 @@ def test_python_flavour_configs_batch_and_wire_the_ensemble(converted_tiny, tmp_
         assert config.dynamic_batching.max_queue_delay_microseconds == 250
         assert (repo.path / name / "1" / "model.py").is_file()
     assert [g.count for g in configs["ner_model"].instance_group] == [2]
-    assert all(i.allow_ragged_batch for i in configs["ner_model"].input)
+    assert all(i.allow_ragged_batch for i in configs["ner_model"].input if i.data_type == mc.TYPE_INT64)
+    assert {o.name for o in configs["ner_model"].output} == {"logits", "answer_json"}
     assert {i.name: i.data_type for i in configs["ner_tokenize"].input} == {"text": mc.TYPE_STRING}
     assert (repo.path / "ner_tokenize" / "1" / "tokenizer.json").is_file()
     assert (repo.path / "ner_model" / "1" / "artifact" / "inferforge.json").is_file()
@@ -44,13 +46,21 @@ def test_python_flavour_configs_batch_and_wire_the_ensemble(converted_tiny, tmp_
     ensemble = configs["ner"]
     assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 16
     assert [o.name for o in ensemble.output] == ["answer_json"]
-    # Every tensor a step reads is an ensemble input or an output of an earlier step, and every
-    # mapped name exists in the step model's own config.
+    assert_ensemble_wired(repo)
+
+
+def assert_ensemble_wired(repo) -> None:
+    """Every tensor a step reads is an ensemble input or an earlier step's output, every mapped name
+    exists in the step model's own config, and the ensemble's outputs are all produced."""
+    configs = {name: read_config(repo.path / name) for name in repo.model_names}
+    ensemble = configs[repo.name]
     available = {i.name for i in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:
         step_config = configs[step.model_name]
         assert set(step.input_map) <= {i.name for i in step_config.input}
         assert set(step.input_map.values()) <= available, step.model_name
+        required = {i.name for i in step_config.input if not i.optional}
+        assert required <= set(step.input_map), step.model_name
         assert set(step.output_map) <= {o.name for o in step_config.output}
         available |= set(step.output_map.values())
     assert {o.name for o in ensemble.output} <= available
@@ -80,7 +90,11 @@ def test_onnxruntime_flavour_is_native_with_accelerator_options(converted_tiny, 
     assert config.parameters["intra_op_thread_count"].string_value == "2"
     assert (repo.path / "cls_model" / "1" / "model.onnx").stat().st_size > 0
     assert not (repo.path / "cls_model" / "1" / "model.py").exists()
-    assert repo.python_models == 2
+    assert repo.model_names == ("cls_tokenize", "cls_model", "cls_postprocess", "cls")
+    steps = read_config(repo.path / "cls").ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["cls_tokenize", "cls_model", "cls_postprocess"]
+    assert dict(steps[1].output_map) == {"logits": "logits"}
+    assert_ensemble_wired(repo)
 
     gpu = write_repository(converted_tiny("text-classification"), tmp_path / "gpu", name="cls",
                            flavour="onnxruntime", instance_kind="KIND_GPU", ort_accelerator="tensorrt")

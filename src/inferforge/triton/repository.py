@@ -6,9 +6,10 @@ model itself (its manifest, its tokenizer and one real run of the selected varia
 twice. Dynamic batching is on everywhere (`max_batch_size` > 0, a batch dimension on every tensor).
 
     REPO/<name>_tokenize     Python backend, HF `tokenizers` only: text [+ text_pair] -> int64 arrays
-    REPO/<name>_model        flavour "python": the selected variant through `inferforge.load`
+    REPO/<name>_model        flavour "python": the selected variant through `inferforge.load`, which
+                             also writes the answer (one Python hop less per request)
                              flavour "onnxruntime": `platform: "onnxruntime_onnx"` for a Triton container
-    REPO/<name>_postprocess  Python backend: raw outputs -> the task's answer (inferforge.tasks)
+    REPO/<name>_postprocess  onnxruntime flavour only: raw outputs -> the task's answer (inferforge.tasks)
     REPO/<name>              the ensemble: text in, `answer_json` (+ typed tensors) out
 """
 
@@ -27,13 +28,13 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from inferforge.errors import UserError
+from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS
 
 BACKEND_MODELS = Path(__file__).parent / "backend_models"
 FLAVOURS = ("python", "onnxruntime")
 INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU", "KIND_AUTO")
 ORT_ACCELERATORS = ("none", "openvino", "tensorrt")
-TEXT_INPUT, PAIR_INPUT, ANSWER_OUTPUT = "text", "text_pair", "answer_json"
-TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")
+TEXT_INPUT, PAIR_INPUT = "text", "text_pair"
 SAMPLE_TEXT, SAMPLE_PAIR = "What is served here?", "A converted transformer model is served here."
 
 _NUMPY_TO_TRITON = {
@@ -115,14 +116,12 @@ class ModelRepository:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     max_batch_size: int
-
-    @property
-    def model_names(self) -> tuple[str, ...]:
-        return (f"{self.name}_tokenize", f"{self.name}_model", f"{self.name}_postprocess", self.name)
+    model_names: tuple[str, ...]  # the ensemble last
 
     @property
     def python_models(self) -> int:
-        return 3 if self.flavour == "python" else 2
+        """Models run by Triton's Python backend (each maps its own shared-memory region)."""
+        return 2
 
 
 @dataclass
@@ -181,7 +180,8 @@ def write_repository(model_dir: Path | str, output: Path | str, *, overwrite: bo
     try:
         _write_tokenize(staging, name, converted, opts)
         _write_model(staging, name, converted, opts)
-        _write_postprocess(staging, name, converted, opts)
+        if opts.flavour == "onnxruntime":
+            _write_postprocess(staging, name, converted, opts)
         _write_ensemble(staging, name, converted, opts)
         if output.exists():
             shutil.rmtree(output)
@@ -193,6 +193,8 @@ def write_repository(model_dir: Path | str, output: Path | str, *, overwrite: bo
     return ModelRepository(
         path=output, name=name, task=converted.task.name, flavour=opts.flavour, inputs=tuple(inputs),
         outputs=(ANSWER_OUTPUT, *(t.name for t in converted.answer_outputs)), max_batch_size=opts.max_batch_size,
+        model_names=(f"{name}_tokenize", f"{name}_model",
+                     *([f"{name}_postprocess"] if opts.flavour == "onnxruntime" else []), name),
     )
 
 
@@ -283,6 +285,20 @@ def _needs_token_details(converted: _ConvertedModel) -> bool:
     return bool(converted.per_token_outputs)
 
 
+def _detail_specs(converted: _ConvertedModel, *, ragged: bool, optional: bool = False) -> list[TensorSpec]:
+    """The tokenizer's per-token details, for the tasks whose answers point into the text."""
+    if not _needs_token_details(converted):
+        return []
+    return [
+        TensorSpec(name, mc.TYPE_INT64, (-1, 2) if name == "offsets" else (-1,), optional=optional, ragged=ragged)
+        for name in TOKEN_DETAILS
+    ]
+
+
+def _answer_specs(converted: _ConvertedModel) -> list[TensorSpec]:
+    return [TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)), *converted.answer_outputs]
+
+
 def _write_config(model_dir: Path, config: mc.ModelConfig) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(render_config(config))
@@ -300,10 +316,7 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for input_name in converted.input_names:
         config.output.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,)).to_output())
-    if _needs_token_details(converted):
-        config.output.append(TensorSpec("offsets", mc.TYPE_INT64, (-1, 2)).to_output())
-        for detail in TOKEN_DETAILS[1:]:
-            config.output.append(TensorSpec(detail, mc.TYPE_INT64, (-1,)).to_output())
+    config.output.extend(t.to_output() for t in _detail_specs(converted, ragged=False))
     _set_parameters(
         config,
         max_length=converted.max_length,
@@ -330,12 +343,19 @@ def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: Reposi
     version = repo / model_name / "1"
     version.mkdir(parents=True)
     if opts.flavour == "python":
+        # It also answers: texts and token details in (optional: token arrays alone give raw outputs).
         config.backend = "python"
+        for spec in _text_inputs(converted):
+            config.input.append(TensorSpec(spec.name, spec.data_type, spec.dims, optional=True).to_input())
+        config.input.extend(t.to_input() for t in _detail_specs(converted, ragged=True, optional=True))
+        config.output.extend(t.to_output() for t in _answer_specs(converted))
         _set_parameters(
             config,
             variant=converted.variant,
             threads=opts.threads or "",
             pad_id=converted.pad_id,
+            array_inputs=",".join(converted.input_names),
+            model_outputs=",".join(converted.output_names),
             per_token_outputs=",".join(converted.per_token_outputs),
         )
         shutil.copy2(BACKEND_MODELS / "model.py", version / "model.py")
@@ -405,12 +425,8 @@ def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: 
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for spec in converted.model_outputs:
         config.input.append(spec.to_input())
-    if _needs_token_details(converted):
-        config.input.append(TensorSpec("offsets", mc.TYPE_INT64, (-1, 2), ragged=True).to_input())
-        for detail in TOKEN_DETAILS[1:]:
-            config.input.append(TensorSpec(detail, mc.TYPE_INT64, (-1,), ragged=True).to_input())
-    config.output.append(TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)).to_output())
-    config.output.extend(t.to_output() for t in converted.answer_outputs)
+    config.input.extend(t.to_input() for t in _detail_specs(converted, ragged=True))
+    config.output.extend(t.to_output() for t in _answer_specs(converted))
     _set_parameters(
         config,
         task=converted.task.name,
@@ -425,30 +441,25 @@ def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: 
 
 def _write_ensemble(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=opts.max_batch_size)
-    text_inputs = _text_inputs(converted)
-    config.input.extend(t.to_input() for t in text_inputs)
-    config.output.append(TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)).to_output())
-    config.output.extend(t.to_output() for t in converted.answer_outputs)
-    details = list(TOKEN_DETAILS) if _needs_token_details(converted) else []
-    steps = config.ensemble_scheduling.step
+    text_inputs = [t.name for t in _text_inputs(converted)]
+    answers = [t.name for t in _answer_specs(converted)]
+    details = [t.name for t in _detail_specs(converted, ragged=False)]
+    config.input.extend(t.to_input() for t in _text_inputs(converted))
+    config.output.extend(t.to_output() for t in _answer_specs(converted))
 
-    tokenize = steps.add(model_name=f"{name}_tokenize", model_version=-1)
-    for t in text_inputs:
-        tokenize.input_map[t.name] = t.name
-    for tensor in (*converted.input_names, *details):
-        tokenize.output_map[tensor] = tensor
+    def step(model_name: str, inputs: list[str], outputs: list[str]) -> None:
+        added = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
+        for tensor in inputs:
+            added.input_map[tensor] = tensor
+        for tensor in outputs:
+            added.output_map[tensor] = tensor
 
-    model = steps.add(model_name=f"{name}_model", model_version=-1)
-    for tensor in converted.input_names:
-        model.input_map[tensor] = tensor
-    for tensor in converted.output_names:
-        model.output_map[tensor] = tensor
-
-    post = steps.add(model_name=f"{name}_postprocess", model_version=-1)
-    for tensor in (*(t.name for t in text_inputs), *converted.output_names, *details):
-        post.input_map[tensor] = tensor
-    for tensor in (ANSWER_OUTPUT, *(t.name for t in converted.answer_outputs)):
-        post.output_map[tensor] = tensor
-
+    arrays, raw = list(converted.input_names), list(converted.output_names)
+    step(f"{name}_tokenize", text_inputs, arrays + details)
+    if opts.flavour == "python":
+        step(f"{name}_model", arrays + text_inputs + details, answers)
+    else:
+        step(f"{name}_model", arrays, raw)
+        step(f"{name}_postprocess", text_inputs + raw + details, answers)
     (repo / name / "1").mkdir(parents=True)
     _write_config(repo / name, config)

@@ -1,0 +1,55 @@
+"""Raw model outputs of one Triton request to the task's answers, as tensors.
+
+Shared by the Python-backend models that answer (the python-flavour `<name>_model` and the
+onnxruntime flavour's `<name>_postprocess`). The answers come from the task's own post-processing
+(`inferforge.tasks`), the function `LoadedModel.predict` uses, so the server answers exactly what the
+local engine answers. No Triton import here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from inferforge.tokenization import Encoded
+
+ANSWER_OUTPUT = "answer_json"
+TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")
+
+
+def decode_texts(array: np.ndarray) -> list[str]:
+    return [bytes(v).decode("utf-8") if isinstance(v, (bytes, np.bytes_)) else str(v) for v in array.reshape(-1)]
+
+
+def encoded_from_details(texts: list[str], pairs: list[str] | None, details: dict[str, np.ndarray]) -> Encoded:
+    """The `Encoded` post-processing reads, rebuilt from the tokenizer model's detail tensors.
+
+    Padding positions carry special_mask 1 and ids -1 (None), so post-processing skips them.
+    """
+    encoded = Encoded(arrays={}, texts=texts, pairs=pairs)
+    if details:
+        encoded.offsets = [[(int(s), int(e)) for s, e in row] for row in details["offsets"]]
+        encoded.special_mask = details["special_mask"].tolist()
+        encoded.word_ids = [[None if w < 0 else w for w in row] for row in details["word_ids"].tolist()]
+        encoded.sequence_ids = [[None if s < 0 else s for s in row] for row in details["sequence_ids"].tolist()]
+    return encoded
+
+
+def answer_tensors(task, labels, outputs: dict[str, np.ndarray], encoded: Encoded,
+                   typed_outputs: list[tuple[str, np.dtype]]) -> dict[str, np.ndarray]:
+    """`answer_json` (one JSON document per text) and the typed tensors named after answer fields."""
+    answers = task.postprocess(outputs, encoded, labels)
+    tensors = {
+        ANSWER_OUTPUT: np.array(
+            [[json.dumps(a, ensure_ascii=False).encode("utf-8")] for a in answers], dtype=np.object_
+        )
+    }
+    for name, dtype in typed_outputs:
+        if name == "embedding":
+            tensors[name] = np.asarray(answers, dtype=dtype)
+        elif dtype == np.object_:
+            tensors[name] = np.array([[str(a[name]).encode("utf-8")] for a in answers], dtype=np.object_)
+        else:
+            tensors[name] = np.array([[a[name]] for a in answers], dtype=dtype)
+    return tensors
