@@ -141,3 +141,46 @@ def test_selection_respects_the_budget(tmp_path):
     assert int8.status == "failed" and "over the budget" in int8.reason
     assert result.selected == "ort-fp32"
     assert result.row("ort-fp32").check.max_abs_diff < 1e-5
+
+
+def test_sentence_transformers_folder_with_a_transformer_subfolder(tmp_path):
+    """sentence-transformers layouts that keep the transformer in 0_Transformer/, with CLS pooling and
+    normalization declared in modules.json: the graph pools and normalizes the way the folder says."""
+    st = tmp_path / "st"
+    hf = build_tiny_model(st / "0_Transformer", "bert", "feature-extraction", seed=3)
+    (st / "1_Pooling").mkdir()
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
+                                                              "pooling_mode_mean_tokens": False}))
+    (st / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    result = inferforge.convert(str(st), "feature-extraction", tmp_path / "out", variants="ort-fp32",
+                                shapes="1x8", nb_measures=2, warmup=1, threads=1)
+    assert result.manifest.pooling["mode"] == "cls" and result.manifest.pooling["normalize"]
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModel.from_pretrained(hf).eval()
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        cls = model(**batch).last_hidden_state[:, 0]
+    expected = torch.nn.functional.normalize(cls, dim=-1).numpy()
+    np.testing.assert_allclose(np.asarray(inferforge.load(result.output).predict(TEXTS)), expected, atol=1e-5)
+
+
+def test_large_models_use_external_data(tmp_path, converted):
+    """Past the size threshold (2 GB by default) weights go to a side file that onnxruntime still loads."""
+    import shutil
+
+    from inferforge.engines.ort import OrtEngine
+    from inferforge.export import resave_onnx
+
+    _, result = converted("bert", "text-classification")
+    copy = tmp_path / "model.onnx"
+    shutil.copy(result.output / "model.onnx", copy)
+    resave_onnx(copy, external_threshold=0)
+    assert (tmp_path / "model.onnx.data").stat().st_size > copy.stat().st_size
+    arrays = inferforge.load(result.output).encoder.encode(TEXTS).arrays
+    expected = OrtEngine(result.output / "model.onnx").run(arrays)["logits"]
+    np.testing.assert_allclose(OrtEngine(copy).run(arrays)["logits"], expected, atol=1e-6)

@@ -126,6 +126,19 @@ def _hub_snapshot_with_modules(model: str) -> Path | None:
     return folder
 
 
+def transformer_folder(directory: Path) -> Path:
+    """The Hugging Face folder inside a local model directory: the directory itself, or the Transformer
+    module's folder of a sentence-transformers directory that keeps it in a sub-folder."""
+    if (directory / "config.json").exists():
+        return directory
+    modules_file = directory / "modules.json"
+    if modules_file.exists():
+        for module in json.loads(modules_file.read_text()):
+            if module.get("type", "").endswith("Transformer") and (directory / module.get("path", "") / "config.json").exists():
+                return directory / module["path"]
+    raise UserError(f"'{directory}' is not a Hugging Face model directory: it has no config.json.")
+
+
 def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError."""
     _quiet_transformers()
@@ -135,8 +148,9 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
     local = path.exists()
     if not local and not HUB_ID.match(model):
         raise UserError(f"Model path '{model}' does not exist.")
-    if local and not (path / "config.json").exists():
-        raise UserError(f"'{model}' is not a Hugging Face model directory: it has no config.json.")
+    root = path
+    if local:
+        path = transformer_folder(path)
     source = str(path) if local else model
     try:
         config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -164,7 +178,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels)]
     pooling = None
     if task.name == "feature-extraction":
-        folder = path if local else _hub_snapshot_with_modules(model)
+        folder = root if local else _hub_snapshot_with_modules(model)
         pooling = read_pooling(folder) if folder is not None else Pooling()
     return SourceModel(
         name=model,
@@ -172,7 +186,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         tokenizer=tokenizer,
         config=config,
         input_names=graph_input_names(torch_model, config, task),
-        max_length=_max_length(tokenizer, config, path if local else None),
+        max_length=_max_length(tokenizer, config, root if local else None),
         labels=labels,
         pooling=pooling,
     )
