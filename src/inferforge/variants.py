@@ -9,7 +9,6 @@ through `inferforge.json`, so the report says exactly what was built.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,11 +286,3 @@ def parse_variants(spec: str | None) -> list[Variant]:
             chosen.append(named[name])
     return chosen
 
-
-def remove_files(workdir: Path, files: list[str]) -> None:
-    for rel in files:
-        target = workdir / rel
-        if target.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-        elif target.exists() and rel != FP32_ONNX:
-            target.unlink()
