@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--tokens", default="16,128")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--max-wait", type=float, default=300.0,
+                        help="seconds to wait for a quiet machine before each timed block")
     parser.add_argument("--fastapi-app", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -218,6 +220,7 @@ def main() -> None:
         return
 
     import tritonclient.grpc as grpcclient
+    from peer_timing import wait_for_quiet  # bench/peer_timing.py: idle fraction of the CPUs
 
     import inferforge
     from inferforge.triton import RepositoryOptions, ServerOptions, serve_converted
@@ -230,8 +233,13 @@ def main() -> None:
     latency: dict[str, dict[int, Percentiles]] = {}
     rates: dict[str, dict[tuple[int, int], float]] = {"Triton (HTTP)": {}, "FastAPI": {}}
     warmup = 30
+    idle: dict[str, float] = {}
+
+    def quiet(block: str) -> None:
+        idle[block] = min(idle.get(block, 1.0), wait_for_quiet(args.max_wait, log=lambda m: print(m, flush=True)))
 
     for n, text in texts.items():
+        quiet("local")
         arrays = local.encoder.encode([text]).arrays
         latency.setdefault("local engine (token arrays in)", {})[n] = time_calls(
             lambda: local.run(arrays), args.requests, warmup)
@@ -242,6 +250,7 @@ def main() -> None:
     with serve_converted(model_dir, repo_options, ServerOptions()) as served:
         host, port = served.server.http_url.split(":")
         for n, text in texts.items():
+            quiet("Triton")
             client = JsonHttpClient(host, int(port))
             expected = local.predict([text])[0]
             answer = triton_call(client, "minilm", text)()
@@ -258,6 +267,8 @@ def main() -> None:
                 args.requests, warmup)
             grpc.close()
             for level in levels:
+                quiet("Triton")
+
                 def make(text=text):
                     c = JsonHttpClient(host, int(port))
                     return triton_call(c, "minilm", text), c.close
@@ -268,11 +279,14 @@ def main() -> None:
     process, fport = start_fastapi(model_dir, args.threads)
     try:
         for n, text in texts.items():
+            quiet("FastAPI")
             client = JsonHttpClient("127.0.0.1", fport)
             latency.setdefault("FastAPI + `LoadedModel.predict`, HTTP JSON", {})[n] = time_calls(
                 fastapi_call(client, text), args.requests, warmup)
             client.close()
             for level in levels:
+                quiet("FastAPI")
+
                 def make(text=text):
                     c = JsonHttpClient("127.0.0.1", fport)
                     return fastapi_call(c, text), c.close
@@ -281,7 +295,7 @@ def main() -> None:
         process.terminate()
         process.wait(timeout=30)
 
-    section = render(model_dir, local, args, token_counts, levels, latency, rates, batch_sizes)
+    section = render(model_dir, local, args, token_counts, levels, latency, rates, batch_sizes, idle)
     print(section)
     write_section(args.output, section)
 
@@ -294,7 +308,7 @@ def _get(host: str, port: int, path: str) -> bytes:
     return data
 
 
-def render(model_dir, local, args, token_counts, levels, latency, rates, batch_sizes) -> str:
+def render(model_dir, local, args, token_counts, levels, latency, rates, batch_sizes, idle) -> str:
     from inferforge.cpu import machine_info
 
     cpu = machine_info().cpu_model
@@ -304,7 +318,9 @@ def render(model_dir, local, args, token_counts, levels, latency, rates, batch_s
         "",
         f"all-MiniLM-L6-v2, feature-extraction, variant `{local.variant_name}`, {args.threads} engine threads, "
         f"one text per request, answer = the embedding as JSON. {os.cpu_count()} cores ({cpu}); the clients run "
-        "on the same cores as the servers, and other work on the machine makes the numbers noisy.",
+        "on the same cores as the servers. Lowest idle fraction of the CPUs seen just before timing: "
+        + ", ".join(f"{block} {value:.0%}" for block, value in idle.items())
+        + " (below ~85% other work on the machine was making the numbers noisy).",
         "",
         "Reproduce: `.venv/bin/python bench/serving.py` (converts MiniLM first; `--model-dir DIR` for a "
         "converted folder).",

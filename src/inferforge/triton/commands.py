@@ -53,7 +53,8 @@ def serve(
         host=host, http_port=http_port or None, grpc_port=grpc_port or None,
         metrics_port=metrics_port or None, ready_timeout_s=ready_timeout,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C and SIGTERM both stop the server cleanly (SIGINT too when the shell had it ignored).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         typer.echo(f"Starting Triton on {model_dir} ...", err=True)
         with serve_converted(model_dir, repo_options, server_options) as served:
@@ -75,7 +76,8 @@ def serve(
                 typer.echo("Stopping the server ...", err=True)
         typer.echo("Server stopped.", err=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def repository(

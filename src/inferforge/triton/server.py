@@ -221,6 +221,7 @@ class TritonServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() kills the stubs with it
+                preexec_fn=_terminate_with_parent,
             )
         finally:
             log.close()
@@ -380,6 +381,16 @@ class TritonServer:
                 region.unlink()
             except OSError:
                 pass
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM the server if the thread that started it dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
