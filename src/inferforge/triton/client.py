@@ -69,6 +69,16 @@ class TritonTextClient:
             self.model = self._find_ensemble()
         return self.model
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the server says it is ready (for scripts that start `inferforge serve` in the background)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise UserError(f"No Triton server was ready at {self.url} ({self.protocol}) within {timeout_s:.0f} s.")
+            time.sleep(0.5)
+
     def is_ready(self) -> bool:
         try:
             return bool(self._client.is_server_ready())

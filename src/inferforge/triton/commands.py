@@ -117,6 +117,8 @@ def query(
                                                  "or 127.0.0.1:8001 with --grpc)."),
     model: Optional[str] = typer.Option(None, help="Model name (default: the only inferforge model served)."),
     timeout: float = typer.Option(60.0, help="Seconds to wait for the answer."),
+    wait: float = typer.Option(0.0, help="Seconds to wait for the server to become ready first "
+                                         "(for scripts that just started `inferforge serve`)."),
 ) -> None:
     """Send texts to a served model and print one JSON answer per line."""
     from inferforge.triton.client import TritonTextClient
@@ -125,6 +127,8 @@ def query(
     if pairs is not None and len(pairs) != len(texts):
         raise UserError(f"Got {len(texts)} texts but {len(pairs)} --pair values; give one --pair per text.")
     with TritonTextClient(url, "grpc" if grpc else "http", model, timeout) as client:
+        if wait > 0:
+            client.wait_ready(wait)
         for answer in client.predict(list(texts), pairs):
             typer.echo(json.dumps(answer, ensure_ascii=False))
 
