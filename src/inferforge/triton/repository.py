@@ -61,6 +61,12 @@ class RepositoryOptions:
     ort_accelerator: str = "none"  # onnxruntime flavour: "openvino" on CPU, "tensorrt" on GPU
     tensorrt_precision: str = "FP16"
     tensorrt_workspace_bytes: int = 1 << 30
+    # Overload and hang bounds (see RELIABILITY.md): requests past `max_queue_size` waiting, or waiting
+    # longer than `queue_timeout_us`, are refused at once; an execute() running longer than
+    # `execute_timeout_s` ends its Python stub, which the serving watchdog then restarts.
+    max_queue_size: int = 128
+    queue_timeout_us: int = 10_000_000
+    execute_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:
@@ -71,6 +77,8 @@ class RepositoryOptions:
             raise UserError("queue_delay_us cannot be negative.")
         if self.instance_count < 1:
             raise UserError("instance_count must be at least 1.")
+        if self.max_queue_size < 1 or self.queue_timeout_us < 1 or self.execute_timeout_s <= 0:
+            raise UserError("The queue size, queue timeout and execute timeout must be positive.")
         if self.instance_kind not in INSTANCE_KINDS:
             raise UserError(f"Unknown instance kind '{self.instance_kind}'; choose one of: {', '.join(INSTANCE_KINDS)}.")
         if self.ort_accelerator not in ORT_ACCELERATORS:
@@ -268,6 +276,11 @@ def _default_name(model_dir: Path) -> str:
 def _base_config(name: str, opts: RepositoryOptions, *, instances: int = 1, kind: str = "KIND_CPU") -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, max_batch_size=opts.max_batch_size)
     config.dynamic_batching.max_queue_delay_microseconds = opts.queue_delay_us
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size = opts.max_queue_size
+    policy.default_timeout_microseconds = opts.queue_timeout_us
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    config.parameters["execute_timeout_s"].string_value = str(opts.execute_timeout_s)
     group = config.instance_group.add()
     group.count = instances
     group.kind = mc.ModelInstanceGroup.Kind.Value(kind)
