@@ -381,3 +381,32 @@ def test_example_clients_print_the_local_answers(served, local_models, script):
     expected = local_answers(local_models["tiny_qa"], TEXTS[:2], CONTEXTS[:2])
     assert_same_answers(printed, expected * (len(printed) // 2))
     assert len(printed) == (2 if script == "plain_http.py" else 4)
+
+
+def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(converted_tiny, tmp_path):
+    import socket
+
+    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="race")
+    alone = tmp_path / "alone"  # the tokenizer model alone: it starts fast
+    shutil.move(str(repo.path / "race_tokenize"), str(alone / "race_tokenize"))
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+
+    class LosesTheFirstRace(TritonServer):
+        picks = 0
+
+        def _choose_ports(self):
+            ports = super()._choose_ports()
+            if LosesTheFirstRace.picks == 0:
+                ports.http = taken  # as if another program bound it right after we picked it
+            LosesTheFirstRace.picks += 1
+            return ports
+
+    try:
+        with LosesTheFirstRace(alone, ServerOptions(python_models=1)) as server:
+            assert LosesTheFirstRace.picks == 2
+            assert server.ports.http != taken and server.is_ready()
+    finally:
+        squatter.close()

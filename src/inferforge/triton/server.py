@@ -31,6 +31,8 @@ from inferforge.errors import UserError
 SHM_DIR = Path("/dev/shm")
 # The Python backend maps one region per model instance; 64 MB each is the backend's default.
 SHM_BYTES_PER_PYTHON_MODEL = 64 * 1024 * 1024
+# Error lines the server logs on every CPU-only machine.
+HARMLESS_ERRORS = ("CudaDriverHelper has not been initialized", "CUDA driver version is insufficient")
 # How long the Python stubs get to exit by themselves after the server process is gone.
 STUB_GRACE_S = 10.0
 
@@ -208,6 +210,20 @@ class TritonServer:
         installation = TritonInstallation.find()
         installation.check_stub()
         self._check_shm_space()
+        picked_ports = None in (self.options.http_port, self.options.grpc_port, self.options.metrics_port)
+        for attempt in range(3):
+            self._launch(installation)
+            try:
+                self.wait_ready(self.options.ready_timeout_s)
+                return self
+            except BaseException as error:
+                lost_race = picked_ports and attempt < 2 and isinstance(error, UserError) and self._lost_port_race()
+                self.stop(keep_log=not lost_race)  # the error message points at the log
+                if not lost_race:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self, installation: TritonInstallation) -> None:
         self.ports = self._choose_ports()
         self.shm_prefix = f"inferforge_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         self.workdir = Path(tempfile.mkdtemp(prefix="inferforge-triton-"))
@@ -225,12 +241,13 @@ class TritonServer:
             )
         finally:
             log.close()
+
+    def _lost_port_race(self) -> bool:
+        """A free port we picked was taken by someone else before the server bound it."""
         try:
-            self.wait_ready(self.options.ready_timeout_s)
-        except BaseException:
-            self.stop(keep_log=True)  # the error message points at the log
-            raise
-        return self
+            return "already in use" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -348,7 +365,8 @@ class TritonServer:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return "no server log"
-        errors = [line for line in lines if line.startswith("E") or line.startswith("error")]
+        errors = [line for line in lines if (line.startswith("E") or line.startswith("error"))
+                  and not any(harmless in line for harmless in HARMLESS_ERRORS)]
         picked = [" ".join(line.replace("\\n", " ").split())[:400] for line in (errors or lines)[-2:]]
         return " | ".join(picked) + f" (log: {self.log_path})" if picked else "the server log is empty"
 

@@ -1,0 +1,208 @@
+"""Notice a dead Triton server or Python-backend stub within a poll period, and restart the server.
+
+Triton 2.51 does not restart a Python stub that dies (killed, segfault, or ended by the execute()
+deadline of `inferforge.triton.hardening`), and keeps answering 200 on `/v2/health/ready` while every
+request to that model fails with "Stub process ... is not healthy". The watchdog therefore checks the
+processes themselves: the server process, and each stub (a child of the server running
+`triton_python_backend_stub`; a killed stub stays a zombie, since the server does not reap it).
+
+Recovery restarts the whole server on the same ports (model control stays `none`). While it restarts,
+the HTTP port answers every request with 503 and a one-sentence JSON error (`{"error": ...}`, what
+KServe v2 clients read); gRPC clients get UNAVAILABLE (the port is closed). The server is started with
+`--reuse-http-port`, so the 503 answerer and the new server share the port until the new one is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+from inferforge.triton.hardening import HardenedServer
+
+STUB_BINARY = b"triton_python_backend_stub"
+RESTARTING_MESSAGE = "the server is restarting after a worker crash; retry in a few seconds"
+
+
+@dataclass(frozen=True)
+class StubProcess:
+    pid: int
+    model: str  # the model whose instance it runs
+
+
+@dataclass(frozen=True)
+class Recovery:
+    problem: str
+    detected_at: float  # time.time()
+    restart_s: float  # from detection to the new server being ready
+    log_reason: str  # the crashed server's last log lines
+
+
+def stub_processes(server_pid: int) -> list[StubProcess]:
+    """The Python-backend stubs started by the server `server_pid`, alive or not yet reaped."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) != server_pid:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if argv and argv[0].endswith(STUB_BINARY) and len(argv) > 1:
+            model_py = Path(argv[1].decode(errors="replace"))  # REPO/<model>/<version>/model.py
+            found.append(StubProcess(int(entry.name), model_py.parent.parent.name))
+    return found
+
+
+def process_state(pid: int) -> str | None:
+    """The /proc state letter ('R', 'S', 'Z', ...), None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+class _ReusePortHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps({"error": RESTARTING_MESSAGE}).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Retry-After", "5")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class UnavailableAnswerer:
+    """503 on every HTTP request, on a port shared (SO_REUSEPORT) with the server being restarted."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._server = _ReusePortHTTPServer((host, port), _Unavailable)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="inferforge-503", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class Watchdog:
+    """Supervises a started `HardenedServer` from a thread; a context manager.
+
+    The thread also stops the server at the end: a server restarted from this thread is tied to it
+    (the launcher sets PR_SET_PDEATHSIG), so it must outlive the server.
+    """
+
+    server: HardenedServer
+    poll_s: float = 0.1
+    retry_s: float = 2.0
+    on_event: Callable[[str], None] = lambda message: None
+    recoveries: list[Recovery] = field(default_factory=list)
+    recovering: bool = field(default=False, init=False)
+    _stubs: list[StubProcess] = field(default_factory=list, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def start(self) -> "Watchdog":
+        self._stubs = self._current_stubs()
+        self._thread = threading.Thread(target=self._run, name="inferforge-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop watching, then stop the server (from the watchdog thread, see the class doc)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.server.stop()
+
+    def __enter__(self) -> "Watchdog":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def problem(self) -> str | None:
+        """Why the server cannot answer right now, or None."""
+        process = self.server.process
+        if process is None:
+            return "the Triton server is not running"
+        if process.poll() is not None:
+            return f"the Triton server exited with code {process.returncode}"
+        for stub in self._stubs:
+            if process_state(stub.pid) in (None, "Z", "X"):
+                return f"the Python worker of model '{stub.model}' (pid {stub.pid}) died"
+        return None
+
+    # ----- internals ----------------------------------------------------------------------
+    def _current_stubs(self) -> list[StubProcess]:
+        process = self.server.process
+        return stub_processes(process.pid) if process is not None else []
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.poll_s):
+                problem = self.problem()
+                if problem is not None:
+                    self._recover(problem)
+        finally:
+            self.server.stop()
+
+    def _recover(self, problem: str) -> None:
+        detected, started = time.time(), time.monotonic()
+        self.recovering = True
+        self.on_event(f"Watchdog: {problem}; restarting the server.")
+        reason = self.server._log_reason() if self.server.workdir is not None else ""
+        answerer = None
+        try:
+            try:
+                answerer = UnavailableAnswerer(self.server.options.host, self.server.ports.http)
+            except OSError:
+                answerer = None  # the port cannot be shared: clients see a closed port meanwhile
+            while not self._stop.is_set():
+                try:
+                    self.server.restart()
+                    break
+                except Exception as error:  # noqa: BLE001 - keep trying until stopped
+                    self.on_event(f"Watchdog: restart failed ({error}); retrying in {self.retry_s:g} s.")
+                    self._stop.wait(self.retry_s)
+            if self._stop.is_set():
+                return
+            self._stubs = self._current_stubs()
+            elapsed = time.monotonic() - started
+            self.recoveries.append(Recovery(problem, detected, elapsed, reason))
+            self.on_event(f"Watchdog: the server answers again after {elapsed:.1f} s.")
+        finally:
+            if answerer is not None:
+                answerer.close()
+            self.recovering = False
