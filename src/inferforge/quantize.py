@@ -237,7 +237,7 @@ class OrtDynamicInt8Partial(_Int8Variant, _OrtVariant):
     """onnxruntime dynamic int8 with some MatMul nodes kept in fp32 (made by the accuracy search)."""
 
     kind: ClassVar[str] = "ort-int8-dynamic-partial"
-    per_channel: bool = False
+    per_channel: bool = True
     keep_fp32: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -245,7 +245,8 @@ class OrtDynamicInt8Partial(_Int8Variant, _OrtVariant):
 
     @property
     def name(self) -> str:
-        return "ort-int8-dynamic" + ("-per-channel" if self.per_channel else "") + _keep_suffix(self.keep_fp32)
+        # Named like the core's OrtDynamicInt8, which is this config with nothing kept in fp32.
+        return "ort-int8-dynamic" + ("" if self.per_channel else "-per-tensor") + _keep_suffix(self.keep_fp32)
 
     def quantized_nodes(self, ctx: BuildContext) -> list[str]:
         return matmul_nodes(ctx.fp32_onnx, ("MatMul",))
@@ -376,7 +377,7 @@ def searchable(variant: Variant) -> _Int8Variant | None:
     if isinstance(variant, _Int8Variant):
         return variant
     if getattr(variant, "kind", None) == "ort-int8-dynamic":
-        return OrtDynamicInt8Partial(per_channel=getattr(variant, "per_channel", False))
+        return OrtDynamicInt8Partial(per_channel=getattr(variant, "per_channel", True))
     return None
 
 
