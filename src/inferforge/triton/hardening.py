@@ -1,4 +1,5 @@
-"""Hardened defaults for the Triton server inferforge starts, and the execute() deadline inside its stubs.
+"""Hardened defaults for the Triton server inferforge starts (the execute() deadline inside its stubs is
+`backend_models/execute_deadline.py`).
 
 Triton 2.51 (the `nvidia-pytriton==0.7.0` wheel) predates fixes for published vulnerabilities in its
 network APIs (see ../shared/notes/triton-on-cpu.md, "Failure semantics and hardening"). A text service
@@ -17,23 +18,18 @@ The bind address stays 127.0.0.1 unless asked; `loopback_warning()` is what the 
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import json
 import os
 import secrets
 import signal
-import sys
-import threading
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from inferforge.triton.server import ServerPorts, TritonInstallation, TritonServer
+from inferforge.triton.server import ServerPorts, TritonInstallation, TritonServer, _wait_group_gone
 
 ADMIN_KEY_HEADER = "inferforge-admin-key"
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
-# How long the old server gets to exit when the watchdog replaces it (it is broken anyway).
-RESTART_EXIT_TIMEOUT_S = 2
+# How long the killed server's processes get to disappear before the restart goes on.
+RESTART_KILL_WAIT_S = 10.0
 
 
 def new_admin_key() -> str:
@@ -88,13 +84,16 @@ class HardenedServer(TritonServer):
         return {ADMIN_KEY_HEADER: self.admin_key}
 
     def restart(self) -> None:
-        """Stop (quickly: it is broken) and start again on the same ports and repository."""
-        options = self.options
-        self.options = replace(options, exit_timeout_s=min(options.exit_timeout_s, RESTART_EXIT_TIMEOUT_S))
-        try:
-            self.stop()
-        finally:
-            self.options = options
+        """Kill the (broken) server's process group, clean up, and start again on the same ports."""
+        process = self.process
+        if process is not None:  # started with its own session: its process group id is its pid
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # the stubs too, even when the server is already gone
+            except ProcessLookupError:
+                pass
+            process.wait()
+            _wait_group_gone(process.pid, RESTART_KILL_WAIT_S)
+        self.stop()
         self._keep_ports = True
         try:
             self.start()
@@ -106,61 +105,3 @@ class HardenedServer(TritonServer):
         if self._keep_ports and self.ports is not None:
             return self.ports
         return super()._choose_ports()
-
-
-# ----- inside a Python-backend stub ----------------------------------------------------------------
-class ExecuteDeadline:
-    """Ends the stub process when one `execute()` runs longer than `timeout_s`.
-
-    Triton has no watchdog on `execute()`: a call that hangs blocks its model instance forever. This
-    daemon thread kills its own stub instead; the serving watchdog sees the stub gone and restarts the
-    server, and the requests of the hung batch get an error instead of waiting forever.
-    """
-
-    def __init__(self, timeout_s: float, model_name: str) -> None:
-        self.timeout_s = timeout_s
-        self.model_name = model_name
-        self._started: float | None = None
-        self._thread = threading.Thread(target=self._watch, name="inferforge-execute-deadline", daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> "ExecuteDeadline":
-        self._started = time.monotonic()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._started = None
-
-    def _watch(self) -> None:
-        period = min(1.0, self.timeout_s / 4)
-        while True:
-            time.sleep(period)
-            started = self._started
-            if started is not None and time.monotonic() - started > self.timeout_s:
-                print(f"inferforge: execute() of model '{self.model_name}' ran over {self.timeout_s:g} s; "
-                      "ending this stub so that the server is restarted", file=sys.stderr, flush=True)
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
-def bounded_execute(model_class):
-    """Class decorator for a `TritonPythonModel`: `execute()` bounded by the config parameter
-    `execute_timeout_s` (no parameter: unbounded, as in Triton)."""
-    initialize, execute = model_class.initialize, model_class.execute
-
-    @functools.wraps(initialize)
-    def guarded_initialize(self, args):
-        config = json.loads(args["model_config"])
-        value = config.get("parameters", {}).get("execute_timeout_s", {}).get("string_value", "")
-        self._execute_deadline = ExecuteDeadline(float(value), config.get("name", "?")) if value else None
-        return initialize(self, args)
-
-    @functools.wraps(execute)
-    def guarded_execute(self, requests):
-        deadline = getattr(self, "_execute_deadline", None)
-        if deadline is None:
-            return execute(self, requests)
-        with deadline:
-            return execute(self, requests)
-
-    model_class.initialize, model_class.execute = guarded_initialize, guarded_execute
-    return model_class

@@ -31,6 +31,7 @@ from inferforge.errors import UserError
 from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS
 
 BACKEND_MODELS = Path(__file__).parent / "backend_models"
+EXECUTE_DEADLINE = "execute_deadline.py"  # imported by every Python-backend model.py, copied beside it
 FLAVOURS = ("python", "onnxruntime")
 INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU", "KIND_AUTO")
 ORT_ACCELERATORS = ("none", "openvino", "tensorrt")
@@ -67,6 +68,7 @@ class RepositoryOptions:
     max_queue_size: int = 128
     queue_timeout_us: int = 10_000_000
     execute_timeout_s: float = 60.0
+    max_text_chars: int = 100_000  # longer texts are refused (tokenizing 1 MB takes seconds)
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:
@@ -77,8 +79,8 @@ class RepositoryOptions:
             raise UserError("queue_delay_us cannot be negative.")
         if self.instance_count < 1:
             raise UserError("instance_count must be at least 1.")
-        if self.max_queue_size < 1 or self.queue_timeout_us < 1 or self.execute_timeout_s <= 0:
-            raise UserError("The queue size, queue timeout and execute timeout must be positive.")
+        if min(self.max_queue_size, self.queue_timeout_us, self.max_text_chars) < 1 or self.execute_timeout_s <= 0:
+            raise UserError("The queue size, queue timeout, execute timeout and text length limit must be positive.")
         if self.instance_kind not in INSTANCE_KINDS:
             raise UserError(f"Unknown instance kind '{self.instance_kind}'; choose one of: {', '.join(INSTANCE_KINDS)}.")
         if self.ort_accelerator not in ORT_ACCELERATORS:
@@ -322,6 +324,12 @@ def _set_parameters(config: mc.ModelConfig, **values) -> None:
         config.parameters[key].string_value = str(value)
 
 
+def _copy_backend_model(script: str, version: Path) -> None:
+    """A Python-backend script as `model.py`, with the execute() deadline module it imports."""
+    shutil.copy2(BACKEND_MODELS / script, version / "model.py")
+    shutil.copy2(BACKEND_MODELS / EXECUTE_DEADLINE, version / EXECUTE_DEADLINE)
+
+
 def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_tokenize"
     config = _base_config(model_name, opts)
@@ -337,10 +345,11 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
         pad_id=converted.pad_id,
         pair_required=str(bool(converted.task.needs_pairs)).lower(),
         tokenizer_file="tokenizer.json",
+        max_text_chars=opts.max_text_chars,
     )
     version = repo / model_name / "1"
     version.mkdir(parents=True)
-    shutil.copy2(BACKEND_MODELS / "tokenize.py", version / "model.py")
+    _copy_backend_model("tokenize.py", version)
     shutil.copy2(converted.directory / "tokenizer" / "tokenizer.json", version / "tokenizer.json")
     _write_config(repo / model_name, config)
 
@@ -371,7 +380,7 @@ def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: Reposi
             model_outputs=",".join(converted.output_names),
             per_token_outputs=",".join(converted.per_token_outputs),
         )
-        shutil.copy2(BACKEND_MODELS / "model.py", version / "model.py")
+        _copy_backend_model("model.py", version)
         _copy_artifact(converted, version / "artifact")
     else:
         _fill_onnxruntime(config, converted, opts, version)
@@ -448,7 +457,7 @@ def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: 
     )
     version = repo / model_name / "1"
     version.mkdir(parents=True)
-    shutil.copy2(BACKEND_MODELS / "postprocess.py", version / "model.py")
+    _copy_backend_model("postprocess.py", version)
     _write_config(repo / model_name, config)
 
 

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from execute_deadline import bounded_execute
 
 from inferforge.artifacts import load
 from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS, answer_tensors, decode_texts, encoded_from_details
@@ -28,6 +29,7 @@ def _names(value):
     return [name for name in value.split(",") if name]
 
 
+@bounded_execute
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])

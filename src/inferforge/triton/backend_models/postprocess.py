@@ -11,11 +11,13 @@ Config parameters: `task`, `labels` (JSON list or null), `model_outputs` (comma 
 import json
 
 import triton_python_backend_utils as pb_utils
+from execute_deadline import bounded_execute
 
 from inferforge.tasks import get_task
 from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS, answer_tensors, decode_texts, encoded_from_details
 
 
+@bounded_execute
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])

@@ -21,6 +21,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
+from execute_deadline import bounded_execute  # copied beside this file (standard library only)
+
 DETAIL_OUTPUTS = ("offsets", "special_mask", "word_ids", "sequence_ids")
 
 
@@ -28,6 +30,7 @@ class RequestError(ValueError):
     """Bad content in one request: becomes that request's error response."""
 
 
+@bounded_execute
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -36,6 +39,8 @@ class TritonPythonModel:
         self.input_names = tuple(params["input_names"].split(","))
         self.pad_id = int(params["pad_id"])
         self.pair_required = params.get("pair_required", "false") == "true"
+        # Longer texts are refused: the tokenizer truncates only after reading the whole text (1 MB: seconds).
+        self.max_text_chars = int(params.get("max_text_chars") or 0) or None
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, params.get("tokenizer_file", "tokenizer.json")))
         self.tokenizer.no_padding()
@@ -72,13 +77,13 @@ class TritonPythonModel:
         return responses
 
     def _read(self, request):
-        texts = _decode(pb_utils.get_input_tensor_by_name(request, "text"), "text")
+        texts = _decode(pb_utils.get_input_tensor_by_name(request, "text"), "text", self.max_text_chars)
         pair_tensor = pb_utils.get_input_tensor_by_name(request, "text_pair")
         if pair_tensor is None:
             if self.pair_required:
                 raise RequestError("this model needs a text pair: send the second text as input 'text_pair'")
             return texts
-        pairs = _decode(pair_tensor, "text_pair")
+        pairs = _decode(pair_tensor, "text_pair", self.max_text_chars)
         if len(pairs) != len(texts):
             raise RequestError(f"got {len(texts)} texts but {len(pairs)} text pairs; send one pair per text")
         return list(zip(texts, pairs))
@@ -112,7 +117,7 @@ class TritonPythonModel:
         return [pb_utils.Tensor(name, arrays[name]) for name in names]
 
 
-def _decode(tensor, name):
+def _decode(tensor, name, max_chars=None):
     if tensor is None:
         raise RequestError(f"missing input '{name}'")
     texts = []
@@ -124,6 +129,13 @@ def _decode(tensor, name):
                 raise RequestError(f"input '{name}' is not valid UTF-8 ({error.reason} at byte {error.start})") from None
         else:
             text = str(value)
+        if "\x00" in text:
+            raise RequestError(f"input '{name}' contains a NUL byte (at character {text.index(chr(0))}); send plain text")
+        if max_chars is not None and len(text) > max_chars:
+            raise RequestError(
+                f"input '{name}' has {len(text):,} characters; this server takes at most {max_chars:,} "
+                "(the model reads only the first tokens anyway): send a shorter text"
+            )
         if not text.strip():
             raise RequestError(f"input '{name}' is empty: send some text")
         texts.append(text)
