@@ -114,10 +114,9 @@ class TritonTextClient:
 
     def _find_ensemble(self) -> str:
         try:
-            if self.protocol == "grpc":
-                index = self._client.get_model_repository_index(as_json=True).get("models", [])
-            else:
-                index = self._client.get_model_repository_index()
+            # The statistics API lists the loaded models; the repository index needs the admin key.
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            index = self._client.get_inference_statistics("", **kwargs).get("model_stats", [])
         except Exception as error:
             if not self.is_ready():
                 raise UserError(self._explain(error)) from None

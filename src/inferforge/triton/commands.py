@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,6 +14,12 @@ import typer
 from inferforge.errors import UserError
 
 PORT_HELP = "0 picks a free port."
+# Overload and hang bounds, shared by `serve` and `repository` (see RELIABILITY.md).
+MAX_QUEUE_SIZE = typer.Option(128, help="Requests waiting per model; more are refused at once (\"overloaded\", 503).")
+QUEUE_TIMEOUT_MS = typer.Option(10_000, help="A request waiting longer than this in a model's queue is refused.")
+EXECUTE_TIMEOUT = typer.Option(60.0, help="Seconds one batch may run in a Python stub; a hung one ends its stub "
+                                          "(`serve` then restarts the server).")
+MAX_TEXT_CHARS = typer.Option(100_000, help="Longer texts are refused (400) instead of being tokenized.")
 
 
 def register(app: typer.Typer) -> None:
@@ -39,25 +46,40 @@ def serve(
     queue_delay_us: int = typer.Option(0, help="How long the dynamic batcher waits for more requests (µs)."),
     instances: int = typer.Option(1, help="Model instances (each runs batches in parallel)."),
     threads: Optional[int] = typer.Option(None, help="Engine threads per model instance (default: all cores)."),
+    max_queue_size: int = MAX_QUEUE_SIZE,
+    queue_timeout_ms: int = QUEUE_TIMEOUT_MS,
+    execute_timeout: float = EXECUTE_TIMEOUT,
+    max_text_chars: int = MAX_TEXT_CHARS,
+    exit_timeout: int = typer.Option(15, help="On Ctrl-C/SIGTERM, seconds the accepted requests get to finish."),
+    admin_key: Optional[str] = typer.Option(None, help="Key for the restricted model-repository, shared-memory, "
+                                                       "logging and trace APIs (default: random, not shown)."),
+    show_admin_key: bool = typer.Option(False, help="Print the admin key (header inferforge-admin-key)."),
     ready_timeout: float = typer.Option(180.0, help="Seconds to wait for the server to be ready."),
 ) -> None:
     """Serve a converted model on a real NVIDIA Triton server (tokenizer inside) until Ctrl-C or SIGTERM."""
+    from inferforge.triton.hardening import ADMIN_KEY_HEADER, loopback_warning, new_admin_key
     from inferforge.triton.serve import serve_converted
     from inferforge.triton.server import ServerOptions
 
     repo_options = _repository_options(
         flavour="python", name=name, variant=variant, max_batch_size=max_batch_size,
+        **_limits(max_queue_size, queue_timeout_ms, execute_timeout, max_text_chars),
         queue_delay_us=queue_delay_us, instance_count=instances, threads=threads,
     )
     server_options = ServerOptions(
         host=host, http_port=http_port or None, grpc_port=grpc_port or None,
-        metrics_port=metrics_port or None, ready_timeout_s=ready_timeout,
+        metrics_port=metrics_port or None, ready_timeout_s=ready_timeout, exit_timeout_s=exit_timeout,
     )
     # Ctrl-C and SIGTERM both stop the server cleanly (SIGINT too when the shell had it ignored).
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        warning = loopback_warning(host)
+        if warning:
+            typer.echo(warning, err=True)
         typer.echo(f"Starting Triton on {model_dir} ...", err=True)
-        with serve_converted(model_dir, repo_options, server_options) as served:
+        key = admin_key or new_admin_key()
+        echo_event = partial(typer.echo, err=True)
+        with serve_converted(model_dir, repo_options, server_options, admin_key=key, on_event=echo_event) as served:
             server, repo = served.server, served.repository
             typer.echo(f"Serving '{repo.name}' ({repo.task}): inputs {', '.join(repo.inputs)} -> "
                        f"outputs {', '.join(repo.outputs)}")
@@ -65,10 +87,12 @@ def serve(
             typer.echo(f"  gRPC     {server.grpc_url}")
             typer.echo(f"  metrics  {server.metrics_url}")
             typer.echo(f"Try: inferforge query \"Some text\" --url {server.http_url} --model {repo.name}")
+            if show_admin_key:
+                typer.echo(f"  admin key (header {ADMIN_KEY_HEADER}): {key}")
             typer.echo("Ctrl-C or SIGTERM stops the server.", err=True)
             try:
                 while True:
-                    problem = server.check_health()
+                    problem = server.check_health() if served.watchdog is None else None  # else it restarts
                     if problem is not None and server.process is not None and server.process.poll() is not None:
                         raise UserError(f"The Triton server stopped unexpectedly ({problem}).")
                     time.sleep(1.0)
@@ -93,6 +117,10 @@ def repository(
     instances: int = typer.Option(1, help="Model instances."),
     instance_kind: str = typer.Option("KIND_CPU", help="KIND_CPU, KIND_GPU or KIND_AUTO."),
     threads: Optional[int] = typer.Option(None, help="Engine threads per model instance."),
+    max_queue_size: int = MAX_QUEUE_SIZE,
+    queue_timeout_ms: int = QUEUE_TIMEOUT_MS,
+    execute_timeout: float = EXECUTE_TIMEOUT,
+    max_text_chars: int = MAX_TEXT_CHARS,
     accelerator: str = typer.Option("none", help="onnxruntime flavour: none, openvino (CPU) or tensorrt (GPU)."),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
 ) -> None:
@@ -102,6 +130,7 @@ def repository(
     options = _repository_options(
         flavour=flavour, name=name, variant=variant, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
         instance_count=instances, instance_kind=instance_kind, threads=threads, ort_accelerator=accelerator,
+        **_limits(max_queue_size, queue_timeout_ms, execute_timeout, max_text_chars),
     )
     repo = write_repository(model_dir, output, options=options, overwrite=overwrite)
     typer.echo(f"Wrote {repo.path}: {', '.join(repo.model_names)} ({repo.flavour} flavour).")
@@ -131,6 +160,11 @@ def query(
             client.wait_ready(wait)
         for answer in client.predict(list(texts), pairs):
             typer.echo(json.dumps(answer, ensure_ascii=False))
+
+
+def _limits(max_queue_size: int, queue_timeout_ms: int, execute_timeout: float, max_text_chars: int) -> dict:
+    return dict(max_queue_size=max_queue_size, queue_timeout_us=queue_timeout_ms * 1000,
+                execute_timeout_s=execute_timeout, max_text_chars=max_text_chars)
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -7,10 +7,12 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from inferforge.triton.repository import ModelRepository, RepositoryOptions, write_repository
+from inferforge.triton.hardening import HardenedServer, new_admin_key
 from inferforge.triton.server import ServerOptions, TritonServer
+from inferforge.triton.watchdog import Watchdog
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,7 @@ class ServedModel:
 
     repository: ModelRepository
     server: TritonServer
+    watchdog: Watchdog | None = None  # restarts the server when it or a Python stub dies
 
     @property
     def name(self) -> str:
@@ -30,11 +33,18 @@ def serve_converted(
     model_dir: Path | str,
     repository_options: RepositoryOptions | None = None,
     server_options: ServerOptions | None = None,
+    *,
+    admin_key: str | None = None,
+    supervise: bool = True,
+    on_event: Callable[[str], None] | None = None,
 ) -> Iterator[ServedModel]:
     """Serve `model_dir` (python flavour by default) on a real Triton server until the block ends.
 
     The repository lives in a temporary folder removed at the end, with the server's process
     group and shared-memory regions.
+    The server is hardened (`inferforge.triton.hardening`: restricted APIs behind `admin_key`, random
+    when None) and, with `supervise`, restarted by a watchdog when it or a worker dies (`on_event`
+    gets one line per event).
     """
     repository_options = repository_options or RepositoryOptions()
     server_options = server_options or ServerOptions()
@@ -43,8 +53,12 @@ def serve_converted(
         repository = write_repository(model_dir, workdir / "repository", options=repository_options)
         if server_options.python_models != repository.python_models:
             server_options = replace(server_options, python_models=repository.python_models)
-        with TritonServer(repository.path, server_options) as server:
-            yield ServedModel(repository, server)
+        with HardenedServer(repository.path, server_options, admin_key=admin_key or new_admin_key()) as server:
+            if not supervise:
+                yield ServedModel(repository, server)
+                return
+            with Watchdog(server, on_event=on_event or (lambda message: None)) as watchdog:
+                yield ServedModel(repository, server, watchdog)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
