@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,16 @@ def assert_ensemble_wired(repo) -> None:
         assert set(step.output_map) <= {o.name for o in step_config.output}
         available |= set(step.output_map.values())
     assert {o.name for o in ensemble.output} <= available
+
+
+def test_tokenize_in_model_is_a_one_step_ensemble(converted_tiny, tmp_path):
+    repo = write_repository(converted_tiny("question-answering"), tmp_path / "repo", name="qa", tokenize_in_model=True)
+    assert repo.model_names == ("qa_tokenize", "qa_model", "qa")  # the tokenizer model stays for clients
+    steps = read_config(repo.path / "qa").ensemble_scheduling.step
+    assert [(s.model_name, sorted(s.input_map)) for s in steps] == [("qa_model", ["text", "text_pair"])]
+    assert_ensemble_wired(repo)
+    with pytest.raises(UserError, match="python flavour"):
+        RepositoryOptions(flavour="onnxruntime", tokenize_in_model=True)
 
 
 def test_typed_outputs_follow_the_answer(converted_tiny, tmp_path):
@@ -141,13 +152,20 @@ def test_refuses_to_overwrite_and_leaves_nothing_behind(converted_tiny, tmp_path
         write_repository(tmp_path / "occupied", tmp_path / "out2")
 
 
-def test_tokenizer_model_needs_only_tokenizers_and_numpy():
-    """It must run in a stock Triton container: no inferforge import."""
-    tree = ast.parse((BACKEND_MODELS / "tokenize.py").read_text())
+def imported_modules(path: Path) -> set[str]:
     imported = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"json", "os", "numpy", "tokenizers", "triton_python_backend_utils"}, imported
+    return imported
+
+
+def test_tokenizer_model_needs_only_tokenizers_and_numpy():
+    """It must run in a stock Triton container: no inferforge import (its helpers beside it: stdlib only)."""
+    imported = imported_modules(BACKEND_MODELS / "tokenize.py")
+    beside = {name for name in imported if (BACKEND_MODELS / f"{name}.py").is_file()}
+    assert imported - beside <= {"json", "os", "numpy", "tokenizers", "triton_python_backend_utils"}, imported
+    for helper in beside:
+        assert all(m in sys.stdlib_module_names for m in imported_modules(BACKEND_MODELS / f"{helper}.py")), helper

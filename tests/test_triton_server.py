@@ -36,6 +36,8 @@ TASK_MODELS = {
     "feature-extraction": "tiny_emb",
     "question-answering": "tiny_qa",
 }
+# Ensembles that send text straight to <name>_model, which tokenizes itself (one Python hop).
+ONE_HOP_MODELS = {"tiny_ner_1hop": "token-classification", "tiny_qa_1hop": "question-answering"}
 TEXTS = [
     "Alice met Bob in Paris last summer",
     "the movie was great and the actors were wonderful in every single scene of it",
@@ -67,10 +69,12 @@ def served(converted_tiny, converted_minilm, tmp_path_factory):
     combined = root / "repository"
     combined.mkdir()
     folders = {name: converted_tiny(task) for task, name in TASK_MODELS.items()}
+    folders.update({name: converted_tiny(task) for name, task in ONE_HOP_MODELS.items()})
     folders["minilm"] = converted_minilm
     python_models = 0
     for name, folder in folders.items():
-        repo = write_repository(folder, root / name, name=name, max_batch_size=MAX_BATCH, threads=1)
+        repo = write_repository(folder, root / name, name=name, max_batch_size=MAX_BATCH, threads=1,
+                                tokenize_in_model=name in ONE_HOP_MODELS)
         python_models += repo.python_models
         for model in repo.model_names:
             shutil.move(str(repo.path / model), str(combined / model))
@@ -112,7 +116,7 @@ def local_answers(model, texts, pairs=None):
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-@pytest.mark.parametrize("name", [*TASK_MODELS.values(), "minilm"])
+@pytest.mark.parametrize("name", [*TASK_MODELS.values(), *ONE_HOP_MODELS, "minilm"])
 def test_answers_equal_the_local_engine(served, local_models, name, protocol):
     server, _ = served
     model = local_models[name]
@@ -216,6 +220,13 @@ BAD_REQUESTS = {
     "wrong input type": ("tiny_cls", [("text", "INT32", np.array([[7]], dtype=np.int32))], "INT32|TYPE_STRING|BYTES"),
     "batch over max_batch_size": ("tiny_cls", [("text", "BYTES", text_array(*["x"] * (MAX_BATCH + 1)))], "batch"),
     "question without context": ("tiny_qa", [("text", "BYTES", text_array("who?"))], "text_pair|pair"),
+    "one hop: empty context": ("tiny_qa_1hop", [("text", "BYTES", text_array("who?")),
+                                                ("text_pair", "BYTES", text_array(" "))], "empty"),
+    "one hop: invalid UTF-8": ("tiny_qa_1hop", [("text", "BYTES", text_array(b"\xc3(")),
+                                                ("text_pair", "BYTES", text_array("a context"))], "UTF-8"),
+    "one hop: question without context": ("tiny_qa_1hop", [("text", "BYTES", text_array("who?"))], "pair"),
+    "one hop: batch over max_batch_size": ("tiny_qa_1hop", [("text", "BYTES", text_array(*["x"] * 9)),
+                                                            ("text_pair", "BYTES", text_array(*["y"] * 9))], "batch"),
 }
 
 
@@ -254,13 +265,14 @@ def test_bad_request_inside_a_dynamic_batch_fails_alone(served, local_models):
     assert_same_answers([a for _, a in sorted(good)], expected)
 
 
-def test_a_100000_character_text_is_truncated_and_answered(served, local_models):
+@pytest.mark.parametrize("name", ["tiny_ner", "tiny_ner_1hop"])
+def test_a_100000_character_text_is_truncated_and_answered(served, local_models, name):
     server, _ = served
     long_text = ("Alice met Bob in Paris. " * 4200)[:100_000]
     assert len(long_text) == 100_000
-    with TritonTextClient(server.http_url, "http", "tiny_ner") as client:
+    with TritonTextClient(server.http_url, "http", name) as client:
         answer = client.predict([long_text])
-    assert_same_answers(answer, local_answers(local_models["tiny_ner"], [long_text]))
+    assert_same_answers(answer, local_answers(local_models[name], [long_text]))
 
 
 def test_plain_http_json_request(served, local_models):
@@ -297,7 +309,7 @@ def test_client_errors_are_one_sentence(served):
             client.predict(["hello"])
     with TritonTextClient(server.http_url, "http") as client:
         with pytest.raises(UserError, match="name one with --model"):
-            client.predict(["hello"])  # five inferforge models are served: the client cannot guess
+            client.predict(["hello"])  # several inferforge models are served: the client cannot guess
 
 
 def test_taken_port_is_one_sentence(served):

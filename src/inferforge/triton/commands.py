@@ -46,6 +46,8 @@ def serve(
     queue_delay_us: int = typer.Option(0, help="How long the dynamic batcher waits for more requests (µs)."),
     instances: int = typer.Option(1, help="Model instances (each runs batches in parallel)."),
     threads: Optional[int] = typer.Option(None, help="Engine threads per model instance (default: all cores)."),
+    tokenize_in_model: bool = typer.Option(False, help="Tokenize inside the model's Python stub (same tokenizer.json): "
+                                                       "one Python hop per request instead of two."),
     max_queue_size: int = MAX_QUEUE_SIZE,
     queue_timeout_ms: int = QUEUE_TIMEOUT_MS,
     execute_timeout: float = EXECUTE_TIMEOUT,
@@ -64,7 +66,7 @@ def serve(
     repo_options = _repository_options(
         flavour="python", name=name, variant=variant, max_batch_size=max_batch_size,
         **_limits(max_queue_size, queue_timeout_ms, execute_timeout, max_text_chars),
-        queue_delay_us=queue_delay_us, instance_count=instances, threads=threads,
+        queue_delay_us=queue_delay_us, instance_count=instances, threads=threads, tokenize_in_model=tokenize_in_model,
     )
     server_options = ServerOptions(
         host=host, http_port=http_port or None, grpc_port=grpc_port or None,
@@ -117,6 +119,8 @@ def repository(
     instances: int = typer.Option(1, help="Model instances."),
     instance_kind: str = typer.Option("KIND_CPU", help="KIND_CPU, KIND_GPU or KIND_AUTO."),
     threads: Optional[int] = typer.Option(None, help="Engine threads per model instance."),
+    tokenize_in_model: bool = typer.Option(False, help="python flavour: the ensemble sends text straight to the "
+                                                       "model, which tokenizes itself (one Python hop less)."),
     max_queue_size: int = MAX_QUEUE_SIZE,
     queue_timeout_ms: int = QUEUE_TIMEOUT_MS,
     execute_timeout: float = EXECUTE_TIMEOUT,
@@ -131,6 +135,7 @@ def repository(
         flavour=flavour, name=name, variant=variant, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
         instance_count=instances, instance_kind=instance_kind, threads=threads, ort_accelerator=accelerator,
         **_limits(max_queue_size, queue_timeout_ms, execute_timeout, max_text_chars),
+        tokenize_in_model=tokenize_in_model,
     )
     repo = write_repository(model_dir, output, options=options, overwrite=overwrite)
     typer.echo(f"Wrote {repo.path}: {', '.join(repo.model_names)} ({repo.flavour} flavour).")

@@ -1,17 +1,20 @@
-"""Triton Python-backend model: token arrays in, the selected variant's outputs and the task's answer out.
+"""Triton Python-backend model: the selected variant, and the task's answer.
 
 Copied as `model.py` into `<name>_model/1/` next to `artifact/`, a converted inferforge folder
 holding only the selected variant, which runs through `inferforge.load` exactly as it does locally
-(onnxruntime or OpenVINO). In the ensemble it also writes the answer (`answer_json` and typed
-tensors) from the texts and the tokenizer's details, saving a separate post-processing hop; called
-alone with token arrays it returns the raw outputs.
+(onnxruntime or OpenVINO). A request brings either
+  - token arrays (from `<name>_tokenize` in the ensemble, with the texts and the tokenizer's
+    per-token details when the answer needs them), or
+  - texts alone (`tokenize_in_model` ensembles): tokenized here with the same `tokenizer.json`
+    through `inferforge`'s TextEncoder, which saves a Python hop per request.
+It returns the raw outputs and/or the answer (`answer_json` and typed tensors), whichever is requested.
 
 The requests of a dynamic batch have their own sequence lengths (`allow_ragged_batch`): they are
 right-padded with `pad_id` to the longest, run as one batch, and cut back to their own length on the
-per-token outputs. If the joint run fails, each request runs alone, so only a bad request gets an error.
+per-token outputs. Bad text, or a failing run, fails that request alone: the rest of the batch is answered.
 
 Config parameters (string values): `threads`, `variant`, `pad_id`, `array_inputs`, `model_outputs`,
-`per_token_outputs` (comma separated).
+`per_token_outputs` (comma separated), `max_text_chars`.
 """
 
 import json
@@ -22,13 +25,27 @@ import triton_python_backend_utils as pb_utils
 from execute_deadline import bounded_execute
 
 from inferforge.artifacts import load
-from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS, answer_tensors, decode_texts, encoded_from_details
+from inferforge.triton.answers import (
+    ANSWER_OUTPUT,
+    TOKEN_DETAILS,
+    BadText,
+    answer_tensors,
+    checked_texts,
+    decode_texts,
+    encoded_from_details,
+)
 
 
 def _names(value):
     return [name for name in value.split(",") if name]
 
 
+def _error(message, code=None):
+    error = pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+@bounded_execute
 @bounded_execute
 class TritonPythonModel:
     def initialize(self, args):
@@ -41,6 +58,7 @@ class TritonPythonModel:
         self.model_outputs = _names(params["model_outputs"])
         self.per_token = set(_names(params.get("per_token_outputs", "")))
         self.pad_id = int(params.get("pad_id", "0"))
+        self.max_text_chars = int(params.get("max_text_chars") or 0) or None
         self.input_names = {i["name"] for i in config["input"]}
         self.answer_outputs = [
             (o["name"], pb_utils.triton_string_to_numpy(o["data_type"]))
@@ -50,49 +68,81 @@ class TritonPythonModel:
         self.typed_outputs = [(n, t) for n, t in self.answer_outputs if n != ANSWER_OUTPUT]
 
     def execute(self, requests):
-        inputs = [self._arrays(request) for request in requests]
+        prepared = []  # per request: (arrays, Encoded or None) or the error response
+        for request in requests:
+            try:
+                prepared.append(self._prepare(request))
+            except BadText as error:
+                prepared.append(_error(str(error), pb_utils.TritonError.INVALID_ARG))
+            except Exception as error:
+                prepared.append(_error(f"bad request: {error}"))
+        runnable = [p for p in prepared if isinstance(p, tuple)]
         try:
-            outputs = self._run_joined(inputs)
+            outputs = iter(self._run_joined([arrays for arrays, _ in runnable])) if runnable else iter(())
         except Exception:
             outputs = None
         responses = []
-        for index, request in enumerate(requests):
+        for request, item in zip(requests, prepared):
+            if not isinstance(item, tuple):
+                responses.append(item)
+                continue
+            arrays, encoded = item
             try:
-                mine = outputs[index] if outputs is not None else self._run_joined([inputs[index]])[0]
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(request, mine)))
+                raw = next(outputs) if outputs is not None else self._run_joined([arrays])[0]
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(request, raw, encoded)))
             except Exception as error:  # one request's failure never fails the batch
-                responses.append(
-                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"model run failed: {error}"))
-                )
+                responses.append(_error(f"model run failed: {error}"))
         return responses
 
-    def _arrays(self, request):
-        return {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.array_inputs}
+    def _prepare(self, request):
+        """Token arrays for the engine, and the Encoded when the text is tokenized here."""
+        first = pb_utils.get_input_tensor_by_name(request, self.array_inputs[0])
+        if first is not None:
+            arrays = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.array_inputs}
+            missing = [name for name, tensor in arrays.items() if tensor is None]
+            if missing:
+                raise BadText(f"missing input(s) {', '.join(missing)}")
+            return {name: tensor.as_numpy() for name, tensor in arrays.items()}, None
+        texts = checked_texts(_numpy(pb_utils.get_input_tensor_by_name(request, "text")), "text", self.max_text_chars)
+        pairs = self._pairs(request, len(texts))
+        encoded = self.model.encoder.encode(texts, pairs)
+        return encoded.arrays, encoded
 
-    def _tensors(self, request, raw):
+    def _pairs(self, request, count):
+        tensor = pb_utils.get_input_tensor_by_name(request, "text_pair") if "text_pair" in self.input_names else None
+        if tensor is None:
+            if self.model.task.needs_pairs:
+                raise BadText("this model needs a text pair: send the second text as input 'text_pair'")
+            return None
+        pairs = checked_texts(tensor.as_numpy(), "text_pair", self.max_text_chars)
+        if len(pairs) != count:
+            raise BadText(f"got {count} texts but {len(pairs)} text pairs; send one pair per text")
+        return pairs
+
+    def _tensors(self, request, raw, encoded):
         wanted = set(request.requested_output_names())
         tensors = [pb_utils.Tensor(n, np.ascontiguousarray(raw[n])) for n in self.model_outputs if n in wanted]
         if any(name in wanted for name, _ in self.answer_outputs):
-            for name, value in self._answer(request, raw).items():
+            for name, value in self._answer(request, raw, encoded).items():
                 if name in wanted:
                     tensors.append(pb_utils.Tensor(name, value))
         return tensors
 
-    def _answer(self, request, raw):
-        text = pb_utils.get_input_tensor_by_name(request, "text")
-        if text is None:
-            raise ValueError("the answer needs the input 'text' (or request only the raw outputs)")
-        texts = decode_texts(text.as_numpy())
-        pair = pb_utils.get_input_tensor_by_name(request, "text_pair") if "text_pair" in self.input_names else None
-        pairs = decode_texts(pair.as_numpy()) if pair is not None else None
-        details = {}
-        if "offsets" in self.input_names:
-            for name in TOKEN_DETAILS:
-                tensor = pb_utils.get_input_tensor_by_name(request, name)
-                if tensor is None:
-                    raise ValueError(f"the answer needs the tokenizer's '{name}'")
-                details[name] = tensor.as_numpy()
-        encoded = encoded_from_details(texts, pairs, details)
+    def _answer(self, request, raw, encoded):
+        if encoded is None:  # token arrays came from the tokenizer model: texts and details alongside
+            text = pb_utils.get_input_tensor_by_name(request, "text")
+            if text is None:
+                raise ValueError("the answer needs the input 'text' (or request only the raw outputs)")
+            pair = pb_utils.get_input_tensor_by_name(request, "text_pair") if "text_pair" in self.input_names else None
+            details = {}
+            if "offsets" in self.input_names:
+                for name in TOKEN_DETAILS:
+                    tensor = pb_utils.get_input_tensor_by_name(request, name)
+                    if tensor is None:
+                        raise ValueError(f"the answer needs the tokenizer's '{name}'")
+                    details[name] = tensor.as_numpy()
+            pairs = decode_texts(pair.as_numpy()) if pair is not None else None
+            encoded = encoded_from_details(decode_texts(text.as_numpy()), pairs, details)
         return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs)
 
     def _run_joined(self, inputs):
@@ -122,3 +172,7 @@ class TritonPythonModel:
             split.append(piece)
             start += rows
         return split
+
+
+def _numpy(tensor):
+    return None if tensor is None else tensor.as_numpy()
