@@ -31,6 +31,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- serving:start -->", "<!-- serving:end -->"
+# The two ensembles `inferforge serve` can run: tokenizer model then model (default), or the model
+# tokenizing the text itself (`--tokenize-in-model`, one Python hop less).
+TRITON_PIPELINES = {"(tokenizer model + model)": False, "(tokenize in model)": True}
 WORDS = "the quick brown fox jumps over the lazy dog while a small cat sleeps in the warm sun".split()
 
 
@@ -231,7 +234,7 @@ def main() -> None:
     local = inferforge.load(model_dir, threads=args.threads)
     texts = {n: text_of_tokens(local.encoder, n) for n in token_counts}
     latency: dict[str, dict[int, Percentiles]] = {}
-    rates: dict[str, dict[tuple[int, int], float]] = {"Triton (HTTP)": {}, "FastAPI": {}}
+    rates: dict[str, dict[tuple[int, int], float]] = {}
     warmup = 30
     idle: dict[str, float] = {}
 
@@ -246,35 +249,37 @@ def main() -> None:
         latency.setdefault("local pipeline (`LoadedModel.predict`)", {})[n] = time_calls(
             lambda: local.predict([text]), args.requests, warmup)
 
-    repo_options = RepositoryOptions(name="minilm", threads=args.threads)
-    with serve_converted(model_dir, repo_options, ServerOptions()) as served:
-        host, port = served.server.http_url.split(":")
-        for n, text in texts.items():
-            quiet("Triton")
-            client = JsonHttpClient(host, int(port))
-            expected = local.predict([text])[0]
-            answer = triton_call(client, "minilm", text)()
-            assert np.allclose(answer, expected, atol=1e-3), "Triton answers differ from the local engine"
-            latency.setdefault("Triton, HTTP JSON", {})[n] = time_calls(
-                triton_call(client, "minilm", text), args.requests, warmup)
-            client.close()
-            grpc = grpcclient.InferenceServerClient(served.server.grpc_url)
-            tensor = grpcclient.InferInput("text", [1, 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
-            wanted = [grpcclient.InferRequestedOutput("answer_json")]
-            latency.setdefault("Triton, gRPC (tritonclient)", {})[n] = time_calls(
-                lambda: json.loads(grpc.infer("minilm", [tensor], outputs=wanted).as_numpy("answer_json")[0, 0]),
-                args.requests, warmup)
-            grpc.close()
-            for level in levels:
+    batch_sizes: dict[str, list[int]] = {}
+    for label, one_hop in TRITON_PIPELINES.items():
+        repo_options = RepositoryOptions(name="minilm", threads=args.threads, tokenize_in_model=one_hop)
+        with serve_converted(model_dir, repo_options, ServerOptions()) as served:
+            host, port = served.server.http_url.split(":")
+            for n, text in texts.items():
                 quiet("Triton")
+                client = JsonHttpClient(host, int(port))
+                expected = local.predict([text])[0]
+                answer = triton_call(client, "minilm", text)()
+                assert np.allclose(answer, expected, atol=1e-3), "Triton answers differ from the local engine"
+                latency.setdefault(f"Triton {label}, HTTP JSON", {})[n] = time_calls(
+                    triton_call(client, "minilm", text), args.requests, warmup)
+                client.close()
+                grpc = grpcclient.InferenceServerClient(served.server.grpc_url)
+                tensor = grpcclient.InferInput("text", [1, 1], "BYTES")
+                tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
+                wanted = [grpcclient.InferRequestedOutput("answer_json")]
+                latency.setdefault(f"Triton {label}, gRPC (tritonclient)", {})[n] = time_calls(
+                    lambda: json.loads(grpc.infer("minilm", [tensor], outputs=wanted).as_numpy("answer_json")[0, 0]),
+                    args.requests, warmup)
+                grpc.close()
+                for level in levels:
+                    quiet("Triton")
 
-                def make(text=text):
-                    c = JsonHttpClient(host, int(port))
-                    return triton_call(c, "minilm", text), c.close
-                rates["Triton (HTTP)"][(n, level)] = throughput(make, level, args.duration)
-        stats = json.loads(_get(host, int(port), "/v2/models/minilm_model/stats"))
-        batch_sizes = sorted({int(b["batch_size"]) for b in stats["model_stats"][0]["batch_stats"]})
+                    def make(text=text):
+                        c = JsonHttpClient(host, int(port))
+                        return triton_call(c, "minilm", text), c.close
+                    rates.setdefault(f"Triton {label}", {})[(n, level)] = throughput(make, level, args.duration)
+            stats = json.loads(_get(host, int(port), "/v2/models/minilm_model/stats"))
+            batch_sizes[label] = sorted({int(b["batch_size"]) for b in stats["model_stats"][0]["batch_stats"]})
 
     process, fport = start_fastapi(model_dir, args.threads)
     try:
@@ -290,7 +295,7 @@ def main() -> None:
                 def make(text=text):
                     c = JsonHttpClient("127.0.0.1", fport)
                     return fastapi_call(c, text), c.close
-                rates["FastAPI"][(n, level)] = throughput(make, level, args.duration)
+                rates.setdefault("FastAPI", {})[(n, level)] = throughput(make, level, args.duration)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -342,7 +347,8 @@ def render(model_dir, local, args, token_counts, levels, latency, rates, batch_s
     for server, cells in rates.items():
         for n in token_counts:
             lines.append(f"| {server} | {n} | " + " | ".join(f"{cells[(n, c)]:.0f}" for c in levels) + " |")
-    lines += ["", f"Batch sizes Triton's dynamic batcher executed on the model: {batch_sizes}.", END]
+    lines += [""] + [f"Batch sizes Triton's dynamic batcher executed on the model, {label}: {sizes}."
+                     for label, sizes in batch_sizes.items()] + [END]
     return "\n".join(lines)
 
 
