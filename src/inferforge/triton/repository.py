@@ -20,13 +20,14 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from inferforge.artifacts import Manifest
 from inferforge.errors import UserError
 from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS
 
@@ -144,7 +145,7 @@ class _ConvertedModel:
     """What the repository needs to know about a converted model directory, read from it."""
 
     directory: Path
-    manifest: dict
+    manifest: Manifest
     variant: str
     task: object  # TaskSpec
     input_names: tuple[str, ...]
@@ -161,7 +162,7 @@ class _ConvertedModel:
 
     def variant_files(self) -> list[tuple[Path, Path]]:
         """(source, path relative to the variant folder) for each file of the variant."""
-        entry = self.manifest["variants"][self.variant]
+        entry = self.manifest.variants[self.variant]
         variant_dir = self.directory / "variants" / self.variant
         pairs = []
         for name in entry.get("files", []):
@@ -221,28 +222,18 @@ def render_config(config: mc.ModelConfig) -> str:
 def _read_converted(model_dir: Path, opts: RepositoryOptions) -> _ConvertedModel:
     from inferforge.artifacts import load
 
-    manifest_path = model_dir / "inferforge.json"
-    if not manifest_path.is_file():
-        raise UserError(f"{model_dir} is not a converted model (no inferforge.json); run `inferforge convert` first.")
-    manifest = json.loads(manifest_path.read_text())
-    variant = opts.variant or manifest.get("selected")
-    variants = manifest.get("variants", {})
-    if variant not in variants:
-        raise UserError(f"Variant '{variant}' is not in {model_dir}; choose one of: {', '.join(sorted(variants))}.")
-    if not variants[variant].get("deployable", True):
-        raise UserError(f"Variant '{variant}' cannot be deployed; choose an ONNX or OpenVINO variant.")
-    loaded = load(model_dir, variant=variant, threads=1)
-    task = loaded.task
+    loaded = load(model_dir, variant=opts.variant, threads=1)  # checks the folder, the variant and its files
+    manifest, variant, task = loaded.manifest, loaded.variant_name, loaded.task
     encoder = loaded.encoder
     pairs = [SAMPLE_PAIR] if task.supports_pairs and task.needs_pairs else None
     encoded = encoder.encode([SAMPLE_TEXT], pairs)
     raw = loaded.run(encoded.arrays)
     answer = loaded.predict([SAMPLE_TEXT], pairs)[0]
-    output_names = tuple(manifest.get("output_names") or task.output_names)
+    output_names = tuple(manifest.output_names)
     converted = _ConvertedModel(
         directory=model_dir, manifest=manifest, variant=variant, task=task,
         input_names=tuple(encoder.input_names), output_names=output_names,
-        max_length=int(encoder.max_length), pad_id=int(encoder.pad_id), labels=manifest.get("labels"),
+        max_length=int(encoder.max_length), pad_id=int(encoder.pad_id), labels=manifest.labels,
     )
     for out_name in output_names:
         array = np.asarray(raw[out_name])
@@ -419,10 +410,8 @@ def _fill_onnxruntime(config: mc.ModelConfig, converted: _ConvertedModel, opts: 
 def _copy_artifact(converted: _ConvertedModel, target: Path) -> None:
     """A converted directory holding only the served variant, for `inferforge.load` in the server."""
     target.mkdir(parents=True)
-    manifest = dict(converted.manifest)
-    manifest["selected"] = converted.variant
-    manifest["variants"] = {converted.variant: converted.manifest["variants"][converted.variant]}
-    (target / "inferforge.json").write_text(json.dumps(manifest, indent=2))
+    only_served = {converted.variant: converted.manifest.variants[converted.variant]}
+    replace(converted.manifest, selected=converted.variant, variants=only_served).write(target)
     for extra in ("tokenizer", "config.json"):
         source = converted.directory / extra
         if source.is_dir():
