@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from inferforge.triton.server import ServerPorts, TritonInstallation, TritonServer, _wait_group_gone
 
 ADMIN_KEY_HEADER = "inferforge-admin-key"
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the key as triton-grpc-protocol-<name>
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 # How long the killed server's processes get to disappear before the restart goes on.
 RESTART_KILL_WAIT_S = 10.0
@@ -81,7 +82,13 @@ class HardenedServer(TritonServer):
 
     @property
     def admin_headers(self) -> dict[str, str]:
+        """HTTP headers that open the restricted APIs."""
         return {ADMIN_KEY_HEADER: self.admin_key}
+
+    @property
+    def grpc_admin_headers(self) -> dict[str, str]:
+        """gRPC metadata that opens the restricted protocols (Triton prefixes the key's name)."""
+        return {GRPC_HEADER_PREFIX + ADMIN_KEY_HEADER: self.admin_key}
 
     def restart(self) -> None:
         """Kill the (broken) server's process group, clean up, and start again on the same ports."""

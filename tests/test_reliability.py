@@ -1,0 +1,460 @@
+"""Serving that survives (issue 6), on a real Triton server: poison batches, a dying worker, overload, a
+hung execute(), shutdown under load, hardened defaults, and ONNX external data outside its folder.
+
+One supervised server (`serve_converted`: hardened + watchdog) hosts the tiny feature-extraction model
+for most tests; the overload/hang test and the SIGTERM test start their own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+import inferforge
+from inferforge.errors import UserError
+from inferforge.triton.hardening import ADMIN_KEY_HEADER, HardenedServer, loopback_warning
+from inferforge.triton.raw_requests import BAD_REQUESTS, send, text_request
+from inferforge.triton.repository import RepositoryOptions, write_repository
+from inferforge.triton.serve import serve_converted
+from inferforge.triton.server import ServerOptions
+from inferforge.triton.watchdog import RESTARTING_MESSAGE, Watchdog, stub_processes
+
+pytestmark = pytest.mark.slow
+
+MODEL = "rel_emb"
+MAX_BATCH = 8
+GOOD_TEXTS = [f"{base} number {i}" for i, base in enumerate([
+    "the movie was great and the actors were wonderful",
+    "a terrible boring film with no story at all",
+    "Alice met Bob in Paris last summer",
+    "Ünïcödé text, with punctuation! And émojis 🙂 too.",
+    "the quick brown fox jumps over the lazy dog " * 6,
+] * 8)]
+CLI = [sys.executable, "-c", "from inferforge.cli import main; main()"]
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def shm_regions(marker: str) -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if name.startswith(marker)]
+
+
+def connect(http_url: str, timeout: float = 30.0) -> http.client.HTTPConnection:
+    host, port = http_url.rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+
+def assert_same_embeddings(got: list, expected: list) -> None:
+    np.testing.assert_allclose(np.array(got, dtype=np.float64), np.array(expected, dtype=np.float64), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def served(converted_tiny):
+    folder = converted_tiny("feature-extraction")
+    events: list[str] = []
+    with serve_converted(folder, RepositoryOptions(name=MODEL, max_batch_size=MAX_BATCH, threads=1),
+                         ServerOptions(ready_timeout_s=300), on_event=events.append) as serving:
+        yield serving, folder, events
+    assert not processes_with(serving.server.shm_prefix)
+    assert not shm_regions(serving.server.shm_prefix)
+
+
+@pytest.fixture(scope="module")
+def expected(served):
+    """The local engine's answer for every good text, one text at a time."""
+    model = inferforge.load(served[1], threads=1)
+    return {text: model.predict([text])[0] for text in GOOD_TEXTS}
+
+
+# ----- poison batches ------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_each_bad_input_gets_its_4xx_and_the_next_request_is_right(served, expected, case):
+    serving, _, _ = served
+    bad = BAD_REQUESTS[case]
+    connection = connect(serving.server.http_url)
+    try:
+        reply = send(connection, MODEL, bad.build(MAX_BATCH))
+        assert reply.status == bad.status, reply
+        assert re.search(bad.words, reply.error), reply.error
+        good = send(connection, MODEL, text_request(GOOD_TEXTS[:2]))
+    finally:
+        connection.close()
+    assert good.status == 200
+    assert_same_embeddings(good.answers(), [expected[t] for t in GOOD_TEXTS[:2]])
+
+
+def test_1000_requests_at_concurrency_32_with_10_percent_bad(served, expected):
+    """0 good requests lost or changed, every bad one an error response, 0 errors of the 500 class."""
+    serving, _, _ = served
+    kinds = list(BAD_REQUESTS)
+    plan = [("bad", kinds[(i // 10) % len(kinds)]) if i % 10 == 0 else ("good", GOOD_TEXTS[i % len(GOOD_TEXTS)])
+            for i in range(1000)]
+    local = threading.local()
+
+    def run(item):
+        if not hasattr(local, "connection"):
+            local.connection = connect(serving.server.http_url)
+        kind, what = item
+        request = BAD_REQUESTS[what].build(MAX_BATCH) if kind == "bad" else text_request([what])
+        try:
+            return send(local.connection, MODEL, request)
+        except (OSError, http.client.HTTPException):
+            local.connection.close()
+            local.connection = connect(serving.server.http_url)
+            raise
+
+    with ThreadPoolExecutor(32) as pool:
+        replies = list(pool.map(run, plan))
+    server_errors = [(item, r.status, r.error) for item, r in zip(plan, replies) if r.status >= 500]
+    assert not server_errors, server_errors[:5]
+    for (kind, what), reply in zip(plan, replies):
+        if kind == "good":
+            assert reply.status == 200, (what, reply.status, reply.error)
+            assert_same_embeddings(reply.answers(), [expected[what]])
+        else:
+            bad = BAD_REQUESTS[what]
+            assert reply.status == bad.status and re.search(bad.words, reply.error), (what, reply)
+    connection = connect(serving.server.http_url)  # bad requests were batched with good ones: batches above 1 ran
+    try:
+        connection.request("GET", f"/v2/models/{MODEL}_tokenize/stats")
+        batch_stats = json.loads(connection.getresponse().read())["model_stats"][0]["batch_stats"]
+    finally:
+        connection.close()
+    assert max(int(b["batch_size"]) for b in batch_stats) > 1
+
+
+# ----- hardened defaults ---------------------------------------------------------------------------
+RESTRICTED_HTTP = {
+    "model-repository": ("POST", "/v2/repository/index", b"{}"),
+    "shared-memory": ("GET", "/v2/systemsharedmemory/status", None),
+    "logging": ("GET", "/v2/logging", None),
+    "trace": ("GET", "/v2/trace/setting", None),
+}
+
+
+@pytest.mark.parametrize("api", list(RESTRICTED_HTTP))
+def test_restricted_http_api_is_forbidden_without_the_key(served, api):
+    serving, _, _ = served
+    method, path, body = RESTRICTED_HTTP[api]
+    connection = connect(serving.server.http_url)
+    try:
+        connection.request(method, path, body=body)
+        refused = connection.getresponse()
+        message = refused.read().decode()
+        connection.request(method, path, body=body, headers=serving.server.admin_headers)
+        allowed = connection.getresponse()
+        allowed.read()
+    finally:
+        connection.close()
+    assert refused.status == 403 and "restricted" in message and ADMIN_KEY_HEADER in message
+    assert allowed.status == 200
+
+
+def test_restricted_grpc_protocols_are_denied_without_the_key(served):
+    serving, _, _ = served
+    client = grpcclient.InferenceServerClient(serving.server.grpc_url)
+    calls = {
+        "model-repository": client.get_model_repository_index,
+        "shared-memory": client.get_system_shared_memory_status,
+        "logging": client.get_log_settings,
+        "trace": client.get_trace_settings,
+    }
+    try:
+        for api, call in calls.items():
+            with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+                call()
+            call(headers=serving.server.grpc_admin_headers)  # with the key: answered
+        assert client.is_server_ready() and client.get_inference_statistics(MODEL)  # open APIs stay open
+    finally:
+        client.close()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket listening on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                if len(address) == 8:
+                    found.add(".".join(str(b) for b in bytes.fromhex(address)[::-1]))
+                else:
+                    found.add(address)
+    return found
+
+
+def test_the_server_listens_on_loopback_only_by_default(served):
+    serving, _, _ = served
+    ports = serving.server.ports
+    for port in (ports.http, ports.grpc, ports.metrics):
+        assert listening_addresses(port) == {"127.0.0.1"}, port
+    assert loopback_warning("127.0.0.1") is None and loopback_warning("localhost") is None
+    assert "reachable from other machines" in loopback_warning("0.0.0.0")
+
+
+def test_model_control_is_none_and_cloud_endpoints_are_off(served):
+    serving, _, _ = served
+    command = (Path(f"/proc/{serving.server.process.pid}/cmdline").read_bytes().split(b"\0"))
+    args = [a.decode() for a in command]
+    assert args[args.index("--model-control-mode") + 1] == "none"
+    assert args[args.index("--allow-sagemaker") + 1] == "false"
+    assert args[args.index("--allow-vertex-ai") + 1] == "false"
+    connection = connect(serving.server.http_url)
+    try:  # even with the key, loading or unloading a model is refused
+        connection.request("POST", f"/v2/repository/models/{MODEL}/unload", body=b"{}",
+                           headers=serving.server.admin_headers)
+        reply = connection.getresponse()
+        message = reply.read().decode()
+    finally:
+        connection.close()
+    assert reply.status == 503 and "load / unload is not allowed" in message, (reply.status, message)
+
+
+# ----- a dying worker ------------------------------------------------------------------------------
+def test_a_killed_worker_is_noticed_and_the_server_recovers(served, expected):
+    serving, _, events = served
+    server, watchdog = serving.server, serving.watchdog
+    stubs = {s.model: s.pid for s in stub_processes(server.process.pid)}
+    assert set(stubs) == {f"{MODEL}_model", f"{MODEL}_tokenize"}
+    outcomes: list[tuple[float, int | str, str, float]] = []  # (sent at, status or exception, message, took)
+    stop = threading.Event()
+
+    def client() -> None:
+        connection = connect(server.http_url, timeout=30)
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                reply = send(connection, MODEL, text_request([GOOD_TEXTS[0]]))
+                outcomes.append((sent, reply.status, reply.error, time.monotonic() - sent))
+            except (OSError, http.client.HTTPException) as error:
+                outcomes.append((sent, type(error).__name__, str(error), time.monotonic() - sent))
+                connection.close()
+                connection = connect(server.http_url, timeout=30)
+            time.sleep(0.02)
+        connection.close()
+
+    recoveries_before = len(watchdog.recoveries)
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    killed_at, killed_wall = time.monotonic(), time.time()
+    os.kill(stubs[f"{MODEL}_model"], signal.SIGKILL)
+    deadline = killed_at + 60
+    while len(watchdog.recoveries) == recoveries_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(watchdog.recoveries) == recoveries_before + 1, events
+    recovery = watchdog.recoveries[-1]
+    assert f"'{MODEL}_model'" in recovery.problem
+    assert recovery.detected_at - killed_wall < 2.0
+    assert recovery.detected_at - killed_wall + recovery.restart_s < 60.0
+    # Nothing hung; every failure meanwhile says what happened (503 while restarting).
+    assert max(took for *_, took in outcomes) < 10.0
+    failures = [o for o in outcomes if o[1] != 200]
+    assert failures, "the kill was not seen by any client"
+    for sent, status, message, _ in failures:
+        assert (status == 503 and RESTARTING_MESSAGE in message) or "not healthy" in message \
+            or status in ("RemoteDisconnected", "ConnectionResetError", "ConnectionRefusedError", "BadStatusLine"), \
+            (status, message)
+    assert any(status == 503 for _, status, _, _ in failures)
+    # Then 100 consecutive requests, all right.
+    connection = connect(server.http_url)
+    try:
+        for index in range(100):
+            text = GOOD_TEXTS[index % len(GOOD_TEXTS)]
+            reply = send(connection, MODEL, text_request([text]))
+            assert reply.status == 200, reply
+            assert_same_embeddings(reply.answers(), [expected[text]])
+    finally:
+        connection.close()
+
+
+# ----- overload and a hung execute() ---------------------------------------------------------------
+HANG_MARKER = "hang-forever-please"
+
+
+def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tiny, tmp_path):
+    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="rel_busy",
+                            max_batch_size=1, max_queue_size=2, queue_timeout_us=5_000_000, execute_timeout_s=3,
+                            threads=1)
+    config = (repo.path / "rel_busy_tokenize" / "config.pbtxt").read_text()
+    assert re.search(r"max_queue_size: 2\b", config) and "timeout_action: REJECT" in config
+    assert "default_timeout_microseconds: 5000000" in config
+    # Fault injection: the tokenizer's execute() never returns for one marked text.
+    model_py = repo.path / "rel_busy_tokenize" / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace(
+        "    def execute(self, requests):\n",
+        "    def execute(self, requests):\n"
+        f"        if any(b'{HANG_MARKER}' in bytes(v) for r in requests\n"
+        "               for v in pb_utils.get_input_tensor_by_name(r, 'text').as_numpy().reshape(-1)):\n"
+        "            import time\n"
+        "            time.sleep(3600)\n", 1))
+    with HardenedServer(repo.path, ServerOptions(python_models=2, ready_timeout_s=300)) as server, \
+            Watchdog(server) as watchdog:
+        long_text = "word " * 19_000  # about 0.1 s of tokenizing
+
+        def one(text: str):
+            connection = connect(server.http_url, timeout=60)
+            started = time.monotonic()
+            try:
+                return send(connection, "rel_busy", text_request([text])), time.monotonic() - started
+            except (OSError, http.client.HTTPException) as error:
+                return error, time.monotonic() - started
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(24) as pool:
+            results = list(pool.map(one, [long_text] * 24))
+        refused = [(r, took) for r, took in results if getattr(r, "status", None) == 503]
+        answered = [r for r, _ in results if getattr(r, "status", None) == 200]
+        assert refused and answered and len(refused) + len(answered) == 24, results
+        assert all("Exceeds maximum queue size" in r.error or "timeout" in r.error for r, _ in refused)
+        assert min(took for _, took in refused) < 1.0  # refused at once, not after waiting
+
+        started = time.monotonic()
+        hung, took = one(HANG_MARKER)
+        assert took < 3 + 10, "the hung request was not bounded by the execute deadline"
+        assert not (getattr(hung, "status", None) == 200), hung
+        deadline = time.monotonic() + 60
+        while not watchdog.recoveries and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watchdog.recoveries and "rel_busy_tokenize" in watchdog.recoveries[0].problem
+        assert time.monotonic() - started < 60
+        reply, _ = one("the movie was great")
+        assert reply.status == 200 and reply.answers()[0]["label"]
+
+
+# ----- shutdown under load -------------------------------------------------------------------------
+def test_sigterm_with_64_requests_in_flight(converted_tiny):
+    model_dir = converted_tiny("text-classification")
+    serve = subprocess.Popen(
+        [*CLI, "serve", str(model_dir), "--name", "rel_term", "--http-port", "0", "--grpc-port", "0",
+         "--metrics-port", "0", "--max-batch-size", "4", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    marker = f"inferforge_{serve.pid}_"
+    try:
+        printed = ""
+        deadline = time.monotonic() + 240
+        while "Try:" not in printed and time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            if not line:
+                break
+            printed += line
+        assert "Try:" in printed, printed + (serve.stderr.read() if serve.poll() is not None else "")
+        http_url = printed.split("HTTP     http://")[1].split("/")[0]
+        texts = [f"request {i}: " + "the movie was great and the actors were wonderful " * 400 for i in range(64)]
+        local = inferforge.load(model_dir, threads=1)
+        sent = threading.Semaphore(0)
+        replies: dict[int, object] = {}
+
+        def one(index: int) -> None:
+            connection = connect(http_url, timeout=60)
+            try:
+                request = text_request([texts[index]])
+                host_header = {"Inference-Header-Content-Length": str(request.header_length)}
+                connection.request("POST", "/v2/models/rel_term/infer", body=request.body, headers=host_header)
+                sent.release()
+                response = connection.getresponse()
+                replies[index] = (response.status, json.loads(response.read()))
+            except Exception as error:  # noqa: BLE001 - reported below
+                sent.release()
+                replies[index] = error
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+        for thread in threads:
+            thread.start()
+        for _ in range(64):
+            assert sent.acquire(timeout=30)
+        time.sleep(0.3)  # read by the server: 64 x 20,000-character texts take seconds to tokenize
+        signalled = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(timeout=60)
+        exit_s = time.monotonic() - signalled
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert code == 0, serve.stderr.read()
+    assert exit_s < 30
+    failed = {i: r for i, r in replies.items() if not (isinstance(r, tuple) and r[0] == 200)}
+    assert len(replies) == 64 and not failed, failed
+    for index, (_, document) in replies.items():
+        answer = json.loads(next(o for o in document["outputs"] if o["name"] == "answer_json")["data"][0])
+        want = local.predict([texts[index]])[0]
+        assert answer["label"] == want["label"] and answer["score"] == pytest.approx(want["score"], abs=1e-4)
+    assert not processes_with(marker), "a tritonserver or stub process outlived SIGTERM"
+    assert not shm_regions(marker)
+
+
+# ----- ONNX external data outside its folder -------------------------------------------------------
+def point_external_data_at(onnx_path: Path, location: str) -> None:
+    """Rewrite the model so that its largest initializer is read from `location` (raw bytes written there)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    tensor = max(model.graph.initializer, key=lambda t: t.ByteSize())
+    data = numpy_helper.to_array(tensor).tobytes()
+    target = Path(location) if Path(location).is_absolute() else onnx_path.parent / location
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        tensor.external_data.add(key=key, value=value)
+    onnx_path.write_bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute"])
+def test_onnx_external_data_outside_its_folder_is_refused(converted_tiny, tmp_path, where):
+    source = converted_tiny("feature-extraction")
+    copy = tmp_path / "converted"
+    shutil.copytree(source, copy)
+    manifest = json.loads((copy / "inferforge.json").read_text())
+    onnx_file = next(copy / f for f in manifest["variants"][manifest["selected"]]["files"] if f.endswith(".onnx"))
+    location = "../../../outside.bin" if where == "parent" else str(tmp_path / "elsewhere" / "weights.bin")
+    point_external_data_at(onnx_file, location)
+    words = "outside its folder; refusing to load it"
+    with pytest.raises(UserError, match=words):
+        inferforge.load(copy)
+    with pytest.raises(UserError, match=words):  # the Python-backend model loads through the same check
+        write_repository(copy, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists() and not list(tmp_path.glob(".repo-*"))
+    done = subprocess.run([*CLI, "serve", str(copy), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
