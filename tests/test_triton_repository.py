@@ -169,3 +169,23 @@ def test_tokenizer_model_needs_only_tokenizers_and_numpy():
     assert imported - beside <= {"json", "os", "numpy", "tokenizers", "triton_python_backend_utils"}, imported
     for helper in beside:
         assert all(m in sys.stdlib_module_names for m in imported_modules(BACKEND_MODELS / f"{helper}.py")), helper
+
+
+def test_repository_command(converted_tiny, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from inferforge.triton.commands import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    model_dir = str(converted_tiny("text-classification"))
+    done = runner.invoke(app, ["repository", model_dir, "--output", str(tmp_path / "repo"), "--name", "cls",
+                               "--flavour", "onnxruntime", "--accelerator", "openvino", "--max-batch-size", "4"])
+    assert done.exit_code == 0, done.output
+    assert "cls_tokenize, cls_model, cls_postprocess, cls" in done.output
+    assert read_config(tmp_path / "repo" / "cls_model").max_batch_size == 4
+    refused = runner.invoke(app, ["repository", model_dir, "--output", str(tmp_path / "other"), "--flavour", "tf"])
+    assert isinstance(refused.exception, UserError) and "Unknown flavour 'tf'" in str(refused.exception)
+    assert not (tmp_path / "other").exists()
