@@ -110,8 +110,23 @@ class UnavailableAnswerer:
 
     def close(self) -> None:
         self._server.shutdown()
-        self._server.server_close()
         self._thread.join(timeout=5)
+        # Connections already queued on this socket would be reset when it closes: answer them first.
+        self._server.socket.setblocking(False)
+        while True:
+            try:
+                connection, address = self._server.socket.accept()
+            except OSError:
+                break
+            connection.setblocking(True)
+            connection.settimeout(2.0)
+            try:
+                self._server.finish_request(connection, address)
+            except OSError:
+                pass
+            finally:
+                self._server.shutdown_request(connection)
+        self._server.server_close()
 
 
 @dataclass
@@ -199,6 +214,9 @@ class Watchdog:
             if self._stop.is_set():
                 return
             self._stubs = self._current_stubs()
+            if answerer is not None:
+                answerer.close()
+                answerer = None
             elapsed = time.monotonic() - started
             self.recoveries.append(Recovery(problem, detected, elapsed, reason))
             self.on_event(f"Watchdog: the server answers again after {elapsed:.1f} s.")
