@@ -8,6 +8,7 @@ for most tests; the overload/hang test and the SIGTERM test start their own.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -204,10 +205,10 @@ def listening_addresses(port: int) -> set[str]:
             fields = line.split()
             address, hex_port = fields[1].split(":")
             if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                if len(address) == 8:
-                    found.add(".".join(str(b) for b in bytes.fromhex(address)[::-1]))
-                else:
-                    found.add(address)
+                # Each 32-bit word is in host (little-endian) order.
+                raw = b"".join(bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, len(address), 8))
+                ip = ipaddress.ip_address(raw)
+                found.add(str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip))
     return found
 
 
