@@ -94,27 +94,44 @@ def test_keep_fp32_leaves_the_node_unquantized(int8_setup):
 
 def test_search_keeps_nodes_in_fp32_until_a_zero_budget_holds(int8_setup):
     """Calibrating on one short word gives activation ranges far too narrow for real sentences: full int8
-    loses accuracy, and the search must find which nodes to keep in fp32 to lose none."""
+    loses accuracy, and the search must find which nodes to keep in fp32 to lose none. Driven through
+    `judge_variants`, the hook conversion calls with its rows and engines."""
     import dataclasses
 
-    from inferforge.accuracy_search import search_int8
+    from inferforge.accuracy_search import judge_variants
+    from inferforge.engines.ort import OrtEngine
     from inferforge.quantize import OrtStaticInt8
+    from inferforge.report import VariantResult
+    from inferforge.variants import OrtFp32
 
     ctx, eval_set, fp32 = int8_setup
     starved = dataclasses.replace(ctx, calibration_texts=["the"], workdir=ctx.workdir.parent / "starved")
     starved.workdir.mkdir()
     shutil.copy(ctx.fp32_onnx, starved.fp32_onnx)
-    result = search_int8(starved, OrtStaticInt8("minmax"), eval_set, 0.0, fp32.value, nb_measures=5)
+    full = OrtStaticInt8("minmax")
+    files = full.build(starved)
+    rows = [VariantResult("ort-fp32", OrtFp32().to_dict(), "fp32", True, files=["model.onnx"]),
+            VariantResult(full.name, full.to_dict(), "int8", True, files=files)]
+    engines = {"ort-fp32": OrtEngine(starved.fp32_onnx, 1), full.name: full.open(starved.workdir, files, 1)}
+    outcome = judge_variants(starved, rows, engines, eval_set, 0.0, reference="ort-fp32")
+
+    assert outcome.reference_score.value == fp32.value and rows[0].status == "passed"
+    assert rows[1].status == "failed" and "points of accuracy" in rows[1].reason
+    (result,) = outcome.searches
     assert result.full_int8_drop > 0.0, "full int8 was expected to lose accuracy with one calibration word"
+    assert rows[1].extra["accuracy"]["drop_points"] == pytest.approx(result.full_int8_drop)
     assert result.fits and result.kept_fp32, result.message
     assert len(result.sensitivities) == 18 and result.sensitivities[0].gain >= result.sensitivities[-1].gain
     assert [s.node for s in result.sensitivities[: len(result.kept_fp32)]] == result.steps[-1].kept_fp32
     assert all(step.drop_points > 0.0 for step in result.steps[:-1])
     assert result.final_drop <= 0.0
-    # The variant written to the folder is scored again from its files: the budget really holds.
-    rebuilt = result.variant.open(starved.workdir, result.files, 1)
+    # The new row's files are scored again from disk: the budget really holds.
+    added = rows[2]
+    assert added.name == result.name == f"ort-int8-static-minmax-keep{len(result.kept_fp32)}"
+    assert added.extra["kept_fp32"] == result.kept_fp32 and added.usable
+    rebuilt = result.variant.open(starved.workdir, added.files, 1)
     assert eval_set.score(rebuilt).value >= fp32.value
-    graph = onnx.load(str(starved.workdir / result.files[0])).graph
+    graph = onnx.load(str(starved.workdir / added.files[0])).graph
     assert {n.name for n in graph.node} >= set(result.kept_fp32)
     assert set(result.latency_ms) == {"fp32", "full int8", result.name}
     assert f"keeping {len(result.kept_fp32)} of 18 quantized nodes" in result.message

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -80,7 +80,9 @@ class SearchResult:
         return self.variant.name if self.variant else None
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("variant", "engine")}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("variant", "engine")}
+        data["sensitivities"] = [asdict(s) for s in self.sensitivities]
+        data["steps"] = [asdict(s) for s in self.steps]
         data["variant"] = self.variant.to_dict() if self.variant else None
         data["variant_name"] = self.name
         return data

@@ -233,13 +233,13 @@ class EvaluationReport:
 
     def markdown(self) -> str:
         names = list(self.rows[0].score.metrics) if self.rows and self.rows[0].score else [self.metric]
-        header = ["variant", "precision", *names, f"drop ({self.metric}, points)"]
+        header = ["variant", "precision", *names, f"change in {self.metric} (points)"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in self.rows:
             if r.score is None:
                 lines.append(f"| {r.variant} | {r.precision} | " + " | ".join("" for _ in names) + f" | error: {r.error} |")
                 continue
-            drop = "reference" if r.variant == self.reference else (f"{r.drop_points:+.2f}" if r.drop_points is not None else "")
+            drop = "reference" if r.variant == self.reference else (f"{-r.drop_points:+.2f}" if r.drop_points is not None else "")
             lines.append(f"| {r.variant} | {r.precision} | " + " | ".join(f"{r.score.metrics[n]:.2f}" for n in names)
                          + f" | {drop} |")
         return "\n".join(lines)
