@@ -45,8 +45,10 @@ WORDS = ("the movie was great and the actors were wonderful Alice met Bob in Par
 @dataclass
 class Sample:
     at_s: float
-    rss_mb: float  # VmRSS summed over the server and its stubs
-    anon_mb: float  # RssAnon: the part that is neither files nor shared memory
+    rss_mb: float  # VmRSS summed over the server and its stubs (shared pages counted in each process)
+    pss_mb: float  # Pss summed (shared pages split among all processes mapping them, other programs' too)
+    anon_mb: float  # RssAnon summed: private memory, neither files nor shared memory
+    shm_mb: float  # the server's /dev/shm regions (Python backend), counted once
     by_process: dict[str, float]  # VmRSS of "server" and of each stub, by model name
     requests: int
 
@@ -72,6 +74,11 @@ class SoakResult:
     rss_warm_mb: float = 0.0
     rss_end_mb: float = 0.0
     rss_growth_mb: float = 0.0
+    owned_start_mb: float = 0.0  # private memory of the server and stubs + their /dev/shm regions
+    owned_warm_mb: float = 0.0
+    owned_end_mb: float = 0.0
+    owned_growth_mb: float = 0.0
+    pss_growth_mb: float = 0.0
     anon_growth_mb: float = 0.0
     new_shm_left: list[str] = field(default_factory=list)
     shm_used_before_mb: float = 0.0
@@ -84,7 +91,8 @@ class SoakResult:
 
     def checks(self) -> dict[str, bool]:
         return {
-            "RSS growth < 100 MB": self.rss_growth_mb < RSS_GROWTH_LIMIT_MB,
+            "memory growth (private + own /dev/shm) < 100 MB": self.owned_growth_mb < RSS_GROWTH_LIMIT_MB,
+            "VmRSS sum growth < 100 MB (shared pages counted in each process)": self.rss_growth_mb < RSS_GROWTH_LIMIT_MB,
             "/dev/shm back to its start value": self.shm_regions_left == 0 and not self.new_shm_left,
             "no process left": self.processes_left == 0,
             "every good answer equals the local engine's": self.good_wrong == 0 and self.good > 0,
@@ -110,21 +118,34 @@ def answers_match(got, want, atol: float = 1e-4) -> bool:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and RssAnon of one process, in MB (zeros when it is gone)."""
-    found = {"VmRSS": 0.0, "RssAnon": 0.0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key = line.split(":")[0]
-            if key in found:
-                found[key] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    """VmRSS, RssAnon and Pss of one process, in MB (zeros when it is gone)."""
+    found = {"VmRSS": 0.0, "RssAnon": 0.0, "Pss": 0.0}
+    for table in (f"/proc/{pid}/status", f"/proc/{pid}/smaps_rollup"):
+        try:
+            for line in Path(table).read_text().splitlines():
+                key = line.split(":")[0]
+                if key in found:
+                    found[key] = int(line.split()[1]) / 1024
+        except OSError:
+            pass
     return found
 
 
-def sample(members: dict[str, int], at_s: float, requests: int) -> Sample:
+def shm_regions_mb(prefix: str) -> float:
+    total = 0
+    for entry in Path("/dev/shm").iterdir():
+        if entry.name.startswith(prefix):
+            try:
+                total += entry.stat().st_blocks * 512
+            except OSError:
+                continue
+    return total / 2**20
+
+
+def sample(members: dict[str, int], at_s: float, requests: int, prefix: str) -> Sample:
     memories = {name: memory_mb(pid) for name, pid in members.items()}
-    return Sample(at_s, sum(m["VmRSS"] for m in memories.values()), sum(m["RssAnon"] for m in memories.values()),
+    return Sample(at_s, sum(m["VmRSS"] for m in memories.values()), sum(m["Pss"] for m in memories.values()),
+                  sum(m["RssAnon"] for m in memories.values()), shm_regions_mb(prefix),
                   {name: round(m["VmRSS"], 1) for name, m in memories.items()}, requests)
 
 
@@ -229,7 +250,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
             return {"server": process.pid, **{s.model: s.pid for s in stub_processes(process.pid)}}
 
         started = time.monotonic()
-        result.samples.append(sample(members(), 0.0, 0))
+        result.samples.append(sample(members(), 0.0, 0, prefix))
         result.rss_start_mb = result.samples[0].rss_mb
         warm = result.samples[0]
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.concurrency)]
@@ -242,22 +263,26 @@ def soak(args: argparse.Namespace) -> SoakResult:
             time.sleep(min(1.0, max(0.0, next_sample - time.monotonic())))
             now = time.monotonic()
             if not warm_taken and now - started >= args.warmup_s:
-                warm = sample(members(), round(now - started, 1), result.requests)
+                warm = sample(members(), round(now - started, 1), result.requests, prefix)
                 warm_taken = True
             if now >= next_sample:
-                result.samples.append(sample(members(), round(now - started, 1), result.requests))
+                result.samples.append(sample(members(), round(now - started, 1), result.requests, prefix))
                 next_sample += args.sample_s
                 last = result.samples[-1]
-                print(f"  {now - started:6.0f} s  {result.requests:8d} requests  RSS {last.rss_mb:7.1f} MB "
-                      f"(anon {last.anon_mb:.1f}) {last.by_process}", file=sys.stderr, flush=True)
+                print(f"  {now - started:6.0f} s  {result.requests:8d} requests  private {last.anon_mb:6.1f} MB  "
+                      f"shm {last.shm_mb:5.1f} MB  RSS {last.rss_mb:6.1f} MB {last.by_process}", file=sys.stderr, flush=True)
         stop.set()
         for thread in threads:
             thread.join(timeout=120)
         result.duration_s = time.monotonic() - started
-        end_sample = sample(members(), round(result.duration_s, 1), result.requests)
+        end_sample = sample(members(), round(result.duration_s, 1), result.requests, prefix)
         result.samples.append(end_sample)
         result.rss_warm_mb, result.rss_end_mb = warm.rss_mb, end_sample.rss_mb
         result.anon_growth_mb = end_sample.anon_mb - warm.anon_mb
+        result.owned_start_mb, result.owned_warm_mb, result.owned_end_mb = (
+            x.anon_mb + x.shm_mb for x in (result.samples[0], warm, end_sample))
+        result.owned_growth_mb = result.owned_end_mb - result.owned_warm_mb
+        result.pss_growth_mb = end_sample.pss_mb - warm.pss_mb
         result.restarts = len(watchdog.recoveries) if watchdog else 0
     result.shm_used_after_mb = shm_used_mb()
     result.shm_regions_left = sum(1 for name in os.listdir("/dev/shm") if name.startswith(prefix))
@@ -285,8 +310,10 @@ def markdown(result: SoakResult) -> str:
         f"| good answers different from the local engine | {result.good_wrong} |",
         f"| bad requests without their 4xx | {result.bad_wrong} |",
         f"| 5xx / transport errors / restarts | {result.server_errors} / {result.transport_errors} / {result.restarts} |",
+        f"| private memory + own /dev/shm, server + stubs: start / after warm-up / end | {result.owned_start_mb:.0f} / "
+        f"{result.owned_warm_mb:.0f} / {result.owned_end_mb:.0f} MB (growth {result.owned_growth_mb:+.1f} MB) |",
         f"| RSS server + stubs: start / after warm-up / end | {result.rss_start_mb:.0f} / {result.rss_warm_mb:.0f} / "
-        f"{result.rss_end_mb:.0f} MB (growth {result.rss_growth_mb:+.1f} MB, of which anonymous {result.anon_growth_mb:+.1f}) |",
+        f"{result.rss_end_mb:.0f} MB (growth {result.rss_growth_mb:+.1f} MB; PSS growth {result.pss_growth_mb:+.1f} MB) |",
         f"| /dev/shm used before start / after stop | {result.shm_used_before_mb:.1f} / {result.shm_used_after_mb:.1f} MB "
         f"({result.shm_regions_left} regions of this server left; new regions of no other running server: "
         f"{len(result.new_shm_left)}) |",
@@ -309,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distinct-texts", type=int, default=200)
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="engine threads in the server (and locally)")
-    parser.add_argument("--warmup-s", type=float, default=60.0, help="RSS growth is measured from here")
+    parser.add_argument("--warmup-s", type=float, default=60.0, help="memory growth is measured from here")
     parser.add_argument("--sample-s", type=float, default=30.0)
     parser.add_argument("--output", type=Path, help="write the numbers as JSON here")
     args = parser.parse_args(argv)
