@@ -97,11 +97,13 @@ def accuracy(output: np.ndarray, reference: np.ndarray) -> Accuracy:
 
 def time_interleaved(
     peers: list[Peer], arrays: Arrays, shape: Shape, rounds: int, block_seconds: float,
-    reference: str | None, log=print,
+    reference: str | None, log=print, clock=time.perf_counter,
 ) -> list[Timing]:
     """Warm every peer up, then run `rounds` rounds; in each, every peer runs a block of calls of
     about `block_seconds`, the order rotating from round to round. A short pause between blocks
-    lets the previous runtime's spinning threads go idle."""
+    lets the previous runtime's spinning threads go idle. `clock=time.process_time` measures the CPU
+    time of the whole process instead of the wall clock: on a machine busy with others' work, a
+    one-thread run's CPU time is the work a setting costs, nearly unaffected by waiting for a core."""
     outputs: dict[str, np.ndarray] = {}
     per_call: dict[str, float] = {}
     for peer in peers:
@@ -116,9 +118,9 @@ def time_interleaved(
         for peer in peers[shift:] + peers[:shift]:
             time.sleep(0.05)
             for _ in range(calls[peer.name]):
-                start = time.perf_counter()
+                start = clock()
                 peer.run(arrays)
-                samples[peer.name].append(time.perf_counter() - start)
+                samples[peer.name].append(clock() - start)
         log(f"    {shape} round {round_index + 1}/{rounds}")
     reference_output = outputs.get(reference) if reference else None
     timings = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,10 @@ def main() -> None:
     parser.add_argument("--shapes", default="1x16,1x128,32x128")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-time", action="store_true", help="time the process's CPU time (use with --threads 1 "
+                        "on a busy machine)")
+    parser.add_argument("--only", default="", help="comma-separated settings to time (default: all)")
     parser.add_argument("--int8-xml", type=Path, default=None, help="an NNCF int8 IR (built if missing)")
     args = parser.parse_args()
 
@@ -99,9 +104,9 @@ def main() -> None:
             model = core.read_model(str(path))
             names = [p.get_any_name() for p in model.inputs]
             arrays = {n: arrays[n] for n in names}
-            engine = OpenVinoEngine(path, threads=2)
+            engine = OpenVinoEngine(path, threads=args.threads)
             peers = [Peer("engine", label, lambda a, e=engine: e.run(a)["sentence_embedding"], "")]
-            latency = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}
+            latency = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": args.threads}
             peers.append(Peer("shared", label, shared_runner(core.compile_model(model, "CPU", latency)), ""))
             static = core.read_model(str(path))
             static.reshape({n: list(arrays[n].shape) for n in names})
@@ -110,10 +115,12 @@ def main() -> None:
                 model, "CPU", {**latency, "ENABLE_CPU_PINNING": True})), ""))
             if shape.batch > 1:
                 peers.append(Peer("tput2", label, throughput_runner(core, model, {}), ""))
-            idle = wait_for_quiet(180, log=lambda m: None)
+            idle = wait_for_quiet(0 if args.cpu_time else 180, log=lambda m: None)
             print(f"idle before: {idle:.2f}", flush=True)
+            if args.only:
+                peers = [p for p in peers if p.name == "engine" or p.name in args.only.split(",")]
             timings = time_interleaved(peers, arrays, shape, args.rounds, args.block_seconds, "engine",
-                                       log=lambda m: None)
+                                       log=lambda m: None, clock=time.process_time if args.cpu_time else time.perf_counter)
             base = timings[0].median_ms
             for t in timings:
                 diff = f"cos {t.accuracy.min_cosine:.6f}" if t.accuracy else ""

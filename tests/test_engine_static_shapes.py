@@ -1,0 +1,36 @@
+"""OpenVINO's static-shape compilations (a speed setting) answer exactly what the dynamic model answers."""
+
+import numpy as np
+
+from inferforge.engines.openvino import STATIC_AFTER_CALLS, STATIC_MAX_TOKENS, OpenVinoEngine
+from inferforge.tokenization import TextEncoder
+
+
+def test_repeated_small_shape_gets_a_static_compilation_with_the_same_outputs(converted_tiny):
+    folder = converted_tiny("feature-extraction")
+    engine = OpenVinoEngine(folder / "model.onnx", threads=1)
+    encoder = TextEncoder.from_dir(folder / "tokenizer")
+    arrays = encoder.encode(["A short sentence.", "Another one, a little longer than the first one."]).arrays
+    dynamic = engine.run(arrays)["sentence_embedding"]
+    assert engine.static_shapes == ()
+    for _ in range(STATIC_AFTER_CALLS):
+        static = engine.run(arrays)["sentence_embedding"]
+    assert engine.static_shapes == (tuple(arrays[n].shape for n in engine.input_names),)
+    np.testing.assert_allclose(static, dynamic, rtol=1e-4, atol=1e-5)
+
+    # Another shape still runs (on the dynamic model) and answers the same as on its own.
+    other = encoder.encode(["One more sentence of a different length, to change the padded shape."]).arrays
+    alone = OpenVinoEngine(folder / "model.onnx", threads=1).run(other)["sentence_embedding"]
+    np.testing.assert_allclose(engine.run(other)["sentence_embedding"], alone, rtol=1e-4, atol=1e-5)
+    assert len(engine.static_shapes) == 1
+
+
+def test_large_shapes_stay_on_the_dynamic_model(converted_tiny):
+    folder = converted_tiny("feature-extraction")
+    engine = OpenVinoEngine(folder / "model.onnx", threads=1)
+    batch = STATIC_MAX_TOKENS // 8 + 1
+    ids = np.full((batch, 8), 5, dtype=np.int64)
+    arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    for _ in range(STATIC_AFTER_CALLS + 1):
+        engine.run(arrays)
+    assert engine.static_shapes == ()
