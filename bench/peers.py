@@ -109,8 +109,6 @@ def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_
                      plot_name: str, seconds: float) -> str:
     c = limits.ceilings
     lines = [
-        "## Side by side with the peers, and the hardware limit",
-        "",
         f"Reproduce: `{command}` (`make bench` runs the full one; this run took {seconds / 60:.1f} min). Machine: {machine}.",
         "Each model x shape is timed interleaved: every variant runs a block of calls in turn, the order rotating "
         "from round to round, on the same full-length rows of real text (no padding). Medians of all calls. "
@@ -159,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-inferforge", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="reuse an inferforge conversion of the same shapes "
                         "left in the work dir by an earlier run")
-    parser.add_argument("--wait-quiet", type=float, default=60.0, help="before each timing, wait up to this many "
+    parser.add_argument("--wait-quiet", type=float, default=30.0, help="before each timing, wait up to this many "
                         "seconds for the CPUs to be 85%% idle (the idle fraction seen is recorded)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=None)
