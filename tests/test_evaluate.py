@@ -128,3 +128,93 @@ def test_evaluate_command_unknown_variant_exits_2(sentiment_tiny):
     _, converted, test_csv = sentiment_tiny
     result = _cli("evaluate", converted, "--data", test_csv, "--variants", "tensorrt")
     assert result.returncode == 2 and "Variant 'tensorrt' is not in this folder" in " ".join(result.stderr.split())
+
+
+# Every task's scoring, on the tiny random models of the serving tests: the gold labels are the model's own
+# answers computed here by another route (Hugging Face tokenizer word ids, LoadedModel.predict, numpy
+# cosines), so the evaluator must give a perfect score, and a corrupted gold must lower it.
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _row(report, name):
+    return report.row(name).score
+
+
+def test_token_classification_entity_f1_agrees_with_word_ids(converted_tiny, tmp_path):
+    import torch
+    import transformers
+
+    from inferforge.artifacts import load
+    from inferforge.evaluate import evaluate
+
+    folder = converted_tiny("token-classification")
+    model = load(folder, "ort-fp32")
+    sentences = [["Alice", "met", "Bob", "in", "Paris"], ["the", "quick", "brown", "fox", "jumps"],
+                 ["what", "is", "the", "capital", "of", "France"], ["Paris", "is", "large"]]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer")
+    gold = []
+    for words in sentences:
+        encoded = tokenizer(words, is_split_into_words=True, return_tensors="np")
+        logits = model.run({n: encoded[n].astype("int64") for n in model.encoder.input_names})["logits"][0]
+        tags, seen = ["O"] * len(words), set()
+        for token, word in enumerate(encoded.word_ids()):
+            if word is not None and word not in seen:
+                seen.add(word)
+                tags[word] = model.labels[int(logits[token].argmax())]
+        gold.append(tags)
+    data = _jsonl(tmp_path / "ner.jsonl", [{"text": w, "label": t} for w, t in zip(sentences, gold)])
+    score = _row(evaluate(folder, data, threads=1), "ort-fp32")
+    n_entities = sum(t != "O" for tags in gold for t in tags)
+    assert set(score.metrics) == {"entity_f1", "entity_precision", "entity_recall"}
+    assert n_entities > 0 and score.value == 100.0
+    wrong = [["O"] * len(tags) for tags in gold]
+    wrong[0][0] = "B-LOC" if gold[0][0] != "B-LOC" else "B-PER"
+    worse = _row(evaluate(folder, _jsonl(tmp_path / "wrong.jsonl", [{"text": w, "label": t} for w, t in zip(sentences, wrong)]), threads=1), "ort-fp32")
+    assert worse.value < 100.0
+
+
+def test_question_answering_exact_match_of_its_own_answers(converted_tiny, tmp_path):
+    from inferforge.artifacts import load
+    from inferforge.evaluate import evaluate
+
+    folder = converted_tiny("question-answering")
+    model = load(folder, "ort-fp32")
+    questions = ["what is the capital of France", "who met Bob", "where did Alice meet Bob"]
+    contexts = ["Paris is the capital of France and its largest city", "Alice met Bob in Paris last summer",
+                "Alice met Bob in Paris last summer"]
+    answers = [a["answer"] for a in model.predict(questions, contexts)]
+    rows = [{"question": q, "context": c, "answers": [a, "zzz"]}
+            for q, c, a in zip(questions, contexts, answers) if a.strip()]
+    assert rows, "the tiny model answered nothing"
+    data = _jsonl(tmp_path / "qa.jsonl", rows)
+    report = evaluate(folder, data, text_column="question", pair_column="context", label_column="answers", threads=1)
+    assert _row(report, "ort-fp32").metrics == {"f1": 100.0, "exact_match": 100.0}
+    rows = [{"question": q, "context": c, "answers": "zzz"} for q, c in zip(questions, contexts)]
+    miss = evaluate(folder, _jsonl(tmp_path / "miss.jsonl", rows), text_column="question", pair_column="context",
+                    label_column="answers", threads=1)
+    assert _row(miss, "ort-fp32").metrics["exact_match"] == 0.0
+
+
+def test_feature_extraction_spearman_of_cosines(converted_tiny, tmp_path):
+    from inferforge.artifacts import load
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import cosine_similarities
+
+    folder = converted_tiny("feature-extraction")
+    model = load(folder, "ort-fp32")
+    first = ["the movie was great", "a terrible boring film", "Alice met Bob in Paris", "the quick brown fox",
+             "what is the capital of France"]
+    second = ["the actors were wonderful", "Paris is the capital of France", "the lazy dog", "no story at all",
+              "Alice met Bob last summer"]
+    a, b = (np.array(model.predict(side)) for side in (first, second))
+    gold = cosine_similarities(a, b)
+    rows = [{"text": x, "text_pair": y, "label": float(s)} for x, y, s in zip(first, second, gold)]
+    assert _row(evaluate(folder, _jsonl(tmp_path / "sts.jsonl", rows), threads=1), "ort-fp32").value == pytest.approx(100.0)
+    reversed_rows = [{**r, "label": -r["label"]} for r in rows]
+    assert _row(evaluate(folder, _jsonl(tmp_path / "r.jsonl", reversed_rows), threads=1), "ort-fp32").value == pytest.approx(-100.0)
+    with pytest.raises(Exception, match="text_pair"):
+        evaluate(folder, _jsonl(tmp_path / "single.jsonl", [{"text": "a", "label": 1.0}]))
