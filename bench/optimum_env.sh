@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/optimum-cli" ]; then
   "$PYTHON" -m venv "$VENV" >&2
   # torch pinned: an unpinned torch pulls a multi-GB CUDA build.
   "$VENV/bin/pip" install --quiet "torch==2.13.0" >&2
-  "$VENV/bin/pip" install --quiet "optimum-onnx[onnxruntime]==0.1.0" "transformers>=4.50,<4.58" \
+  "$VENV/bin/pip" install --quiet "optimum-onnx[onnxruntime]==0.1.0" "optimum==2.1.0" "transformers==4.57.6" \
     "onnxruntime==1.31.1" "torch==2.13.0" >&2
 fi
 if [ "$#" -gt 0 ]; then
