@@ -24,12 +24,13 @@ class Row:
     median_ms: float
     p10_ms: float
     p90_ms: float
-    speed_vs_best_peer: float  # best peer's median / this median (> 1: faster than every peer)
+    speed_vs_best_peer: float  # median of the fastest peer inside the budget / this median (> 1: faster)
     ceiling_fraction: float  # achieved matrix-product rate / measured ceiling of `precision`
     floor_multiple: float | None  # median / weight-reading floor, batch 1 only
     max_abs_diff: float | None
     min_cosine: float | None
     idle_before: float = 1.0  # idle fraction of the CPUs just before this model x shape was timed
+    inside_budget: bool = True  # inside inferforge's default accuracy budget for the task (the reference is)
 
     @property
     def is_inferforge(self) -> bool:
@@ -42,41 +43,45 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def results_table(rows: list[Row]) -> str:
     lines = [
-        "| model | shape | variant | precision | median ms (p10–p90) | speed vs best peer | % of ceiling | × weight floor | max abs diff | min cosine |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | shape | variant | precision | median ms (p10–p90) | speed vs best peer in budget | % of ceiling | × weight floor | max abs diff | min cosine | in budget |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         name = f"**{r.peer}**" if r.is_inferforge else r.peer
         lines.append(
             f"| {r.model} | {r.shape} | {name} | {r.precision} | {r.median_ms:.2f} ({r.p10_ms:.2f}–{r.p90_ms:.2f}) "
             f"| {r.speed_vs_best_peer:.2f}x | {100 * r.ceiling_fraction:.0f}% | {_fmt(r.floor_multiple, '.1f')} "
-            f"| {_fmt(r.max_abs_diff, '.1e')} | {_fmt(r.min_cosine, '.5f')} |"
+            f"| {_fmt(r.max_abs_diff, '.1e')} | {_fmt(r.min_cosine, '.5f')} | {'yes' if r.inside_budget else 'no'} |"
         )
     return "\n".join(lines)
 
 
 def targets_table(rows: list[Row]) -> str:
+    """inferforge against the fastest peer inside the same accuracy budget (and, for the record, the
+    fastest peer at any accuracy)."""
     lines = [
-        f"| model | shape | inferforge ms | best peer | speedup (target ≥{TARGET_SPEEDUP}x) | % of ceiling (target ≥{TARGET_CEILING_FRACTION:.0%} at 32x128) | × floor (target ≤{TARGET_FLOOR_MULTIPLE:.0f} at 1x16) | met | idle |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| model | shape | inferforge ms | best peer inside the budget | speedup (target ≥{TARGET_SPEEDUP}x) | best peer at any accuracy | % of ceiling (target ≥{TARGET_CEILING_FRACTION:.0%} at 32x128) | × floor (target ≤{TARGET_FLOOR_MULTIPLE:.0f} at 1x16) | met | idle |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     points = sorted({(r.model, r.shape) for r in rows}, key=lambda p: (p[0], _shape_key(p[1])))
     for model, shape in points:
         at_point = [r for r in rows if r.model == model and r.shape == shape]
         ours = [r for r in at_point if r.is_inferforge]
         peers = [r for r in at_point if not r.is_inferforge]
-        if not ours or not peers:
-            lines.append(f"| {model} | {shape} | — | — | — | — | — | no inferforge result | — |")
+        fair = [r for r in peers if r.inside_budget]
+        if not ours or not fair:
+            lines.append(f"| {model} | {shape} | — | — | — | — | — | — | no inferforge result | — |")
             continue
-        mine, best = ours[0], min(peers, key=lambda r: r.median_ms)
+        mine, best, fastest = ours[0], min(fair, key=lambda r: r.median_ms), min(peers, key=lambda r: r.median_ms)
         speedup = best.median_ms / mine.median_ms
-        met = [speedup >= TARGET_SPEEDUP]
+        met = [speedup >= TARGET_SPEEDUP, mine.inside_budget]
         if shape.startswith("32x"):
             met.append(mine.ceiling_fraction >= TARGET_CEILING_FRACTION)
         if shape == "1x16" and mine.floor_multiple is not None:
             met.append(mine.floor_multiple <= TARGET_FLOOR_MULTIPLE)
         lines.append(
             f"| {model} | {shape} | {mine.median_ms:.2f} | {best.peer} {best.median_ms:.2f} | {speedup:.2f}x "
+            f"| {fastest.peer} {fastest.median_ms:.2f} ({fastest.median_ms / mine.median_ms:.2f}x) "
             f"| {100 * mine.ceiling_fraction:.0f}% ({mine.precision}) | {_fmt(mine.floor_multiple, '.1f')} "
             f"| {'yes' if all(met) else 'no'} | {mine.idle_before:.2f} |"
         )

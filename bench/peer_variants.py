@@ -249,7 +249,8 @@ def _rows_from_report(report: dict) -> list:
             for v in report["variants"]]
 
 
-def inferforge_selected(ctx: PeerContext, shapes: list, reuse: bool = False) -> tuple[dict[str, Peer], dict]:
+def inferforge_selected(ctx: PeerContext, shapes: list, reuse: bool = False,
+                        variants: str | None = None) -> tuple[dict[str, Peer], dict]:
     """`inferforge.convert` once, benchmarking at the bench's shapes; then, per shape, the variant
     `convert` selects when told to optimize for that shape (`--optimize-for`), opened with
     `inferforge.load(DIR, variant)` as a user would."""
@@ -261,11 +262,11 @@ def inferforge_selected(ctx: PeerContext, shapes: list, reuse: bool = False) -> 
     report_path = out / "report.json"
     wanted = [str(s) for s in shapes]
     report = json.loads(report_path.read_text()) if reuse and report_path.exists() else None
-    if report is not None and report.get("shapes") == wanted:
+    if report is not None and report.get("shapes") == wanted and not variants:
         rows = _rows_from_report(report)
     else:
         result = inferforge.convert(str(ctx.model_dir), "feature-extraction", out, shapes=list(shapes),
-                                    threads=ctx.threads, nb_measures=10, warmup=2, force=True)
+                                    threads=ctx.threads, nb_measures=10, warmup=2, force=True, variants=variants)
         rows, report = result.rows, result.report
     convert_seconds = time.perf_counter() - start
     peers: dict[str, Peer] = {}

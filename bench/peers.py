@@ -30,6 +30,8 @@ from peer_variants import PEER_BUILDERS, Peer, PeerContext, build_peers, inferfo
 from inferforge.benchmark import Shape  # noqa: E402
 from inferforge.cpu import machine_info  # noqa: E402
 
+from inferforge.tasks import get_task  # noqa: E402
+from inferforge.verify import AccuracyBudget  # noqa: E402
 from inferforge.hardware import EncoderDims, HardwareLimits, encoder_flops, weight_bytes  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,8 +77,14 @@ def benchmark_text(minilm: Path) -> str:
 def rows_for(model: str, dims: EncoderDims, peers: list[Peer], timings: list[Timing], shape: Shape,
              limits: HardwareLimits, idle_before: float) -> list[Row]:
     by_name = {p.name: p for p in peers}
-    peer_medians = [t.median_ms for t in timings if not t.peer.startswith("inferforge")]
-    best = min(peer_medians) if peer_medians else float("nan")
+    budget = AccuracyBudget.for_task(get_task("feature-extraction"))
+
+    def inside(t: Timing) -> bool:
+        return t.accuracy is None or (t.accuracy.max_abs_diff <= budget.atol
+                                      and t.accuracy.min_cosine >= budget.min_agreement)
+
+    fair = [t.median_ms for t in timings if not t.peer.startswith("inferforge") and inside(t)]
+    best = min(fair) if fair else float("nan")
     flops = encoder_flops(dims, shape.batch, shape.sequence)
     rows = []
     for t in timings:
@@ -92,6 +100,7 @@ def rows_for(model: str, dims: EncoderDims, peers: list[Peer], timings: list[Tim
             max_abs_diff=t.accuracy.max_abs_diff if t.accuracy else None,
             min_cosine=t.accuracy.min_cosine if t.accuracy else None,
             idle_before=idle_before,
+            inside_budget=inside(t),
         ))
     return rows
 
@@ -108,11 +117,14 @@ def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_
                      rows: list[Row], peers_by_model: dict[str, list[Peer]], errors: dict[str, dict[str, str]],
                      plot_name: str, seconds: float) -> str:
     c = limits.ceilings
+    budget = AccuracyBudget.for_task(get_task("feature-extraction"))
     lines = [
         f"Reproduce: `{command}` (`make bench` runs the full one; this run took {seconds / 60:.1f} min). Machine: {machine}.",
         "Each model x shape is timed interleaved: every variant runs a block of calls in turn, the order rotating "
         "from round to round, on the same full-length rows of real text (no padding). Medians of all calls. "
-        "Accuracy is the sentence embedding (mean pooling, L2 normalized) against PyTorch fp32 on the same rows. "
+        "Accuracy is the sentence embedding (mean pooling, L2 normalized) against PyTorch fp32 on the same rows, "
+        f"judged by inferforge's default budget for the task (max abs diff ≤ {budget.atol}, min cosine ≥ "
+        f"{budget.min_agreement}); the speedup target is against the fastest peer inside that budget. "
         "The machine is shared: work of others running at the same time slows every variant down and makes the "
         "numbers noisy; the 'idle' column is the fraction of the CPUs nobody used in the second before each "
         "model x shape was timed (1.00: quiet).",
@@ -155,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=",".join(PEER_BUILDERS), help="comma-separated, from: " + ", ".join(PEER_BUILDERS))
     parser.add_argument("--no-optimum", action="store_true", help="skip the Optimum peers (own venv)")
     parser.add_argument("--no-inferforge", action="store_true")
+    parser.add_argument("--inferforge-variants", default=None,
+                        help="the variants inferforge.convert builds and selects from (default: its own defaults)")
     parser.add_argument("--reuse", action="store_true", help="reuse an inferforge conversion of the same shapes "
                         "left in the work dir by an earlier run")
     parser.add_argument("--wait-quiet", type=float, default=30.0, help="before each timing, wait up to this many "
@@ -202,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_inferforge:
             log(f"{model}: inferforge.convert")
             try:
-                ours, _ = inferforge_selected(ctx, shapes, reuse=args.reuse)
+                ours, _ = inferforge_selected(ctx, shapes, reuse=args.reuse, variants=args.inferforge_variants)
             except Exception as error:  # reported in the table's notes, the peers are still measured
                 errors[model]["inferforge"] = f"{type(error).__name__}: {str(error)[:300]}"
         for name, message in errors[model].items():
