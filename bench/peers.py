@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--no-markdown", action="store_true")
+    parser.add_argument("--render-only", action="store_true",
+                        help="redraw the plot and the section from the work dir's peers.json, measuring nothing")
     parser.add_argument("--plot", type=Path, default=REPO / "bench" / "peers.png")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
@@ -189,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in peer_names if p not in PEER_BUILDERS]
     if unknown:
         parser.error(f"unknown peers {unknown}: choose from {', '.join(PEER_BUILDERS)}")
+    results_json = args.work_dir / "peers.json"
+    if args.render_only:
+        render(json.loads(results_json.read_text()), args)
+        return 0
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
@@ -201,26 +207,33 @@ def main(argv: list[str] | None = None) -> int:
     limits = HardwareLimits.measure(threads=args.threads)
     minilm = model_dir("minilm", args.work_dir)
     text = benchmark_text(minilm)
-    rows: list[Row] = []
-    dims_by_model: dict[str, EncoderDims] = {}
-    peers_by_model: dict[str, list[Peer]] = {}
-    errors: dict[str, dict[str, str]] = {}
+    given = sys.argv[1:] if argv is None else argv
+    results: dict = {
+        "command": " ".join([".venv/bin/python bench/peers.py", *given]),
+        "machine": machine_summary(args.threads),
+        "limits": limits.to_dict(), "limits_idle_before": limits_idle,
+        "dims": {}, "rows": [], "peers": {}, "errors": {}, "seconds": 0.0,
+    }
     for model in args.models.split(","):
         path = model_dir(model, args.work_dir)
-        dims = dims_by_model[model] = EncoderDims.from_config(path)
+        dims = EncoderDims.from_config(path)
+        results["dims"][model] = asdict(dims)
         ctx = PeerContext(model_dir=path, work_dir=args.work_dir / model, threads=args.threads)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         log(f"{model}: building peers")
-        peers, errors[model] = build_peers(ctx, peer_names, not args.no_optimum, log)
+        peers, errors = build_peers(ctx, peer_names, not args.no_optimum, log)
+        results["errors"][model] = errors
         ours: dict[str, Peer] = {}
         if not args.no_inferforge:
             log(f"{model}: inferforge.convert")
             try:
                 ours, _ = inferforge_selected(ctx, shapes, reuse=args.reuse, variants=args.inferforge_variants)
             except Exception as error:  # reported in the table's notes, the peers are still measured
-                errors[model]["inferforge"] = f"{type(error).__name__}: {str(error)[:300]}"
-        for name, message in errors[model].items():
+                errors["inferforge"] = f"{type(error).__name__}: {str(error)[:300]}"
+        for name, message in errors.items():
             log(f"  ! {name}: {message}")
+        results["peers"][model] = [{"name": p.name, "precision": p.precision, "how": p.how, "notes": p.notes,
+                                    "setup_seconds": p.setup_seconds} for p in peers + list(ours.values())]
         reference = REFERENCE if any(p.name == REFERENCE for p in peers) else None
         for shape in shapes:
             shape_peers = peers + ([ours[str(shape)]] if str(shape) in ours else [])
@@ -228,31 +241,35 @@ def main(argv: list[str] | None = None) -> int:
             arrays = text_token_inputs(path, shape, text)
             idle = wait_for_quiet(args.wait_quiet, log=log)
             timings = time_interleaved(shape_peers, arrays, shape, rounds, block_seconds, reference, log=log)
-            rows += rows_for(model, dims, shape_peers, timings, shape, limits, idle)
+            results["rows"] += [asdict(r) for r in rows_for(model, dims, shape_peers, timings, shape, limits, idle)]
             for t in timings:
                 log(f"    {t.peer:40s} {t.median_ms:9.2f} ms")
-        peers_by_model[model] = [Peer(p.name, p.precision, lambda a: None, p.how, p.setup_seconds, p.notes)
-                                 for p in peers + list(ours.values())]
+            results["seconds"] = time.perf_counter() - started
+            results_json.write_text(json.dumps(results, indent=2))  # a run cut short keeps what it measured
         del peers, ours
         gc.collect()
+    render(results, args)
+    return 0
 
-    seconds = time.perf_counter() - started
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    (args.work_dir / "peers.json").write_text(json.dumps({
-        "limits": limits.to_dict(), "limits_idle_before": limits_idle, "rows": [asdict(r) for r in rows], "errors": errors,
-        "setup_seconds": {m: {p.name: p.setup_seconds for p in ps} for m, ps in peers_by_model.items()},
-    }, indent=2))
-    given = sys.argv[1:] if argv is None else argv
-    command = " ".join([".venv/bin/python bench/peers.py", *given])
-    machine = machine_summary(args.threads)
-    plot(rows, args.plot, f"{machine.split(';')[0]} — median latency, interleaved runs")
-    section = markdown_section(command, machine, limits, limits_idle, dims_by_model, rows, peers_by_model, errors,
-                               os.path.relpath(args.plot, args.markdown.parent), seconds)
+
+def render(results: dict, args) -> None:
+    """The plot, the section (also in the work dir) and BENCHMARKS.md, from a run's results."""
+    from inferforge.hardware import MatmulCeiling, ReadBandwidth
+
+    limits = HardwareLimits({p: MatmulCeiling(**c) for p, c in results["limits"]["ceilings"].items()},
+                            ReadBandwidth(**results["limits"]["bandwidth"]))
+    rows = [Row(**r) for r in results["rows"]]
+    peers_by_model = {m: [Peer(p["name"], p["precision"], lambda a: None, p["how"], p["setup_seconds"], p["notes"])
+                          for p in ps] for m, ps in results["peers"].items()}
+    dims_by_model = {m: EncoderDims(**d) for m, d in results["dims"].items()}
+    plot(rows, args.plot, f"{results['machine'].split(';')[0]} — median latency, interleaved runs")
+    section = markdown_section(results["command"], results["machine"], limits, results["limits_idle_before"],
+                               dims_by_model, rows, peers_by_model, results["errors"],
+                               os.path.relpath(args.plot, args.markdown.parent), results["seconds"])
     (args.work_dir / "peers.md").write_text(section + "\n")
     if not args.no_markdown:
         replace_section(args.markdown, section)
         log(f"updated {args.markdown}")
-    return 0
 
 
 if __name__ == "__main__":
