@@ -101,7 +101,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     import numpy as np
 
     models = list(dict.fromkeys(r.model for r in rows))
-    figure, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 5.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 5.8), squeeze=False)
     for axis, model in zip(axes[0], models):
         model_rows = [r for r in rows if r.model == model]
         shapes = sorted({r.shape for r in model_rows}, key=_shape_key)
@@ -113,16 +113,21 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
                       for s in shapes]
             positions = np.arange(len(shapes)) + (index - (len(peers) - 1) / 2) * width
             ours = peer.startswith(INFERFORGE_PREFIX)  # drawn in black
-            axis.bar(positions, values, width, label=peer, color="black" if ours else None,
-                     edgecolor="black", linewidth=0.4)
+            bars = axis.bar(positions, values, width, label=peer, color="black" if ours else None,
+                            edgecolor="black", linewidth=0.4)
+            for bar, shape in zip(bars, shapes):  # hatched: outside the accuracy budget at that shape
+                row = next((r for r in model_rows if label[r.peer] == peer and r.shape == shape), None)
+                if row is not None and not row.inside_budget:
+                    bar.set_hatch("///")
         axis.set_yscale("log")
         axis.set_xticks(np.arange(len(shapes)), [f"batch x seq {s}" for s in shapes])
         axis.set_ylabel("median latency, ms (log scale, lower is better)")
-        axis.set_title(model)
+        axis.set_title(f"{model} (hatched: outside the accuracy budget)")
         axis.grid(axis="y", which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.09, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
