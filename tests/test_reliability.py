@@ -35,7 +35,7 @@ from inferforge.triton.raw_requests import BAD_REQUESTS, send, text_request
 from inferforge.triton.repository import RepositoryOptions, write_repository
 from inferforge.triton.serve import serve_converted
 from inferforge.triton.server import ServerOptions
-from inferforge.triton.watchdog import RESTARTING_MESSAGE, Watchdog, stub_processes
+from inferforge.triton.watchdog import RESTARTING_MESSAGE, Watchdog, health_probe, stub_processes
 
 pytestmark = pytest.mark.slow
 
@@ -325,7 +325,8 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
         "            import time\n"
         "            time.sleep(3600)\n", 1))
     with HardenedServer(repo.path, ServerOptions(python_models=2, ready_timeout_s=300)) as server, \
-            Watchdog(server) as watchdog:
+            Watchdog(server, stall_timeout_s=5,
+                     probe=health_probe(server, "rel_busy", text_request(["probe"]))) as watchdog:
         long_text = "word " * 19_000  # about 0.1 s of tokenizing
 
         def one(text: str):
@@ -354,6 +355,23 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
         while not watchdog.recoveries and time.monotonic() < deadline:
             time.sleep(0.1)
         assert watchdog.recoveries and "rel_busy_tokenize" in watchdog.recoveries[0].problem
+        assert time.monotonic() - started < 60
+        reply, _ = one("the movie was great")
+        assert reply.status == 200 and reply.answers()[0]["label"]
+
+        # A stub that cannot end itself (stopped): requests wait, no execution finishes -> restarted.
+        stopped = next(s.pid for s in stub_processes(server.process.pid) if s.model == "rel_busy_model")
+        os.kill(stopped, signal.SIGSTOP)
+        started = time.monotonic()
+        with ThreadPoolExecutor(3) as pool:
+            stuck = list(pool.map(one, [f"waiting behind a stopped stub {i}" for i in range(3)]))
+        assert all(getattr(r, "status", None) != 200 for r, _ in stuck), stuck
+        assert max(took for _, took in stuck) < 5 + 20
+        deadline = time.monotonic() + 60
+        while len(watchdog.recoveries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(watchdog.recoveries) == 2, watchdog.recoveries
+        assert re.search("rel_busy_model.*(hung|not healthy)", watchdog.recoveries[1].problem), watchdog.recoveries[1]
         assert time.monotonic() - started < 60
         reply, _ = one("the movie was great")
         assert reply.status == 200 and reply.answers()[0]["label"]

@@ -12,7 +12,13 @@ from typing import Callable, Iterator
 from inferforge.triton.repository import ModelRepository, RepositoryOptions, write_repository
 from inferforge.triton.hardening import HardenedServer, new_admin_key
 from inferforge.triton.server import ServerOptions, TritonServer
-from inferforge.triton.watchdog import Watchdog
+from inferforge.tasks import get_task
+from inferforge.triton.raw_requests import text_request
+from inferforge.triton.watchdog import Watchdog, health_probe
+
+# A model counts as hung this long after its stubs' own execute() deadline would have ended a hung call.
+STALL_MARGIN_S = 10.0
+PROBE_TEXT = "inferforge watchdog probe"
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,11 @@ def serve_converted(
             if not supervise:
                 yield ServedModel(repository, server)
                 return
-            with Watchdog(server, on_event=on_event or (lambda message: None)) as watchdog:
+            stall_timeout_s = repository_options.execute_timeout_s + STALL_MARGIN_S  # the stubs' deadline first
+            pairs = [PROBE_TEXT] if get_task(repository.task).needs_pairs else None
+            probe = health_probe(server, repository.name, text_request([PROBE_TEXT], pairs))
+            with Watchdog(server, on_event=on_event or (lambda message: None), stall_timeout_s=stall_timeout_s,
+                          probe=probe) as watchdog:
                 yield ServedModel(repository, server, watchdog)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -6,6 +6,14 @@ request to that model fails with "Stub process ... is not healthy". The watchdog
 processes themselves: the server process, and each stub (a child of the server running
 `triton_python_backend_stub`; a killed stub stays a zombie, since the server does not reap it).
 
+With `stall_timeout_s`, a Python model that has requests waiting but finishes no execution for that long
+(Prometheus `nv_inference_pending_request_count` and the statistics' `execution_count`) counts as hung:
+this catches a stub that the execute() deadline inside it cannot end (stopped, or stuck in native code
+holding the GIL).
+
+With `probe` (`health_probe`), a tiny real inference every `probe_s` catches what Triton itself reports
+as an unhealthy worker.
+
 Recovery restarts the whole server on the same ports (model control stays `none`). While it restarts,
 the HTTP port answers every request with 503 and a one-sentence JSON error (`{"error": ...}`, what
 KServe v2 clients read); gRPC clients get UNAVAILABLE (the port is closed). The server is started with
@@ -14,7 +22,9 @@ KServe v2 clients read); gRPC clients get UNAVAILABLE (the port is closed). The 
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -24,9 +34,11 @@ from pathlib import Path
 from typing import Callable
 
 from inferforge.triton.hardening import HardenedServer
+from inferforge.triton.raw_requests import RawRequest, send
 
 STUB_BINARY = b"triton_python_backend_stub"
 RESTARTING_MESSAGE = "the server is restarting after a worker crash; retry in a few seconds"
+PENDING_METRIC = re.compile(r'^nv_inference_pending_request_count\{model="([^"]+)"[^}]*\}\s+(\S+)', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,32 @@ def stub_processes(server_pid: int) -> list[StubProcess]:
             model_py = Path(argv[1].decode(errors="replace"))  # REPO/<model>/<version>/model.py
             found.append(StubProcess(int(entry.name), model_py.parent.parent.name))
     return found
+
+
+def health_probe(server: HardenedServer, model: str, request: RawRequest,
+                 timeout_s: float = 1.0) -> Callable[[], str | None]:
+    """A tiny real inference; a problem when Triton itself calls a worker unhealthy.
+
+    A stub that is alive but does not answer Triton's health checks (stopped, or stuck holding the GIL)
+    makes Triton fail its requests with "Stub process ... is not healthy" while /ready stays 200.
+    No answer within `timeout_s` is no verdict: the server may just be busy (the stall check covers hangs).
+    """
+
+    def probe() -> str | None:
+        if server.ports is None:
+            return None
+        connection = http.client.HTTPConnection(server.options.host, server.ports.http, timeout=timeout_s)
+        try:
+            reply = send(connection, model, request)
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            connection.close()
+        if reply.status >= 500 and "is not healthy" in reply.error:
+            return f"Triton reports an unhealthy worker ({reply.error})"
+        return None
+
+    return probe
 
 
 def process_state(pid: int) -> str | None:
@@ -140,12 +178,22 @@ class Watchdog:
     server: HardenedServer
     poll_s: float = 0.1
     retry_s: float = 2.0
+    # A Python model with requests waiting and no finished execution for this long counts as hung (None: off).
+    # Set above the stubs' own execute() deadline: this catches what that deadline cannot (a stub that is
+    # stopped, or stuck in native code holding the GIL).
+    stall_timeout_s: float | None = None
+    # Called every `probe_s`: a problem string when a real request shows the server broken (see `health_probe`).
+    probe: Callable[[], str | None] | None = None
+    probe_s: float = 2.0
     on_event: Callable[[str], None] = lambda message: None
     recoveries: list[Recovery] = field(default_factory=list)
     recovering: bool = field(default=False, init=False)
     _stubs: list[StubProcess] = field(default_factory=list, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _progress: dict[str, tuple[int | None, float]] = field(default_factory=dict, init=False)
+    _next_progress_check: float = field(default=0.0, init=False)
+    _next_probe: float = field(default=0.0, init=False)
 
     def start(self) -> "Watchdog":
         self._stubs = self._current_stubs()
@@ -177,7 +225,63 @@ class Watchdog:
         for stub in self._stubs:
             if process_state(stub.pid) in (None, "Z", "X"):
                 return f"the Python worker of model '{stub.model}' (pid {stub.pid}) died"
+        if self.probe is not None and time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + self.probe_s
+            verdict = self.probe()
+            if verdict is not None:
+                return verdict
+        if self.stall_timeout_s is not None:
+            return self._stalled_model()
         return None
+
+    def _stalled_model(self) -> str | None:
+        """Once a second: a Python model whose waiting requests see no execution finish for too long."""
+        now = time.monotonic()
+        if now < self._next_progress_check:
+            return None
+        self._next_progress_check = now + 1.0
+        pending, executions = self._pending_requests(), self._execution_counts()
+        if pending is None or executions is None:
+            return None  # the server did not answer in time: busy, or dying (then the checks above see it)
+        for model in {stub.model for stub in self._stubs}:
+            waiting, count = pending.get(model, 0), executions.get(model)
+            last_count, since = self._progress.get(model, (None, now))
+            if waiting == 0 or count != last_count:
+                self._progress[model] = (count, now)
+            elif now - since > self.stall_timeout_s:
+                return (f"model '{model}' finished no execution for {now - since:.0f} s "
+                        f"with {waiting} requests waiting (hung)")
+        return None
+
+    def _get(self, port: int, path: str) -> bytes | None:
+        connection = http.client.HTTPConnection(self.server.options.host, port, timeout=0.5)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.read() if response.status == 200 else None
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            connection.close()
+
+    def _pending_requests(self) -> dict[str, int] | None:
+        text = self._get(self.server.ports.metrics, "/metrics")
+        if text is None:
+            return None
+        pending = {}
+        for match in PENDING_METRIC.finditer(text.decode(errors="replace")):
+            pending[match.group(1)] = pending.get(match.group(1), 0) + int(float(match.group(2)))
+        return pending
+
+    def _execution_counts(self) -> dict[str, int] | None:
+        body = self._get(self.server.ports.http, "/v2/models/stats")
+        if body is None:
+            return None
+        try:
+            stats = json.loads(body)["model_stats"]
+        except (ValueError, KeyError):
+            return None
+        return {entry["name"]: int(entry.get("execution_count", 0)) for entry in stats}
 
     # ----- internals ----------------------------------------------------------------------
     def _current_stubs(self) -> list[StubProcess]:
@@ -214,6 +318,7 @@ class Watchdog:
             if self._stop.is_set():
                 return
             self._stubs = self._current_stubs()
+            self._progress.clear()
             if answerer is not None:
                 answerer.close()
                 answerer = None
