@@ -115,7 +115,7 @@ def machine_summary(threads: int) -> str:
 
 def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_idle: float, dims_by_model: dict[str, EncoderDims],
                      rows: list[Row], peers_by_model: dict[str, list[Peer]], errors: dict[str, dict[str, str]],
-                     plot_name: str, seconds: float) -> str:
+                     plot_name: str, seconds: float, findings: str) -> str:
     c = limits.ceilings
     budget = AccuracyBudget.for_task(get_task("feature-extraction"))
     lines = [
@@ -142,7 +142,9 @@ def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_
     for model, dims in dims_by_model.items():
         lines.append(f"- {model}: {dims.layers} layers, hidden {dims.hidden}, FFN {dims.intermediate}; "
                      f"{dims.matrix_weights() / 1e6:.1f} M matrix weights in the encoder.")
-    lines += ["", "### Targets", "", targets_table(rows), "", f"![latency per shape]({plot_name})", "",
+    lines += ["", "### Targets", "", targets_table(rows), "",
+              f"Where a target is not met: what was tried to get there, and what each attempt measured, is in "
+              f"[bench/experiments/FINDINGS.md]({findings}).", "", f"![latency per shape]({plot_name})", "",
               "### All variants", "", results_table(rows), "", "### How each peer was run", ""]
     seen: set[str] = set()
     for model, peers in peers_by_model.items():
@@ -265,7 +267,8 @@ def render(results: dict, args) -> None:
     plot(rows, args.plot, f"{results['machine'].split(';')[0]} — median latency, interleaved runs")
     section = markdown_section(results["command"], results["machine"], limits, results["limits_idle_before"],
                                dims_by_model, rows, peers_by_model, results["errors"],
-                               os.path.relpath(args.plot, args.markdown.parent), results["seconds"])
+                               os.path.relpath(args.plot, args.markdown.parent), results["seconds"],
+                               os.path.relpath(REPO / "bench" / "experiments" / "FINDINGS.md", args.markdown.parent))
     (args.work_dir / "peers.md").write_text(section + "\n")
     if not args.no_markdown:
         replace_section(args.markdown, section)
