@@ -65,8 +65,8 @@ def test_unknown_config_is_a_user_error(tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_matmul_ceiling_is_a_plausible_rate(precision):
     ceiling = measure_matmul_ceiling(precision, size=256, threads=1, repeats=2)
-    # 2*256^3 operations: more than 1 GOP/s on any CPU this runs on, less than 100 TOP/s on 1 thread.
-    assert 1e9 < ceiling.ops_per_second < 1e14
+    # 2*256^3 operations: more than 0.1 GOP/s on any CPU this runs on (even a busy one), under 100 TOP/s.
+    assert 1e8 < ceiling.ops_per_second < 1e14
     assert ceiling.ops_per_second == pytest.approx(2 * 256**3 / ceiling.seconds)
 
 
