@@ -151,6 +151,22 @@ def test_1000_requests_at_concurrency_32_with_10_percent_bad(served, expected):
     assert max(int(b["batch_size"]) for b in batch_stats) > 1
 
 
+def test_the_same_answers_when_the_model_tokenizes_itself(converted_tiny, expected):
+    """--tokenize-in-model: texts go straight to the model's stub, which must refuse the same inputs."""
+    options = RepositoryOptions(name="rel_one_hop", max_batch_size=MAX_BATCH, threads=1, tokenize_in_model=True)
+    with serve_converted(converted_tiny("feature-extraction"), options, supervise=False) as serving:
+        connection = connect(serving.server.http_url)
+        try:
+            for case, bad in BAD_REQUESTS.items():
+                reply = send(connection, "rel_one_hop", bad.build(MAX_BATCH))
+                assert reply.status == bad.status and re.search(bad.words, reply.error), (case, reply)
+            good = send(connection, "rel_one_hop", text_request(GOOD_TEXTS[:3]))
+        finally:
+            connection.close()
+    assert good.status == 200
+    assert_same_embeddings(good.answers(), [expected[t] for t in GOOD_TEXTS[:3]])
+
+
 # ----- hardened defaults ---------------------------------------------------------------------------
 RESTRICTED_HTTP = {
     "model-repository": ("POST", "/v2/repository/index", b"{}"),
