@@ -97,7 +97,7 @@ def accuracy(output: np.ndarray, reference: np.ndarray) -> Accuracy:
 
 def time_interleaved(
     peers: list[Peer], arrays: Arrays, shape: Shape, rounds: int, block_seconds: float,
-    reference: str | None, log=print, clock=time.perf_counter,
+    reference: str | None, log=print, clock=time.perf_counter, failures: dict[str, str] | None = None,
 ) -> list[Timing]:
     """Warm every peer up, then run `rounds` rounds; in each, every peer runs a block of calls of
     about `block_seconds`, the order rotating from round to round. A short pause between blocks
@@ -106,11 +106,21 @@ def time_interleaved(
     one-thread run's CPU time is the work a setting costs, nearly unaffected by waiting for a core."""
     outputs: dict[str, np.ndarray] = {}
     per_call: dict[str, float] = {}
+    working = []
     for peer in peers:
-        outputs[peer.name] = peer.run(arrays)  # warm-up (and torch.compile's compilation)
+        try:
+            outputs[peer.name] = peer.run(arrays)  # warm-up (and torch.compile's compilation)
+        except Exception as error:  # one peer failing is a result to report (in `failures`), not a crash
+            if failures is None:
+                raise
+            failures[peer.name] = f"{type(error).__name__}: {str(error)[:200]}"
+            log(f"    ! {peer.name} failed at {shape}: {failures[peer.name]}")
+            continue
+        working.append(peer)
         start = time.perf_counter()
         peer.run(arrays)
         per_call[peer.name] = time.perf_counter() - start
+    peers = working
     calls = {name: max(1, min(200, round(block_seconds / seconds))) for name, seconds in per_call.items()}
     samples: dict[str, list[float]] = {peer.name: [] for peer in peers}
     for round_index in range(rounds):

@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # torch.compile's own cache, so another process's (or a killed run's) half-written kernels are never loaded
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(args.work_dir / "torchinductor-cache"))
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -242,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{model} {shape}: timing {len(shape_peers)} variants")
             arrays = text_token_inputs(path, shape, text)
             idle = wait_for_quiet(args.wait_quiet, log=log)
-            timings = time_interleaved(shape_peers, arrays, shape, rounds, block_seconds, reference, log=log)
+            failures: dict[str, str] = {}
+            timings = time_interleaved(shape_peers, arrays, shape, rounds, block_seconds, reference, log=log,
+                                       failures=failures)
+            errors.update({f"{name} at {shape}": message for name, message in failures.items()})
             results["rows"] += [asdict(r) for r in rows_for(model, dims, shape_peers, timings, shape, limits, idle)]
             for t in timings:
                 log(f"    {t.peer:40s} {t.median_ms:9.2f} ms")
