@@ -15,6 +15,7 @@ in NNCF's `ignored_scope`; the calibration ranges are computed once and reused.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -99,10 +100,15 @@ def output_error(reference: list[dict[str, np.ndarray]], candidate: list[dict[st
     return float(np.mean(errors))
 
 
-def _build_scratch(variant: _Int8Variant, ctx: BuildContext, scratch: Path) -> Engine:
+def _score_candidate(variant: _Int8Variant, ctx: BuildContext, scratch: Path,
+                     measure: Callable[[Engine], object]):
+    """Build a candidate in its own scratch folder, measure it, and delete its files (one model on disk at a time)."""
     folder = Path(tempfile.mkdtemp(prefix="candidate-", dir=scratch))
-    paths = variant.quantize_into(ctx, folder)
-    return variant.open(folder, [paths[0].name], ctx.threads)
+    try:
+        paths = variant.quantize_into(ctx, folder)
+        return measure(variant.open(folder, [paths[0].name], ctx.threads))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def rank_nodes(full: _Int8Variant, ctx: BuildContext, subset: EvalSet, fp32_outputs: list[dict[str, np.ndarray]],
@@ -112,8 +118,8 @@ def rank_nodes(full: _Int8Variant, ctx: BuildContext, subset: EvalSet, fp32_outp
     ranked = []
     for i, node in enumerate(nodes):
         progress("int8 sensitivity", i, len(nodes))
-        engine = _build_scratch(full.with_keep_fp32([node]), ctx, scratch)
-        error = output_error(fp32_outputs, subset.outputs(engine))
+        error = _score_candidate(full.with_keep_fp32([node]), ctx, scratch,
+                                 lambda engine: output_error(fp32_outputs, subset.outputs(engine)))
         ranked.append(NodeSensitivity(node, error, full_error - error))
     progress("int8 sensitivity", len(nodes), len(nodes))
     return sorted(ranked, key=lambda s: -s.gain)
@@ -166,8 +172,7 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
             tick("keep nodes in fp32", i, len(order))
             step_start = time.perf_counter()
             kept.append(node)
-            engine = _build_scratch(full.with_keep_fp32(kept), ctx, scratch)
-            score = eval_set.score(engine)
+            score = _score_candidate(full.with_keep_fp32(kept), ctx, scratch, eval_set.score)
             drop = reference_score - score.value
             result.steps.append(SearchStep(list(kept), score.value, drop, time.perf_counter() - step_start))
             if drop <= max_drop:

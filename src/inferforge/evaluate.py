@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError
 from inferforge.labelled_data import (DataColumns, LabelledData, answer_texts, class_ids, read_labelled_data,

@@ -12,8 +12,10 @@ ranges seen are those of real inputs. Without calibration texts the built-in val
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -169,8 +171,9 @@ def calibrate_ort(fp32_onnx: Path, batches: list[dict[str, np.ndarray]], method:
         calibrator = create_calibrator(fp32_onnx, list(op_types), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=methods[method],
                                        extra_options={"symmetric": False} if method == "minmax" else {})
-        calibrator.collect_data(Reader())
-        ranges = calibrator.compute_data()
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
+            calibrator.collect_data(Reader())
+            ranges = calibrator.compute_data()
         del calibrator
     save_tensors_data(ranges, cache)
     stamp.write_text(digest)
@@ -315,8 +318,9 @@ def quantize_openvino_int8(fp32_onnx: Path, out_xml: Path, batches: list[dict[st
     level = nncf_logger.level
     nncf_logger.setLevel(logging.ERROR)
     try:
-        quantized = nncf.quantize(model, dataset, preset=presets[preset], model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(batches), ignored_scope=ignored)
+        with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
+            quantized = nncf.quantize(model, dataset, preset=presets[preset], model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(batches), ignored_scope=ignored)
     finally:
         nncf_logger.setLevel(level)
     out_xml.parent.mkdir(parents=True, exist_ok=True)
