@@ -81,6 +81,18 @@ def convert(
                                                              "or identical spans (default per task)."),
     validation_texts: Optional[Path] = typer.Option(None, help="UTF-8 file, one text per line (TAB-separated pairs; "
                                                                "question<TAB>context for QA). Default: built-in."),
+    eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV or JSONL (text, optional text_pair, label): "
+                                                         "every variant's task accuracy, selection inside "
+                                                         "--max-accuracy-drop; adds calibrated int8 variants."),
+    calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (.txt, one per line, "
+                                                               "or the text column of a CSV/JSONL)."),
+    max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"
+                                                      "precision variant may have against fp32."),
+    accuracy_search: bool = typer.Option(True, help="When int8 drops too much, keep the most sensitive nodes "
+                                                    "in fp32 one at a time until the budget holds."),
+    text_column: Optional[str] = typer.Option(None, help="Text column of --eval-data (default: text)."),
+    pair_column: Optional[str] = typer.Option(None, help="Second-text column (default: text_pair, if present)."),
+    label_column: Optional[str] = typer.Option(None, help="Label column (default: label)."),
     force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
     trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
 ) -> None:
@@ -89,7 +101,10 @@ def convert(
 
     options = ConvertOptions(task=task, output=output, variants=variants, shapes=shapes, optimize_for=optimize_for,
                              nb_measures=nb_measures, threads=threads, atol=atol, min_agreement=min_agreement,
-                             validation_texts=validation_texts, force=force, trust_remote_code=trust_remote_code)
+                             validation_texts=validation_texts, force=force, trust_remote_code=trust_remote_code,
+                             eval_data=eval_data, calibration_data=calibration_data,
+                             max_accuracy_drop=max_accuracy_drop, accuracy_search=accuracy_search,
+                             text_column=text_column, pair_column=pair_column, label_column=label_column)
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

@@ -51,6 +51,15 @@ class ConvertOptions:
     validation_texts: Path | None = None
     force: bool = False
     trust_remote_code: bool = False
+    # Accuracy on labelled data (CSV or JSONL): scored for every variant, reduced precision held to
+    # max_accuracy_drop points, int8 refined by the accuracy-aware search when it drops more.
+    eval_data: Path | None = None
+    calibration_data: Path | None = None
+    max_accuracy_drop: float = 1.0
+    accuracy_search: bool = True
+    text_column: str | None = None
+    pair_column: str | None = None
+    label_column: str | None = None
 
     def resolved_shapes(self) -> list[Shape]:
         return parse_shapes(self.shapes) if isinstance(self.shapes, str) else list(self.shapes)
@@ -87,7 +96,9 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
     get_task(options.task)
     shapes = options.resolved_shapes()
     target = options.resolved_target()
-    variants = parse_variants(options.variants) if not isinstance(options.variants, list) else options.variants
+    calibrated = options.eval_data is not None or options.calibration_data is not None
+    variants = (parse_variants(options.variants, calibrated) if not isinstance(options.variants, list)
+                else options.variants)
     if options.nb_measures < 1:
         raise UserError("--nb-measures must be at least 1.")
     if options.threads is not None and options.threads < 1:
@@ -95,8 +106,12 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
     output = Path(options.output)
     if output.exists() and not options.force:
         raise UserError(f"Output folder '{output}' already exists; pass --force to replace it.")
-    if options.validation_texts is not None and not Path(options.validation_texts).is_file():
-        raise UserError(f"Validation text file '{options.validation_texts}' does not exist.")
+    for flag, path in (("--validation-texts", options.validation_texts), ("--eval-data", options.eval_data),
+                       ("--calibration-data", options.calibration_data)):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{flag} file '{path}' does not exist.")
+    if options.max_accuracy_drop < 0:
+        raise UserError("--max-accuracy-drop is in accuracy points and cannot be negative.")
     return shapes, target, variants
 
 
@@ -160,6 +175,17 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
                        wrapper=export_wrapper(source, task), model_type=getattr(source.config, "model_type", "bert"),
                        num_heads=getattr(source.config, "num_attention_heads", 0) or 0,
                        hidden_size=getattr(source.config, "hidden_size", 0) or 0)
+    eval_set = None
+    if options.eval_data is not None:  # read before the long steps: a bad file fails fast
+        from inferforge.evaluate import read_eval_set
+
+        eval_set = read_eval_set(options.eval_data, task, encoder, source.labels, options.text_column,
+                                 options.pair_column, options.label_column)
+    if options.calibration_data is not None:
+        from inferforge.labelled_data import read_calibration_texts
+
+        ctx.calibration_texts, ctx.calibration_pairs = read_calibration_texts(
+            options.calibration_data, options.text_column or "text", options.pair_column or "text_pair")
     export_onnx(source, task, ctx.fp32_onnx)
     progress("export to ONNX", 1, 1)
 
@@ -172,6 +198,13 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         texts, pairs = builtin_texts(task)
         validation = {"source": "built-in", "count": len(texts)}
     _verify(rows, engines, encoder, texts, pairs, task, budget, progress)
+    extra = {}
+    if eval_set is not None:
+        from inferforge.accuracy_search import judge_variants
+
+        outcome = judge_variants(ctx, rows, engines, eval_set, options.max_accuracy_drop,
+                                 search=options.accuracy_search, progress=progress)
+        extra["accuracy"] = outcome.to_dict()
 
     vocab = getattr(source.config, "vocab_size", 30000)
     timed = {r.name: engines[r.name] for r in rows if r.name in engines}
@@ -202,7 +235,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     report = report_dict(
         source=source.name, task=task.name, output=str(options.output), machine=machine.to_dict(), threads=threads,
         shapes=[str(s) for s in shapes], optimize_for=str(target), budget=budget.__dict__, selected=selected,
-        rows=rows, validation=validation,
+        rows=rows, validation=validation, extra=extra,
     )
     write_reports(workdir, report, rows)
     return ConvertResult(workdir, selected, rows, report, manifest)

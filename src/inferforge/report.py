@@ -76,7 +76,10 @@ def table_rows(rows: list[VariantResult], shapes: list[str]) -> tuple[list[str],
     """Header, cells and numbered notes (why a variant failed or was skipped), shared by the Markdown
     report and the terminal table."""
     reference = next((r for r in rows if r.name == REFERENCE and r.latency), None)
-    header = ["variant", "precision", "status", "max abs diff", "agreement"] + [f"p50 ms {s}" for s in shapes]
+    scored = any("accuracy" in r.extra for r in rows)
+    header = ["variant", "precision", "status", "max abs diff", "agreement"]
+    header += ["task score", "change (points)"] if scored else []
+    header += [f"p50 ms {s}" for s in shapes]
     cells, notes = [], []
     for row in rows:
         check = row.check
@@ -84,12 +87,20 @@ def table_rows(rows: list[VariantResult], shapes: list[str]) -> tuple[list[str],
         if row.reason:
             notes.append(f"[{len(notes) + 1}] {row.name}: {row.reason}")
             status += f" [{len(notes)}]"
+        if row.extra.get("kept_fp32"):
+            notes.append(f"[{len(notes) + 1}] {row.name} keeps in fp32: {', '.join(row.extra['kept_fp32'])}")
+        accuracy = row.extra.get("accuracy")
+        score_cells = []
+        if scored:
+            score_cells = [f"{accuracy['value']:.2f} {accuracy.get('metric', '')}" if accuracy else "",
+                           f"{-accuracy['drop_points']:+.2f}" if accuracy else ""]
         cells.append([
             ("* " if row.status == "selected" else "") + row.name,
             row.precision,
             status,
             f"{check.max_abs_diff:.2e}" if check else "",
             f"{check.agreement:.4f} ({check.agreement_metric})" if check else "",
+            *score_cells,
             *[f"{row.latency[s].p50_ms:.2f}{_speedup(row, reference, s)}" if s in row.latency else "" for s in shapes],
         ])
     return header, cells, notes

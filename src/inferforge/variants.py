@@ -35,6 +35,7 @@ class BuildContext:
     machine: MachineInfo
     wrapper: Any = None  # the torch export wrapper (PyTorch variants only)
     calibration_texts: list[str] = field(default_factory=list)
+    calibration_pairs: list[str] | None = None
     model_type: str = "bert"
     num_heads: int = 0
     hidden_size: int = 0
@@ -265,15 +266,25 @@ def known_variant_names() -> dict[str, Variant]:
         except TypeError:
             continue
         named.setdefault(instance.name, instance)
-    extra = [OrtDynamicInt8(per_channel=False), OpenVino("bf16")]
+    from inferforge.quantize import int8_variants
+
+    extra = [OrtDynamicInt8(per_channel=False), OpenVino("bf16"), *int8_variants()]
     named.update({v.name: v for v in extra})
     return named
 
 
-def parse_variants(spec: str | None) -> list[Variant]:
+def accuracy_aware_variants() -> list[Variant]:
+    """The default set plus calibrated int8 (onnxruntime static QDQ, OpenVINO NNCF on AMX/VNNI), built
+    when the user gives labelled or calibration data."""
+    from inferforge.quantize import OpenVinoInt8, OrtStaticInt8
+
+    return [*default_variants(), OrtStaticInt8("entropy"), OpenVinoInt8()]
+
+
+def parse_variants(spec: str | None, with_calibrated_int8: bool = False) -> list[Variant]:
     """`--variants ort-fp32,openvino-default` -> configs; the PyTorch fp32 reference is always included."""
     if not spec:
-        return default_variants()
+        return accuracy_aware_variants() if with_calibrated_int8 else default_variants()
     named = known_variant_names()
     chosen: list[Variant] = [TorchEager("fp32")]
     for raw in spec.split(","):
