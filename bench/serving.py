@@ -34,6 +34,9 @@ START, END = "<!-- serving:start -->", "<!-- serving:end -->"
 # The two ensembles `inferforge serve` can run: tokenizer model then model (default), or the model
 # tokenizing the text itself (`--tokenize-in-model`, one Python hop less).
 TRITON_PIPELINES = {"(tokenizer model + model)": False, "(tokenize in model)": True}
+QUIET = 0.85  # idle fraction of the CPUs under which timings mostly measure other people's work
+BUSY_WARNING = ("**Taken on a busy machine: these figures measure the contention more than the serving "
+                "overhead and cannot judge the targets; rerun on a quiet machine.**")
 WORDS = "the quick brown fox jumps over the lazy dog while a small cat sleeps in the warm sun".split()
 
 
@@ -319,8 +322,6 @@ def render(model_dir, local, args, token_counts, levels, latency, rates, batch_s
     cpu = machine_info().cpu_model
     lines = [
         START,
-        "## Serving: Triton vs local engine vs FastAPI",
-        "",
         f"all-MiniLM-L6-v2, feature-extraction, variant `{local.variant_name}`, {args.threads} engine threads, "
         f"one text per request, answer = the embedding as JSON. {os.cpu_count()} cores ({cpu}); the clients run "
         "on the same cores as the servers. Lowest idle fraction of the CPUs seen just before timing: "
@@ -330,6 +331,7 @@ def render(model_dir, local, args, token_counts, levels, latency, rates, batch_s
         "Reproduce: `.venv/bin/python bench/serving.py` (converts MiniLM first; `--model-dir DIR` for a "
         "converted folder).",
         "",
+        *([BUSY_WARNING, ""] if min(idle.values(), default=1.0) < QUIET else []),
         "Sequential latency, ms (p50 / p99):",
         "",
         "| path | " + " | ".join(f"{n} tokens" for n in token_counts) + " |",
