@@ -9,6 +9,7 @@ through `inferforge.json`, so the report says exactly what was built.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +200,14 @@ class OrtDynamicInt8(_OrtVariant):
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         out = ctx.variant_dir(self.name) / "model.onnx"
-        quantize_dynamic(str(ctx.fp32_onnx), str(out), weight_type=QuantType.QInt8, per_channel=self.per_channel,
-                         op_types_to_quantize=["MatMul"])
+        root = logging.getLogger()  # onnxruntime.quantization warns "consider pre-processing" on the root logger
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))
+        try:
+            quantize_dynamic(str(ctx.fp32_onnx), str(out), weight_type=QuantType.QInt8, per_channel=self.per_channel,
+                             op_types_to_quantize=["MatMul"])
+        finally:
+            root.setLevel(level)
         return [str(out.relative_to(ctx.workdir))]
 
 
