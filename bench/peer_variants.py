@@ -262,7 +262,7 @@ def inferforge_selected(ctx: PeerContext, shapes: list, reuse: bool = False,
     report_path = out / "report.json"
     wanted = [str(s) for s in shapes]
     report = json.loads(report_path.read_text()) if reuse and report_path.exists() else None
-    if report is not None and report.get("shapes") == wanted and not variants:
+    if report is not None and set(wanted) <= set(report.get("shapes", [])) and not variants:
         rows = _rows_from_report(report)
     else:
         result = inferforge.convert(str(ctx.model_dir), "feature-extraction", out, shapes=list(shapes),
