@@ -134,7 +134,7 @@ def test_report_files(converted):
 def test_selection_respects_the_budget(tmp_path):
     """With a budget no reduced-precision variant can meet, only fp32 variants may be selected."""
     hf = build_tiny_model(tmp_path / "hf", "bert", "feature-extraction", seed=1)
-    result = inferforge.convert(str(hf), "feature-extraction", tmp_path / "out",
+    result = inferforge.convert(hf, "feature-extraction", tmp_path / "out",  # a Path works as well as a str
                                 variants="ort-fp32,ort-int8-dynamic,openvino-default", shapes="1x8",
                                 nb_measures=3, warmup=1, threads=1, atol=1e-5, min_agreement=0.99999)
     int8 = result.row("ort-int8-dynamic")
@@ -184,3 +184,13 @@ def test_large_models_use_external_data(tmp_path, converted):
     arrays = inferforge.load(result.output).encoder.encode(TEXTS).arrays
     expected = OrtEngine(result.output / "model.onnx").run(arrays)["logits"]
     np.testing.assert_allclose(OrtEngine(copy).run(arrays)["logits"], expected, atol=1e-6)
+
+
+def test_public_names_resolve_and_import_stays_light():
+    import subprocess
+    import sys
+
+    for name in inferforge.__all__:
+        assert getattr(inferforge, name) is not None
+    code = "import sys, inferforge, inferforge.artifacts; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

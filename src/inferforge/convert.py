@@ -124,7 +124,7 @@ def select_variant(rows: list[VariantResult], target: Shape) -> str | None:
     return min(candidates, key=lambda r: r.latency[key].p50_ms).name
 
 
-def convert(model: str, task: str | None = None, output: str | Path | None = None, *,
+def convert(model: str | Path, task: str | None = None, output: str | Path | None = None, *,
             options: ConvertOptions | None = None, progress: ProgressCallback | None = None, **kwargs) -> ConvertResult:
     """Convert `model` (hub id or local directory) for `task` into `output`. See ConvertOptions for kwargs."""
     if options is None:
@@ -132,6 +132,7 @@ def convert(model: str, task: str | None = None, output: str | Path | None = Non
             raise UserError("convert() needs a task and an output folder.")
         options = ConvertOptions(task=task, output=Path(output), **kwargs)
     shapes, target, variants = _check_options(options)
+    model = str(model)  # a pathlib.Path is as good as a string
     output = Path(options.output)
     report_progress = progress or (lambda step, done, total: None)
     output.parent.mkdir(parents=True, exist_ok=True)
