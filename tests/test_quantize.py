@@ -147,3 +147,30 @@ def test_search_says_when_nothing_fits(int8_setup):
     assert not result.fits and result.variant is None and result.files == []
     assert len(result.steps) == 2
     assert "keep the fp32 variant" in result.message
+
+
+@pytest.mark.slow
+def test_openvino_search_ranks_on_onnxruntime_and_builds_with_ignored_scope(int8_setup):
+    """NNCF int8 calibrated on one word loses accuracy; the nodes named by the onnxruntime ranking go into
+    NNCF's ignored_scope (OpenVINO names) until the loss fits."""
+    import dataclasses
+
+    from inferforge.accuracy_search import search_int8
+    from inferforge.quantize import OpenVinoInt8
+
+    ctx, eval_set, fp32 = int8_setup
+    if OpenVinoInt8().unavailable_reason(ctx.machine):
+        pytest.skip("openvino or nncf missing")
+    starved = dataclasses.replace(ctx, calibration_texts=["the"], workdir=ctx.workdir.parent / "starved-ov")
+    starved.workdir.mkdir()
+    shutil.copy(ctx.fp32_onnx, starved.fp32_onnx)
+    budget = 2.0
+    result = search_int8(starved, OpenVinoInt8(), eval_set, budget, fp32.value, max_kept=8, timing_shape=None)
+    assert result.full_int8_drop > budget, "NNCF int8 was expected to lose accuracy with one calibration word"
+    assert result.ranked_on == "ort-int8-static-minmax"
+    assert "/model/classifier/Gemm/WithoutBiases" in {s.node for s in result.sensitivities}
+    assert result.fits and result.kept_fp32 and result.final_drop <= budget, result.message
+    xml = (starved.workdir / result.files[0]).read_text()
+    assert result.variant.name == f"openvino-int8-keep{len(result.kept_fp32)}"
+    assert eval_set.score(result.variant.open(starved.workdir, result.files, 1)).value >= fp32.value - budget
+    assert "FakeQuantize" in xml

@@ -69,6 +69,7 @@ class SearchResult:
     final_score: float | None = None
     final_drop: float | None = None
     full_int8_output_error: float | None = None
+    ranked_on: str | None = None  # the config the sensitivities were measured on
     sensitivities: list[NodeSensitivity] = field(default_factory=list)
     steps: list[SearchStep] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50 at timing_shape
@@ -112,15 +113,22 @@ def _score_candidate(variant: _Int8Variant, ctx: BuildContext, scratch: Path,
 
 
 def rank_nodes(full: _Int8Variant, ctx: BuildContext, subset: EvalSet, fp32_outputs: list[dict[str, np.ndarray]],
-               full_error: float, scratch: Path, progress: Progress) -> list[NodeSensitivity]:
-    """Every quantized node, most costly first."""
-    nodes = full.quantized_nodes(ctx)
+               full_error: float | None, scratch: Path, progress: Progress) -> list[NodeSensitivity]:
+    """Every quantized node, most costly first (measured on the variant's ranking proxy when it has one)."""
+    ranker = full.ranking_proxy() or full
+    if full_error is None or ranker is not full:
+        full_error = _score_candidate(ranker.with_keep_fp32(()), ctx, scratch,
+                                      lambda engine: output_error(fp32_outputs, subset.outputs(engine)))
+    nodes = ranker.quantized_nodes(ctx)
+    own_nodes = set(full.quantized_nodes(ctx)) if ranker is not full else set(nodes)
     ranked = []
     for i, node in enumerate(nodes):
         progress("int8 sensitivity", i, len(nodes))
-        error = _score_candidate(full.with_keep_fp32([node]), ctx, scratch,
+        error = _score_candidate(ranker.with_keep_fp32([node]), ctx, scratch,
                                  lambda engine: output_error(fp32_outputs, subset.outputs(engine)))
-        ranked.append(NodeSensitivity(node, error, full_error - error))
+        name = full.node_from_proxy(node, own_nodes) if ranker is not full else node
+        if name is not None:
+            ranked.append(NodeSensitivity(name, error, full_error - error))
     progress("int8 sensitivity", len(nodes), len(nodes))
     return sorted(ranked, key=lambda s: -s.gain)
 
@@ -163,6 +171,7 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
     subset = eval_set.subset(sensitivity_rows)
     fp32_outputs = subset.outputs(fp32_engine)
     result.full_int8_output_error = output_error(fp32_outputs, subset.outputs(full_engine))
+    result.ranked_on = (full.ranking_proxy() or full).name
     with tempfile.TemporaryDirectory(prefix="inferforge-int8-search-") as tmp:
         scratch = Path(tmp)
         result.sensitivities = rank_nodes(full, ctx, subset, fp32_outputs, result.full_int8_output_error, scratch, tick)

@@ -216,8 +216,13 @@ class _Int8Variant(Variant):
     def quantized_nodes(self, ctx: BuildContext) -> list[str]:
         return matmul_nodes(ctx.fp32_onnx)
 
-    def model_file(self) -> str:
-        return "model.onnx"
+    def ranking_proxy(self) -> "_Int8Variant | None":
+        """A cheaper int8 config whose node sensitivities stand in for this one's (None: rank on this one)."""
+        return None
+
+    def node_from_proxy(self, name: str, own_nodes: set[str]) -> str | None:
+        """This config's name for a node of `ranking_proxy()` (None when it has no such node)."""
+        return name if name in own_nodes else None
 
     def build(self, ctx: BuildContext) -> list[str]:
         folder = ctx.variant_dir(self.name)
@@ -353,6 +358,16 @@ class OpenVinoInt8(_Int8Variant):
         import openvino as ov
 
         return openvino_matmul_nodes(ov.convert_model(str(ctx.fp32_onnx)))
+
+    def ranking_proxy(self) -> _Int8Variant:
+        """Each NNCF run recollects statistics (seconds to minutes): the sensitivities are measured on
+        onnxruntime static int8 of the same graph (ranges computed once), and only the search's steps
+        are built with NNCF."""
+        return OrtStaticInt8("minmax", calibration_size=self.calibration_size)
+
+    def node_from_proxy(self, name: str, own_nodes: set[str]) -> str | None:
+        """The OpenVINO name of an ONNX node: the same, or with '/WithoutBiases' for a Gemm split in two."""
+        return next((c for c in (name, f"{name}/WithoutBiases") if c in own_nodes), None)
 
     def quantize_into(self, ctx: BuildContext, folder: Path) -> list[Path]:
         xml = quantize_openvino_int8(ctx.fp32_onnx, folder / "model.xml", context_calibration_batches(ctx, self.calibration_size),
