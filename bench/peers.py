@@ -115,11 +115,12 @@ def machine_summary(threads: int) -> str:
 
 def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_idle: float, dims_by_model: dict[str, EncoderDims],
                      rows: list[Row], peers_by_model: dict[str, list[Peer]], errors: dict[str, dict[str, str]],
-                     plot_name: str, seconds: float, findings: str) -> str:
+                     plot_name: str, seconds: float, findings: str, note: str = "") -> str:
     c = limits.ceilings
     budget = AccuracyBudget.for_task(get_task("feature-extraction"))
     lines = [
-        f"Reproduce: `{command}` (`make bench` runs the full one; this run took {seconds / 60:.1f} min). Machine: {machine}.",
+        f"Reproduce: `{command}` (`make bench` runs the full one; this run took {seconds / 60:.1f} min). Machine: {machine}."
+        + (f" {note}" if note else ""),
         "Each model x shape is timed interleaved: every variant runs a block of calls in turn, the order rotating "
         "from round to round, on the same full-length rows of real text (no padding). Medians of all calls. "
         "Accuracy is the sentence embedding (mean pooling, L2 normalized) against PyTorch fp32 on the same rows, "
@@ -273,7 +274,8 @@ def render(results: dict, args) -> None:
     section = markdown_section(results["command"], results["machine"], limits, results["limits_idle_before"],
                                dims_by_model, rows, peers_by_model, results["errors"],
                                os.path.relpath(args.plot, args.markdown.parent), results["seconds"],
-                               os.path.relpath(REPO / "bench" / "experiments" / "FINDINGS.md", args.markdown.parent))
+                               os.path.relpath(REPO / "bench" / "experiments" / "FINDINGS.md", args.markdown.parent),
+                               results.get("note", ""))
     (args.work_dir / "peers.md").write_text(section + "\n")
     if not args.no_markdown:
         replace_section(args.markdown, section)
