@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 DEMO_OUT ?= demo-out/minilm
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench soak recovery clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/peers.py
+
+# Reliability (RELIABILITY.md): DIR is a folder written by `inferforge convert`.
+soak: $(STAMP)
+	$(PY) bench/soak.py $(DIR) --minutes 10
+
+recovery: $(STAMP)
+	$(PY) bench/recovery.py $(DIR) --rounds 3
 
 clean:
 	rm -rf demo-out .pytest_cache

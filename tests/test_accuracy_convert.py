@@ -33,5 +33,6 @@ def test_convert_selects_inside_the_accuracy_budget(sentiment_tiny, tmp_path):
     # The folder serves the selection; a searched int8 variant, if any, is stored and loadable.
     for row in result.rows:
         if row.extra.get("kept_fp32"):
+            assert row.check is not None  # the searched variant is verified like every other
             model = inferforge.load(result.output, variant=row.name)
             assert model.predict(["A warm and funny film."])[0]["label"]

@@ -98,3 +98,8 @@ def test_cli_end_to_end_prints_the_table(tmp_path, tiny_bert):
     assert result.returncode == 0, result.stderr
     assert "pytorch-fp32" in result.stdout and "ort-int8-dynamic" in result.stdout and "Selected:" in result.stdout
     assert (out / "inferforge.json").exists() and (out / "report.md").exists()
+
+
+def test_missing_option_is_a_usage_error(tmp_path, tiny_bert):
+    result = run_cli("convert", str(tiny_bert), "--output", str(tmp_path / "out"))
+    assert_user_error(result, "--task")

@@ -135,25 +135,15 @@ for _module in ("inferforge.triton.commands", "inferforge.evaluate"):
 
 
 def main() -> None:
+    """Usage errors are click's (message + exit 2); UserErrors print one sentence and exit 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except UserError as error:
         console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted; nothing was left half-written.")
         sys.exit(130)
-    except (typer.Exit, SystemExit) as done:
-        sys.exit(getattr(done, "exit_code", getattr(done, "code", 0)) or 0)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(2)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 if __name__ == "__main__":

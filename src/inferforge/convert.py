@@ -198,7 +198,9 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     else:
         texts, pairs = builtin_texts(task)
         validation = {"source": "built-in", "count": len(texts)}
-    _verify(rows, engines, encoder, texts, pairs, task, budget, progress)
+    batches = validation_batches(encoder, texts, pairs)
+    reference = run_batches(engines[REFERENCE], batches)
+    _verify(rows, engines, batches, reference, task, budget, progress)
     extra = {}
     if eval_set is not None:
         from inferforge.accuracy_search import judge_variants
@@ -206,6 +208,8 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         outcome = judge_variants(ctx, rows, engines, eval_set, options.max_accuracy_drop,
                                  search=options.accuracy_search, progress=progress)
         extra["accuracy"] = outcome.to_dict()
+        added = [r for r in rows if r.check is None and r.name in engines]  # variants the search built
+        _verify(added, engines, batches, reference, task, budget, progress)
 
     vocab = getattr(source.config, "vocab_size", 30000)
     timed = {r.name: engines[r.name] for r in rows if r.name in engines}
@@ -269,9 +273,8 @@ def _build_variants(variants: list[Variant], ctx: BuildContext, threads: int,
     return rows, engines
 
 
-def _verify(rows, engines, encoder, texts, pairs, task, budget, progress) -> None:
-    batches = validation_batches(encoder, texts, pairs)
-    reference = run_batches(engines[REFERENCE], batches)
+def _verify(rows, engines, batches, reference, task, budget, progress) -> None:
+    """Check every row that has an engine against the reference outputs on the validation batches."""
     checked = [r for r in rows if r.name in engines]
     for i, row in enumerate(checked):
         progress("verify", i, len(checked))

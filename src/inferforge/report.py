@@ -93,7 +93,7 @@ def table_rows(rows: list[VariantResult], shapes: list[str]) -> tuple[list[str],
         score_cells = []
         if scored:
             score_cells = [f"{accuracy['value']:.2f} {accuracy.get('metric', '')}" if accuracy else "",
-                           f"{-accuracy['drop_points']:+.2f}" if accuracy else ""]
+                           f"{round(-accuracy['drop_points'], 2) + 0.0:+.2f}" if accuracy else ""]
         cells.append([
             ("* " if row.status == "selected" else "") + row.name,
             row.precision,

@@ -89,6 +89,8 @@ def variant_kinds() -> list[str]:
 
 
 def variant_from_dict(data: dict) -> Variant:
+    import inferforge.quantize  # noqa: F401 - registers the calibrated int8 kinds a manifest may name
+
     data = dict(data)
     kind = data.pop("kind")
     if kind not in _VARIANTS:
