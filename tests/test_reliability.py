@@ -383,9 +383,13 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
             stuck = list(pool.map(one, [f"waiting behind a stopped stub {i}" for i in range(3)]))
         assert all(getattr(r, "status", None) != 200 for r, _ in stuck), stuck
         assert max(took for _, took in stuck) < 5 + 20
+        # Traffic keeps arriving (each request waits at most the queue timeout): requests stay pending
+        # while no execution finishes, which is what the stall check looks for.
         deadline = time.monotonic() + 60
-        while len(watchdog.recoveries) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with ThreadPoolExecutor(4) as pool:
+            while len(watchdog.recoveries) < 2 and time.monotonic() < deadline:
+                pool.submit(one, "still waiting behind a stopped stub")
+                time.sleep(0.5)
         assert len(watchdog.recoveries) == 2, watchdog.recoveries
         assert re.search("rel_busy_model.*(hung|not healthy)", watchdog.recoveries[1].problem), watchdog.recoveries[1]
         assert time.monotonic() - started < 60
