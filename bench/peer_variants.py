@@ -255,7 +255,7 @@ def inferforge_selected(ctx: PeerContext, shapes: list, reuse: bool = False,
     `convert` selects when told to optimize for that shape (`--optimize-for`), opened with
     `inferforge.load(DIR, variant)` as a user would."""
     import inferforge
-    from inferforge.convert import select_variant
+    from inferforge.pipeline import select_variant
 
     start = time.perf_counter()
     out = ctx.work_dir / "inferforge"

@@ -190,7 +190,10 @@ def test_public_names_resolve_and_import_stays_light():
     import subprocess
     import sys
 
+    import inferforge.pipeline  # noqa: F401 - a submodule import must not shadow inferforge.convert
+
     for name in inferforge.__all__:
         assert getattr(inferforge, name) is not None
+    assert callable(inferforge.convert) and callable(inferforge.load)
     code = "import sys, inferforge, inferforge.artifacts; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -14,9 +14,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "ConvertOptions": "inferforge.convert",
-    "ConvertResult": "inferforge.convert",
-    "convert": "inferforge.convert",
+    "ConvertOptions": "inferforge.pipeline",
+    "ConvertResult": "inferforge.pipeline",
+    "convert": "inferforge.pipeline",
     "LatencyStats": "inferforge.benchmark",
     "Shape": "inferforge.benchmark",
     "LoadedModel": "inferforge.artifacts",
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from inferforge.artifacts import LoadedModel, load
     from inferforge.benchmark import LatencyStats, Shape
-    from inferforge.convert import ConvertOptions, ConvertResult, convert
+    from inferforge.pipeline import ConvertOptions, ConvertResult, convert
     from inferforge.errors import UserError
     from inferforge.tasks import TaskSpec, get_task, task_names
 

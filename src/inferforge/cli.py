@@ -97,7 +97,7 @@ def convert(
     trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
 ) -> None:
     """Convert, optimize, verify and benchmark every variant, then select the fastest one inside the budget."""
-    from inferforge.convert import ConvertOptions, convert as run_convert
+    from inferforge.pipeline import ConvertOptions, convert as run_convert
 
     options = ConvertOptions(task=task, output=output, variants=variants, shapes=shapes, optimize_for=optimize_for,
                              nb_measures=nb_measures, threads=threads, atol=atol, min_agreement=min_agreement,
