@@ -11,7 +11,7 @@ import numpy as np
 
 from peer_variants import Arrays, Peer
 
-from inferforge.benchmark import Shape
+from inferforge.benchmark import SETTLE_SECONDS, Shape
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def time_interleaved(
     reference: str | None, log=print, clock=time.perf_counter, failures: dict[str, str] | None = None,
 ) -> list[Timing]:
     """Warm every peer up, then run `rounds` rounds; in each, every peer runs a block of calls of
-    about `block_seconds`, the order rotating from round to round. A short pause between blocks
+    about `block_seconds`, the order rotating from round to round. A pause between blocks (SETTLE_SECONDS)
     lets the previous runtime's spinning threads go idle. `clock=time.process_time` measures the CPU
     time of the whole process instead of the wall clock: on a machine busy with others' work, a
     one-thread run's CPU time is the work a setting costs, nearly unaffected by waiting for a core."""
@@ -126,7 +126,7 @@ def time_interleaved(
     for round_index in range(rounds):
         shift = round_index % len(peers)
         for peer in peers[shift:] + peers[:shift]:
-            time.sleep(0.05)
+            time.sleep(SETTLE_SECONDS)  # the previous runtime's spinning threads go idle (inferforge.benchmark)
             for _ in range(calls[peer.name]):
                 start = clock()
                 peer.run(arrays)

@@ -1,5 +1,8 @@
 """Accuracy-aware int8: when full int8 loses more than the budget, keep the costliest nodes in fp32.
 
+The yardstick is the labelled data (`EvalSet`, a drop in points of the task's metric) or, without labels,
+the verification texts (`VerificationSet`: agreement with the fp32 reference inside convert's budget).
+
 1. Score the fully quantized model on the labelled data. Inside the budget: done.
 2. Sensitivity: for each quantized node, build the model with only that node kept in fp32 and
    measure how much closer its outputs get to the fp32 graph's, on a subset of the labelled rows
@@ -28,7 +31,9 @@ from inferforge.benchmark import Shape, benchmark_engines
 from inferforge.engines.base import Engine
 from inferforge.evaluate import EvalSet, TaskScore
 from inferforge.quantize import _Int8Variant, searchable
+from inferforge.tasks import TaskSpec
 from inferforge.variants import BuildContext, Variant
+from inferforge.verify import AccuracyBudget, compare, run_batches
 
 SENSITIVITY_ROWS = 256
 TIMING_SHAPE = Shape(1, 128)
@@ -136,10 +141,12 @@ def rank_nodes(full: _Int8Variant, ctx: BuildContext, subset: EvalSet, fp32_outp
 def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop: float, reference_score: float,
                 *, fp32_engine: Engine | None = None, full_engine: Engine | None = None,
                 full_files: list[str] | None = None, sensitivity_rows: int = SENSITIVITY_ROWS,
-                max_kept: int | None = None, timing_shape: Shape | None = TIMING_SHAPE, nb_measures: int = 10,
+                max_kept: int | None = None, max_kept_fraction: float | None = None,
+                timing_shape: Shape | None = TIMING_SHAPE, nb_measures: int = 10,
                 progress: Progress | None = None) -> SearchResult:
     """The int8 model closest to full int8 whose drop in points (vs `reference_score`) is <= max_drop.
 
+    `max_kept`/`max_kept_fraction`: give up after that many (that share of the) nodes kept in fp32.
     `full_engine`/`full_files`: the fully quantized variant when the caller already built it.
     `fp32_engine`: what sensitivities are measured against (default: the fp32 ONNX in onnxruntime).
     """
@@ -152,11 +159,12 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
     if full_engine is None:
         full_files = full.build(ctx)
         full_engine = full.open(ctx.workdir, full_files, ctx.threads)
+    accepts = getattr(eval_set, "accepts", lambda score: True)  # a budget beyond the drop (VerificationSet)
     full_score = eval_set.score(full_engine)
     result = SearchResult(base_variant=full.name, metric=eval_set.primary, max_drop=max_drop,
                           reference_score=reference_score, full_int8_score=full_score.value,
                           full_int8_drop=reference_score - full_score.value, fits=False, message="")
-    if result.full_int8_drop <= max_drop:
+    if result.full_int8_drop <= max_drop and accepts(full_score):
         result.fits, result.variant, result.files, result.engine = True, full, list(full_files or []), full_engine
         result.final_score, result.final_drop = result.full_int8_score, result.full_int8_drop
         result.message = (f"{full.name} loses {result.full_int8_drop:.2f} points of {result.metric}, "
@@ -175,7 +183,10 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
     with tempfile.TemporaryDirectory(prefix="inferforge-int8-search-") as tmp:
         scratch = Path(tmp)
         result.sensitivities = rank_nodes(full, ctx, subset, fp32_outputs, result.full_int8_output_error, scratch, tick)
-        order = [s.node for s in result.sensitivities][: max_kept if max_kept is not None else None]
+        order = [s.node for s in result.sensitivities]
+        if max_kept_fraction is not None:  # past a share of the nodes, int8 has lost what made it worth it
+            order = order[: max(1, int(len(order) * max_kept_fraction))]
+        order = order[: max_kept if max_kept is not None else None]
         kept: list[str] = []
         for i, node in enumerate(order):
             tick("keep nodes in fp32", i, len(order))
@@ -184,7 +195,7 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
             score = _score_candidate(full.with_keep_fp32(kept), ctx, scratch, eval_set.score)
             drop = reference_score - score.value
             result.steps.append(SearchStep(list(kept), score.value, drop, time.perf_counter() - step_start))
-            if drop <= max_drop:
+            if drop <= max_drop and accepts(score):
                 result.fits = True
                 break
         tick("keep nodes in fp32", len(order), len(order))
@@ -209,6 +220,7 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
         if result.fits and result.kept_fp32:
             engines[result.name] = result.engine
         vocab = ctx.encoder.tokenizer.get_vocab_size()
+        timing_shape = Shape(timing_shape.batch, min(timing_shape.sequence, ctx.encoder.max_length))
         stats = benchmark_engines(engines, timing_shape, vocab, nb_measures, warmup=2)
         result.latency_ms = {name: s.p50_ms for name, s in stats.items()}
         result.timing_shape = str(timing_shape)
@@ -249,8 +261,6 @@ def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], ev
     int8 row over budget the search runs and, when it finds a fitting model, a new row (and engine) is
     added. fp32 variants are never failed here: they are the fallback the budget falls back to.
     """
-    from inferforge.report import VariantResult
-
     tick = progress or (lambda step, done, total: None)
     if reference not in engines:
         raise ValueError(f"the reference {reference} has no engine")
@@ -266,21 +276,50 @@ def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], ev
         score = scores[row.name]
         drop = ref.value - score.value
         row.extra["accuracy"] = {**score.to_dict(), "drop_points": drop}
-        if row.precision != "fp32" and drop > max_drop and row.usable:
-            row.status, row.reason = "failed", (f"loses {drop:.2f} points of {eval_set.primary} on "
-                                                f"{len(eval_set)} labelled rows (budget {max_drop:g})")
-    if not search:
-        return outcome
-    for row in list(scored):
+        if row.precision != "fp32" and drop > max_drop and row.status not in ("skipped", "error"):
+            why = f"loses {drop:.2f} points of {eval_set.primary} on {len(eval_set)} labelled rows (budget {max_drop:g})"
+            if row.usable:
+                row.status, row.reason = "failed", why
+            else:  # already outside the verification budget: say both
+                row.reason = f"{row.reason}; {why}" if row.reason else why
+    if search:
+        outcome.searches += refine_failed_int8(ctx, scored, rows, engines, eval_set, max_drop, ref.value, tick,
+                           over_budget=lambda row: row.extra.get("accuracy", {}).get("drop_points", 0.0) > max_drop)
+    return outcome
+
+
+def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines: dict[str, Engine], eval_set,
+                       max_drop: float, reference_score: float, tick: Progress,
+                       over_budget: Callable[[object], bool] = lambda row: True, fastest_first: Shape | None = None,
+                       stop_at_first_fit: bool = False, max_kept_fraction: float | None = None) -> list[SearchResult]:
+    """Run the search for the failed int8 rows of `candidates`; a model that fits becomes a new row (and engine).
+
+    `fastest_first`: time the failed full-int8 engines at this shape and search the fastest first (with
+    `stop_at_first_fit`, the search ends with the first config that fits: the others would be slower).
+    """
+    from inferforge.report import VariantResult
+
+    todo = []
+    for row in candidates:
         config = _config_of(row)
-        if row.status != "failed" or config is None or searchable(config) is None or "accuracy" not in row.extra:
+        if row.status != "failed" or config is None or searchable(config) is None or row.name not in engines:
             continue
-        if row.extra["accuracy"]["drop_points"] <= max_drop:
+        if over_budget(row):
+            todo.append((row, config))
+    if fastest_first is not None and len(todo) > 1:
+        vocab = ctx.encoder.tokenizer.get_vocab_size()
+        stats = benchmark_engines({row.name: engines[row.name] for row, _ in todo}, fastest_first, vocab, 5, warmup=2)
+        todo.sort(key=lambda item: stats[item[0].name].p50_ms)
+    results: list[SearchResult] = []
+    for row, config in todo:
+        if stop_at_first_fit and any(r.fits for r in results):
+            row.extra["accuracy_search"] = {"skipped": "a faster int8 variant already fits the budget"}
             continue
-        result = search_int8(ctx, config, eval_set, max_drop, ref.value, full_engine=engines[row.name],
-                             full_files=row.files, fp32_engine=engines.get("ort-fp32"), progress=tick)
+        result = search_int8(ctx, config, eval_set, max_drop, reference_score, full_engine=engines[row.name],
+                             full_files=row.files, fp32_engine=engines.get("ort-fp32"),
+                             max_kept_fraction=max_kept_fraction, progress=tick)
         row.extra["accuracy_search"] = result.to_dict()
-        outcome.searches.append(result)
+        results.append(result)
         if result.fits and result.kept_fp32 and result.name not in engines:
             new = VariantResult(result.name, result.variant.to_dict(), result.variant.precision, True,
                                 files=result.files)
@@ -291,7 +330,45 @@ def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], ev
             new.reason = f"int8 with {len(result.kept_fp32)} node(s) kept in fp32 by the accuracy search"
             rows.append(new)
             engines[result.name] = result.engine
-    return outcome
+    return results
+
+
+class VerificationSet:
+    """The verification texts as the search's yardstick when there is no labelled data.
+
+    The score is the task agreement with the fp32 reference in percent (100: identical answers), so the
+    "drop" is how far a candidate is from the reference; a candidate fits only when it passes the whole
+    verification budget (`accepts`: the output difference too), exactly as `convert`'s check judges it.
+    """
+
+    def __init__(self, task: TaskSpec, batches: list, reference: list[dict[str, np.ndarray]], budget: AccuracyBudget):
+        self.task, self.batches, self.reference, self.budget = task, batches, reference, budget
+        self.rows = sum(len(b.arrays["input_ids"]) for b in batches)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    @property
+    def primary(self) -> str:
+        return f"{self.task.agreement} agreement"
+
+    @property
+    def max_drop(self) -> float:
+        return 100.0 * (1.0 - self.budget.min_agreement)
+
+    def subset(self, size: int) -> "VerificationSet":
+        return self
+
+    def outputs(self, engine: Engine) -> list[dict[str, np.ndarray]]:
+        return run_batches(engine, self.batches)
+
+    def score(self, engine: Engine) -> TaskScore:
+        check = compare(self.task, self.batches, self.reference, self.outputs(engine), self.budget)
+        return TaskScore({self.primary: 100.0 * check.agreement, "scaled_diff": check.scaled_diff,
+                          "passed": float(check.passed)}, self.primary, self.rows)
+
+    def accepts(self, score: TaskScore) -> bool:
+        return bool(score.metrics["passed"])
 
 
 def _config_of(row) -> Variant | None:

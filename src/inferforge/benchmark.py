@@ -66,9 +66,27 @@ def random_inputs(input_names, shape: Shape, vocab_size: int, rng: np.random.Gen
     return {n: values[n] for n in input_names}
 
 
+# Runtimes keep their worker threads spinning after a call (onnxruntime by default spins about 60-80 ms
+# of CPU time, measured here; OpenMP and TBB pools do the same). An engine timed right after another
+# shares the 2 cores of these machines with those spinners: on MiniLM at 1x16, 3 onnxruntime sessions
+# and OpenVINO timed call by call ran 2-3x slower than each alone; a 20 ms pause did not help, 100 ms
+# did. So the engines take turns in blocks of calls, each block after a pause, and every engine is timed
+# as it runs when deployed alone.
+SETTLE_SECONDS = 0.15
+BLOCKS = 5
+
+
 def benchmark_engines(engines: dict[str, Engine], shape: Shape, vocab_size: int, nb_measures: int = 50,
-                      warmup: int = 5, seed: int = 0, on_round: Callable[[], None] | None = None) -> dict[str, LatencyStats]:
-    """Times every engine on the same fresh inputs, interleaved round by round so drift hits all alike."""
+                      warmup: int = 5, seed: int = 0, on_round: Callable[[], None] | None = None,
+                      settle_seconds: float | None = None) -> dict[str, LatencyStats]:
+    """Times every engine `nb_measures` times on the same fresh inputs (new random ids for every call).
+
+    The engines take turns in up to BLOCKS rounds of consecutive calls, the order alternating from round
+    to round so drift hits all alike; with several engines each block starts after `settle_seconds`
+    (default SETTLE_SECONDS), so the previous engine's spinning threads are not timed as part of this one.
+    `on_round` is called once per measure (after every engine has made it).
+    """
+    settle = (SETTLE_SECONDS if len(engines) > 1 else 0.0) if settle_seconds is None else settle_seconds
     rng = np.random.default_rng(seed)
     names = list(engines)
     input_names = sorted({n for e in engines.values() for n in e.input_names})
@@ -76,13 +94,18 @@ def benchmark_engines(engines: dict[str, Engine], shape: Shape, vocab_size: int,
         for _ in range(warmup):
             engine.run(random_inputs(input_names, shape, vocab_size, rng))
     times: dict[str, list[float]] = {n: [] for n in names}
-    for round_index in range(nb_measures):
-        inputs = random_inputs(input_names, shape, vocab_size, rng)
+    block = max(1, -(-nb_measures // BLOCKS))
+    for round_index, first in enumerate(range(0, nb_measures, block)):
+        inputs = [random_inputs(input_names, shape, vocab_size, rng) for _ in range(min(block, nb_measures - first))]
         order = names if round_index % 2 == 0 else names[::-1]
         for name in order:
-            start = time.perf_counter()
-            engines[name].run(inputs)
-            times[name].append(time.perf_counter() - start)
+            if settle:
+                time.sleep(settle)
+            for arrays in inputs:
+                start = time.perf_counter()
+                engines[name].run(arrays)
+                times[name].append(time.perf_counter() - start)
         if on_round:
-            on_round()
+            for _ in inputs:
+                on_round()
     return {n: LatencyStats.from_seconds(times[n], shape.batch) for n in names}

@@ -88,8 +88,9 @@ def convert(
                                                                "or the text column of a CSV/JSONL)."),
     max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"
                                                       "precision variant may have against fp32."),
-    accuracy_search: bool = typer.Option(True, help="When int8 drops too much, keep the most sensitive nodes "
-                                                    "in fp32 one at a time until the budget holds."),
+    accuracy_search: bool = typer.Option(True, help="When an int8 variant is outside the budget (the "
+                                                    "--eval-data drop, or without labels the verification budget), keep its most "
+                                                    "sensitive nodes in fp32 one at a time until it passes."),
     text_column: Optional[str] = typer.Option(None, help="Text column of --eval-data (default: text)."),
     pair_column: Optional[str] = typer.Option(None, help="Second-text column (default: text_pair, if present)."),
     label_column: Optional[str] = typer.Option(None, help="Label column (default: label)."),

@@ -7,7 +7,8 @@ whole recipe and can be called on any ONNX file.
 
 Calibration runs the fp32 graph on the user's calibration texts (`BuildContext.calibration_texts`,
 and `calibration_pairs` when the task takes pairs), in batches padded to the longest text, so the
-ranges seen are those of real inputs. Without calibration texts the built-in validation texts are used.
+ranges seen are those of real inputs. Without calibration texts the built-in calibration texts (64
+sentences, 16 QA pairs; not the validation texts) are used.
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ def calibration_batches(encoder: TextEncoder, texts: Sequence[str], pairs: Seque
 
 def context_calibration_batches(ctx: BuildContext, limit: int = DEFAULT_CALIBRATION_SIZE,
                                 same_shape: bool = False) -> list[dict[str, np.ndarray]]:
-    """The calibration batches of a conversion: the user's texts, else the built-in validation texts."""
+    """The calibration batches of a conversion: the user's texts, else the built-in calibration texts
+    (not the validation texts: ranges fitted on the texts that judge the variant would flatter it)."""
     texts = list(ctx.calibration_texts)
     pairs = getattr(ctx, "calibration_pairs", None)
     if not texts:
         from inferforge.verify import builtin_texts
 
-        texts, pairs = builtin_texts(ctx.task)
+        texts, pairs = builtin_texts(ctx.task, "calibration")
     if ctx.task.needs_pairs and pairs is None:
         raise UserError(f"{ctx.task.name} needs calibration text pairs (question and context).")
     return calibration_batches(ctx.encoder, texts, pairs, limit=limit, same_shape=same_shape)
@@ -352,6 +354,8 @@ class OpenVinoInt8(_Int8Variant):
         return "openvino-int8" + ("" if self.preset == "mixed" else f"-{self.preset}") + _keep_suffix(self.keep_fp32)
 
     def unavailable_reason(self, machine) -> str | None:
+        if not machine.has_vnni:
+            return "the CPU has neither AVX512-VNNI nor AMX int8: int8 would not be faster than fp32 there"
         return _module_available("openvino") or _module_available("nncf")
 
     def quantized_nodes(self, ctx: BuildContext) -> list[str]:

@@ -49,9 +49,13 @@ def _lines(text: str) -> list[str]:
     return [line.rstrip("\r") for line in text.splitlines() if line.strip()]
 
 
-def builtin_texts(task: TaskSpec) -> tuple[list[str], list[str] | None]:
-    """A varied set of real English sentences of mixed lengths (question/context pairs for QA)."""
-    name = "validation_qa.tsv" if task.needs_pairs else "validation_en.txt"
+def builtin_texts(task: TaskSpec, purpose: str = "validation") -> tuple[list[str], list[str] | None]:
+    """A varied set of real English sentences of mixed lengths (question/context pairs for QA).
+
+    `purpose` "validation" gives the texts every variant is verified on; "calibration" gives a different
+    set, so int8 ranges are never fitted on the very texts that judge them.
+    """
+    name = f"{purpose}_qa.tsv" if task.needs_pairs else f"{purpose}_en.txt"
     lines = _lines(resources.files("inferforge.data").joinpath(name).read_text(encoding="utf-8"))
     return split_pairs(lines, task)
 
