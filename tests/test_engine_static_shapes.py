@@ -34,3 +34,24 @@ def test_large_shapes_stay_on_the_dynamic_model(converted_tiny):
     for _ in range(STATIC_AFTER_CALLS + 1):
         engine.run(arrays)
     assert engine.static_shapes == ()
+
+
+def test_a_large_batch_split_across_streams_answers_like_one_request(converted_tiny):
+    """From SPLIT_MIN_TOKENS tokens, the batch runs as one slice per stream; rows keep their order."""
+    from inferforge.engines.openvino import SPLIT_MIN_TOKENS
+
+    folder = converted_tiny("feature-extraction")
+    encoder = TextEncoder.from_dir(folder / "tokenizer")
+    texts = [f"Sentence number {i} talks about {'rain' if i % 3 else 'the sea'} for {i % 7 + 1} words." for i in range(40)]
+    sequence = SPLIT_MIN_TOKENS // len(texts) + 1
+    arrays = encoder.encode(texts, pad_to=sequence).arrays
+    assert arrays["input_ids"].size >= SPLIT_MIN_TOKENS
+    split = OpenVinoEngine(folder / "model.onnx", threads=2, split_streams=3)
+    single = OpenVinoEngine(folder / "model.onnx", threads=2, split_streams=1)
+    got = split.run(arrays)["sentence_embedding"]
+    assert split._queue is not None and single._queue is None  # the split path really ran
+    np.testing.assert_allclose(got, single.run(arrays)["sentence_embedding"], rtol=1e-4, atol=1e-5)
+    # Small batches take the single-request path.
+    small = encoder.encode(texts[:3]).arrays
+    np.testing.assert_allclose(split.run(small)["sentence_embedding"], single.run(small)["sentence_embedding"],
+                               rtol=1e-4, atol=1e-5)

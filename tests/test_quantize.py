@@ -165,7 +165,8 @@ def test_openvino_search_ranks_on_onnxruntime_and_builds_with_ignored_scope(int8
     starved.workdir.mkdir()
     shutil.copy(ctx.fp32_onnx, starved.fp32_onnx)
     budget = 1.0  # a tight budget: one calibration word reliably costs more than this
-    result = search_int8(starved, OpenVinoInt8(), eval_set, budget, fp32.value, timing_shape=None)
+    # NNCF's own SmoothQuant strength: with inferforge's 0.5 the starved model loses too little to search.
+    result = search_int8(starved, OpenVinoInt8(smooth_quant=None), eval_set, budget, fp32.value, timing_shape=None)
     assert result.full_int8_drop > budget, "NNCF int8 was expected to lose accuracy with one calibration word"
     assert result.ranked_on == "ort-int8-static-minmax"
     assert "/model/classifier/Gemm/WithoutBiases" in {s.node for s in result.sensitivities}

@@ -56,6 +56,7 @@ class SearchStep:
     score: float
     drop_points: float
     seconds: float
+    fits: bool = False
 
 
 @dataclass
@@ -141,12 +142,13 @@ def rank_nodes(full: _Int8Variant, ctx: BuildContext, subset: EvalSet, fp32_outp
 def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop: float, reference_score: float,
                 *, fp32_engine: Engine | None = None, full_engine: Engine | None = None,
                 full_files: list[str] | None = None, sensitivity_rows: int = SENSITIVITY_ROWS,
-                max_kept: int | None = None, max_kept_fraction: float | None = None,
+                max_kept: int | None = None, max_kept_fraction: float | None = None, bisect: bool = False,
                 timing_shape: Shape | None = TIMING_SHAPE, nb_measures: int = 10,
                 progress: Progress | None = None) -> SearchResult:
     """The int8 model closest to full int8 whose drop in points (vs `reference_score`) is <= max_drop.
 
     `max_kept`/`max_kept_fraction`: give up after that many (that share of the) nodes kept in fp32.
+    `bisect`: try the most nodes allowed first and bisect down (few builds), instead of adding one at a time.
     `full_engine`/`full_files`: the fully quantized variant when the caller already built it.
     `fp32_engine`: what sensitivities are measured against (default: the fp32 ONNX in onnxruntime).
     """
@@ -187,30 +189,51 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
         if max_kept_fraction is not None:  # past a share of the nodes, int8 has lost what made it worth it
             order = order[: max(1, int(len(order) * max_kept_fraction))]
         order = order[: max_kept if max_kept is not None else None]
-        kept: list[str] = []
-        for i, node in enumerate(order):
-            tick("keep nodes in fp32", i, len(order))
+        def attempt(count: int) -> bool:
             step_start = time.perf_counter()
-            kept.append(node)
-            score = _score_candidate(full.with_keep_fp32(kept), ctx, scratch, eval_set.score)
+            score = _score_candidate(full.with_keep_fp32(order[:count]), ctx, scratch, eval_set.score)
             drop = reference_score - score.value
-            result.steps.append(SearchStep(list(kept), score.value, drop, time.perf_counter() - step_start))
-            if drop <= max_drop and accepts(score):
-                result.fits = True
-                break
-        tick("keep nodes in fp32", len(order), len(order))
+            fits = drop <= max_drop and accepts(score)
+            result.steps.append(SearchStep(list(order[:count]), score.value, drop, time.perf_counter() - step_start,
+                                           fits))
+            return fits
+
+        best: int | None = None
+        if bisect and order:
+            # Every build can take a while (NNCF recalibrates): try the most that may be kept first; if even
+            # that does not fit, nothing smaller will. Otherwise halve the range down to the fewest that fit.
+            tick("keep nodes in fp32", 0, 1)
+            if attempt(len(order)):
+                best, low = len(order), 0
+                while best - low > 1:
+                    middle = (low + best) // 2
+                    if attempt(middle):
+                        best = middle
+                    else:
+                        low = middle
+            tick("keep nodes in fp32", 1, 1)
+        else:
+            for i in range(len(order)):
+                tick("keep nodes in fp32", i, len(order))
+                if attempt(i + 1):
+                    best = i + 1
+                    break
+            tick("keep nodes in fp32", len(order), len(order))
+        result.fits = best is not None
+        kept = list(order[:best]) if best is not None else []
 
     if result.fits:
         final = full.with_keep_fp32(kept)
         result.variant, result.kept_fp32 = final, list(kept)
         result.files = final.build(ctx)
         result.engine = final.open(ctx.workdir, result.files, ctx.threads)
-        result.final_score, result.final_drop = result.steps[-1].score, result.steps[-1].drop_points
+        chosen = next(step for step in result.steps if step.fits and len(step.kept_fp32) == len(kept))
+        result.final_score, result.final_drop = chosen.score, chosen.drop_points
         result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric}; keeping "
                           f"{len(kept)} of {len(result.sensitivities)} quantized nodes in fp32 brings the loss to "
                           f"{result.final_drop:.2f} points (budget {max_drop:g}).")
     else:
-        tried = len(result.steps)
+        tried = max((len(step.kept_fp32) for step in result.steps), default=0)
         result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric} and no int8 "
                           f"model with up to {tried} nodes kept in fp32 fits the budget of {max_drop:g} points: "
                           f"keep the fp32 variant.")
@@ -291,11 +314,12 @@ def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], ev
 def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines: dict[str, Engine], eval_set,
                        max_drop: float, reference_score: float, tick: Progress,
                        over_budget: Callable[[object], bool] = lambda row: True, fastest_first: Shape | None = None,
-                       stop_at_first_fit: bool = False, max_kept_fraction: float | None = None) -> list[SearchResult]:
+                       only_fastest: bool = False, max_kept_fraction: float | None = None,
+                       bisect: bool = False) -> list[SearchResult]:
     """Run the search for the failed int8 rows of `candidates`; a model that fits becomes a new row (and engine).
 
     `fastest_first`: time the failed full-int8 engines at this shape and search the fastest first (with
-    `stop_at_first_fit`, the search ends with the first config that fits: the others would be slower).
+    `only_fastest`, only that one: a slower int8 model would rarely beat the floating-point variants).
     """
     from inferforge.report import VariantResult
 
@@ -312,12 +336,12 @@ def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines:
         todo.sort(key=lambda item: stats[item[0].name].p50_ms)
     results: list[SearchResult] = []
     for row, config in todo:
-        if stop_at_first_fit and any(r.fits for r in results):
-            row.extra["accuracy_search"] = {"skipped": "a faster int8 variant already fits the budget"}
+        if only_fastest and results:
+            row.extra["accuracy_search"] = {"skipped": "only the fastest failed int8 variant is searched"}
             continue
         result = search_int8(ctx, config, eval_set, max_drop, reference_score, full_engine=engines[row.name],
                              full_files=row.files, fp32_engine=engines.get("ort-fp32"),
-                             max_kept_fraction=max_kept_fraction, progress=tick)
+                             max_kept_fraction=max_kept_fraction, bisect=bisect, progress=tick)
         row.extra["accuracy_search"] = result.to_dict()
         results.append(result)
         if result.fits and result.kept_fp32 and result.name not in engines:

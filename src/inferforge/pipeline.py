@@ -220,8 +220,8 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
 
         verification = VerificationSet(task, batches, reference, budget)
         searches = refine_failed_int8(ctx, rows, rows, engines, verification, verification.max_drop, 100.0, progress,
-                                      fastest_first=target, stop_at_first_fit=True,
-                                      max_kept_fraction=VERIFICATION_SEARCH_MAX_KEPT)
+                                      fastest_first=target, only_fastest=True,
+                                      max_kept_fraction=VERIFICATION_SEARCH_MAX_KEPT, bisect=True)
         if searches:
             extra["accuracy_search"] = {"yardstick": "verification", "searches": [r.to_dict() for r in searches]}
         added = [r for r in rows if r.check is None and r.name in engines]
