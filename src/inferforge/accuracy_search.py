@@ -143,12 +143,15 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
                 *, fp32_engine: Engine | None = None, full_engine: Engine | None = None,
                 full_files: list[str] | None = None, sensitivity_rows: int = SENSITIVITY_ROWS,
                 max_kept: int | None = None, max_kept_fraction: float | None = None, bisect: bool = False,
+                ranking: tuple[str, list[NodeSensitivity]] | None = None,
                 timing_shape: Shape | None = TIMING_SHAPE, nb_measures: int = 10,
                 progress: Progress | None = None) -> SearchResult:
     """The int8 model closest to full int8 whose drop in points (vs `reference_score`) is <= max_drop.
 
     `max_kept`/`max_kept_fraction`: give up after that many (that share of the) nodes kept in fp32.
     `bisect`: try the most nodes allowed first and bisect down (few builds), instead of adding one at a time.
+    `ranking`: (config name, sensitivities) measured on another int8 config of the same graph, used instead
+    of ranking again (the costly part: one build per node).
     `full_engine`/`full_files`: the fully quantized variant when the caller already built it.
     `fp32_engine`: what sensitivities are measured against (default: the fp32 ONNX in onnxruntime).
     """
@@ -184,7 +187,14 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
     result.ranked_on = (full.ranking_proxy() or full).name
     with tempfile.TemporaryDirectory(prefix="inferforge-int8-search-") as tmp:
         scratch = Path(tmp)
-        result.sensitivities = rank_nodes(full, ctx, subset, fp32_outputs, result.full_int8_output_error, scratch, tick)
+        if ranking is not None:  # another int8 config's sensitivities, in this config's node names
+            result.ranked_on, borrowed = ranking
+            own = set(full.quantized_nodes(ctx))
+            result.sensitivities = [NodeSensitivity(name, s.output_error, s.gain) for s in borrowed
+                                    if (name := full.node_from_proxy(s.node, own)) is not None]
+        else:
+            result.sensitivities = rank_nodes(full, ctx, subset, fp32_outputs, result.full_int8_output_error,
+                                              scratch, tick)
         order = [s.node for s in result.sensitivities]
         if max_kept_fraction is not None:  # past a share of the nodes, int8 has lost what made it worth it
             order = order[: max(1, int(len(order) * max_kept_fraction))]
@@ -314,12 +324,12 @@ def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], ev
 def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines: dict[str, Engine], eval_set,
                        max_drop: float, reference_score: float, tick: Progress,
                        over_budget: Callable[[object], bool] = lambda row: True, fastest_first: Shape | None = None,
-                       only_fastest: bool = False, max_kept_fraction: float | None = None,
+                       share_ranking: bool = False, max_kept_fraction: float | None = None,
                        bisect: bool = False) -> list[SearchResult]:
     """Run the search for the failed int8 rows of `candidates`; a model that fits becomes a new row (and engine).
 
-    `fastest_first`: time the failed full-int8 engines at this shape and search the fastest first (with
-    `only_fastest`, only that one: a slower int8 model would rarely beat the floating-point variants).
+    `fastest_first`: time the failed full-int8 engines at this shape and search the fastest first.
+    `share_ranking`: rank the nodes once (on the first config searched) and reuse that order for the others.
     """
     from inferforge.report import VariantResult
 
@@ -336,12 +346,11 @@ def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines:
         todo.sort(key=lambda item: stats[item[0].name].p50_ms)
     results: list[SearchResult] = []
     for row, config in todo:
-        if only_fastest and results:
-            row.extra["accuracy_search"] = {"skipped": "only the fastest failed int8 variant is searched"}
-            continue
+        ranked = next((r for r in results if r.sensitivities), None) if share_ranking else None
+        ranking = (ranked.ranked_on, ranked.sensitivities) if ranked else None
         result = search_int8(ctx, config, eval_set, max_drop, reference_score, full_engine=engines[row.name],
                              full_files=row.files, fp32_engine=engines.get("ort-fp32"),
-                             max_kept_fraction=max_kept_fraction, bisect=bisect, progress=tick)
+                             max_kept_fraction=max_kept_fraction, bisect=bisect, ranking=ranking, progress=tick)
         row.extra["accuracy_search"] = result.to_dict()
         results.append(result)
         if result.fits and result.kept_fp32 and result.name not in engines:
