@@ -323,12 +323,13 @@ def judge_variants(ctx: BuildContext, rows: list, engines: dict[str, Engine], ev
 
 def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines: dict[str, Engine], eval_set,
                        max_drop: float, reference_score: float, tick: Progress,
-                       over_budget: Callable[[object], bool] = lambda row: True, fastest_first: Shape | None = None,
+                       over_budget: Callable[[object], bool] = lambda row: True, closest_first: bool = False,
                        share_ranking: bool = False, max_kept_fraction: float | None = None,
                        bisect: bool = False) -> list[SearchResult]:
     """Run the search for the failed int8 rows of `candidates`; a model that fits becomes a new row (and engine).
 
-    `fastest_first`: time the failed full-int8 engines at this shape and search the fastest first.
+    `closest_first`: search first the config whose verification agreement is closest to the reference
+    (deterministic, unlike a timing; its ranking is the one shared).
     `share_ranking`: rank the nodes once (on the first config searched) and reuse that order for the others.
     """
     from inferforge.report import VariantResult
@@ -340,10 +341,8 @@ def refine_failed_int8(ctx: BuildContext, candidates: list, rows: list, engines:
             continue
         if over_budget(row):
             todo.append((row, config))
-    if fastest_first is not None and len(todo) > 1:
-        vocab = ctx.encoder.tokenizer.get_vocab_size()
-        stats = benchmark_engines({row.name: engines[row.name] for row, _ in todo}, fastest_first, vocab, 5, warmup=2)
-        todo.sort(key=lambda item: stats[item[0].name].p50_ms)
+    if closest_first:
+        todo.sort(key=lambda item: -(item[0].check.agreement if item[0].check is not None else 0.0))
     results: list[SearchResult] = []
     for row, config in todo:
         ranked = next((r for r in results if r.sensitivities), None) if share_ranking else None

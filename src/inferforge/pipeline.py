@@ -220,7 +220,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
 
         verification = VerificationSet(task, batches, reference, budget)
         searches = refine_failed_int8(ctx, rows, rows, engines, verification, verification.max_drop, 100.0, progress,
-                                      fastest_first=target, share_ranking=True,
+                                      closest_first=True, share_ranking=True,
                                       max_kept_fraction=VERIFICATION_SEARCH_MAX_KEPT, bisect=True)
         if searches:
             extra["accuracy_search"] = {"yardstick": "verification", "searches": [r.to_dict() for r in searches]}
