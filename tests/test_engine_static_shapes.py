@@ -55,3 +55,21 @@ def test_a_large_batch_split_across_streams_answers_like_one_request(converted_t
     small = encoder.encode(texts[:3]).arrays
     np.testing.assert_allclose(split.run(small)["sentence_embedding"], single.run(small)["sentence_embedding"],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_calls_from_several_threads_all_get_their_own_answer(converted_tiny):
+    """One infer request cannot run two calls at once; callers on several threads take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = converted_tiny("feature-extraction")
+    engine = OpenVinoEngine(folder / "model.onnx", threads=1)
+    encoder = TextEncoder.from_dir(folder / "tokenizer")
+    texts = [f"Thread test sentence {i} with {'some' if i % 2 else 'a few more'} words." for i in range(24)]
+    def embed(text):  # a batch big enough that calls overlap
+        return engine.run(encoder.encode([text] * 16, pad_to=60).arrays)["sentence_embedding"]
+
+    expected = [embed(t) for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(embed, texts))
+    for want, have in zip(expected, got):
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-5)

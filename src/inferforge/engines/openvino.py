@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, OrderedDict
 from pathlib import Path
 
@@ -49,6 +50,9 @@ class OpenVinoEngine:
         self.threads = int(threads) if threads else int(self.compiled.get_property("INFERENCE_NUM_THREADS") or 1)
         self.split_streams = split_streams if split_streams is not None else self.threads
         self._queue = None  # AsyncInferQueue over the THROUGHPUT compilation, made on the first large batch
+        # An infer request serves one call at a time ("Infer Request is busy"); callers on several threads
+        # (a FastAPI app, a thread pool) take turns. Each call already uses every thread it was given.
+        self._lock = threading.Lock()
 
     @property
     def static_shapes(self) -> tuple[tuple, ...]:
@@ -102,6 +106,10 @@ class OpenVinoEngine:
         return {name: np.concatenate([part[i] for part in parts]) for i, name in enumerate(self.output_names)}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._run(inputs)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = select_inputs(self, inputs)
         split = self._split_run(arrays)
         if split is not None:
