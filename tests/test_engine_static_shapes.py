@@ -73,3 +73,23 @@ def test_calls_from_several_threads_all_get_their_own_answer(converted_tiny):
         got = list(pool.map(embed, texts))
     for want, have in zip(expected, got):
         np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-5)
+
+
+def test_varied_shapes_stop_new_static_compilations(converted_tiny):
+    """Shapes that keep changing (dynamic batching) would compile and drop models forever: after
+    STATIC_MAX_DROPPED drops the engine stops compiling new shapes, and still answers them right."""
+    from inferforge.engines.openvino import STATIC_CACHE_SIZE, STATIC_MAX_DROPPED
+
+    folder = converted_tiny("feature-extraction")
+    engine = OpenVinoEngine(folder / "model.onnx", threads=1)
+    reference = OpenVinoEngine(folder / "model.onnx", threads=1)
+    compiled = set()
+    for length in range(4, 4 + STATIC_CACHE_SIZE + STATIC_MAX_DROPPED + 3):
+        ids = np.full((1, length), 7, dtype=np.int64)
+        arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        for _ in range(STATIC_AFTER_CALLS):
+            out = engine.run(arrays)["sentence_embedding"]
+        compiled.update(engine.static_shapes)
+        np.testing.assert_allclose(out, reference.run(arrays)["sentence_embedding"], rtol=1e-4, atol=1e-5)
+    assert len(compiled) == STATIC_CACHE_SIZE + STATIC_MAX_DROPPED
+    assert len(engine.static_shapes) == STATIC_CACHE_SIZE

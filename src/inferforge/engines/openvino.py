@@ -18,6 +18,11 @@ from inferforge.engines.base import select_inputs
 STATIC_MAX_TOKENS = 1024
 STATIC_AFTER_CALLS = 3
 STATIC_CACHE_SIZE = 4
+# Served with dynamic batching, shapes vary call to call: compiling each one that comes back three times
+# and dropping it soon after stalls requests behind compilations (Triton at concurrency 16 answered fewer
+# requests per second than at concurrency 1). After this many static compilations were dropped, the
+# engine stops making new ones and keeps what it has.
+STATIC_MAX_DROPPED = STATIC_CACHE_SIZE
 # Large batches: one stream per core, each running a slice of the batch on one thread, instead of every
 # layer split across the cores (THROUGHPUT hint). Used from SPLIT_MIN_TOKENS tokens and 2 rows per stream.
 SPLIT_MIN_TOKENS = 2048
@@ -47,6 +52,7 @@ class OpenVinoEngine:
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self._static_requests: OrderedDict[tuple, object] = OrderedDict()
         self._shape_counts: Counter = Counter()
+        self._static_dropped = 0
         self.threads = int(threads) if threads else int(self.compiled.get_property("INFERENCE_NUM_THREADS") or 1)
         self.split_streams = split_streams if split_streams is not None else self.threads
         self._queue = None  # AsyncInferQueue over the THROUGHPUT compilation, made on the first large batch
@@ -69,7 +75,7 @@ class OpenVinoEngine:
             self._static_requests.move_to_end(shapes)
             return request
         self._shape_counts[shapes] += 1
-        if self._shape_counts[shapes] < STATIC_AFTER_CALLS:
+        if self._shape_counts[shapes] < STATIC_AFTER_CALLS or self._static_dropped >= STATIC_MAX_DROPPED:
             return self.request
         model = self.core.read_model(self.path)
         model.reshape({name: list(shape) for name, shape in zip(self.input_names, shapes)})
@@ -77,6 +83,7 @@ class OpenVinoEngine:
         self._static_requests[shapes] = request
         if len(self._static_requests) > STATIC_CACHE_SIZE:
             self._static_requests.popitem(last=False)
+            self._static_dropped += 1
         return request
 
     def _split_run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
