@@ -197,3 +197,21 @@ def test_public_names_resolve_and_import_stays_light():
     assert callable(inferforge.convert) and callable(inferforge.load)
     code = "import sys, inferforge, inferforge.artifacts; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_attention_is_exported_as_plain_ops_and_the_reference_keeps_its_own(tmp_path, arch):
+    """The traced scaled_dot_product_attention brings IsNaN/Where guards no runtime fuses; the export uses
+    the eager attention (MatMul, mask, Softmax, MatMul) and gives the model its own attention back."""
+    import onnx
+
+    from inferforge.export import export_onnx
+    from inferforge.source import load_source
+
+    task = get_task("feature-extraction")
+    source = load_source(str(build_tiny_model(tmp_path / "hf", arch, task.name, seed=2)), task)
+    before = source.model.config._attn_implementation
+    path = export_onnx(source, task, tmp_path / "model.onnx")
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert "IsNaN" not in ops and ops.count("Softmax") == source.model.config.num_hidden_layers
+    assert source.model.config._attn_implementation == before

@@ -211,8 +211,6 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         outcome = judge_variants(ctx, rows, engines, eval_set, options.max_accuracy_drop,
                                  search=options.accuracy_search, progress=progress)
         extra["accuracy"] = outcome.to_dict()
-        added = [r for r in rows if r.check is None and r.name in engines]  # variants the search built
-        _verify(added, engines, batches, reference, task, budget, progress)
     elif options.accuracy_search:
         # No labels: an int8 variant outside the verification budget gets its most sensitive nodes
         # kept in fp32 until it passes, judged on the same texts and budget as every variant.
@@ -224,7 +222,8 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
                                       max_kept_fraction=VERIFICATION_SEARCH_MAX_KEPT, bisect=True)
         if searches:
             extra["accuracy_search"] = {"yardstick": "verification", "searches": [r.to_dict() for r in searches]}
-        added = [r for r in rows if r.check is None and r.name in engines]
+    added = [r for r in rows if r.check is None and r.name in engines]  # variants an accuracy search built
+    if added:
         _verify(added, engines, batches, reference, task, budget, progress)
 
     vocab = getattr(source.config, "vocab_size", 30000)
