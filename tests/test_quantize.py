@@ -159,15 +159,24 @@ def test_openvino_search_ranks_on_onnxruntime_and_builds_with_ignored_scope(int8
     from inferforge.quantize import OpenVinoInt8
 
     ctx, eval_set, fp32 = int8_setup
-    if OpenVinoInt8().unavailable_reason(ctx.machine):
-        pytest.skip("openvino or nncf missing")
+    reason = OpenVinoInt8().unavailable_reason(ctx.machine)
+    if reason:
+        pytest.skip(reason)
     starved = dataclasses.replace(ctx, calibration_texts=["the"], workdir=ctx.workdir.parent / "starved-ov")
     starved.workdir.mkdir()
     shutil.copy(ctx.fp32_onnx, starved.fp32_onnx)
-    budget = 1.0  # a tight budget: one calibration word reliably costs more than this
     # NNCF's own SmoothQuant strength: with inferforge's 0.5 the starved model loses too little to search.
-    result = search_int8(starved, OpenVinoInt8(smooth_quant=None), eval_set, budget, fp32.value, timing_shape=None)
-    assert result.full_int8_drop > budget, "NNCF int8 was expected to lose accuracy with one calibration word"
+    full = OpenVinoInt8(smooth_quant=None)
+    full_files = full.build(starved)
+    full_engine = full.open(starved.workdir, full_files, 1)
+    drop = fp32.value - eval_set.score(full_engine).value
+    # How much one calibration word costs depends on the CPU's int8 kernels (0.7 to 2 points of 2,000 rows
+    # seen): the budget is half of what this machine loses, so the search must keep nodes to fit it.
+    assert drop >= 0.2, f"NNCF int8 calibrated on one word was expected to lose accuracy, lost {drop:.2f} points"
+    budget = round(drop / 2, 2)
+    result = search_int8(starved, full, eval_set, budget, fp32.value, timing_shape=None,
+                         full_engine=full_engine, full_files=full_files)
+    assert result.full_int8_drop == pytest.approx(drop)
     assert result.ranked_on == "ort-int8-static-minmax"
     assert "/model/classifier/Gemm/WithoutBiases" in {s.node for s in result.sensitivities}
     assert result.fits and result.kept_fp32 and result.final_drop <= budget, result.message
