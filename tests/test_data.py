@@ -84,12 +84,18 @@ BAD_FILES = [
     ("missing.csv", None, "does not exist"),
     ("empty.csv", "", "no data rows"),
     ("header.csv", "text,label\n", "no data rows"),
-    ("nolabel.csv", "text,sentiment\nok,positive\n", "no column 'label'.*columns found: text, sentiment"),
+    ("nolabel.csv", "text,stars\nok,5\n", "no label column .columns found: text, stars; looked for label, .*--label-column"),
     ("blank.csv", "text,label\nfine,\n", "'label' is empty at line 2"),
     ("extra.csv", "text,label\na,b,c\n", "more cells than the header"),
     ("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", \n', "Line 2 .* not valid JSON"),
+    ("broken.json", '{"text": "a", "label": "x"}\n{"text": "b", \n', "Line 2 .* not valid JSON"),
     ("array.jsonl", '["a", "b"]\n', "not a JSON object"),
-    ("rows.xlsx", "text,label\n", "use a .csv, .tsv or .jsonl"),
+    ("rows.xlsx", "text,label\n", "use a .csv, .tsv, .jsonl, .json or .conll"),
+    ("rows.parquet", "PAR1", "Parquet needs pyarrow.*JSON Lines or CSV"),
+    ("two.csv", "sentence,review,label\na,b,1\n", "several possible text columns .sentence, review.; .*--text-column"),
+    ("notext.csv", "phrase,label\na,1\n", "no text column .columns found: phrase, label; looked for text, sentence"),
+    ("array.json", '[{"text": "a", "label": 1},\n {"text": "b" "label": 2}]', "Line 2 of .* not valid JSON"),
+    ("tagless.conll", "EU B-ORG\nrejects\n", "Line 2 of .* has no tag"),
 ]
 
 
@@ -135,3 +141,188 @@ def _write(path, text):
 def test_class_ids_accept_names_and_ids(tmp_path):
     data = read_labelled_data(_write(tmp_path / "r.csv", "text,label\na,1\nb,negative\nc, positive \n"))
     assert np.array_equal(class_ids(data, ["negative", "positive"]), [1, 0, 1])
+
+
+# ---- What users bring: the shapes Hugging Face datasets export, SQuAD and CoNLL files, found without options ----
+
+def _task_columns(task_name, **names):
+    from inferforge.evaluate import columns_for_task
+    from inferforge.tasks import get_task
+
+    return columns_for_task(get_task(task_name), names.get("text"), names.get("pair"), names.get("label"))
+
+
+def test_glue_pair_csv_columns_are_detected_and_reported(tmp_path):
+    # GLUE MRPC/RTE as datasets' to_csv writes them; the header's case does not matter
+    path = _write(tmp_path / "rte.csv", 'Sentence1,sentence2,LABEL,idx\n"A man, smiling",He is happy,1,0\n'
+                                        "It rains,It is dry,not_entailment,1\n")
+    data = read_labelled_data(path, _task_columns("text-classification"))
+    assert data.texts == ["A man, smiling", "It rains"] and data.pairs == ["He is happy", "It is dry"]
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("Sentence1", "sentence2", "LABEL")
+    assert data.detected == ("text", "pair", "label")
+    assert data.describe() == "text 'Sentence1', pair 'sentence2', label 'LABEL' (detected: text, pair, label), read as CSV"
+    assert class_ids(data, ["ENTAILMENT", "NOT_ENTAILMENT"]).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("header,text,pair", [
+    ("premise,hypothesis,label", "premise", "hypothesis"),       # MNLI / SNLI
+    ("question1,question2,label", "question1", "question2"),     # QQP
+    ("question,sentence,label", "question", "sentence"),         # QNLI
+    ("idx,sentence,label", "sentence", None),                    # SST-2
+    ("review,label", "review", None),
+    ("text,sentence,label", "text", None),                       # the default wins over the usual names
+])
+def test_usual_text_columns(tmp_path, header, text, pair):
+    n = len(header.split(","))
+    path = _write(tmp_path / "d.csv", header + "\n" + ",".join(["0"] * (n - 1) + ["1"]) + "\n")
+    data = read_labelled_data(path, _task_columns("text-classification"))
+    assert (data.columns.text, data.columns.pair) == (text, pair)
+
+
+def test_explicit_columns_win_and_must_exist(tmp_path):
+    path = _write(tmp_path / "d.csv", "text,sentence,label,stars\nfrom text,from sentence,0,1\n")
+    data = read_labelled_data(path, _task_columns("text-classification", text="sentence", label="stars"))
+    assert data.texts == ["from sentence"] and data.labels == ["1"] and data.detected == ()
+    assert data.pairs is None
+    with pytest.raises(UserError, match="has no column 'hypothesis' .columns found: text, sentence, label, stars.; "
+                                        "name the right one with --pair-column"):
+        read_labelled_data(path, _task_columns("text-classification", pair="hypothesis"))
+    with pytest.raises(UserError, match="'text' cannot be both the text and the label"):
+        read_labelled_data(path, _task_columns("text-classification", label="text"))
+    nli = _write(tmp_path / "nli.csv", "premise,hypothesis,sentence1,sentence2,label\na,b,c,d,0\n")
+    with pytest.raises(UserError, match="several possible text pairs .sentence1 \\+ sentence2; premise \\+ hypothesis."):
+        read_labelled_data(nli, _task_columns("text-classification"))
+    picked = read_labelled_data(nli, _task_columns("text-classification", text="premise"))
+    assert (picked.texts, picked.pairs) == (["a"], ["b"])  # the named text brings its usual partner
+
+
+def test_token_classification_jsonl_from_datasets(tmp_path):
+    # conll2003.to_json(): ints are the model's ids (config.json id2label); names may differ in case
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    rows = [{"id": "0", "tokens": ["Alice", "met", "Bob", "in", "Paris"], "pos_tags": [1, 2, 1, 3, 1],
+             "ner_tags": [1, 0, 1, 0, 3]},
+            {"id": "1", "tokens": ["New", "York"], "pos_tags": [1, 1], "ner_tags": ["b-loc", "I-LOC"]}]
+    path = _write(tmp_path / "train.json", "".join(json.dumps(r) + "\n" for r in rows))  # to_json writes JSON lines
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == ["Alice met Bob in Paris", "New York"]
+    assert (data.columns.text, data.columns.label, data.file_format) == ("tokens", "ner_tags", "JSON Lines")
+    assert tag_sequences(data, labels) == [["B-PER", "O", "B-PER", "O", "B-LOC"], ["B-LOC", "I-LOC"]]
+    with pytest.raises(UserError, match="Unknown tag '7' at line 1 .* ids 0-4"):
+        tag_sequences(read_labelled_data(_write(tmp_path / "x.jsonl", json.dumps({"tokens": ["a"], "ner_tags": [7]})),
+                                         _task_columns("token-classification"), text_is_list=True), labels)
+
+
+def test_token_classification_csv_with_list_cells(tmp_path):
+    # to_csv goes through pandas: list columns become numpy reprs; JSON and Python lists are accepted too
+    path = _write(tmp_path / "ner.csv", "tokens,ner_tags\n\"['EU' 'rejects' 'German']\",[3 0 1]\n"
+                                        "\"[\"\"Bob\"\", \"\"sleeps\"\"]\",\"['B-PER', 'O']\"\n")
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == ["EU rejects German", "Bob sleeps"]
+    assert tag_sequences(data, ["O", "B-PER", "I-PER", "B-LOC"]) == [["B-LOC", "O", "B-PER"], ["B-PER", "O"]]
+
+
+def test_conll_file(tmp_path):
+    path = _write(tmp_path / "test.conll", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n"
+                                           "German JJ B-NP B-MISC\n\n\nPeter\tB-PER\nBlackburn\tI-PER\n")
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == ["EU rejects German", "Peter Blackburn"] and data.lines == [3, 8]
+    assert data.file_format == "CoNLL"
+    labels = ["O", "B-PER", "I-PER", "B-ORG", "B-MISC"]
+    assert tag_sequences(data, labels) == [["B-ORG", "O", "B-MISC"], ["B-PER", "I-PER"]]
+    for suffix in (".iob", ".bio"):
+        assert read_labelled_data(_write(tmp_path / f"t{suffix}", "a O\n"), _task_columns("token-classification"),
+                                  text_is_list=True).texts == ["a"]
+
+
+SQUAD_ROWS = [
+    {"id": "q1", "title": "Paris", "context": "Paris is the capital of France.", "question": "What is the capital?",
+     "answers": {"text": ["Paris", "Paris"], "answer_start": [0, 0]}},
+    {"id": "q2", "title": "Paris", "context": "Paris is the capital of France.", "question": "Of what?",
+     "answers": {"text": ["France", "of France"], "answer_start": [24, 21]}},
+]
+
+
+def test_squad_jsonl_from_datasets_and_v2_unanswerable(tmp_path):
+    rows = SQUAD_ROWS + [{**SQUAD_ROWS[0], "id": "q3", "answers": {"text": [], "answer_start": []}}]
+    path = _write(tmp_path / "squad.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    data = read_labelled_data(path, _task_columns("question-answering"))
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("question", "context", "answers")
+    assert data.pairs[1] == "Paris is the capital of France."
+    assert answer_texts(data) == [["Paris", "Paris"], ["France", "of France"], [""]]
+    # a CSV written by to_csv holds pandas' repr of the answers dict
+    csv_path = _write(tmp_path / "squad.csv", "question,context,answers\nOf what?,Paris is the capital of France.,"
+                      "\"{'text': array(['France', 'of France'], dtype=object), 'answer_start': array([24, 21], dtype=int32)}\"\n")
+    assert answer_texts(read_labelled_data(csv_path, _task_columns("question-answering"))) == [["France", "of France"]]
+
+
+def test_original_squad_json(tmp_path):
+    squad = {"version": "1.1", "data": [{"title": "Paris", "paragraphs": [
+        {"context": SQUAD_ROWS[0]["context"], "qas": [
+            {"id": r["id"], "question": r["question"],
+             "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}
+            for r in SQUAD_ROWS]}]}]}
+    path = _write(tmp_path / "dev-v1.1.json", json.dumps(squad))
+    data = read_labelled_data(path, _task_columns("question-answering"))
+    assert data.texts == [r["question"] for r in SQUAD_ROWS] and data.file_format == "SQuAD JSON"
+    assert answer_texts(data) == [["Paris", "Paris"], ["France", "of France"]]
+    squad["data"][0]["paragraphs"][0]["qas"][1]["question"] = " "
+    _write(path, json.dumps(squad))
+    with pytest.raises(UserError, match="'question' is empty at question 'q2' .article 1, paragraph 1. of .*dev-v1.1.json"):
+        read_labelled_data(path, _task_columns("question-answering"))
+    with pytest.raises(UserError, match="Article 1 of .* has no 'paragraphs'"):
+        read_labelled_data(_write(tmp_path / "bad.json", '{"data": [{"title": "x"}]}'), _task_columns("question-answering"))
+
+
+@pytest.mark.parametrize("header", ["sentence1,sentence2,score", "sentence1,sentence2,similarity_score",
+                                    "sentence_A,sentence_B,relatedness_score", "sentence1,sentence2,label,idx"])
+def test_similarity_files(tmp_path, header):
+    # STS-B (GLUE, sentence-transformers/stsb, stsb_multi_mt) and SICK
+    rows = "".join(f"first {i},second {i},{s}" + (f",{i}" if header.endswith("idx") else "") + "\n"
+                   for i, s in enumerate([4.5, 0.25, 3]))
+    data = read_labelled_data(_write(tmp_path / "sts.csv", header + "\n" + rows), _task_columns("feature-extraction"))
+    assert data.pairs == ["second 0", "second 1", "second 2"]
+    assert similarity_scores(data).tolist() == [4.5, 0.25, 3.0]
+
+
+def test_single_texts_for_similarity_name_the_missing_pair(tmp_path):
+    path = _write(tmp_path / "one.csv", "sentence,score\na,1\n")
+    with pytest.raises(UserError, match="no column for the second text next to 'sentence' .*looked for text_pair, "
+                                        "sentence2.*--pair-column"):
+        read_labelled_data(path, _task_columns("feature-extraction"))
+
+
+def test_json_array_with_line_numbers(tmp_path):
+    path = _write(tmp_path / "rows.json", '[\n  {"sentence": "good", "label": "Positive"},\n'
+                                          '  {"sentence": "bad", "label": "nope"}\n]\n')
+    data = read_labelled_data(path, _task_columns("text-classification"))
+    assert data.texts == ["good", "bad"] and data.lines == [2, 3] and data.file_format == "JSON array"
+    with pytest.raises(UserError, match="Unknown label 'nope' at line 3 of .*rows.json"):
+        class_ids(data, ["negative", "positive"])
+
+
+def test_labels_by_name_in_any_case_or_by_id(tmp_path):
+    data = read_labelled_data(_write(tmp_path / "r.jsonl", "".join(
+        json.dumps({"text": t, "label": v}) + "\n" for t, v in
+        [("a", "POSITIVE"), ("b", "Negative"), ("c", 1), ("d", "0"), ("e", 1.0), ("f", " 1 ")])))
+    assert class_ids(data, ["negative", "positive"]).tolist() == [1, 0, 1, 0, 1, 1]
+    # a model whose config.json names its classes generically, with integer labels (as datasets writes them)
+    assert class_ids(data.subset([2, 3, 4]), ["LABEL_0", "LABEL_1"]).tolist() == [1, 0, 1]
+    with pytest.raises(UserError, match="Unknown label 'POSITIVE' .*LABEL_0, LABEL_1 .or their ids 0-1. .*generically, "
+                                        "so give the class ids"):
+        class_ids(data, ["LABEL_0", "LABEL_1"])
+    unlabelled = read_labelled_data(_write(tmp_path / "test.csv", "sentence,label\na,-1\n"))
+    with pytest.raises(UserError, match="Unknown label '-1' at line 2 .*unlabelled row"):
+        class_ids(unlabelled, ["negative", "positive"])
+    with pytest.raises(UserError, match="Unknown label '1.5'"):
+        class_ids(read_labelled_data(_write(tmp_path / "f.csv", "text,label\na,1.5\n")), ["negative", "positive"])
+
+
+def test_calibration_texts_find_the_usual_columns(tmp_path):
+    assert read_calibration_texts(_write(tmp_path / "c.csv", "idx,sentence,label\n0,hello,1\n")) == (["hello"], None)
+    squad = _write(tmp_path / "s.jsonl", "".join(json.dumps(r) + "\n" for r in SQUAD_ROWS))
+    texts, pairs = read_calibration_texts(squad)
+    assert texts == [r["question"] for r in SQUAD_ROWS] and pairs == [r["context"] for r in SQUAD_ROWS]
+    conll = _write(tmp_path / "c.conll", "EU B-ORG\nrejects O\n")
+    assert read_calibration_texts(conll) == (["EU rejects"], None)
+    with pytest.raises(UserError, match="no column 'body'"):
+        read_calibration_texts(squad, text_column="body")

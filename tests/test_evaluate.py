@@ -111,7 +111,7 @@ def test_evaluate_command_prints_the_table_and_writes_json(sentiment_tiny, tmp_p
 
 @pytest.mark.parametrize("content,message", [
     ("", "no data rows"),
-    ("sentence,label\nfine,positive\n", "no column 'text'"),
+    ("phrase,label\nfine,positive\n", "no text column (columns found: phrase, label; looked for text, sentence"),
     ("text,label\nfine,neutral\n", "Unknown label 'neutral' at line 2"),
 ])
 def test_evaluate_command_bad_data_exits_2_without_traceback(sentiment_tiny, tmp_path, content, message):
@@ -218,3 +218,181 @@ def test_feature_extraction_spearman_of_cosines(converted_tiny, tmp_path):
     assert _row(evaluate(folder, _jsonl(tmp_path / "r.jsonl", reversed_rows), threads=1), "ort-fp32").value == pytest.approx(-100.0)
     with pytest.raises(Exception, match="text_pair"):
         evaluate(folder, _jsonl(tmp_path / "single.jsonl", [{"text": "a", "label": 1.0}]))
+
+
+# Labelled data as users bring it (the shapes Hugging Face datasets export, SQuAD, CoNLL), columns found by
+# their usual names, scored end to end on tiny models of tests/tiny_models.py; every expected value comes
+# from the model's own PyTorch predictions, computed here with transformers, not through the evaluator.
+
+
+@pytest.fixture(scope="module")
+def tiny_converted(tmp_path_factory):
+    """tiny_converted(task) -> (hf_dir, converted_dir), a tiny BERT converted to ort-fp32 once per task."""
+    import inferforge
+    from tiny_models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-eval")
+    built = {}
+
+    def get(task_name):
+        if task_name not in built:
+            hf = build_tiny_model(root / f"hf-{task_name}", "bert", task_name)
+            out = root / f"converted-{task_name}"
+            inferforge.convert(str(hf), task_name, out, variants="ort-fp32", shapes="1x8", nb_measures=2, warmup=1,
+                               threads=1)
+            built[task_name] = (hf, out)
+        return built[task_name]
+
+    return get
+
+
+PAIRS = [("the movie was great", "the actors were wonderful"), ("a terrible boring film", "no story at all"),
+         ("Alice met Bob in Paris", "they walked by the river"), ("what is the capital of France", "Paris"),
+         ("the quick brown fox", "jumps over the lazy dog"), ("it rained all day", "we stayed inside"),
+         ("the soup was cold", "the waiter was rude"), ("a fine summer evening", "music in the park")]
+
+
+def _torch_logits(hf_dir, auto_class, first, second=None):
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    model = getattr(transformers, auto_class).from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        return tokenizer, model(**tokenizer(first, second, padding=True, return_tensors="pt"))
+
+
+def test_glue_pair_csv_with_detected_columns_and_label_names_in_any_case(tiny_converted, tmp_path):
+    hf, folder = tiny_converted("text-classification")
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", [a for a, _ in PAIRS], [b for _, b in PAIRS])
+    predicted = out.logits.argmax(-1).tolist()
+    names = ["negative", "positive"]  # the model says NEGATIVE / POSITIVE
+    # rows 1 and 5 are labelled against the model; labels alternate between names and ids as datasets writes them
+    gold = [1 - p if i % 4 == 1 else p for i, p in enumerate(predicted)]
+    cells = [names[g] if i % 2 == 0 else str(g) for i, g in enumerate(gold)]
+    path = tmp_path / "mrpc.csv"
+    path.write_text("Sentence1,Sentence2,Label,idx\n" + "".join(f"{a},{b},{c},{i}\n" for i, ((a, b), c) in
+                                                                  enumerate(zip(PAIRS, cells))))
+    expected = 100.0 * np.mean(np.array(gold) == np.array(predicted))
+    assert expected == 75.0
+    result = _cli("evaluate", folder, "--data", path, "--threads", "1", "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert ("columns: text 'Sentence1', pair 'Sentence2', label 'Label' (detected: text, pair, label), read as CSV"
+            in " ".join(result.stdout.split()))
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["columns"]["text"] == "Sentence1" and scores["columns"]["pair"] == "Sentence2"
+    assert scores["variants"][0]["metrics"]["accuracy"] == expected and scores["variants"][0]["rows"] == 8
+
+
+def _torch_word_tags(hf_dir, sentences, labels):
+    tokenizer, out = _torch_logits_split(hf_dir, sentences)
+    encoded = tokenizer(sentences, is_split_into_words=True, padding=True)
+    tags = []
+    for row, words in enumerate(sentences):
+        row_tags, seen = ["O"] * len(words), set()
+        for token, word in enumerate(encoded.word_ids(row)):
+            if word is not None and word not in seen:
+                seen.add(word)
+                row_tags[word] = labels[int(out.logits[row, token].argmax())]
+        tags.append(row_tags)
+    return tags
+
+
+def _torch_logits_split(hf_dir, sentences):
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        return tokenizer, model(**tokenizer(sentences, is_split_into_words=True, padding=True, return_tensors="pt"))
+
+
+def test_token_classification_from_datasets_jsonl_and_conll(tiny_converted, tmp_path):
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import entity_scores
+
+    hf, folder = tiny_converted("token-classification")
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # tests/tiny_models.py LABELS
+    sentences = [["Alice", "met", "Bob", "in", "Paris"], ["the", "quick", "brown", "fox", "jumps"],
+                 ["what", "is", "the", "capital", "of", "France"], ["Paris", "is", "large"],
+                 ["Bob", "and", "Alice", "walked", "home"]]
+    predicted = _torch_word_tags(hf, sentences, labels)
+    gold = [list(tags) for tags in predicted]
+    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    gold[3] = ["B-LOC", "O", "O"]
+    expected = 100.0 * entity_scores(gold, predicted).f1
+    assert 0.0 < expected < 100.0, (gold, predicted)
+    # conll2003.to_json(): ids as ints, extra columns
+    rows = [{"id": str(i), "tokens": w, "pos_tags": [0] * len(w), "ner_tags": [labels.index(t) for t in g]}
+            for i, (w, g) in enumerate(zip(sentences, gold))]
+    jsonl = _jsonl(tmp_path / "ner.json", rows)
+    report = evaluate(folder, jsonl, threads=1)
+    assert report.columns["text"] == "tokens" and report.columns["label"] == "ner_tags"
+    assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-9)
+    conll = tmp_path / "ner.conll"
+    conll.write_text("-DOCSTART- O\n\n" + "\n".join("".join(f"{w}\t{t.lower()}\n" for w, t in zip(ws, g))
+                                                    for ws, g in zip(sentences, gold)))
+    assert _row(evaluate(folder, conll, threads=1), "ort-fp32").value == pytest.approx(expected, abs=1e-9)
+
+
+def test_original_squad_json_scored_against_pytorch_answers(tiny_converted, tmp_path):
+    from inferforge.artifacts import TOKENIZER_DIR, Manifest
+    from inferforge.engines.torch_engine import TorchEngine
+    from inferforge.evaluate import evaluate
+    from inferforge.export import export_wrapper
+    from inferforge.source import load_source
+    from inferforge.tasks import get_task
+    from inferforge.tokenization import TextEncoder
+
+    hf, folder = tiny_converted("question-answering")
+    task = get_task("question-answering")
+    manifest = Manifest.read(folder)
+    encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
+    source = load_source(str(hf), task)
+    torch_engine = TorchEngine(export_wrapper(source, task), source.input_names, task.output_names, threads=1)
+    context = "Alice met Bob in Paris last summer and Paris is the capital of France"
+    questions = ["who met Bob", "where did Alice meet Bob", "what is the capital of France"]
+    encoded = encoder.encode(questions, [context] * 3)
+    answers = [a["answer"] for a in task.postprocess(torch_engine.run(encoded.arrays), encoded, None)]
+    assert all(a.strip() for a in answers), answers
+    gold = [["zzz", answers[0]], ["zzz"], [answers[2]]]  # the second question is answered wrongly
+    squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
+        {"id": f"q{i}", "question": q, "answers": [{"text": t, "answer_start": 0} for t in g]}
+        for i, (q, g) in enumerate(zip(questions, gold))]}]}]}
+    (tmp_path / "dev.json").write_text(json.dumps(squad))
+    report = evaluate(folder, tmp_path / "dev.json", threads=1)
+    assert report.columns["format"] == "SQuAD JSON" and report.columns["pair"] == "context"
+    score = _row(report, "ort-fp32")
+    assert score.metrics["exact_match"] == pytest.approx(200.0 / 3)
+    assert score.metrics["f1"] < 100.0
+
+
+def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path):
+    import torch
+    import transformers
+
+    from inferforge.evaluate import evaluate
+
+    stats = pytest.importorskip("scipy.stats")
+    hf, folder = tiny_converted("feature-extraction")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModel.from_pretrained(hf).eval()
+
+    def embed(texts):
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+
+    a, b = embed([x for x, _ in PAIRS]), embed([y for _, y in PAIRS])
+    cosines = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    gold = [5.0, 0.4, 3.2, 1.0, 2.2, 4.8, 0.0, 3.9]
+    expected = 100.0 * stats.spearmanr(cosines, gold).statistic
+    path = tmp_path / "sts-dev.csv"
+    path.write_text("sentence1,sentence2,score\n" + "".join(f"{x},{y},{s}\n" for (x, y), s in zip(PAIRS, gold)))
+    report = evaluate(folder, path, threads=1)
+    assert (report.columns["text"], report.columns["pair"], report.columns["label"]) == ("sentence1", "sentence2", "score")
+    assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-6)
+    assert abs(expected) < 99.0  # the gold is not the model's own ranking: a wrong pairing would show

@@ -62,6 +62,24 @@ def print_variant_table(result) -> None:
               f"Output: {result.output} (report.md, report.json, latency.png)")
 
 
+def describe_eval_data(path: Optional[Path], task: str, text: Optional[str], pair: Optional[str],
+                       label: Optional[str]) -> None:
+    """Say which columns of --eval-data will be used (a bad file is left to the conversion's own checks)."""
+    if path is None or not Path(path).is_file():
+        return
+    from inferforge.evaluate import columns_for_task
+    from inferforge.labelled_data import read_labelled_data
+    from inferforge.tasks import get_task
+
+    try:
+        spec = get_task(task)
+        data = read_labelled_data(path, columns_for_task(spec, text, pair, label),
+                                  text_is_list=spec.name == "token-classification")
+    except UserError:
+        return
+    console.print(f"--eval-data {path}: {len(data)} rows; columns: {data.describe()}", highlight=False, markup=False)
+
+
 @app.command()
 def convert(
     model: str = typer.Argument(..., help="Hub id (e.g. bert-base-uncased) or local Hugging Face directory "
@@ -81,7 +99,10 @@ def convert(
                                                              "or identical spans (default per task)."),
     validation_texts: Optional[Path] = typer.Option(None, help="UTF-8 file, one text per line (TAB-separated pairs; "
                                                                "question<TAB>context for QA). Default: built-in."),
-    eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV or JSONL (text, optional text_pair, label): "
+    eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV, TSV, JSONL/JSON, SQuAD .json or CoNLL file "
+                                                         "(columns found by their usual names, e.g. text / sentence1 + "
+                                                         "sentence2 / question + context / tokens, and label / "
+                                                         "ner_tags / answers / score): "
                                                          "every variant's task accuracy, selection inside "
                                                          "--max-accuracy-drop; adds calibrated int8 variants."),
     calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (.txt, one per line, "
@@ -91,9 +112,10 @@ def convert(
     accuracy_search: bool = typer.Option(True, help="When an int8 variant is outside the budget (the "
                                                     "--eval-data drop, or without labels the verification budget), keep its most "
                                                     "sensitive nodes in fp32 one at a time until it passes."),
-    text_column: Optional[str] = typer.Option(None, help="Text column of --eval-data (default: text)."),
-    pair_column: Optional[str] = typer.Option(None, help="Second-text column (default: text_pair, if present)."),
-    label_column: Optional[str] = typer.Option(None, help="Label column (default: label)."),
+    text_column: Optional[str] = typer.Option(None, help="Text column of --eval-data (default: detected; text first)."),
+    pair_column: Optional[str] = typer.Option(None, help="Second-text column (default: detected, e.g. text_pair, "
+                                                         "sentence2, hypothesis, context; none if absent)."),
+    label_column: Optional[str] = typer.Option(None, help="Label column (default: detected; label first)."),
     force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
     trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
 ) -> None:
@@ -106,6 +128,7 @@ def convert(
                              eval_data=eval_data, calibration_data=calibration_data,
                              max_accuracy_drop=max_accuracy_drop, accuracy_search=accuracy_search,
                              text_column=text_column, pair_column=pair_column, label_column=label_column)
+    describe_eval_data(eval_data, task, text_column, pair_column, label_column)
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

@@ -13,7 +13,7 @@ Scores are percentages, so a drop reads in points.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -56,10 +56,10 @@ class TaskScore:
 
 
 def columns_for_task(task: TaskSpec, text: str | None = None, pair: str | None = None, label: str | None = None) -> DataColumns:
-    """Column names, defaulting to text / text_pair / label; a pair is required where the task needs one."""
-    defaults = DataColumns()
-    return DataColumns(text=text or defaults.text, pair=pair or defaults.pair, label=label or defaults.label,
-                       pair_required=task.needs_pairs or task.name == "feature-extraction")
+    """The columns named by the user; the others are found by their usual names for the task (text / text_pair /
+    label first, see `inferforge.labelled_data.COLUMN_CANDIDATES`). A pair is required where the task needs one."""
+    return DataColumns(text=text or None, pair=pair or None, label=label or None,
+                       pair_required=task.needs_pairs or task.name == "feature-extraction", task=task.name)
 
 
 def _word_spans(text: str) -> list[tuple[int, int]]:
@@ -84,7 +84,7 @@ class EvalSet:
         if task.name in ("text-classification", "token-classification") and not labels:
             raise UserError(f"The model has no label names, so labelled data cannot be matched to its {task.name} outputs.")
         if data.pairs is not None and not task.supports_pairs and task.name != "feature-extraction":
-            data = LabelledData(data.texts, None, data.labels, data.lines, data.source, data.columns)
+            data = replace(data, pairs=None, columns=replace(data.columns, pair=None))
             self.data = data
         # Gold values are checked now, so a bad label fails before any model runs.
         if task.name == "text-classification":
@@ -224,13 +224,18 @@ class EvaluationReport:
     metric: str
     reference: str | None
     rows: list[VariantScore] = field(default_factory=list)
+    columns: dict = field(default_factory=dict)  # the columns used: text, pair, label, detected, format
 
     def row(self, variant: str) -> VariantScore:
         return next(r for r in self.rows if r.variant == variant)
 
     def to_dict(self) -> dict:
         return {"model_dir": self.model_dir, "data": self.data, "task": self.task, "metric": self.metric,
-                "reference": self.reference, "variants": [r.to_dict() for r in self.rows]}
+                "reference": self.reference, "columns": dict(self.columns), "variants": [r.to_dict() for r in self.rows]}
+
+    def columns_line(self) -> str:
+        """E.g. "columns: text 'sentence1', pair 'sentence2', label 'label' (detected: text, pair, label), read as CSV"."""
+        return f"columns: {self.columns['described']}" if self.columns else ""
 
     def markdown(self) -> str:
         names = list(self.rows[0].score.metrics) if self.rows and self.rows[0].score else [self.metric]
@@ -266,7 +271,9 @@ def reference_variant(variants: dict[str, dict]) -> str | None:
 def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str] | None = None,
              text_column: str | None = None, pair_column: str | None = None, label_column: str | None = None,
              threads: int | None = None, progress: Optional[Callable[[str, int, int], None]] = None) -> EvaluationReport:
-    """Score every stored variant of a converted folder (or `variants`) on a labelled CSV/JSONL file."""
+    """Score every stored variant of a converted folder (or `variants`) on a labelled data file.
+
+    Columns not named are found by their usual names; `report.columns` says which were used."""
     from inferforge.artifacts import TOKENIZER_DIR, Manifest
     from inferforge.tasks import get_task
     from inferforge.variants import variant_from_dict
@@ -283,7 +290,10 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
     reference = reference_variant(stored)
     if reference is not None and reference not in names:
         names = [reference, *names]
-    report = EvaluationReport(str(folder), str(data_path), task.name, eval_set.primary, reference)
+    data = eval_set.data
+    columns = {"text": data.columns.text, "pair": data.columns.pair, "label": data.columns.label,
+               "detected": list(data.detected), "format": data.file_format, "described": data.describe()}
+    report = EvaluationReport(str(folder), str(data_path), task.name, eval_set.primary, reference, columns=columns)
     tick = progress or (lambda step, done, total: None)
     for i, name in enumerate(names):
         tick("evaluate", i, len(names))
@@ -314,13 +324,19 @@ def register(app) -> None:
     @app.command("evaluate")
     def evaluate_command(
         model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
-        data: Path = typer.Option(..., "--data", "-d", help="Labelled CSV, TSV or JSONL file."),
-        text_column: str = typer.Option("text", help="Column with the text (the question for QA)."),
-        pair_column: str = typer.Option("text_pair", help="Column with the second text (the context for QA, "
-                                                          "the other sentence for similarity); used when present."),
-        label_column: str = typer.Option("label", help="Column with the label: class name or id, tags per word "
-                                                       "(token classification), answer text(s) (QA) or a "
-                                                       "similarity score (feature extraction)."),
+        data: Path = typer.Option(..., "--data", "-d", help="Labelled data: CSV, TSV, JSON Lines (.jsonl, or .json "
+                                                            "as datasets' to_json writes it), a JSON array, a SQuAD "
+                                                            ".json, or CoNLL token/tag text (.conll, .iob, .bio)."),
+        text_column: Optional[str] = typer.Option(None, help="Column with the text (the question for QA; the words "
+                                                             "for token classification). Default: detected (text, "
+                                                             "sentence, sentence1, premise, question, tokens...)."),
+        pair_column: Optional[str] = typer.Option(None, help="Column with the second text (the context for QA, the "
+                                                             "other sentence for similarity). Default: detected "
+                                                             "(text_pair, sentence2, hypothesis, question2, context...)."),
+        label_column: Optional[str] = typer.Option(None, help="Column with the label: class name or id, tags per word "
+                                                              "(token classification), answer text(s) (QA) or a "
+                                                              "similarity score (feature extraction). Default: "
+                                                              "detected (label, labels, ner_tags, answers, score...)."),
         variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all stored)."),
         threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
         json_output: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
@@ -334,6 +350,7 @@ def register(app) -> None:
         out = Console()
         out.print(f"{report.task} on {report.data} ({report.rows[0].score.rows if report.rows and report.rows[0].score else 0} rows), "
                   f"reference {report.reference}:", highlight=False)
+        out.print(report.columns_line(), highlight=False, markup=False)
         out.print(report.markdown(), highlight=False, markup=False)
         if json_output is not None:
             json_output.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
