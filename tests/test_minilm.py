@@ -76,6 +76,19 @@ def test_an_int8_variant_is_inside_the_default_budget(minilm, minilm_dir):
     """Full int8 loses too much on MiniLM's embeddings; the accuracy search (on the verification texts, no
     labels) keeps the most sensitive nodes in fp32 until an int8 model passes the default budget."""
     passing = [r for r in minilm.rows if r.precision == "int8" and r.usable]
+    from inferforge.cpu import machine_info
+
+    if not machine_info().has_vnni:
+        # Without VNNI/AMX int8 OpenVINO's int8 is slower than fp32 (measured on an AVX2 EPYC), so it is
+        # skipped, and onnxruntime's dynamic int8 spreads its error over all 48 MatMuls (worst cosine
+        # 0.955): no int8 model keeping a fifth of them in fp32 passes. It must be failed, searched, said, and
+        # never selected.
+        assert minilm.row("openvino-int8").reason.startswith("the CPU has neither AVX512-VNNI nor AMX int8")
+        assert not passing and minilm.row(minilm.selected).precision != "int8"
+        search = minilm.report["accuracy_search"]["searches"][0]
+        assert search["base_variant"] == "ort-int8-dynamic" and search["full_int8_drop"] > 1.0
+        assert search["fits"] is False and "no int8 model with up to 9 nodes kept in fp32" in search["message"]
+        pytest.skip("no int8 kernels on this CPU (no VNNI/AMX): int8 checked to be failed and never selected")
     assert passing, [(r.name, r.reason) for r in minilm.rows]
     int8 = passing[0]
     assert int8.check.agreement >= 0.99 and int8.check.scaled_diff <= 0.05

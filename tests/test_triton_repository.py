@@ -163,12 +163,13 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_tokenizer_model_needs_only_tokenizers_and_numpy():
-    """It must run in a stock Triton container: no inferforge import (its helpers beside it: stdlib only)."""
+    """It must run in a stock Triton container: no inferforge import (its helpers beside it: stdlib and numpy)."""
     imported = imported_modules(BACKEND_MODELS / "tokenize.py")
     beside = {name for name in imported if (BACKEND_MODELS / f"{name}.py").is_file()}
     assert imported - beside <= {"json", "os", "numpy", "tokenizers", "triton_python_backend_utils"}, imported
     for helper in beside:
-        assert all(m in sys.stdlib_module_names for m in imported_modules(BACKEND_MODELS / f"{helper}.py")), helper
+        assert all(m in sys.stdlib_module_names or m == "numpy"
+                   for m in imported_modules(BACKEND_MODELS / f"{helper}.py")), helper
 
 
 def test_repository_command(converted_tiny, tmp_path):

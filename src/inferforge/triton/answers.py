@@ -13,43 +13,10 @@ import json
 import numpy as np
 
 from inferforge.tokenization import Encoded
+from inferforge.triton.backend_models.text_checks import BadText, checked_texts, decode_texts  # noqa: F401 (re-exported)
 
 ANSWER_OUTPUT = "answer_json"
 TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")
-
-
-class BadText(ValueError):
-    """Bad content in one request (its own error response; the rest of the batch is answered)."""
-
-
-def decode_texts(array: np.ndarray) -> list[str]:
-    return [bytes(v).decode("utf-8") if isinstance(v, (bytes, np.bytes_)) else str(v) for v in array.reshape(-1)]
-
-
-def checked_texts(array: np.ndarray | None, name: str, max_chars: int | None = None) -> list[str]:
-    """Texts of one request input, with the same errors as the tokenizer model (backend_models/tokenize.py,
-    which cannot import this: it runs where only `tokenizers` and numpy are installed)."""
-    if array is None:
-        raise BadText(f"missing input '{name}'")
-    texts = []
-    for value in array.reshape(-1):
-        try:
-            text = bytes(value).decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
-        except UnicodeDecodeError as error:
-            raise BadText(f"input '{name}' is not valid UTF-8 ({error.reason} at byte {error.start})") from None
-        if "\x00" in text:
-            raise BadText(f"input '{name}' contains a NUL byte (at character {text.index(chr(0))}); send plain text")
-        if max_chars is not None and len(text) > max_chars:
-            raise BadText(
-                f"input '{name}' has {len(text):,} characters; this server takes at most {max_chars:,} "
-                "(the model reads only the first tokens anyway): send a shorter text"
-            )
-        if not text.strip():
-            raise BadText(f"input '{name}' is empty: send some text")
-        texts.append(text)
-    if not texts:
-        raise BadText(f"input '{name}' holds no text")
-    return texts
 
 
 def encoded_from_details(texts: list[str], pairs: list[str] | None, details: dict[str, np.ndarray]) -> Encoded:

@@ -32,7 +32,8 @@ from inferforge.errors import UserError
 from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS
 
 BACKEND_MODELS = Path(__file__).parent / "backend_models"
-EXECUTE_DEADLINE = "execute_deadline.py"  # imported by every Python-backend model.py, copied beside it
+# Imported by every Python-backend model.py, copied beside it (standard library and numpy only).
+BACKEND_HELPERS = ("execute_deadline.py", "text_checks.py")
 FLAVOURS = ("python", "onnxruntime")
 INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU", "KIND_AUTO")
 ORT_ACCELERATORS = ("none", "openvino", "tensorrt")
@@ -321,9 +322,10 @@ def _set_parameters(config: mc.ModelConfig, **values) -> None:
 
 
 def _copy_backend_model(script: str, version: Path) -> None:
-    """A Python-backend script as `model.py`, with the execute() deadline module it imports."""
+    """A Python-backend script as `model.py`, with the helper modules it imports."""
     shutil.copy2(BACKEND_MODELS / script, version / "model.py")
-    shutil.copy2(BACKEND_MODELS / EXECUTE_DEADLINE, version / EXECUTE_DEADLINE)
+    for helper in BACKEND_HELPERS:
+        shutil.copy2(BACKEND_MODELS / helper, version / helper)
 
 
 def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:

@@ -46,7 +46,6 @@ def _error(message, code=None):
 
 
 @bounded_execute
-@bounded_execute
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])

@@ -22,12 +22,9 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 from execute_deadline import bounded_execute  # copied beside this file (standard library only)
+from text_checks import BadText, checked_texts  # copied beside this file (numpy only)
 
 DETAIL_OUTPUTS = ("offsets", "special_mask", "word_ids", "sequence_ids")
-
-
-class RequestError(ValueError):
-    """Bad content in one request: becomes that request's error response."""
 
 
 @bounded_execute
@@ -47,18 +44,18 @@ class TritonPythonModel:
         self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
 
     def execute(self, requests):
-        parsed = []  # per request: list of items to encode, or a RequestError
+        parsed = []  # per request: list of items to encode, or a BadText
         for request in requests:
             try:
                 parsed.append(self._read(request))
-            except RequestError as error:
+            except BadText as error:
                 parsed.append(error)
-        items = [item for p in parsed if not isinstance(p, RequestError) for item in p]
+        items = [item for p in parsed if not isinstance(p, BadText) for item in p]
         encodings = self.tokenizer.encode_batch(items, add_special_tokens=True) if items else []
         responses = []
         cursor = 0
         for request, p in zip(requests, parsed):
-            if isinstance(p, RequestError):
+            if isinstance(p, BadText):
                 responses.append(
                     pb_utils.InferenceResponse(
                         output_tensors=[], error=pb_utils.TritonError(str(p), pb_utils.TritonError.INVALID_ARG)
@@ -81,11 +78,11 @@ class TritonPythonModel:
         pair_tensor = pb_utils.get_input_tensor_by_name(request, "text_pair")
         if pair_tensor is None:
             if self.pair_required:
-                raise RequestError("this model needs a text pair: send the second text as input 'text_pair'")
+                raise BadText("this model needs a text pair: send the second text as input 'text_pair'")
             return texts
         pairs = _decode(pair_tensor, "text_pair", self.max_text_chars)
         if len(pairs) != len(texts):
-            raise RequestError(f"got {len(texts)} texts but {len(pairs)} text pairs; send one pair per text")
+            raise BadText(f"got {len(texts)} texts but {len(pairs)} text pairs; send one pair per text")
         return list(zip(texts, pairs))
 
     def _tensors(self, encodings, wanted):
@@ -118,27 +115,4 @@ class TritonPythonModel:
 
 
 def _decode(tensor, name, max_chars=None):
-    if tensor is None:
-        raise RequestError(f"missing input '{name}'")
-    texts = []
-    for value in tensor.as_numpy().reshape(-1):
-        if isinstance(value, (bytes, np.bytes_)):
-            try:
-                text = bytes(value).decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise RequestError(f"input '{name}' is not valid UTF-8 ({error.reason} at byte {error.start})") from None
-        else:
-            text = str(value)
-        if "\x00" in text:
-            raise RequestError(f"input '{name}' contains a NUL byte (at character {text.index(chr(0))}); send plain text")
-        if max_chars is not None and len(text) > max_chars:
-            raise RequestError(
-                f"input '{name}' has {len(text):,} characters; this server takes at most {max_chars:,} "
-                "(the model reads only the first tokens anyway): send a shorter text"
-            )
-        if not text.strip():
-            raise RequestError(f"input '{name}' is empty: send some text")
-        texts.append(text)
-    if not texts:
-        raise RequestError(f"input '{name}' holds no text")
-    return texts
+    return checked_texts(None if tensor is None else tensor.as_numpy(), name, max_chars)
