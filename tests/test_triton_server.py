@@ -295,6 +295,30 @@ def test_plain_http_json_request(served, local_models):
     assert "empty" in json.loads(error.value.read())["error"]
 
 
+@pytest.mark.parametrize("name", ["tiny_cls", "tiny_qa"])
+def test_plain_text_through_the_generate_endpoint(served, local_models, name):
+    """Triton's generate extension maps JSON keys to inputs: `{"text": ...}` is the whole request (curl)."""
+    server, _ = served
+
+    def generate(body):
+        request = urllib.request.Request(f"http://{server.http_url}/v2/models/{name}/generate",
+                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    pairs = CONTEXTS[:2] if name == "tiny_qa" else None
+    for row in range(2):
+        body = {"text": TEXTS[row], **({"text_pair": pairs[row]} if pairs else {})}
+        reply = generate(body)
+        assert_same_answers([json.loads(reply["answer_json"])],
+                            local_answers(local_models[name], TEXTS[row:row + 1], pairs[row:row + 1] if pairs else None))
+    both = generate({"text": TEXTS[:2], **({"text_pair": pairs} if pairs else {})})  # a list: one answer each
+    assert_same_answers([json.loads(a) for a in both["answer_json"]], local_answers(local_models[name], TEXTS[:2], pairs))
+    with pytest.raises(urllib.error.HTTPError) as error:
+        generate({"text": " ", **({"text_pair": pairs[0]} if pairs else {})})
+    assert error.value.code == 400 and "empty" in json.loads(error.value.read())["error"]
+
+
 def test_metrics_are_served(served):
     server, _ = served
     with urllib.request.urlopen(server.metrics_url, timeout=10) as response:

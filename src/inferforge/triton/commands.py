@@ -89,6 +89,7 @@ def serve(
             typer.echo(f"  gRPC     {server.grpc_url}")
             typer.echo(f"  metrics  {server.metrics_url}")
             typer.echo(f"Try: inferforge query \"Some text\" --url {server.http_url} --model {repo.name}")
+            typer.echo(f"  or: curl -s {server.http_url}/v2/models/{repo.name}/generate -d '{{\"text\": \"Some text\"}}'")
             if show_admin_key:
                 typer.echo(f"  admin key (header {ADMIN_KEY_HEADER}): {key}")
             typer.echo("Ctrl-C or SIGTERM stops the server.", err=True)
