@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tokenizers import Tokenizer
-
+import numpy as np
 from tokenizers import Tokenizer
 
 from inferforge.artifacts import TOKENIZER_DIR, Manifest
@@ -118,13 +117,37 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
     return shapes, target, variants
 
 
+# Medians closer than this at the target shape are within the noise of one benchmark run.
+SELECTION_TIE = 0.05
+
+
 def select_variant(rows: list[VariantResult], target: Shape) -> str | None:
-    """The fastest deployable variant inside the accuracy budget at the target shape."""
+    """The fastest deployable variant inside the accuracy budget at the target shape.
+
+    Variants whose median at the target shape is within SELECTION_TIE (5 %) of the fastest are a tie
+    (the noise of one run): the tie goes to the one with the lowest geometric mean, over every shape
+    they were all timed at, of its median relative to the fastest tied median at that shape.
+    """
+    return selection(rows, target)[0]
+
+
+def selection(rows: list[VariantResult], target: Shape) -> tuple[str | None, list[str]]:
+    """The selected variant and the variants tied with the fastest at the target shape (see select_variant)."""
     key = str(target)
     candidates = [r for r in rows if r.deployable and r.usable and key in r.latency]
     if not candidates:
-        return None
-    return min(candidates, key=lambda r: r.latency[key].p50_ms).name
+        return None, []
+    fastest = min(r.latency[key].p50_ms for r in candidates)
+    tied = sorted((r for r in candidates if r.latency[key].p50_ms <= fastest * (1 + SELECTION_TIE)),
+                  key=lambda r: r.latency[key].p50_ms)
+    shapes = [k for k in tied[0].latency if all(k in r.latency for r in tied)]
+
+    def overall(row: VariantResult) -> float:
+        ratios = [row.latency[k].p50_ms / min(r.latency[k].p50_ms for r in tied) for k in shapes]
+        return float(np.exp(np.mean(np.log(ratios))))
+
+    best = min(tied, key=lambda r: (overall(r), r.latency[key].p50_ms))
+    return best.name, [r.name for r in tied]
 
 
 def convert(model: str | Path, task: str | None = None, output: str | Path | None = None, *,
@@ -171,7 +194,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     source.config.save_pretrained(str(workdir))
     # A copy of the fast tokenizer's backend, so our padding and truncation settings stay ours.
     encoder = TextEncoder(Tokenizer.from_str(source.tokenizer.backend_tokenizer.to_str()),
-                          source.input_names, source.max_length)
+                          source.input_names, source.max_length, source.pad_id)
     encoder.save(workdir / TOKENIZER_DIR)
 
     progress("export to ONNX", 0, 1)
@@ -241,7 +264,9 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
             if row.name in stats:
                 row.latency[str(shape)] = stats[row.name]
 
-    selected = select_variant(rows, target)
+    selected, tied = selection(rows, target)
+    if len(tied) > 1:
+        extra["selection_ties"] = {"within": SELECTION_TIE, "tied": tied, "selected": selected}
     if selected:
         next(r for r in rows if r.name == selected).status = "selected"
     manifest = Manifest(

@@ -111,11 +111,15 @@ def markdown_report(report: dict, rows: list[VariantResult]) -> str:
     header, cells, notes = table_rows(rows, shapes)
     machine = report["machine"]
     isa = ", ".join(k for k, v in machine["isa"].items() if v) or "none detected"
+    ties = report.get("selection_ties")
+    why = f"fastest passing variant at {report['optimize_for']}"
+    if ties:
+        why = (f"{', '.join(ties['tied'])} were within {ties['within']:.0%} of each other at {report['optimize_for']}, "
+               "the noise of one run: the tie went to the fastest over all shapes")
     lines = [
         f"# inferforge report: {report['source']} ({report['task']})",
         "",
-        f"Selected variant: **{report['selected'] or 'none passed the accuracy budget'}** "
-        f"(fastest passing variant at {report['optimize_for']}).",
+        f"Selected variant: **{report['selected'] or 'none passed the accuracy budget'}** ({why}).",
         "",
         f"Accuracy budget: difference <= {report['budget']['atol']} (scaled by max(1, |reference|)), "
         f"agreement >= {report['budget']['min_agreement']}; checked on {report['validation']['count']} "

@@ -1,0 +1,37 @@
+"""Selection: the fastest variant inside the budget at the target shape, noise-level ties told apart."""
+
+from __future__ import annotations
+
+from inferforge.benchmark import LatencyStats, Shape
+from inferforge.pipeline import SELECTION_TIE, select_variant, selection
+from inferforge.report import VariantResult
+
+
+def row(name: str, status: str = "passed", deployable: bool = True, **p50: float) -> VariantResult:
+    latency = {shape.replace("_", "x").lstrip("s"): LatencyStats(ms, ms, ms, ms, 1000 / ms, 10) for shape, ms in p50.items()}
+    return VariantResult(name=name, config={}, precision="fp32", deployable=deployable, status=status, latency=latency)
+
+
+TARGET = Shape(1, 16)
+
+
+def test_the_fastest_passing_variant_at_the_target_shape():
+    rows = [row("pytorch-fp32", deployable=False, s1_16=1.0, s1_128=1.0),
+            row("int8", status="failed", s1_16=2.0, s1_128=2.0),
+            row("a", s1_16=10.0, s1_128=30.0),
+            row("b", s1_16=12.0, s1_128=20.0)]
+    assert select_variant(rows, TARGET) == "a"  # b is 20 % slower at 1x16: no tie, its 1x128 does not count
+    assert selection(rows, TARGET) == ("a", ["a"])
+    assert select_variant([rows[0], rows[1]], TARGET) is None
+
+
+def test_a_noise_level_tie_goes_to_the_fastest_over_all_shapes():
+    near = 10.0 * (1 + SELECTION_TIE * 0.8)
+    rows = [row("ort-fp32", s1_16=10.0, s1_128=72.3, s32_128=2035.0),
+            row("ort-fused", s1_16=near, s1_128=32.9, s32_128=1880.0),
+            row("openvino-fp32", s1_16=12.7, s1_128=20.0, s32_128=900.0)]  # faster elsewhere, but no tie at 1x16
+    assert selection(rows, TARGET) == ("ort-fused", ["ort-fp32", "ort-fused"])
+    # Over the shapes both were timed at only.
+    rows[1].latency.pop("32x128")
+    rows[0].latency["1x128"] = LatencyStats(30.0, 30.0, 30.0, 30.0, 33.0, 10)
+    assert select_variant(rows, TARGET) == "ort-fp32"
