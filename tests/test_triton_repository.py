@@ -122,11 +122,40 @@ def test_onnxruntime_flavour_is_native_with_accelerator_options(converted_tiny, 
         ({"flavour": "onnxruntime", "ort_accelerator": "tensorrt"}, "GPU"),
         ({"instance_kind": "KIND_TPU"}, "instance kind"),
         ({"name": "../escape"}, "not usable"),
+        ({"threads": -1}, "threads must be at least 1"),
     ],
 )
 def test_bad_options_are_one_sentence(options, words):
     with pytest.raises(UserError, match=words):
         RepositoryOptions(**options)
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"http_port": 99999}, "HTTP port 99999 is not a port number"),
+        ({"grpc_port": -1}, "gRPC port -1 is not a port number"),
+        ({"host": "999.1.1.1"}, "not an address of this machine"),
+    ],
+)
+def test_bad_server_options_are_one_sentence(options, words):
+    from inferforge.triton.server import ServerOptions
+
+    with pytest.raises(UserError, match=words):
+        ServerOptions(**options)
+
+
+def test_serve_on_an_address_of_another_machine_is_one_sentence(converted_tiny):
+    """Before any process starts: a valid address that no interface here has (TEST-NET-1, RFC 5737)."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "inferforge", "serve", str(converted_tiny("text-classification")),
+                             "--host", "192.0.2.1", "--http-port", "0"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'192.0.2.1' is not an address of this machine" in result.stderr
 
 
 def test_refuses_to_overwrite_and_leaves_nothing_behind(converted_tiny, tmp_path):

@@ -84,6 +84,8 @@ class RepositoryOptions:
             raise UserError("queue_delay_us cannot be negative.")
         if self.instance_count < 1:
             raise UserError("instance_count must be at least 1.")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"threads must be at least 1 (got {self.threads}); leave it out to use all cores.")
         if min(self.max_queue_size, self.queue_timeout_us, self.max_text_chars) < 1 or self.execute_timeout_s <= 0:
             raise UserError("The queue size, queue timeout, execute timeout and text length limit must be positive.")
         if self.instance_kind not in INSTANCE_KINDS:

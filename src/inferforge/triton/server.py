@@ -12,6 +12,7 @@ no shared-memory region behind.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import shutil
@@ -111,11 +112,31 @@ class ServerOptions:
     extra_args: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        for what, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
+            if port is not None and not 0 <= port <= 65535:
+                raise UserError(f"The {what} port {port} is not a port number: use 1-65535 (0 picks a free one).")
+        try:
+            socket.getaddrinfo(self.host, None, socket.AF_INET, socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            raise UserError(f"'{self.host}' is not an address of this machine: give an IPv4 address or host name "
+                            "to bind, such as 127.0.0.1 (the default) or 0.0.0.0.") from None
+
 
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def address_is_local(host: str) -> bool:
+    """Whether a socket can be bound to `host` at all (any port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError as error:
+            return error.errno != errno.EADDRNOTAVAIL
+        return True
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -311,6 +332,9 @@ class TritonServer:
 
     def _choose_ports(self) -> ServerPorts:
         o = self.options
+        if not address_is_local(o.host):
+            raise UserError(f"'{o.host}' is not an address of this machine, so the server cannot listen on it; "
+                            "use 127.0.0.1 (the default), 0.0.0.0 or one of this machine's addresses.")
         chosen: list[int] = []
         for given in (o.http_port, o.grpc_port, o.metrics_port):
             if given is None:
