@@ -75,6 +75,20 @@ def test_malformed_shapes(tmp_path, tiny_bert, shapes):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option, value, words", [
+    ("--atol", "-1", "--atol is the largest output difference allowed and cannot be negative"),
+    ("--min-agreement", "2", "--min-agreement is a fraction between 0 and 1"),
+    ("--variants", ",", "names no variant"),
+    ("--threads", "0", "--threads must be at least 1"),
+    ("--nb-measures", "0", "--nb-measures must be at least 1"),
+])
+def test_option_out_of_range(tmp_path, tiny_bert, option, value, words):
+    result = run_cli("convert", str(tiny_bert), "--task", "text-classification", "--output", str(tmp_path / "out"),
+                     option, value)
+    assert_user_error(result, words)
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_output_needs_force(tmp_path, tiny_bert):
     out = tmp_path / "out"
     out.mkdir()

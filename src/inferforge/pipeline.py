@@ -114,6 +114,10 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
             raise UserError(f"{flag} file '{path}' does not exist.")
     if options.max_accuracy_drop < 0:
         raise UserError("--max-accuracy-drop is in accuracy points and cannot be negative.")
+    if options.atol is not None and not options.atol >= 0:
+        raise UserError(f"--atol is the largest output difference allowed and cannot be negative (got {options.atol:g}).")
+    if options.min_agreement is not None and not 0 <= options.min_agreement <= 1:
+        raise UserError(f"--min-agreement is a fraction between 0 and 1, such as 0.99 (got {options.min_agreement:g}).")
     return shapes, target, variants
 
 

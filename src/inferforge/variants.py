@@ -311,5 +311,7 @@ def parse_variants(spec: str | None, with_calibrated_int8: bool = False) -> list
             raise UserError(f"Unknown variant '{name}'; choose from: {', '.join(sorted(named))}.")
         if named[name] not in chosen:
             chosen.append(named[name])
+    if len(chosen) == 1 and not any(raw.strip() for raw in spec.split(",")):
+        raise UserError(f"--variants '{spec}' names no variant; give a comma-separated list such as ort-fp32,openvino-default.")
     return chosen
 
