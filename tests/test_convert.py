@@ -1,5 +1,6 @@
-"""The core pipeline on tiny local models: every task x BERT, RoBERTa, DistilBERT, checked against
-transformers itself (not against our own export wrapper)."""
+"""The core pipeline on tiny local models: every task x every architecture in tiny_models (BERT with and
+without token type ids, RoBERTa, DistilBERT, ALBERT, ELECTRA, MPNet, XLM-RoBERTa, CamemBERT, DeBERTa v1/v2,
+ConvBERT, ModernBERT), checked against transformers itself (not against our own export wrapper)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,27 @@ CONTEXTS = ["Barack Obama was born in Honolulu, Hawaii. He studied law at Harvar
             "Paris is the capital and most populous city of France."]
 
 
+VARIANTS = ("ort-fp32", "ort-fused", "openvino-fp32")
+
+
+def variants_for(arch: str, task: str) -> tuple[str, ...]:
+    """Every variant for BERT; elsewhere OpenVINO (seconds to convert and compile, most of a tiny convert)
+    on text-classification only: its graph differs between tasks by nothing but a Linear head."""
+    return VARIANTS if arch == "bert" or task == "text-classification" else VARIANTS[:2]
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    """(arch, task) -> (HF dir, ConvertResult), built once: ort-fp32 and openvino-fp32 verified and timed."""
+    """(arch, task) -> (HF dir, ConvertResult), built once: ort-fp32, ort-fused (and openvino-fp32, see
+    variants_for) verified and timed (two shapes, two timed runs: seconds per model)."""
     cache = {}
 
     def get(arch: str, task: str):
         if (arch, task) not in cache:
             root = tmp_path_factory.mktemp(f"{arch}-{task}")
             hf = build_tiny_model(root / "hf", arch, task)
-            result = inferforge.convert(str(hf), task, root / "out", variants="ort-fp32,openvino-fp32",
-                                        shapes="1x8,2x16", nb_measures=3, warmup=1, threads=1)
+            result = inferforge.convert(str(hf), task, root / "out", variants=",".join(variants_for(arch, task)),
+                                        shapes="1x8,2x16", nb_measures=2, warmup=1, threads=1)
             cache[arch, task] = hf, result
         return cache[arch, task]
 
@@ -55,30 +66,48 @@ def transformers_reference(hf_dir, task: str, texts, pairs=None) -> dict[str, np
     return {"logits": out.logits.numpy()}
 
 
+def assert_matches_transformers(model, hf, task: str, texts, pairs=None) -> None:
+    """Our tokens through the exported graph give what transformers gives for the same texts, within 1e-4
+    (per-token outputs on the real tokens: what a model writes at padding positions means nothing)."""
+    expected = transformers_reference(hf, task, texts, pairs)
+    encoded = model.encoder.encode(texts, pairs)
+    got = model.run(encoded.arrays)
+    for name, value in expected.items():
+        assert got[name].shape == value.shape, name
+        if 1 in get_task(task).output_axes(name):
+            mask = encoded.token_mask()
+            np.testing.assert_allclose(got[name][mask], value[mask], atol=1e-4, rtol=1e-4, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-4, err_msg=name)
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("task", task_names())
 def test_convert_every_task_and_architecture(converted, arch, task):
     hf, result = converted(arch, task)
-    for name in ("ort-fp32", "openvino-fp32"):
+    variants = variants_for(arch, task)
+    for name in variants:
         row = result.row(name)
         assert row.usable, row.reason
         assert row.check.max_abs_diff < 1e-4
         assert set(row.latency) == {"1x8", "2x16"} and row.latency["1x8"].p50_ms > 0
-    assert result.selected in ("ort-fp32", "openvino-fp32")
+    assert result.selected in variants
 
     model = inferforge.load(result.output, variant="ort-fp32")
     pairs = CONTEXTS if task == "question-answering" else None
     texts = QUESTIONS if pairs else TEXTS
-    expected = transformers_reference(hf, task, texts, pairs)
-    got = model.run(model.encoder.encode(texts, pairs).arrays)
-    for name, value in expected.items():
-        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-4)
+    assert_matches_transformers(model, hf, task, texts, pairs)
+    if task == "text-classification":  # text pairs: segment ids (or their absence) as transformers gives them
+        assert_matches_transformers(model, hf, task, TEXTS[:2], TEXTS[2:])
+    answers = model.predict(texts, pairs)
+    assert len(answers) == len(texts)
 
 
 def test_only_the_inputs_the_model_takes(converted):
-    for arch, expected in (("bert", ["input_ids", "attention_mask", "token_type_ids"]),
-                           ("roberta", ["input_ids", "attention_mask"]),
-                           ("distilbert", ["input_ids", "attention_mask"])):
+    """token_type_ids only when the model has segment types and its tokenizer hands them over."""
+    with_types = ("bert", "albert", "electra", "convbert")
+    for arch in ARCHITECTURES:
+        expected = ["input_ids", "attention_mask"] + (["token_type_ids"] if arch in with_types else [])
         _, result = converted(arch, "text-classification")
         manifest = json.loads((result.output / "inferforge.json").read_text())
         assert manifest["input_names"] == expected
@@ -100,18 +129,21 @@ def test_predict_answers_per_task(converted):
     pair_answers = model.predict(TEXTS[:2], TEXTS[2:])  # text pairs go through the same path
     assert len(pair_answers) == 2
 
-    _, result = converted("bert", "question-answering")
-    qa = inferforge.load(result.output)
-    for answer, context in zip(qa.predict(QUESTIONS, CONTEXTS), CONTEXTS):
-        assert context[answer["start"]:answer["end"]] == answer["answer"]
-        assert 0 <= answer["score"] <= 1
+    for arch in ARCHITECTURES:  # WordPiece, SentencePiece-style and byte-level offsets alike
+        _, result = converted(arch, "question-answering")
+        qa = inferforge.load(result.output)
+        for answer, context in zip(qa.predict(QUESTIONS, CONTEXTS), CONTEXTS):
+            assert context[answer["start"]:answer["end"]] == answer["answer"], arch
+            assert answer["answer"] == answer["answer"].strip(), arch  # no "▁" space before the answer
+            assert 0 <= answer["score"] <= 1
 
-    _, result = converted("roberta", "token-classification")
-    ner = inferforge.load(result.output)
-    for entities, text in zip(ner.predict(TEXTS), TEXTS):
-        for entity in entities:
-            assert entity["entity"] in ("PER", "LOC")
-            assert text[entity["start"]:entity["end"]] == entity["word"]
+        _, result = converted(arch, "token-classification")
+        ner = inferforge.load(result.output)
+        for entities, text in zip(ner.predict(TEXTS), TEXTS):
+            for entity in entities:
+                assert entity["entity"] in ("PER", "LOC")
+                assert text[entity["start"]:entity["end"]] == entity["word"], arch
+                assert entity["word"] and entity["word"] == entity["word"].strip(), arch
 
     _, result = converted("distilbert", "feature-extraction")
     emb = inferforge.load(result.output).predict(TEXTS)
@@ -123,7 +155,7 @@ def test_report_files(converted):
     report = json.loads((result.output / "report.json").read_text())
     assert report["schema_version"] == 1 and report["task"] == "feature-extraction"
     assert report["selected"] == result.selected
-    assert {v["name"] for v in report["variants"]} == {"pytorch-fp32", "ort-fp32", "openvino-fp32"}
+    assert {v["name"] for v in report["variants"]} == {"pytorch-fp32", *VARIANTS}
     assert "amx_bf16" in report["machine"]["isa"] and report["machine"]["libraries"]["onnxruntime"]
     markdown = (result.output / "report.md").read_text()
     assert f"* {result.selected}" in markdown and "| variant |" in markdown
@@ -213,5 +245,63 @@ def test_attention_is_exported_as_plain_ops_and_the_reference_keeps_its_own(tmp_
     before = source.model.config._attn_implementation
     path = export_onnx(source, task, tmp_path / "model.onnx")
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
-    assert "IsNaN" not in ops and ops.count("Softmax") == source.model.config.num_hidden_layers
+    # One attention Softmax per layer (ConvBERT adds one for its convolution kernels).
+    assert "IsNaN" not in ops and ops.count("Softmax") in (source.model.config.num_hidden_layers,
+                                                            2 * source.model.config.num_hidden_layers)
     assert source.model.config._attn_implementation == before
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "modernbert", "albert"])
+def test_padding_uses_the_tokenizer_pad_token(converted, arch):
+    """The pad id is the tokenizer's (1 for XLM-RoBERTa's <pad>, 3 for this ModernBERT's [PAD]), for
+    verification, load() and the Triton tokenizer alike (encoder.json)."""
+    import transformers
+
+    hf, result = converted(arch, "feature-extraction")
+    expected = transformers.AutoTokenizer.from_pretrained(hf).pad_token_id
+    meta = json.loads((result.output / "tokenizer" / "encoder.json").read_text())
+    encoder = inferforge.load(result.output).encoder
+    assert meta["pad_id"] == encoder.pad_id == expected
+    ids = encoder.encode(["Meh.", TEXTS[0]]).arrays["input_ids"]
+    assert ids[0, -1] == expected
+
+
+def test_max_length_leaves_room_for_padding_offset_positions(tmp_path, converted):
+    """RoBERTa-style embeddings count positions from pad_token_id + 1: 66 positions hold 64 tokens, even
+    when the tokenizer states no limit of its own."""
+    from types import SimpleNamespace
+
+    from inferforge.source import _max_length, load_source
+
+    task = get_task("feature-extraction")
+    no_limit = SimpleNamespace(model_max_length=int(1e30))
+    for arch in ("xlm-roberta", "mpnet", "bert"):
+        source = load_source(str(build_tiny_model(tmp_path / arch, arch, task.name)), task)
+        assert _max_length(no_limit, source.config, None, source.model) == 64, arch
+    _, result = converted("xlm-roberta", "feature-extraction")
+    model = inferforge.load(result.output)
+    long_text = " ".join(TEXTS * 20)  # far over the limit: truncated, every position in range
+    assert model.encoder.encode([long_text]).arrays["input_ids"].shape == (1, 64)
+    assert np.isfinite(np.asarray(model.predict([long_text]))).all()
+
+
+def test_unexportable_operator_is_one_sentence(tmp_path, monkeypatch):
+    """An operator no opset expresses: one UserError naming it, after a retry at the newest opset."""
+    from inferforge import export as export_module
+    from inferforge.errors import UserError
+    from inferforge.source import load_source
+
+    tried = []
+
+    def refuse(wrapper, source, task, path, opset):
+        tried.append(opset)
+        raise RuntimeError(f"Exporting the operator 'aten::fft_fftn' to ONNX opset version {opset} is not supported.")
+
+    monkeypatch.setattr(export_module, "_torch_export", refuse)
+    task = get_task("feature-extraction")
+    source = load_source(str(build_tiny_model(tmp_path / "hf", "bert", task.name)), task)
+    with pytest.raises(UserError) as error:
+        export_module.export_onnx(source, task, tmp_path / "model.onnx")
+    assert tried == [export_module.OPSET, export_module.MAX_OPSET]
+    message = str(error.value)
+    assert message == f"BertModel cannot be exported to ONNX: operator aten::fft_fftn is not supported at ONNX opset {export_module.MAX_OPSET}."

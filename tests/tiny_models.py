@@ -1,16 +1,101 @@
-"""Tiny random-weight Hugging Face models built locally (no model hub), for every task and architecture."""
+"""Tiny random-weight Hugging Face models built locally (no model hub), for every task and architecture.
+
+Each architecture is a config (hidden 32, 2 layers, a vocabulary of a few hundred tokens) and a tokenizer
+trained here on the built-in sentences, in the style its real checkpoints use: WordPiece with [CLS]/[SEP]
+and token type ids (BERT, ELECTRA, ConvBERT), WordPiece with <s>/</s> (MPNet), SentencePiece-style Unigram
+with [CLS]/[SEP] (ALBERT, DeBERTa-v2) or <s>/</s> and <pad> = 1 (XLM-RoBERTa, CamemBERT), byte-level BPE
+(DeBERTa, ModernBERT), and a BERT whose tokenizer adds no special tokens and gives no token type ids.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferforge.verify import builtin_texts
 
-ARCHITECTURES = ("bert", "roberta", "distilbert")
 LABELS = {
     "text-classification": ["NEGATIVE", "POSITIVE"],
     "token-classification": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
 }
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+# Weights far from zero, so logits differ clearly between tokens and spans (no near-ties that a 1e-7
+# rounding difference flips) and a wrong input or position shows up in the numbers.
+INIT = dict(initializer_range=0.2)
+
+
+@dataclass(frozen=True)
+class TokenizerStyle:
+    model: str  # "wordpiece" | "unigram" | "bpe"
+    specials: tuple[str, ...]  # in vocabulary order: pad, unk, cls/bos, sep/eos, mask (names below)
+    pad: str
+    unk: str
+    cls: str | None  # None: the tokenizer adds no special tokens at all
+    sep: str | None
+    mask: str
+    pair_double_sep: bool = False  # RoBERTa style "<s> A </s></s> B </s>"
+    type_ids: bool = True  # the tokenizer hands the model token_type_ids
+    lowercase: bool = True
+
+
+BERT_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
+                            "[SEP]", "[MASK]")
+ROBERTA_WORDPIECE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]",
+                                   "[CLS]", "[SEP]", "[MASK]", type_ids=False)
+MPNET_STYLE = TokenizerStyle("wordpiece", ("<s>", "<pad>", "</s>", "<unk>", "<mask>"), "<pad>", "<unk>", "<s>", "</s>",
+                             "<mask>", pair_double_sep=True, type_ids=False)
+ALBERT_STYLE = TokenizerStyle("unigram", ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"), "<pad>", "<unk>", "[CLS]",
+                              "[SEP]", "[MASK]")
+DEBERTA_V2_STYLE = TokenizerStyle("unigram", ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
+                                  "[SEP]", "[MASK]", type_ids=False, lowercase=False)
+XLMR_STYLE = TokenizerStyle("unigram", ("<s>", "<pad>", "</s>", "<unk>", "<mask>"), "<pad>", "<unk>", "<s>", "</s>",
+                            "<mask>", pair_double_sep=True, type_ids=False, lowercase=False)
+DEBERTA_STYLE = TokenizerStyle("bpe", ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
+                               "[SEP]", "[MASK]", type_ids=False, lowercase=False)
+MODERNBERT_STYLE = TokenizerStyle("bpe", ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
+                                  "[SEP]", "[MASK]", type_ids=False, lowercase=False)
+PLAIN_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[MASK]"), "[PAD]", "[UNK]", None, None, "[MASK]",
+                             type_ids=False)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    config_class: str
+    config: dict = field(default_factory=dict)
+    tokenizer: TokenizerStyle = BERT_STYLE
+
+
+SPECS: dict[str, Architecture] = {
+    "bert": Architecture("BertConfig", dict(SMALL, max_position_embeddings=64)),
+    "roberta": Architecture("RobertaConfig", dict(SMALL, max_position_embeddings=66, type_vocab_size=1),
+                            ROBERTA_WORDPIECE),
+    "distilbert": Architecture("DistilBertConfig", dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                                        max_position_embeddings=64), ROBERTA_WORDPIECE),
+    # A BERT checkpoint whose tokenizer neither adds [CLS]/[SEP] nor gives token type ids.
+    "bert-plain": Architecture("BertConfig", dict(SMALL, max_position_embeddings=64), PLAIN_STYLE),
+    "albert": Architecture("AlbertConfig", dict(SMALL, embedding_size=16, max_position_embeddings=64), ALBERT_STYLE),
+    "electra": Architecture("ElectraConfig", dict(SMALL, embedding_size=16, max_position_embeddings=64)),
+    "mpnet": Architecture("MPNetConfig", dict(SMALL, max_position_embeddings=66),
+                          MPNET_STYLE),
+    "xlm-roberta": Architecture("XLMRobertaConfig", dict(SMALL, max_position_embeddings=66, type_vocab_size=1),
+                                XLMR_STYLE),
+    "camembert": Architecture("CamembertConfig", dict(SMALL, max_position_embeddings=66, type_vocab_size=1),
+                              XLMR_STYLE),
+    "deberta-v2": Architecture("DebertaV2Config", dict(SMALL, max_position_embeddings=64, type_vocab_size=0,
+                                                       relative_attention=True, position_buckets=16,
+                                                       max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
+                                                       position_biased_input=False, norm_rel_ebd="layer_norm",
+                                                       share_att_key=True), DEBERTA_V2_STYLE),
+    "deberta": Architecture("DebertaConfig", dict(SMALL, max_position_embeddings=64, type_vocab_size=0,
+                                                  relative_attention=True, max_relative_positions=-1,
+                                                  pos_att_type=["c2p", "p2c"], position_biased_input=False),
+                            DEBERTA_STYLE),
+    "convbert": Architecture("ConvBertConfig", dict(SMALL, num_attention_heads=4, embedding_size=32, head_ratio=2,
+                                                    conv_kernel_size=3, max_position_embeddings=64)),
+    "modernbert": Architecture("ModernBertConfig", dict(SMALL, max_position_embeddings=64, local_attention=8,
+                                                        global_attn_every_n_layers=2), MODERNBERT_STYLE),
+}
+ARCHITECTURES = tuple(SPECS)
 
 
 def _training_texts() -> list[str]:
@@ -22,24 +107,49 @@ def _training_texts() -> list[str]:
 
 
 def build_tokenizer(folder: Path, arch: str):
-    """A WordPiece tokenizer trained on real sentences, saved as a fast HF tokenizer."""
+    """A tokenizer of the architecture's style trained on real sentences, saved as a fast HF tokenizer."""
     import transformers
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(_training_texts() * 3, trainers.WordPieceTrainer(vocab_size=600, special_tokens=special))
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if arch == "bert" else [])
+    style = SPECS[arch].tokenizer
+    special = list(style.specials)
+    if style.model == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(unk_token=style.unk))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=style.lowercase)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=special)
+    elif style.model == "unigram":  # SentencePiece style: "▁" marks a word start, offsets include it
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.NFKC(), *([normalizers.Lowercase()] if style.lowercase else [])])
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=600, special_tokens=special, unk_token=style.unk)
+    else:  # byte-level BPE, GPT-2 style
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(_training_texts() * 3, trainer)
+    if style.cls is not None:
+        cls, sep = style.cls, style.sep
+        second = f"{sep} $B:1 {sep}:1" if style.pair_double_sep else f"$B:1 {sep}:1"
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {second}",
+            special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
+        )
+        if style.model == "bpe":
+            tokenizer.post_processor = processors.Sequence(
+                [processors.ByteLevel(trim_offsets=True), tokenizer.post_processor])
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if style.type_ids else [])
+    extra = {"cls_token": style.cls, "sep_token": style.sep} if style.cls else {}
+    if style.cls and style.cls.startswith("<"):
+        extra.update(bos_token=style.cls, eos_token=style.sep)
     fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, model_max_length=64, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_input_names=names,
+        tokenizer_object=tokenizer, model_max_length=64, unk_token=style.unk, pad_token=style.pad,
+        mask_token=style.mask, model_input_names=names, **extra,
     )
     fast.save_pretrained(folder)
     return tokenizer
@@ -52,23 +162,18 @@ def build_tiny_model(folder: Path, arch: str, task_name: str, seed: int = 0) -> 
 
     from inferforge.tasks import get_task
 
+    spec = SPECS[arch]
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(folder, arch)
+    style = spec.tokenizer
     labels = LABELS.get(task_name, ["LABEL_0", "LABEL_1"])
-    common = dict(vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), id2label=dict(enumerate(labels)),
-                  label2id={label: i for i, label in enumerate(labels)}, pad_token_id=tokenizer.token_to_id("[PAD]"))
-    if arch == "bert":
-        config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=64, max_position_embeddings=64, **common)
-    elif arch == "roberta":
-        config = transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                            intermediate_size=64, max_position_embeddings=66, type_vocab_size=1,
-                                            **common)
-    elif arch == "distilbert":
-        config = transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                               max_position_embeddings=64, **common)
-    else:
-        raise ValueError(arch)
+    ids = {name: tokenizer.token_to_id(token) for name, token in
+           (("pad_token_id", style.pad), ("bos_token_id", style.cls), ("eos_token_id", style.sep),
+            ("cls_token_id", style.cls), ("sep_token_id", style.sep)) if token is not None}
+    config = getattr(transformers, spec.config_class)(
+        vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, **ids, **INIT, **spec.config,
+    )
     torch.manual_seed(seed)
     model = get_task(task_name).auto_model_class().from_config(config)
     model.save_pretrained(folder)

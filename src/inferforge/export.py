@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 from contextlib import contextmanager
@@ -11,10 +12,11 @@ import onnx
 import torch
 
 from inferforge.errors import UserError
-from inferforge.source import Pooling, SourceModel, model_input_names
+from inferforge.source import Pooling, SourceModel
 from inferforge.tasks import TaskSpec
 
 OPSET = 17
+MAX_OPSET = 20  # the TorchScript exporter's newest; onnxruntime and OpenVINO read it
 TWO_GB = 2 * 1024**3
 EXTERNAL_DATA_SUFFIX = ".data"
 
@@ -33,7 +35,9 @@ class ExportWrapper(torch.nn.Module):
         self.input_names = tuple(input_names)
         self.pooling = pooling or Pooling()
         # Pooling needs the attention mask even for a model that does not take one.
-        self.model_input_names = model_input_names(model, model.config)
+        params = inspect.signature(model.forward).parameters
+        kwargs_only = "input_ids" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values())
+        self.model_input_names = tuple(n for n in self.input_names if kwargs_only or n in params)
 
     def forward(self, *inputs: torch.Tensor):
         kwargs = dict(zip(self.input_names, inputs))
@@ -59,8 +63,10 @@ def export_wrapper(source: SourceModel, task: TaskSpec) -> ExportWrapper:
     return ExportWrapper(source.model, task, source.input_names, source.pooling).eval()
 
 
-def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8) -> tuple[torch.Tensor, ...]:
-    ids = torch.randint(5, 100, (batch, sequence), dtype=torch.int64)
+def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8,
+                 vocab_size: int | None = None) -> tuple[torch.Tensor, ...]:
+    high = min(100, vocab_size) if vocab_size else 100
+    ids = torch.randint(min(5, high - 1), high, (batch, sequence), dtype=torch.int64)
     values = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     return tuple(values[n] for n in input_names)
 
@@ -92,34 +98,53 @@ def eager_attention(model: torch.nn.Module):
             model.set_attn_implementation(previous)
 
 
-def export_onnx(source: SourceModel, task: TaskSpec, path: Path) -> Path:
-    """Export with dynamic batch and sequence axes; weights over 2 GB go to external data."""
-    wrapper = export_wrapper(source, task)
+def _torch_export(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, path: Path, opset: int) -> None:
     names = source.input_names
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({n: task.output_axes(n) for n in task.output_names})
+    vocab = getattr(source.config, "vocab_size", None)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            dummy_inputs(names, vocab_size=vocab),
+            str(path),
+            input_names=list(names),
+            output_names=list(task.output_names),
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def export_onnx(source: SourceModel, task: TaskSpec, path: Path) -> Path:
+    """Export with dynamic batch and sequence axes; weights over 2 GB go to external data.
+
+    The graph uses opset OPSET; an operator that only a newer opset expresses gets one more try at
+    MAX_OPSET before the architecture is declared unexportable, naming the operator."""
+    wrapper = export_wrapper(source, task)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper,
-                dummy_inputs(names),
-                str(path),
-                input_names=list(names),
-                output_names=list(task.output_names),
-                dynamic_axes=axes,
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as error:  # noqa: BLE001 - any exporter failure is the architecture's, said in one sentence
-        op = _unsupported_operator(error)
-        arch = type(source.model).__name__
-        detail = f"operator {op} is not supported at opset {OPSET}" if op else str(error).splitlines()[0]
-        raise UserError(f"{arch} cannot be exported to ONNX: {detail}.") from None
+    opset = OPSET
+    while True:
+        try:
+            _torch_export(wrapper, source, task, path, opset)
+            break
+        except Exception as error:  # noqa: BLE001 - any exporter failure is the architecture's, said in one sentence
+            op = _unsupported_operator(error)
+            if op and opset < MAX_OPSET:
+                opset = MAX_OPSET
+                continue
+            arch = type(source.model).__name__
+            detail = f"operator {op} is not supported at ONNX opset {opset}" if op else _first_line(error)
+            raise UserError(f"{arch} cannot be exported to ONNX: {detail}.") from None
     resave_onnx(path)
     return path
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__).rstrip(".")[:300]
 
 
 def resave_onnx(path: Path, external_threshold: int = TWO_GB) -> None:

@@ -39,6 +39,7 @@ class SourceModel:
     max_length: int
     labels: list[str] | None
     pooling: Pooling | None
+    pad_id: int = 0
 
 
 def _quiet_transformers() -> None:
@@ -78,32 +79,66 @@ def _sentence_transformers_max_length(directory: Path) -> int | None:
     return None
 
 
-def model_input_names(model, config) -> tuple[str, ...]:
-    """The inputs the model really takes: token_type_ids only when it has more than one segment type."""
+def model_input_names(model, config, tokenizer=None) -> tuple[str, ...]:
+    """The inputs the model really takes, in INPUT_ORDER.
+
+    token_type_ids only when the model has more than one segment type and the tokenizer hands them to the
+    model (a tokenizer whose `model_input_names` leaves them out gets the model's all-zero default from
+    transformers, so the graph must not take the tokenizer's segment ids either).
+    """
     params = inspect.signature(model.forward).parameters
+    if "input_ids" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        # A forward(**kwargs) (remote code): trust what the tokenizer says the model takes.
+        declared = set(getattr(tokenizer, "model_input_names", None) or ("input_ids", "attention_mask"))
+        return tuple(n for n in INPUT_ORDER if n in declared)
     names = [n for n in ("input_ids", "attention_mask") if n in params]
-    if "token_type_ids" in params and getattr(config, "type_vocab_size", 0) > 1:
+    tokenizer_types = tokenizer is None or "token_type_ids" in (getattr(tokenizer, "model_input_names", None)
+                                                                or ("token_type_ids",))
+    if "token_type_ids" in params and (getattr(config, "type_vocab_size", 0) or 0) > 1 and tokenizer_types:
         names.append("token_type_ids")
     return tuple(names)
 
 
-def graph_input_names(model, config, task: TaskSpec) -> tuple[str, ...]:
+def graph_input_names(model, config, task: TaskSpec, tokenizer=None) -> tuple[str, ...]:
     """The ONNX graph's inputs: the model's own, plus the attention mask that pooling needs."""
-    names = model_input_names(model, config)
+    names = model_input_names(model, config, tokenizer)
     if task.name == "feature-extraction" and "attention_mask" not in names:
         names = (names[0], "attention_mask", *names[1:])
     return names
 
 
-def _max_length(tokenizer, config, directory: Path | None) -> int:
+def _position_offset(model) -> int:
+    """Positions a model reserves below its first real token: RoBERTa-style embeddings (XLM-RoBERTa,
+    CamemBERT, MPNet, ...) count positions from padding_idx + 1, so they hold padding_idx + 1 fewer tokens."""
+    import torch
+
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            return 0 if module.padding_idx is None else int(module.padding_idx) + 1
+    return 0
+
+
+def pad_token_id(tokenizer, config) -> int:
+    """The id the tokenizer pads with (what transformers pads with), else the config's, else 0."""
+    for candidate in (getattr(tokenizer, "pad_token_id", None), getattr(config, "pad_token_id", None)):
+        if isinstance(candidate, int) and 0 <= candidate < (getattr(config, "vocab_size", None) or 1 << 62):
+            return candidate
+    return 0
+
+
+def _max_length(tokenizer, config, directory: Path | None, model=None) -> int:
     candidates = []
     tok_max = getattr(tokenizer, "model_max_length", None)
     if tok_max and tok_max < 1_000_000:
         candidates.append(int(tok_max))
     positions = getattr(config, "max_position_embeddings", None)
-    if positions:
-        # RoBERTa-style models reserve pad_token_id + 1 positions.
-        offset = (config.pad_token_id + 1) if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+    # Relative-position models (DeBERTa-v2/v3: position_biased_input false) are not bound by the table.
+    if positions and positions > 0 and getattr(config, "position_biased_input", True) is not False:
+        if model is not None:
+            offset = _position_offset(model)
+        else:  # no model at hand: the RoBERTa family by name
+            roberta_like = getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet")
+            offset = (getattr(config, "pad_token_id", 0) or 0) + 1 if roberta_like else 0
         candidates.append(int(positions) - offset)
     if directory is not None and (st := _sentence_transformers_max_length(directory)):
         candidates.append(int(st))
@@ -185,8 +220,9 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         model=torch_model,
         tokenizer=tokenizer,
         config=config,
-        input_names=graph_input_names(torch_model, config, task),
-        max_length=_max_length(tokenizer, config, root if local else None),
+        input_names=graph_input_names(torch_model, config, task, tokenizer),
+        max_length=_max_length(tokenizer, config, root if local else None, torch_model),
         labels=labels,
         pooling=pooling,
+        pad_id=pad_token_id(tokenizer, config),
     )

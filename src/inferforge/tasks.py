@@ -40,6 +40,17 @@ def _postprocess_embeddings(outputs, encoded, labels):
     return [row.astype(np.float32).tolist() for row in outputs["sentence_embedding"]]
 
 
+def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """A character span without the white space at its ends: SentencePiece-style tokens ("▁Paris") and
+    some byte-level BPE offsets include the space before the word."""
+    start, end = int(start), int(end)
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
 def _entity_type(label: str) -> tuple[str, str]:
     """('B', 'PER') for 'B-PER', ('', 'PER') for a label without a BIO prefix."""
     if len(label) > 2 and label[1] in "-_" and label[0] in "BIES":
@@ -56,8 +67,8 @@ def _postprocess_tokens(outputs, encoded, labels):
         current: dict | None = None
         scores: list[float] = []
         for tok, (start, end) in enumerate(encoded.offsets[row]):
-            if encoded.special_mask[row][tok] or end <= start:
-                continue
+            if encoded.special_mask[row][tok] or end <= start or not text[start:end].strip():
+                continue  # special tokens, and SentencePiece's lone "▁" (a space and nothing else)
             cls = int(probs[row, tok].argmax())
             prefix, kind = _entity_type(_label(labels, cls))
             is_outside = kind in ("O", "") or (labels is None and cls == 0)
@@ -84,6 +95,7 @@ def _postprocess_tokens(outputs, encoded, labels):
             entities.append(current)
         for e in entities:
             del e["_word"]
+            e["start"], e["end"] = trim_span(text, e["start"], e["end"])
             e["word"] = text[e["start"] : e["end"]]
         answers.append(entities)
     return answers
@@ -117,7 +129,7 @@ def _postprocess_qa(outputs, encoded, labels):
         p_end = softmax(end_logits[in_context])
         idx = np.flatnonzero(in_context)
         score = float(p_start[np.searchsorted(idx, s)] * p_end[np.searchsorted(idx, e)])
-        char_start, char_end = encoded.offsets[row][s][0], encoded.offsets[row][e][1]
+        char_start, char_end = trim_span(context, encoded.offsets[row][s][0], encoded.offsets[row][e][1])
         answers.append({"answer": context[char_start:char_end], "score": score, "start": int(char_start), "end": int(char_end)})
     return answers
 

@@ -15,6 +15,8 @@ from tokenizers import Tokenizer
 
 from inferforge.errors import UserError
 
+PAD_TOKENS = ("[PAD]", "<pad>", "<|padding|>", "<|pad|>", "[pad]")
+
 
 @dataclass
 class Encoded:
@@ -28,20 +30,32 @@ class Encoded:
     word_ids: list[list[int | None]] = field(default_factory=list)
     special_mask: list[list[int]] = field(default_factory=list)
 
+    def token_mask(self, length: int | None = None) -> np.ndarray:
+        """(batch, length) booleans: True on the real tokens of each row, False on padding."""
+        if "attention_mask" in self.arrays:
+            mask = self.arrays["attention_mask"].astype(bool)
+        else:
+            width = max((len(o) for o in self.offsets), default=0)
+            if self.arrays:
+                width = max(width, next(iter(self.arrays.values())).shape[1])
+            mask = np.zeros((len(self.offsets), width), dtype=bool)
+            for row, offsets in enumerate(self.offsets):
+                mask[row, : len(offsets)] = True
+        return mask if length is None else mask[:, :length]
+
 
 class TextEncoder:
     """Tokenizes texts (and text pairs) to int64 arrays named after the model's inputs."""
 
-    def __init__(self, tokenizer: Tokenizer, input_names: tuple[str, ...], max_length: int):
+    def __init__(self, tokenizer: Tokenizer, input_names: tuple[str, ...], max_length: int, pad_id: int | None = None):
         self.input_names = tuple(input_names)
         self.max_length = int(max_length)
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
-        pad_id = tokenizer.token_to_id("[PAD]")
-        if pad_id is None:
-            pad_id = tokenizer.token_to_id("<pad>")
-        self.pad_id = int(pad_id or 0)
+        if pad_id is None:  # the Hugging Face tokenizer's pad token is the caller's to give; else guess by name
+            pad_id = next((i for i in map(tokenizer.token_to_id, PAD_TOKENS) if i is not None), 0)
+        self.pad_id = int(pad_id)
 
     @classmethod
     def from_dir(cls, directory: Path | str, input_names=None, max_length=None) -> "TextEncoder":
@@ -51,7 +65,7 @@ class TextEncoder:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         names = tuple(input_names or meta.get("input_names") or ("input_ids", "attention_mask"))
         length = int(max_length or meta.get("max_length") or 512)
-        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), names, length)
+        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), names, length, meta.get("pad_id"))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
