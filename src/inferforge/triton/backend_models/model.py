@@ -25,6 +25,7 @@ import triton_python_backend_utils as pb_utils
 from execute_deadline import bounded_execute
 
 from inferforge.artifacts import load
+from inferforge.engines.ort import SPINNING_ENV as ORT_SPINNING_ENV
 from inferforge.triton.answers import (
     ANSWER_OUTPUT,
     TOKEN_DETAILS,
@@ -52,6 +53,8 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         artifact = os.path.join(args["model_repository"], args["model_version"], "artifact")
         threads = int(params.get("threads") or 0) or None
+        # Busy-waiting engine threads would take the cores the server and the client need (see engines/ort.py).
+        os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or "0"
         self.model = load(artifact, variant=params.get("variant") or None, threads=threads)
         self.array_inputs = _names(params["array_inputs"])
         self.model_outputs = _names(params["model_outputs"])
@@ -122,12 +125,11 @@ class TritonPythonModel:
         wanted = set(request.requested_output_names())
         tensors = [pb_utils.Tensor(n, np.ascontiguousarray(raw[n])) for n in self.model_outputs if n in wanted]
         if any(name in wanted for name, _ in self.answer_outputs):
-            for name, value in self._answer(request, raw, encoded).items():
-                if name in wanted:
-                    tensors.append(pb_utils.Tensor(name, value))
+            for name, value in self._answer(request, raw, encoded, wanted).items():
+                tensors.append(pb_utils.Tensor(name, value))
         return tensors
 
-    def _answer(self, request, raw, encoded):
+    def _answer(self, request, raw, encoded, wanted):
         if encoded is None:  # token arrays came from the tokenizer model: texts and details alongside
             text = pb_utils.get_input_tensor_by_name(request, "text")
             if text is None:
@@ -142,7 +144,7 @@ class TritonPythonModel:
                     details[name] = tensor.as_numpy()
             pairs = decode_texts(pair.as_numpy()) if pair is not None else None
             encoded = encoded_from_details(decode_texts(text.as_numpy()), pairs, details)
-        return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs)
+        return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs, wanted)
 
     def _run_joined(self, inputs):
         """Pad every request to the longest sequence, run once, split back per request."""

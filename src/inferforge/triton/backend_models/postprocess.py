@@ -36,7 +36,8 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                tensors = [pb_utils.Tensor(name, value) for name, value in self._answer(request).items()]
+                wanted = set(request.requested_output_names())
+                tensors = [pb_utils.Tensor(name, value) for name, value in self._answer(request, wanted).items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except Exception as error:  # one request's failure never fails the batch
                 responses.append(
@@ -46,7 +47,7 @@ class TritonPythonModel:
                 )
         return responses
 
-    def _answer(self, request):
+    def _answer(self, request, wanted):
         outputs = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.model_outputs}
         texts = decode_texts(pb_utils.get_input_tensor_by_name(request, "text").as_numpy())
         pair = pb_utils.get_input_tensor_by_name(request, "text_pair") if "text_pair" in self.input_names else None
@@ -55,4 +56,4 @@ class TritonPythonModel:
         if "offsets" in self.input_names:
             details = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in TOKEN_DETAILS}
         encoded = encoded_from_details(texts, pairs, details)
-        return answer_tensors(self.task, self.labels, outputs, encoded, self.typed_outputs)
+        return answer_tensors(self.task, self.labels, outputs, encoded, self.typed_outputs, wanted)
