@@ -89,6 +89,18 @@ def test_option_out_of_range(tmp_path, tiny_bert, option, value, words):
     assert not (tmp_path / "out").exists()
 
 
+def test_model_folder_without_tokenizer(tmp_path, tiny_bert):
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_bert / name, bare / name)
+    result = run_cli("convert", str(bare), "--task", "text-classification", "--output", str(tmp_path / "out"))
+    assert_user_error(result, "has no tokenizer files")
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_output_needs_force(tmp_path, tiny_bert):
     out = tmp_path / "out"
     out.mkdir()

@@ -204,6 +204,10 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         raise UserError(
             f"'{model}' cannot be loaded for {task.name}: {str(error).splitlines()[0]}"
         ) from None
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
+        # transformers builds an empty tokenizer (its special tokens only) when the folder has no tokenizer files.
+        raise UserError(f"'{model}' has no tokenizer files (tokenizer.json, or vocab.txt / sentencepiece model): "
+                        "copy the tokenizer of the model into the folder.")
     if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
         raise UserError(f"'{model}' has no fast tokenizer (tokenizer.json); inferforge needs one to serve the model.")
     torch_model.eval()
