@@ -6,55 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tiny_models import build_tiny_model  # the one builder of tiny local models (tests/tiny_models.py)
+
 # ----- serving (tests/test_triton*.py): real tiny conversions, built once per session -----------
-
-TINY_TEXTS = [
-    "the movie was great and the actors were wonderful",
-    "a terrible boring film with no story at all",
-    "Alice met Bob in Paris last summer",
-    "what is the capital of France",
-    "Paris is the capital of France and its largest city",
-    "the quick brown fox jumps over the lazy dog",
-]
-TINY_LABELS = {
-    "text-classification": ["negative", "neutral", "positive"],
-    "token-classification": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
-}
-
-
-def build_tiny_hf_model(folder: Path, task_name: str) -> Path:
-    """A random-weight 2-layer BERT with a WordPiece tokenizer trained here (no model hub)."""
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-
-    from inferforge.tasks import get_task
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(TINY_TEXTS * 10, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
-    )
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, model_max_length=48, unk_token="[UNK]", pad_token="[PAD]",
-        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
-    fast.save_pretrained(folder)
-    labels = TINY_LABELS.get(task_name, ["a", "b"])
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
-    )
-    torch.manual_seed(0)
-    get_task(task_name).auto_model_class().from_config(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +21,7 @@ def converted_tiny(tmp_path_factory):
 
     def get(task_name: str) -> Path:
         if task_name not in built:
-            hf = build_tiny_hf_model(root / f"hf-{task_name}", task_name)
+            hf = build_tiny_model(root / f"hf-{task_name}", "bert", task_name)
             out = root / f"converted-{task_name}"
             result = inferforge.convert(str(hf), task_name, out, variants="ort-fp32", shapes="1x8",
                                         nb_measures=2, warmup=1, threads=1)
