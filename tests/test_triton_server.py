@@ -319,21 +319,23 @@ def test_plain_text_through_the_generate_endpoint(served, local_models, name):
     assert error.value.code == 400 and "empty" in json.loads(error.value.read())["error"]
 
 
-@pytest.mark.parametrize("spinning", ["default", "1"])
+@pytest.mark.parametrize("spinning", ["default", "config", "env"])
 def test_served_onnxruntime_threads_do_not_busy_wait_between_requests(converted_tiny, tmp_path, spinning):
     """On a few cores, engine threads spinning after each call starve the server and the clients (measured
     2x fewer requests/s at concurrency 16): the served model's stub must use no CPU while idle. With
-    spinning asked for ("1"), the same measurement sees the spin, so the test can fail."""
+    spinning asked for (config parameter `ort_spinning`, or INFERFORGE_ORT_SPINNING=1 in the server's
+    environment), the same measurement sees the spin, so the test can fail."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="spin", threads=2)
-    if spinning != "default":
+    if spinning == "config":
         path = repo.path / "spin_model" / "config.pbtxt"
         config = text_format.Parse(path.read_text(), mc.ModelConfig())
-        config.parameters["ort_spinning"].string_value = spinning
+        config.parameters["ort_spinning"].string_value = "1"
         path.write_text(text_format.MessageToString(config))
-    with TritonServer(repo.path, ServerOptions(python_models=repo.python_models)) as server:
+    env = (("INFERFORGE_ORT_SPINNING", "1"),) if spinning == "env" else ()
+    with TritonServer(repo.path, ServerOptions(python_models=repo.python_models, extra_env=env)) as server:
         client = TritonTextClient(server.http_url, "http", "spin")
         (stub,) = [pid for pid in running_processes_with(server.shm_prefix)
                    if b"spin_model" in Path(f"/proc/{pid}/cmdline").read_bytes()]

@@ -54,7 +54,7 @@ class TritonPythonModel:
         artifact = os.path.join(args["model_repository"], args["model_version"], "artifact")
         threads = int(params.get("threads") or 0) or None
         # Busy-waiting engine threads would take the cores the server and the client need (see engines/ort.py).
-        os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or "0"
+        os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or os.environ.get(ORT_SPINNING_ENV) or "0"
         self.model = load(artifact, variant=params.get("variant") or None, threads=threads)
         self.array_inputs = _names(params["array_inputs"])
         self.model_outputs = _names(params["model_outputs"])
