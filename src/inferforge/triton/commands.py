@@ -59,6 +59,7 @@ def serve(
     ready_timeout: float = typer.Option(180.0, help="Seconds to wait for the server to be ready."),
 ) -> None:
     """Serve a converted model on a real NVIDIA Triton server (tokenizer inside) until Ctrl-C or SIGTERM."""
+    from inferforge.artifacts import Manifest
     from inferforge.triton.hardening import ADMIN_KEY_HEADER, loopback_warning, new_admin_key
     from inferforge.triton.serve import serve_converted
     from inferforge.triton.server import ServerOptions
@@ -75,6 +76,7 @@ def serve(
     # Ctrl-C and SIGTERM both stop the server cleanly (SIGINT too when the shell had it ignored).
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        Manifest.read(model_dir)  # a folder `convert` did not write is said before anything starts
         warning = loopback_warning(host)
         if warning:
             typer.echo(warning, err=True)
