@@ -219,3 +219,15 @@ def test_repository_command(converted_tiny, tmp_path):
     refused = runner.invoke(app, ["repository", model_dir, "--output", str(tmp_path / "other"), "--flavour", "tf"])
     assert isinstance(refused.exception, UserError) and "Unknown flavour 'tf'" in str(refused.exception)
     assert not (tmp_path / "other").exists()
+
+
+def test_serve_on_a_folder_convert_did_not_write_is_one_sentence(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "inferforge", "serve", str(tmp_path)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not an inferforge output folder: it has no inferforge.json" in result.stderr
+    assert "Starting Triton" not in result.stderr  # said before anything starts
