@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from serving import JsonHttpClient, _get, text_of_tokens, triton_call  # noqa: E402
+from serving import JsonHttpClient, _get, text_of_tokens, time_calls, triton_call  # noqa: E402
 
 
 def model_times(host, port, model):
@@ -47,14 +45,7 @@ def main() -> None:
     arrays = local.encoder.encode([text]).arrays
 
     def p50(call, n=args.requests, warmup=30):
-        for _ in range(warmup):
-            call()
-        samples = []
-        for _ in range(n):
-            t = time.perf_counter()
-            call()
-            samples.append(time.perf_counter() - t)
-        return float(np.median(samples)) * 1e3
+        return time_calls(call, n, warmup).p50_ms
 
     print(f"local engine {p50(lambda: local.run(arrays)):.3f} ms, local predict {p50(lambda: local.predict([text])):.3f} ms")
     options = RepositoryOptions(name="m", threads=args.threads, tokenize_in_model=args.one_hop, variant=args.variant)

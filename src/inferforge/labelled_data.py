@@ -362,6 +362,14 @@ def _one_of(header: _Header, role: str, candidates: Sequence[str], noun: str) ->
                     f"name the right one with {OPTION[role]}.")
 
 
+def _named_column(header: "_Header", role: str, name: str) -> str:
+    """The header's spelling of the column the user named for `role`; a missing one is a UserError."""
+    found = header.find(name)
+    if found is None:
+        raise header.missing(role, name)
+    return found
+
+
 def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | str) -> tuple[DataColumns, tuple[str, ...]]:
     """The columns to use in a file with `header_names`, and which roles were found by name."""
     header = _Header(header_names, Path(path))
@@ -369,9 +377,7 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
     layouts = [(header.find(a), header.find(b)) for a, b in spec["pairs"] if header.has(a) and header.has(b)]
     detected = []
     if columns.text is not None:
-        text = header.find(columns.text)
-        if text is None:
-            raise header.missing("text", columns.text)
+        text = _named_column(header, "text", columns.text)
     else:
         detected.append("text")
         text = None
@@ -389,9 +395,7 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
         if text is None:
             text = _one_of(header, "text", spec["text"], "text")
     if columns.pair is not None:
-        pair = header.find(columns.pair)
-        if pair is None:
-            raise header.missing("pair", columns.pair)
+        pair = _named_column(header, "pair", columns.pair)
     else:
         partners = [b for a, b in layouts if a == text]
         pair = partners[0] if partners else header.find("text_pair")
@@ -403,9 +407,7 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
                             f"{header.listing}; looked for {', '.join(wanted)}); this task needs one, "
                             f"name it with {OPTION['pair']}.")
     if columns.label is not None:
-        label = header.find(columns.label)
-        if label is None:
-            raise header.missing("label", columns.label)
+        label = _named_column(header, "label", columns.label)
     else:
         detected.append("label")
         label = _one_of(header, "label", spec["label"], "label")
