@@ -319,6 +319,122 @@ def test_plain_text_through_the_generate_endpoint(served, local_models, name):
     assert error.value.code == 400 and "empty" in json.loads(error.value.read())["error"]
 
 
+def _answers_of(json_values) -> list:
+    return [json.loads(v.decode() if isinstance(v, bytes) else v) for v in np.asarray(json_values).ravel()]
+
+
+def _pytriton_client(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    from pytriton.client import ModelClient
+
+    with ModelClient(url, name, init_timeout_s=60, inference_timeout_s=60) as client:
+        result = client.infer_batch(text=texts, **({"text_pair": pairs} if pairs is not None else {}))
+    return _answers_of(result["answer_json"])
+
+
+def _tritonclient_aio(url: str, protocol: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    import asyncio
+
+    if protocol == "http":
+        import tritonclient.http.aio as aio
+    else:
+        import tritonclient.grpc.aio as aio
+
+    async def infer():
+        client = aio.InferenceServerClient(url)
+        inputs = []
+        for input_name, array in (("text", texts), ("text_pair", pairs)):
+            if array is not None:
+                inputs.append(aio.InferInput(input_name, list(array.shape), "BYTES"))
+                inputs[-1].set_data_from_numpy(array)
+        try:
+            result = await client.infer(name, inputs)
+        finally:
+            await client.close()
+        return _answers_of(result.as_numpy("answer_json"))
+
+    return asyncio.run(infer())
+
+
+def _grpc_stream(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    """Bidirectional gRPC streaming, one text per request, answers matched back by request id."""
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    replies: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    try:
+        for row in range(len(texts)):
+            inputs = []
+            for input_name, array in (("text", texts), ("text_pair", pairs)):
+                if array is not None:
+                    inputs.append(grpcclient.InferInput(input_name, [1, 1], "BYTES"))
+                    inputs[-1].set_data_from_numpy(array[row:row + 1])
+            client.async_stream_infer(name, inputs, request_id=str(row))
+        by_id = {}
+        for _ in range(len(texts)):
+            result, error = replies.get(timeout=60)
+            assert error is None, error
+            by_id[int(result.get_response().id)] = _answers_of(result.as_numpy("answer_json"))[0]
+    finally:
+        client.stop_stream()
+        client.close()
+    return [by_id[row] for row in range(len(texts))]
+
+
+def _compressed_http(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    """gzip request and response bodies, inputs as JSON (no binary extension)."""
+    client = httpclient.InferenceServerClient(url)
+    inputs = []
+    for input_name, array in (("text", texts), ("text_pair", pairs)):
+        if array is not None:
+            inputs.append(httpclient.InferInput(input_name, list(array.shape), "BYTES"))
+            inputs[-1].set_data_from_numpy(array, binary_data=False)
+    result = client.infer(name, inputs, request_compression_algorithm="gzip", response_compression_algorithm="gzip")
+    client.close()
+    return _answers_of(result.as_numpy("answer_json"))
+
+
+def _generate_stream(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    """Server-sent events from the generate_stream endpoint, one text per request."""
+    answers = []
+    for row in range(len(texts)):
+        body = {"text": texts[row, 0].decode(), **({"text_pair": pairs[row, 0].decode()} if pairs is not None else {})}
+        request = urllib.request.Request(f"http://{url}/v2/models/{name}/generate_stream", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            events = [line[len(b"data: "):] for line in response.read().splitlines() if line.startswith(b"data: ")]
+        assert len(events) == 1, events
+        answers.append(json.loads(json.loads(events[0])["answer_json"]))
+    return answers
+
+
+OFF_THE_SHELF_CLIENTS = {
+    "pytriton-http": lambda server, *args: _pytriton_client(f"http://{server.http_url}", *args),
+    "pytriton-grpc": lambda server, *args: _pytriton_client(f"grpc://{server.grpc_url}", *args),
+    "tritonclient-http-aio": lambda server, *args: _tritonclient_aio(server.http_url, "http", *args),
+    "tritonclient-grpc-aio": lambda server, *args: _tritonclient_aio(server.grpc_url, "grpc", *args),
+    "tritonclient-grpc-stream": lambda server, *args: _grpc_stream(server.grpc_url, *args),
+    "tritonclient-http-gzip-json": lambda server, *args: _compressed_http(server.http_url, *args),
+    "generate-stream-sse": lambda server, *args: _generate_stream(server.http_url, *args),
+}
+
+
+@pytest.mark.filterwarnings("ignore::Warning:pytriton")  # pytriton warns that gRPC ignores its network timeout
+@pytest.mark.parametrize("client", sorted(OFF_THE_SHELF_CLIENTS))
+@pytest.mark.parametrize("name", ["tiny_qa", "minilm"])
+def test_off_the_shelf_clients_get_the_local_answers(served, local_models, client, name):
+    """Clients users already have, used as their documentation shows (only the model's metadata known)."""
+    server, _ = served
+    model = local_models[name]
+    pairs = CONTEXTS if model.task.needs_pairs else None
+    texts = np.array([[t.encode()] for t in TEXTS], dtype=object)
+    pair_array = np.array([[p.encode()] for p in pairs], dtype=object) if pairs else None
+    got = OFF_THE_SHELF_CLIENTS[client](server, name, texts, pair_array)
+    assert_same_answers(got, local_answers(model, TEXTS, pairs))
+
+
 @pytest.mark.parametrize("spinning", ["default", "config", "env"])
 def test_served_onnxruntime_threads_do_not_busy_wait_between_requests(converted_tiny, tmp_path, spinning):
     """On a few cores, engine threads spinning after each call starve the server and the clients (measured
