@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from inferforge.errors import UserError
-from inferforge.labelled_data import (MOVIE_REVIEW_SHA256, DataColumns, answer_texts, class_ids, movie_review_file,
+from inferforge.labelled_data import (MOVIE_REVIEW_SHA256, DataColumns, LabelResolver, answer_texts, class_ids,
+                                      movie_review_file,
                                       movie_review_sentences, read_calibration_texts, read_labelled_data,
                                       similarity_scores, tag_sequences, write_labelled_csv)
 
@@ -90,8 +91,12 @@ BAD_FILES = [
     ("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", \n', "Line 2 .* not valid JSON"),
     ("broken.json", '{"text": "a", "label": "x"}\n{"text": "b", \n', "Line 2 .* not valid JSON"),
     ("array.jsonl", '["a", "b"]\n', "not a JSON object"),
-    ("rows.xlsx", "text,label\n", "use a .csv, .tsv, .jsonl, .json or .conll"),
-    ("rows.parquet", "PAR1", "Parquet needs pyarrow.*JSON Lines or CSV"),
+    ("rows.xlsx", "text,label\n", "use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or .conllu file"),
+    ("rows.parquet", "PAR1", "rows.parquet is not a readable Parquet file .*write it again .ds.to_parquet"),
+    ("lfs.parquet", "version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n", "Git LFS pointer, not the data"),
+    ("rows.arrow", "not arrow at all", "rows.arrow is not a readable Arrow file"),
+    ("ragged.json", '{"text": ["a", "b"], "label": [1]}', "columns of .* have different lengths .text: 2, label: 1."),
+    ("short.conllu", "1\tEU\teu\tPROPN\n", "Line 1 of .* has 4 tab-separated columns where CoNLL-U has 10"),
     ("two.csv", "sentence,review,label\na,b,1\n", "several possible text columns .sentence, review.; .*--text-column"),
     ("notext.csv", "phrase,label\na,1\n", "no text column .columns found: phrase, label; looked for text, sentence"),
     ("array.json", '[{"text": "a", "label": 1},\n {"text": "b" "label": 2}]', "Line 2 of .* not valid JSON"),
@@ -326,3 +331,300 @@ def test_calibration_texts_find_the_usual_columns(tmp_path):
     assert read_calibration_texts(conll) == (["EU rejects"], None)
     with pytest.raises(UserError, match="no column 'body'"):
         read_calibration_texts(squad, text_column="body")
+
+
+# ---- Parquet, Arrow and `datasets` folders, written here with pyarrow the way `datasets` writes them ----------
+# datasets' ArrowWriter puts the features into the schema metadata: b"huggingface" -> {"info": {"features": ...}}.
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+NLI_NAMES = ["entailment", "neutral", "contradiction"]  # glue/mnli's ClassLabel order
+NER_NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]  # conll2003's
+
+
+def _value(dtype="string"):
+    return {"dtype": dtype, "_type": "Value"}
+
+
+def _class_label(names, legacy=False):
+    return ({"num_classes": len(names), "names": names, "id": None, "_type": "ClassLabel"} if legacy
+            else {"names": names, "_type": "ClassLabel"})
+
+
+def _hf_table(columns: dict, features: dict | None):
+    table = pa.table(columns)
+    if features is not None:
+        metadata = {"info": {"features": features}, "fingerprint": "0123456789abcdef"}
+        table = table.replace_schema_metadata({b"huggingface": json.dumps(metadata).encode()})
+    return table
+
+
+def _write_arrow(path, table):
+    """An Arrow IPC stream, as datasets' save_to_disk writes data-00000-of-00001.arrow."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def _save_to_disk(folder, table, split, features=None):
+    """What Dataset.save_to_disk writes: the .arrow file, dataset_info.json (features) and state.json."""
+    _write_arrow(folder / "data-00000-of-00001.arrow", table)
+    (folder / "dataset_info.json").write_text(json.dumps({"citation": "", "description": "", "features": features or {}}))
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}],
+                                                   "_fingerprint": "abc", "_format_columns": None, "_format_kwargs": {},
+                                                   "_format_type": None, "_output_all_columns": False, "_split": split}))
+    return folder
+
+
+MNLI_FEATURES = {"premise": _value(), "hypothesis": _value(), "label": _class_label(NLI_NAMES), "idx": _value("int32")}
+
+
+def _mnli(labels):
+    n = len(labels)
+    return {"premise": [f"premise {i}" for i in range(n)], "hypothesis": [f"hypothesis {i}" for i in range(n)],
+            "label": labels, "idx": list(range(n))}
+
+
+def test_parquet_class_label_ids_go_through_names_to_the_models_ids(tmp_path):
+    path = tmp_path / "mnli.parquet"
+    pq.write_table(_hf_table(_mnli([0, 1, 2, 2, 0]), MNLI_FEATURES), path)
+    data = read_labelled_data(path, _task_columns("text-classification"))
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("premise", "hypothesis", "label")
+    assert data.file_format == "Parquet" and data.class_names == tuple(NLI_NAMES) and data.where(3) == f"row index 3 of {path}"
+    # an MNLI model orders its classes differently from the dataset (roberta-large-mnli: contradiction, neutral, entailment)
+    model = ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]
+    resolver = LabelResolver(data, model)
+    assert class_ids(data, model, resolver).tolist() == [2, 1, 0, 0, 2]
+    mapping = resolver.mapping()
+    assert mapping["how"] == ["class-names"]
+    assert [(p["dataset_id"], p["dataset_name"], p["model_id"]) for p in mapping["pairs"]] == [
+        (0, "entailment", 2), (1, "neutral", 1), (2, "contradiction", 0)]
+    assert "0 entailment -> 2 ENTAILMENT" in mapping["note"] and "same ids" not in mapping["note"]
+    # the same order: same ids, said so
+    same = LabelResolver(data, ["entailment", "neutral", "contradiction"])
+    assert class_ids(data, same.model, same).tolist() == [0, 1, 2, 2, 0] and same.mapping()["note"].endswith("(same ids)")
+    # names that differ in case and punctuation, or are a unique prefix (imdb's neg/pos), still match
+    rte = _hf_table({"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1, 0]},
+                    {"label": _class_label(["entailment", "not_entailment"], legacy=True)})
+    pq.write_table(rte, tmp_path / "rte.parquet")
+    assert class_ids(read_labelled_data(tmp_path / "rte.parquet"), ["NOT ENTAILMENT", "ENTAILMENT"]).tolist() == [0, 1]
+    pq.write_table(_hf_table({"text": ["a", "b", "c"], "label": [1, 0, 1]}, {"label": _class_label(["neg", "pos"])}),
+                   tmp_path / "imdb.parquet")
+    assert class_ids(read_labelled_data(tmp_path / "imdb.parquet"), ["POSITIVE", "NEGATIVE"]).tolist() == [0, 1, 0]
+
+
+def test_ids_without_names_are_the_models_ids_and_said_once(tmp_path):
+    path = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"sentence": ["a", "b", "c"], "label": [1, 0, 1]}), path)  # pandas' to_parquet: no features
+    data = read_labelled_data(path)
+    assert data.class_names is None
+    resolver = LabelResolver(data, ["NEGATIVE", "POSITIVE"])
+    assert class_ids(data, None, resolver).tolist() == [1, 0, 1]
+    note = resolver.mapping()["note"]
+    assert note == (f"labels are integer ids and {path} gives no class names, so they are taken as the model's ids "
+                    f"(0 = NEGATIVE, 1 = POSITIVE); if the data numbers its classes differently, write the class names")
+    # ClassLabel(num_classes=2) names its ids "0", "1": no names either
+    pq.write_table(_hf_table({"text": ["a"], "label": [1]}, {"label": _class_label(["0", "1"])}), tmp_path / "n.parquet")
+    assert LabelResolver(read_labelled_data(tmp_path / "n.parquet"), ["A", "B"]).through_names is False
+    # names given as names: nothing to say
+    names = read_labelled_data(_write(tmp_path / "names.csv", "text,label\na,positive\n"))
+    resolver = LabelResolver(names, ["NEGATIVE", "POSITIVE"])
+    assert class_ids(names, None, resolver).tolist() == [1] and resolver.mapping()["note"] is None
+
+
+def test_a_model_with_generic_labels_takes_the_datasets_ids(tmp_path):
+    path = tmp_path / "mnli.parquet"
+    pq.write_table(_hf_table(_mnli([2, 0]), MNLI_FEATURES), path)
+    data = read_labelled_data(path)
+    resolver = LabelResolver(data, ["LABEL_0", "LABEL_1", "LABEL_2"])
+    assert class_ids(data, None, resolver).tolist() == [2, 0]
+    assert "generically" in resolver.mapping()["note"] and "2 contradiction = LABEL_2" in resolver.mapping()["note"]
+
+
+@pytest.mark.parametrize("layout", ["List", "Sequence", "shorthand"])
+def test_ner_tags_as_a_sequence_of_class_label_ids(tmp_path, layout):
+    # conll2003 numbers its tags O, B-PER, I-PER, B-ORG...; dslim/bert-base-NER's id2label is O, B-MISC, I-MISC, B-PER...
+    inner = _class_label(NER_NAMES)
+    feature = {"List": {"feature": inner, "_type": "List"},
+               "Sequence": {"feature": inner, "length": -1, "id": None, "_type": "Sequence"},
+               "shorthand": [inner]}[layout]
+    tokens = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]]
+    tags = [[3, 0, 7, 0], [1, 2]]
+    path = tmp_path / "conll.parquet"
+    pq.write_table(_hf_table({"id": ["0", "1"], "tokens": tokens, "pos_tags": [[22, 42, 16, 21], [22, 22]],
+                              "ner_tags": tags}, {"tokens": {"feature": _value(), "_type": "List"}, "ner_tags": feature}),
+                   path)
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == ["EU rejects German call", "Peter Blackburn"] and data.columns.label == "ner_tags"
+    model = ["O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    resolver = LabelResolver(data, model)
+    assert tag_sequences(data, model, resolver) == [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]]
+    pairs = {p["dataset_name"]: p["model_id"] for p in resolver.mapping()["pairs"]}
+    assert pairs == {"O": 0, "B-PER": 3, "I-PER": 4, "B-ORG": 5, "B-MISC": 1}
+
+
+def _dataset_dict(folder, splits: dict, features=MNLI_FEATURES, metadata_in_arrow=True):
+    """What DatasetDict.save_to_disk writes: dataset_dict.json and one save_to_disk folder per split."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": list(splits)}))
+    for name, labels in splits.items():
+        table = _hf_table(_mnli(labels), features if metadata_in_arrow else None)
+        _save_to_disk(folder / name, table, name, features)
+    return folder
+
+
+def test_save_to_disk_dataset_dict_picks_the_split(tmp_path):
+    folder = _dataset_dict(tmp_path / "mnli", {"train": [0, 0, 0, 0], "validation": [1, 2], "test": [2, 1, 0]})
+    columns = _task_columns("text-classification")
+    data = read_labelled_data(folder, columns)
+    assert data.split == "test" and data.labels == [2, 1, 0] and data.file_format == "Arrow"
+    assert data.notes == (f"split 'test' of {folder} is used (the first of test, validation it has; choose another "
+                          f"with --eval-split)",)
+    assert data.where(1) == f"row index 1 of {folder} (split 'test')"
+    assert "split 'test'" in data.describe() and data.record()["split"] == "test"
+    validation = read_labelled_data(folder, columns, split="validation")
+    assert validation.split == "validation" and validation.labels == [1, 2] and validation.notes == ()
+    assert class_ids(validation, ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]).tolist() == [1, 0]
+    # one split saved alone (Dataset.save_to_disk), its features only in dataset_info.json
+    alone = _save_to_disk(tmp_path / "alone", pa.table(_mnli([0, 2])), "validation", MNLI_FEATURES)
+    data = read_labelled_data(alone, columns)
+    assert data.split == "validation" and data.class_names == tuple(NLI_NAMES)
+    assert class_ids(data, ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"]).tolist() == [2, 0]
+    with pytest.raises(UserError, match="is a saved Dataset of split 'validation' only, not 'test'"):
+        read_labelled_data(alone, columns, split="test")
+
+
+def test_glue_test_split_without_labels_falls_back_to_validation(tmp_path):
+    folder = _dataset_dict(tmp_path / "glue", {"train": [0], "validation": [1, 0], "test": [-1, -1, -1]})
+    data = read_labelled_data(folder, _task_columns("text-classification"))
+    assert data.split == "validation" and data.labels == [1, 0]
+    assert data.notes == (f"split 'test' of {folder} has no labels (every label is -1, as in GLUE's test splits), so "
+                          f"'validation' is used",)
+    test = read_labelled_data(folder, _task_columns("text-classification"), split="test")  # asked for: kept, fails on labels
+    with pytest.raises(UserError, match="Label id -1 at row index 0 of .*split 'test'. marks an unlabelled row .*--eval-split validation"):
+        class_ids(test, ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"])
+
+
+def test_hub_folder_of_parquet_shards_named_by_split(tmp_path):
+    folder = tmp_path / "snapshot"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("---\ndataset_info: ...\n---\n")
+    features = {"text": _value(), "label": _class_label(["neg", "pos"])}
+    pq.write_table(_hf_table({"text": ["t0"], "label": [0]}, features), folder / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(_hf_table({"text": ["a", "b"], "label": [0, 1]}, features), folder / "data" / "test-00000-of-00002.parquet")
+    pq.write_table(_hf_table({"text": ["c"], "label": [1]}, features), folder / "data" / "test-00001-of-00002.parquet")
+    data = read_labelled_data(folder)
+    assert data.split == "test" and data.texts == ["a", "b", "c"] and data.lines == [0, 1, 2]
+    assert class_ids(data, ["NEGATIVE", "POSITIVE"]).tolist() == [0, 1, 1]
+    assert read_labelled_data(folder, split="train").texts == ["t0"]
+    # the parquet-converted layout: config/split/0000.parquet
+    converted = tmp_path / "converted" / "default"
+    (converted / "validation").mkdir(parents=True)
+    pq.write_table(_hf_table({"text": ["v"], "label": [1]}, features), converted / "validation" / "0000.parquet")
+    assert read_labelled_data(converted).split == "validation"
+
+
+SPLIT_ERRORS = [
+    ("missing split", {"split": "dev"}, "has no split 'dev' .splits: train, validation, test.; name one of them with --eval-split"),
+    ("no default split", {}, "has no 'test' or 'validation' split .splits: train, validation_matched.; name the one to evaluate on with --eval-split"),
+    ("empty folder", {}, "holds no labelled data"),
+]
+
+
+@pytest.mark.parametrize("case,kwargs,message", SPLIT_ERRORS, ids=[c[0] for c in SPLIT_ERRORS])
+def test_bad_dataset_folders_are_one_user_error(tmp_path, case, kwargs, message):
+    folder = tmp_path / "ds"
+    if case == "missing split":
+        _dataset_dict(folder, {"train": [0], "validation": [1], "test": [2]})
+    elif case == "no default split":
+        _dataset_dict(folder, {"train": [0], "validation_matched": [1]})
+    else:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("nothing\n")
+    with pytest.raises(UserError, match=message):
+        read_labelled_data(folder, **kwargs)
+
+
+def test_bad_labels_in_parquet(tmp_path):
+    path = tmp_path / "mnli.parquet"
+    pq.write_table(_hf_table(_mnli([0, 5]), MNLI_FEATURES), path)
+    data = read_labelled_data(path)
+    with pytest.raises(UserError, match=r"Label id 5 at row index 1 of .*mnli.parquet is outside the 3 classes the "
+                                        r"dataset's features name for column 'label' \(entailment, neutral, contradiction\)"):
+        class_ids(data, ["ENTAILMENT", "NEUTRAL", "CONTRADICTION"])
+    with pytest.raises(UserError, match=r"Class 'neutral' \(id 1 of column 'label'\) at row index 0 .*is not one of the "
+                                        r"model's labels \(ENTAILMENT, CONTRADICTION\); write the labels as the model's names"):
+        class_ids(read_labelled_data(_hf_path(tmp_path, [1])), ["ENTAILMENT", "CONTRADICTION"])
+    with pytest.raises(UserError, match=r"Unknown label '2' at row index 0 .*plain.parquet.* ids 0-1"):
+        pq.write_table(pa.table({"text": ["a"], "label": [2]}), tmp_path / "plain.parquet")
+        class_ids(read_labelled_data(tmp_path / "plain.parquet"), ["NEGATIVE", "POSITIVE"])
+    pq.write_table(pa.table({"text": ["a"], "stars": [2]}), tmp_path / "nolabel.parquet")
+    with pytest.raises(UserError, match=r"nolabel.parquet has no label column \(columns found: text, stars; .*--label-column"):
+        read_labelled_data(tmp_path / "nolabel.parquet")
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), tmp_path / "e.parquet")
+    with pytest.raises(UserError, match="e.parquet has no data rows"):
+        read_labelled_data(tmp_path / "e.parquet")
+    truncated = tmp_path / "cut.parquet"
+    truncated.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(UserError, match="cut.parquet is not a readable Parquet file"):
+        read_labelled_data(truncated)
+
+
+def _hf_path(tmp_path, labels):
+    path = tmp_path / "one.parquet"
+    pq.write_table(_hf_table(_mnli(labels), MNLI_FEATURES), path)
+    return path
+
+
+def test_squad_answers_nested_in_parquet_and_arrow(tmp_path):
+    answers = [{"text": ["Paris", "Paris"], "answer_start": [0, 0]}, {"text": [], "answer_start": []}]
+    table = _hf_table({"id": ["q1", "q2"], "context": ["Paris is the capital of France."] * 2,
+                       "question": ["What is the capital?", "Who?"], "answers": answers},
+                      {"answers": {"feature": {"text": _value(), "answer_start": _value("int32")}, "_type": "Sequence"}})
+    pq.write_table(table, tmp_path / "squad.parquet")
+    _write_arrow(tmp_path / "squad.arrow", table)
+    for path in (tmp_path / "squad.parquet", tmp_path / "squad.arrow"):
+        data = read_labelled_data(path, _task_columns("question-answering"))
+        assert (data.columns.text, data.columns.pair, data.columns.label) == ("question", "context", "answers")
+        assert answer_texts(data) == [["Paris", "Paris"], [""]]
+    # SQuAD's own layout in a column: a list of {"text", "answer_start"} objects
+    rows = [{"question": "q", "context": "c", "answers": [{"text": "x", "answer_start": 0}, {"text": "y", "answer_start": 2}]}]
+    jsonl = _write(tmp_path / "a.jsonl", json.dumps(rows[0]) + "\n")
+    assert answer_texts(read_labelled_data(jsonl, _task_columns("question-answering"))) == [["x", "y"]]
+
+
+def test_column_oriented_json(tmp_path):
+    columnar = _write(tmp_path / "cols.json", json.dumps({"text": ["good", "bad"], "label": [1, 0]}))
+    data = read_labelled_data(columnar)
+    assert data.texts == ["good", "bad"] and data.labels == [1, 0] and data.file_format == "JSON columns"
+    assert data.where(1) == f"row index 1 of {columnar}"
+    # pandas DataFrame.to_json(): orient "columns" (its default), "split", "index" and "table"
+    frames = {"columns": {"text": {"0": "good", "1": "bad"}, "label": {"0": "positive", "1": "negative"}},
+              "split": {"columns": ["text", "label"], "index": [0, 1], "data": [["good", "positive"], ["bad", "negative"]]},
+              "index": {"0": {"text": "good", "label": "positive"}, "1": {"text": "bad", "label": "negative"}},
+              "table": {"schema": {"fields": []}, "data": [{"index": 0, "text": "good", "label": "positive"},
+                                                           {"index": 1, "text": "bad", "label": "negative"}]}}
+    for orient, content in frames.items():
+        data = read_labelled_data(_write(tmp_path / f"{orient}.json", json.dumps(content)))
+        assert data.texts == ["good", "bad"], orient
+        assert class_ids(data, ["negative", "positive"]).tolist() == [1, 0], orient
+
+
+def test_conllu_file(tmp_path):
+    path = _write(tmp_path / "en_ewt-ud-test.conllu",
+                  "# sent_id = 1\n# text = I can't go.\n1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_\n"
+                  "2-3\tcan't\t_\t_\t_\t_\t_\t_\t_\t_\n2\tca\tcan\tAUX\tMD\t_\t3\taux\t_\t_\n"
+                  "3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_\n4\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_\n"
+                  "5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_\n\n# sent_id = 2\n1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n")
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == ["I ca n't go .", "Hi"] and data.columns.label == "upos" and data.lines == [3, 11]
+    upos = ["NOUN", "PRON", "AUX", "PART", "VERB", "PUNCT", "INTJ"]
+    assert tag_sequences(data, upos) == [["PRON", "AUX", "PART", "VERB", "PUNCT"], ["INTJ"]]
+    assert read_labelled_data(path, _task_columns("token-classification", label="xpos"), text_is_list=True).labels[1] == ["UH"]
+
+
+def test_calibration_texts_from_parquet(tmp_path):
+    pq.write_table(_hf_table(_mnli([0, 1]), MNLI_FEATURES), tmp_path / "c.parquet")
+    assert read_calibration_texts(tmp_path / "c.parquet") == (["premise 0", "premise 1"], ["hypothesis 0", "hypothesis 1"])

@@ -62,22 +62,22 @@ def print_variant_table(result) -> None:
               f"Output: {result.output} (report.md, report.json, latency.png)")
 
 
-def describe_eval_data(path: Optional[Path], task: str, text: Optional[str], pair: Optional[str],
-                       label: Optional[str]) -> None:
-    """Say which columns of --eval-data will be used (a bad file is left to the conversion's own checks)."""
-    if path is None or not Path(path).is_file():
-        return
-    from inferforge.evaluate import columns_for_task
-    from inferforge.labelled_data import read_labelled_data
+def read_eval_data(path: Optional[Path], task: str, text: Optional[str], pair: Optional[str], label: Optional[str],
+                   split: Optional[str] = None):
+    """Read --eval-data once, before the conversion starts (a bad file stops here, before the model loads), and
+    say which rows and columns will be used; the conversion then scores these rows."""
+    if path is None:
+        return None
+    from inferforge.evaluate import read_eval_data as read
     from inferforge.tasks import get_task
 
-    try:
-        spec = get_task(task)
-        data = read_labelled_data(path, columns_for_task(spec, text, pair, label),
-                                  text_is_list=spec.name == "token-classification")
-    except UserError:
-        return
-    console.print(f"--eval-data {path}: {len(data)} rows; columns: {data.describe()}", highlight=False, markup=False)
+    if not Path(path).exists():
+        raise UserError(f"--eval-data file '{path}' does not exist.")
+    data = read(path, get_task(task), text, pair, label, split)
+    console.print(f"--eval-data {data.name}: {len(data)} rows; columns: {data.describe()}", highlight=False, markup=False)
+    for note in data.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    return data
 
 
 @app.command()
@@ -99,12 +99,15 @@ def convert(
                                                              "or identical spans (default per task)."),
     validation_texts: Optional[Path] = typer.Option(None, help="UTF-8 file, one text per line (TAB-separated pairs; "
                                                                "question<TAB>context for QA). Default: built-in."),
-    eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV, TSV, JSONL/JSON, SQuAD .json or CoNLL file "
+    eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV, TSV, JSONL/JSON, SQuAD .json, CoNLL/CoNLL-U, "
+                                                         "Parquet or Arrow file, or a datasets save_to_disk folder "
                                                          "(columns found by their usual names, e.g. text / sentence1 + "
                                                          "sentence2 / question + context / tokens, and label / "
                                                          "ner_tags / answers / score): "
                                                          "every variant's task accuracy, selection inside "
                                                          "--max-accuracy-drop; adds calibrated int8 variants."),
+    eval_split: Optional[str] = typer.Option(None, help="Split of an --eval-data folder (default: test, then "
+                                                        "validation)."),
     calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (.txt, one per line, "
                                                                "or the text column of a CSV/JSONL)."),
     max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"
@@ -122,18 +125,21 @@ def convert(
     """Convert, optimize, verify and benchmark every variant, then select the fastest one inside the budget."""
     from inferforge.pipeline import ConvertOptions, convert as run_convert
 
+    eval_rows = read_eval_data(eval_data, task, text_column, pair_column, label_column, eval_split)
     options = ConvertOptions(task=task, output=output, variants=variants, shapes=shapes, optimize_for=optimize_for,
                              nb_measures=nb_measures, threads=threads, atol=atol, min_agreement=min_agreement,
                              validation_texts=validation_texts, force=force, trust_remote_code=trust_remote_code,
-                             eval_data=eval_data, calibration_data=calibration_data,
+                             eval_data=eval_rows, calibration_data=calibration_data,
                              max_accuracy_drop=max_accuracy_drop, accuracy_search=accuracy_search,
                              text_column=text_column, pair_column=pair_column, label_column=label_column)
-    describe_eval_data(eval_data, task, text_column, pair_column, label_column)
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         result = run_convert(model, options=options, progress=RichProgress(progress))
     print_variant_table(result)
+    note = ((result.report.get("eval_data") or {}).get("labels") or {}).get("note")
+    if note:
+        out.print(f"note: {note}", highlight=False, markup=False)
 
 
 @app.command()

@@ -3,7 +3,8 @@
     report = inferforge.evaluate.evaluate("out/sentiment", "test.csv")
     print(report.markdown())
 
-    inferforge evaluate out/sentiment --data test.csv
+    inferforge evaluate out/sentiment test.csv                 (or --data test.csv)
+    inferforge evaluate out/sentiment data/glue-mnli --eval-split validation_matched
 
 `EvalSet` tokenizes the labelled rows once (sorted by length, so batches carry little padding) and
 scores any `Engine` on them; conversion and the accuracy-aware search use it the same way.
@@ -22,8 +23,8 @@ import numpy as np
 import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError
-from inferforge.labelled_data import (DataColumns, LabelledData, answer_texts, class_ids, read_labelled_data,
-                                      similarity_scores, tag_sequences)
+from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids,
+                                      read_labelled_data, similarity_scores, tag_sequences)
 from inferforge.metrics import answer_scores, cosine_similarities, entity_scores, macro_f1, spearman
 from inferforge.metrics import accuracy as accuracy_metric
 from inferforge.tasks import TaskSpec
@@ -87,10 +88,15 @@ class EvalSet:
             data = replace(data, pairs=None, columns=replace(data.columns, pair=None))
             self.data = data
         # Gold values are checked now, so a bad label fails before any model runs.
+        self.label_mapping: dict | None = None  # how labels became the model's ids (LabelResolver.mapping)
         if task.name == "text-classification":
-            self.gold = class_ids(data, labels)
+            resolver = LabelResolver(data, labels)
+            self.gold = class_ids(data, labels, resolver)
+            self.label_mapping = resolver.mapping()
         elif task.name == "token-classification":
-            self.gold = tag_sequences(data, labels)
+            resolver = LabelResolver(data, labels)
+            self.gold = tag_sequences(data, labels, resolver)
+            self.label_mapping = resolver.mapping()
         elif task.name == "question-answering":
             self.gold = answer_texts(data)
         elif task.name == "feature-extraction":
@@ -105,6 +111,15 @@ class EvalSet:
     @property
     def primary(self) -> str:
         return PRIMARY_METRIC[self.task.name]
+
+    def record(self) -> dict:
+        """Which data was used, for report.json and `evaluate --json`: file, format, split, columns, rows, labels."""
+        return {**self.data.record(), "labels": self.label_mapping}
+
+    def messages(self) -> list[str]:
+        """What to tell the user about how the data was read: the split chosen, how labels became the model's ids."""
+        note = (self.label_mapping or {}).get("note")
+        return list(self.data.notes) + ([note] if note else [])
 
     def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
         """(row indices, encoded batch) pairs, rows sorted by length.
@@ -189,12 +204,20 @@ class EvalSet:
         return tags
 
 
-def read_eval_set(path: Path | str, task: TaskSpec, encoder: TextEncoder, labels: list[str] | None,
-                  text_column: str | None = None, pair_column: str | None = None,
-                  label_column: str | None = None) -> EvalSet:
-    """Read a labelled file for `task` and tokenize it (the convert and evaluate entry point)."""
+def read_eval_data(path: Path | str, task: TaskSpec, text_column: str | None = None, pair_column: str | None = None,
+                   label_column: str | None = None, split: str | None = None) -> LabelledData:
+    """The labelled rows of a file or dataset folder, with the task's columns (no model needed)."""
     columns = columns_for_task(task, text_column, pair_column, label_column)
-    data = read_labelled_data(path, columns, text_is_list=task.name == "token-classification")
+    return read_labelled_data(path, columns, text_is_list=task.name == "token-classification", split=split)
+
+
+def read_eval_set(path: Path | str | LabelledData, task: TaskSpec, encoder: TextEncoder, labels: list[str] | None,
+                  text_column: str | None = None, pair_column: str | None = None,
+                  label_column: str | None = None, split: str | None = None) -> EvalSet:
+    """Read a labelled file (or take rows already read by `read_eval_data`) for `task` and tokenize it (the
+    convert and evaluate entry point)."""
+    data = path if isinstance(path, LabelledData) else read_eval_data(path, task, text_column, pair_column,
+                                                                       label_column, split)
     return EvalSet(task, encoder, data, labels)
 
 
@@ -225,13 +248,16 @@ class EvaluationReport:
     reference: str | None
     rows: list[VariantScore] = field(default_factory=list)
     columns: dict = field(default_factory=dict)  # the columns used: text, pair, label, detected, format
+    eval_data: dict = field(default_factory=dict)  # EvalSet.record(): file, format, split, columns, rows, labels
+    messages: list[str] = field(default_factory=list)  # how the data was read (split chosen, label ids)
 
     def row(self, variant: str) -> VariantScore:
         return next(r for r in self.rows if r.variant == variant)
 
     def to_dict(self) -> dict:
         return {"model_dir": self.model_dir, "data": self.data, "task": self.task, "metric": self.metric,
-                "reference": self.reference, "columns": dict(self.columns), "variants": [r.to_dict() for r in self.rows]}
+                "reference": self.reference, "columns": dict(self.columns), "split": self.eval_data.get("split"),
+                "eval_data": dict(self.eval_data), "variants": [r.to_dict() for r in self.rows]}
 
     def columns_line(self) -> str:
         """E.g. "columns: text 'sentence1', pair 'sentence2', label 'label' (detected: text, pair, label), read as CSV"."""
@@ -270,10 +296,13 @@ def reference_variant(variants: dict[str, dict]) -> str | None:
 
 def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str] | None = None,
              text_column: str | None = None, pair_column: str | None = None, label_column: str | None = None,
-             threads: int | None = None, progress: Optional[Callable[[str, int, int], None]] = None) -> EvaluationReport:
-    """Score every stored variant of a converted folder (or `variants`) on a labelled data file.
+             split: str | None = None, threads: int | None = None,
+             progress: Optional[Callable[[str, int, int], None]] = None) -> EvaluationReport:
+    """Score every stored variant of a converted folder (or `variants`) on a labelled data file or dataset folder
+    (`split`: which split of a folder; default test, then validation).
 
-    Columns not named are found by their usual names; `report.columns` says which were used."""
+    Columns not named are found by their usual names; `report.columns` says which were used, `report.eval_data`
+    the file, split, rows and how labels became the model's ids, `report.messages` what to tell the user."""
     from inferforge.artifacts import TOKENIZER_DIR, Manifest
     from inferforge.tasks import get_task
     from inferforge.variants import variant_from_dict
@@ -282,7 +311,7 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
     manifest = Manifest.read(folder)
     task = get_task(manifest.task)
     encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
-    eval_set = read_eval_set(data_path, task, encoder, manifest.labels, text_column, pair_column, label_column)
+    eval_set = read_eval_set(data_path, task, encoder, manifest.labels, text_column, pair_column, label_column, split)
     stored = {n: e for n, e in manifest.variants.items() if e.get("deployable")}
     names = variants or list(stored)
     for name in names:
@@ -293,7 +322,8 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
     data = eval_set.data
     columns = {"text": data.columns.text, "pair": data.columns.pair, "label": data.columns.label,
                "detected": list(data.detected), "format": data.file_format, "described": data.describe()}
-    report = EvaluationReport(str(folder), str(data_path), task.name, eval_set.primary, reference, columns=columns)
+    report = EvaluationReport(str(folder), str(data_path), task.name, eval_set.primary, reference, columns=columns,
+                              eval_data=eval_set.record(), messages=eval_set.messages())
     tick = progress or (lambda step, done, total: None)
     for i, name in enumerate(names):
         tick("evaluate", i, len(names))
@@ -324,9 +354,15 @@ def register(app) -> None:
     @app.command("evaluate")
     def evaluate_command(
         model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
-        data: Path = typer.Option(..., "--data", "-d", help="Labelled data: CSV, TSV, JSON Lines (.jsonl, or .json "
-                                                            "as datasets' to_json writes it), a JSON array, a SQuAD "
-                                                            ".json, or CoNLL token/tag text (.conll, .iob, .bio)."),
+        data_file: Optional[Path] = typer.Argument(None, metavar="[DATA]", show_default=False,
+                                                   help="Labelled data (same as --data)."),
+        data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data: CSV, TSV, JSON Lines (.jsonl, "
+                                            "or .json as datasets' to_json writes it), a JSON array or columns, a SQuAD "
+                                            ".json, CoNLL (.conll, .iob, .bio) or CoNLL-U (.conllu), Parquet, Arrow, or a "
+                                            "folder written by datasets' save_to_disk (Dataset or DatasetDict) or of "
+                                            "files named by split."),
+        eval_split: Optional[str] = typer.Option(None, "--eval-split", "--split", help="Split of a dataset folder "
+                                                 "(default: test, then validation)."),
         text_column: Optional[str] = typer.Option(None, help="Column with the text (the question for QA; the words "
                                                              "for token classification). Default: detected (text, "
                                                              "sentence, sentence1, premise, question, tokens...)."),
@@ -344,13 +380,21 @@ def register(app) -> None:
         """Score every variant of a converted model on labelled data, with the drop against fp32 in points."""
         from rich.console import Console
 
+        if data is not None and data_file is not None and data != data_file:
+            raise UserError(f"Give the labelled data once: as DATA ({data_file}) or as --data ({data}), not both.")
+        data = data or data_file
+        if data is None:
+            raise UserError("Name the labelled data to score on: inferforge evaluate DIR DATA (or --data DATA).")
         names = [n.strip() for n in variants.split(",") if n.strip()] if variants else None
         report = evaluate(model_dir, data, variants=names, text_column=text_column, pair_column=pair_column,
-                          label_column=label_column, threads=threads)
+                          label_column=label_column, split=eval_split, threads=threads)
         out = Console()
-        out.print(f"{report.task} on {report.data} ({report.rows[0].score.rows if report.rows and report.rows[0].score else 0} rows), "
-                  f"reference {report.reference}:", highlight=False)
+        split = f", split '{report.eval_data['split']}'" if report.eval_data.get("split") else ""
+        out.print(f"{report.task} on {report.data}{split} ({report.eval_data.get('rows', 0)} rows), "
+                  f"reference {report.reference}:", highlight=False, markup=False)
         out.print(report.columns_line(), highlight=False, markup=False)
+        for message in report.messages:
+            out.print(f"note: {message}", highlight=False, markup=False)
         out.print(report.markdown(), highlight=False, markup=False)
         if json_output is not None:
             json_output.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -3,16 +3,24 @@
 Files are read as they are:
 
 * CSV or TSV with a header row; JSON Lines (`.jsonl`, `.ndjson`, or `.json` as Hugging Face `to_json`
-  writes it); a `.json` array of objects;
+  writes it); a `.json` array of objects, or of columns (`{"text": [...], "label": [...]}`, and what
+  pandas' `to_json` writes by default);
 * the original SQuAD v1.1/v2.0 `.json` file (data -> paragraphs -> qas);
 * CoNLL-style token/tag text (`.conll`, `.iob`, `.iob2`, `.bio`): one token per line with its tag in the
-  last column, a blank line between sentences, `-DOCSTART-` lines skipped.
+  last column, a blank line between sentences, `-DOCSTART-` lines skipped; CoNLL-U (`.conllu`);
+* Parquet (`.parquet`, the Hub's format) and Arrow (`.arrow`, `.feather`), read with pyarrow;
+* a folder: what `datasets`' `save_to_disk` writes (a Dataset: state.json + .arrow files; a DatasetDict:
+  dataset_dict.json + one folder per split), or a Hub repository's files named by split
+  (`data/test-00000-of-00001.parquet`, `test.jsonl`...). The split is the one asked for, else `test`,
+  else `validation`.
 
 The text, second-text and label columns are the ones the user names; a column not named is found by its
 usual names (`COLUMN_CANDIDATES`, header matched case-insensitively), `text` / `text_pair` / `label`
 first. A missing or ambiguous column, an empty cell, an unreadable line or an empty file is a `UserError`
 naming the file, the line and what to change. Labels are checked against the model only when they are
-turned into class ids (`class_ids`, `tag_sequences`), because only the model knows its labels.
+turned into class ids (`class_ids`, `tag_sequences`), because only the model knows its labels: integer
+ids go through the dataset's class names (`ClassLabel` in the `datasets` features a Parquet/Arrow file
+or dataset_info.json carries) to the model's own ids; ids without names are taken as the model's ids.
 """
 
 from __future__ import annotations
@@ -36,7 +44,11 @@ import numpy as np
 from inferforge.errors import UserError
 
 DATA_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
-                 ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll"}
+                 ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll", ".conllu": "conllu",
+                 ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
+ARROW_FORMATS = {"parquet": "Parquet", "arrow": "Arrow"}
+# The split used when none is asked for: the first of these a dataset has.
+DEFAULT_SPLITS = ("test", "validation")
 TEXT_SUFFIXES = {".txt"}
 OPTION = {"text": "--text-column", "pair": "--pair-column", "label": "--label-column"}
 
@@ -55,7 +67,7 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "token-classification": {
         "text": ("text", "tokens", "words"),
         "pairs": (),
-        "label": ("label", "ner_tags", "tags", "labels", "ner"),
+        "label": ("label", "ner_tags", "tags", "labels", "ner", "upos"),
     },
     "question-answering": {
         "text": ("text", "question"),
@@ -91,8 +103,9 @@ class DataColumns:
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Rows of labelled text as read from a file. `lines[i]` is the file line of row i, for messages
-    (`places[i]` says where row i is when the file has no useful line numbers, e.g. SQuAD's nested JSON)."""
+    """Rows of labelled text as read from a file. `lines[i]` is where row i is, for messages: a file line,
+    or (`unit` "row index") its 0-based row in a table; `places[i]`, when given, says it in full (e.g.
+    SQuAD's nested JSON, or a split made of several files)."""
 
     texts: list[str]
     pairs: list[str] | None
@@ -103,6 +116,10 @@ class LabelledData:
     detected: tuple[str, ...] = ()  # the roles (text, pair, label) found by name rather than given
     file_format: str = ""
     places: list[str] | None = None
+    unit: str = "line"
+    split: str | None = None  # the split of a dataset folder that was read
+    class_names: tuple[str, ...] | None = None  # the dataset's names of the label ids (datasets ClassLabel)
+    notes: tuple[str, ...] = ()  # what the output should say about how the data was read
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -118,31 +135,39 @@ class LabelledData:
             places=[self.places[i] for i in idx] if self.places is not None else None,
         )
 
+    @property
+    def name(self) -> str:
+        """The file, with the split of a dataset folder: "data/glue-sst2 (split 'validation')"."""
+        return self.source + (f" (split '{self.split}')" if self.split else "")
+
     def where(self, row: int) -> str:
         if self.places is not None:
-            return f"{self.places[row]} of {self.source}"
-        return f"line {self.lines[row]} of {self.source}"
+            return self.places[row]
+        return f"{self.unit} {self.lines[row]} of {self.name}"
 
     def describe(self) -> str:
         """Which columns were used, e.g. "text 'sentence1', pair 'sentence2', label 'label' (detected)"."""
         c = self.columns
         parts = [f"text '{c.text}'"] + ([f"pair '{c.pair}'"] if c.pair else []) + [f"label '{c.label}'"]
         detected = f" (detected: {', '.join(self.detected)})" if self.detected else ""
-        return ", ".join(parts) + detected + (f", read as {self.file_format}" if self.file_format else "")
+        split = f", split '{self.split}'" if self.split else ""
+        return (", ".join(parts) + detected + (f", read as {self.file_format}" if self.file_format else "") + split)
+
+    def record(self) -> dict:
+        """What report.json and `evaluate --json` store about the data (the label mapping is added by the task)."""
+        c = self.columns
+        return {"source": self.source, "format": self.file_format, "split": self.split, "rows": len(self),
+                "columns": {"text": c.text, "pair": c.pair, "label": c.label, "detected": list(self.detected)},
+                "class_names": list(self.class_names) if self.class_names is not None else None,
+                "notes": list(self.notes)}
 
 
 def _data_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        raise UserError(
-            f"Cannot read {path}: Parquet needs pyarrow, which inferforge does not install; export the data as "
-            f"JSON Lines or CSV instead (datasets: ds.to_json('{path.stem}.jsonl'))."
-        )
-    fmt = DATA_SUFFIXES.get(suffix)
+    fmt = DATA_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise UserError(
-            f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json or .conll file "
-            f"(got '{path.suffix or 'no suffix'}')."
+            f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or "
+            f".conllu file, or a folder written by datasets' save_to_disk (got '{path.suffix or 'no suffix'}')."
         )
     return fmt
 
@@ -156,27 +181,46 @@ def _check_file(path: Path) -> None:
 
 @dataclass
 class _Records:
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]] | None  # None: a table whose rows are read for the columns used only
     lines: list[int]
     header: list[str]
     fmt: str
     places: list[str] | None = None
+    unit: str = "line"
+    class_names: dict[str, list[str]] = field(default_factory=dict)  # column -> datasets ClassLabel names
+    table: "_ArrowFiles | None" = None
+
+    @property
+    def count(self) -> int:
+        return len(self.rows) if self.rows is not None else self.table.count
+
+    def rows_for(self, columns: Sequence[str]) -> list[dict[str, Any]]:
+        if self.rows is None:
+            self.rows = self.table.rows(list(dict.fromkeys(columns)))
+        return self.rows
+
+    def where(self, i: int, source: str) -> str:
+        return self.places[i] if self.places is not None else f"{self.unit} {self.lines[i]} of {source}"
 
 
 def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[int], list[str]]:
     """All records of a data file with their line numbers and the columns seen."""
     records = _read_file(path)
-    return records.rows, records.lines, records.header
+    return records.rows_for(records.header), records.lines, records.header
 
 
 def _read_file(path: Path) -> _Records:
     fmt = _data_format(path)
+    if fmt in ARROW_FORMATS:
+        return _ArrowFiles([path], fmt, str(path)).records()
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             if fmt in ("csv", "tsv"):
                 return _read_csv(f, path, fmt)
             if fmt == "conll":
                 return _read_conll(f, path)
+            if fmt == "conllu":
+                return _read_conllu(f, path)
             content = f.read()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
@@ -190,9 +234,56 @@ def _read_file(path: Path) -> _Records:
             whole = json.loads(content)
         except json.JSONDecodeError:
             whole = None  # JSON Lines in a .json file (what Hugging Face `to_json` writes)
-        if isinstance(whole, dict) and isinstance(whole.get("data"), list):
-            return _read_squad(whole, path)
+        if isinstance(whole, dict):
+            records = _read_json_object(whole, path)
+            if records is not None:
+                return records
     return _read_json_lines(content, path, fmt)
+
+
+def _read_json_object(whole: dict, path: Path) -> _Records | None:
+    """One JSON object holding the whole data set: SQuAD, records under "data", or columns. None: one row."""
+    data = whole.get("data")
+    if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
+        squad_keys = {"title", "paragraphs"}
+        if "version" in whole or any("paragraphs" in x or "qas" in x or set(x) <= squad_keys for x in data):
+            return _read_squad(whole, path)
+        seen: dict[str, None] = {}
+        for x in data:
+            seen.update(dict.fromkeys(x))
+        return _Records(data, list(range(len(data))), list(seen), "JSON records", unit="row index")
+    if isinstance(data, list) and isinstance(whole.get("columns"), list) and all(isinstance(x, list) for x in data):
+        columns = [str(c) for c in whole["columns"]]  # pandas to_json(orient="split")
+        for i, x in enumerate(data):
+            if len(x) != len(columns):
+                raise UserError(f"Row index {i} of {path} has {len(x)} values for {len(columns)} columns; "
+                                f"give one value per column.")
+        return _Records([dict(zip(columns, x)) for x in data], list(range(len(data))), columns, "JSON columns",
+                        unit="row index")
+    if whole and all(isinstance(v, list) for v in whole.values()):  # {"text": [...], "label": [...]}
+        lengths = {k: len(v) for k, v in whole.items()}
+        if len(set(lengths.values())) > 1:
+            raise UserError(f"The columns of {path} have different lengths "
+                            f"({', '.join(f'{k}: {n}' for k, n in lengths.items())}); give every column one value per row.")
+        n = next(iter(lengths.values()))
+        rows = [{k: v[i] for k, v in whole.items()} for i in range(n)]
+        return _Records(rows, list(range(n)), list(whole), "JSON columns", unit="row index")
+    if whole and all(isinstance(v, dict) for v in whole.values()):
+        # pandas to_json(): {column: {index: value}} by default, {index: {column: value}} with orient="index"
+        outer = list(whole)
+        by_index = all(re.fullmatch(r"-?\d+", k) for k in outer) and not all(
+            re.fullmatch(r"-?\d+", str(k)) for v in whole.values() for k in v)
+        if by_index:
+            rows = [whole[k] for k in outer]
+            seen = {}
+            for r in rows:
+                seen.update(dict.fromkeys(r))
+            return _Records(rows, [int(k) for k in outer], list(seen), "JSON columns", unit="row index")
+        index = list(dict.fromkeys(k for v in whole.values() for k in v))
+        rows = [{c: whole[c].get(i) for c in outer} for i in index]
+        lines = [int(i) if re.fullmatch(r"-?\d+", i) else n for n, i in enumerate(index)]
+        return _Records(rows, lines, outer, "JSON columns", unit="row index")
+    return None
 
 
 def _read_csv(f, path: Path, fmt: str) -> _Records:
@@ -284,7 +375,7 @@ def _read_squad(whole: dict, path: Path) -> _Records:
                                 "question": qa.get("question"),
                                 "answers": {"text": [x.get("text") for x in answers],
                                             "answer_start": [x.get("answer_start") for x in answers]}})
-                places.append(f"question '{qa.get('id', q + 1)}' (article {a + 1}, paragraph {p + 1})")
+                places.append(f"question '{qa.get('id', q + 1)}' (article {a + 1}, paragraph {p + 1}) of {path}")
     header = ["id", "title", "context", "question", "answers"] if records else []
     return _Records(records, list(range(1, len(records) + 1)), header, "SQuAD JSON", places)
 
@@ -315,6 +406,292 @@ def _read_conll(f, path: Path) -> _Records:
         records.append({"tokens": tokens, "ner_tags": tags})
         lines.append(first)
     return _Records(records, lines, ["tokens", "ner_tags"] if records else [], "CoNLL")
+
+
+_CONLLU_COLUMNS = ("id", "tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+def _read_conllu(f, path: Path) -> _Records:
+    """CoNLL-U (Universal Dependencies): ten tab-separated columns per word, `#` comments, blank line between
+    sentences; multiword-token lines (1-2) and empty nodes (1.1) are skipped. Columns as datasets'
+    universal_dependencies names them: tokens, lemmas, upos, xpos, feats, head, deprel."""
+    records, lines = [], []
+    sentence: dict[str, list[str]] = {}
+    first = 0
+    kept = ("tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel")
+    for number, line in enumerate(f, start=1):
+        line = line.rstrip("\r\n")
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if sentence:
+                records.append(sentence)
+                lines.append(first)
+            sentence = {}
+            continue
+        cells = line.split("\t")
+        if len(cells) != 10:
+            raise UserError(f"Line {number} of {path} has {len(cells)} tab-separated columns where CoNLL-U has 10 "
+                            f"(ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC); separate them with tabs.")
+        if "-" in cells[0] or "." in cells[0]:
+            continue
+        if not sentence:
+            first = number
+            sentence = {k: [] for k in kept}
+        for name, cell in zip(_CONLLU_COLUMNS, cells):
+            if name in sentence:
+                sentence[name].append(cell)
+    if sentence:
+        records.append(sentence)
+        lines.append(first)
+    return _Records(records, lines, list(kept) if records else [], "CoNLL-U")
+
+
+# ---------------------------------------------------------------- Parquet, Arrow and dataset folders
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise UserError("Reading Parquet or Arrow data needs pyarrow, which is missing from this environment; "
+                        "install it with `pip install pyarrow`.") from None
+    return pyarrow
+
+
+def class_label_names(features: Any) -> dict[str, list[str]]:
+    """Column -> class names, for the columns that `datasets` features declare as ClassLabel or as a sequence
+    of ClassLabel (token tags), in any of the layouts datasets has written: {"_type": "ClassLabel", "names": [..]},
+    {"_type": "Sequence" | "List" | "LargeList", "feature": ...} and the YAML shorthand [feature]."""
+
+    def names(feature: Any) -> list[str] | None:
+        if isinstance(feature, list) and len(feature) == 1:
+            return names(feature[0])
+        if not isinstance(feature, dict):
+            return None
+        kind = feature.get("_type")
+        if kind == "ClassLabel":
+            found = feature.get("names")
+            return [str(n) for n in found] if isinstance(found, list) and found else None
+        if kind in ("Sequence", "List", "LargeList"):
+            return names(feature.get("feature"))
+        return None
+
+    if not isinstance(features, dict):
+        return {}
+    return {str(column): found for column, feature in features.items() if (found := names(feature)) is not None}
+
+
+def _features_from_metadata(metadata: dict | None) -> dict | None:
+    """The `datasets` features a Parquet/Arrow schema carries: metadata[b"huggingface"] = {"info": {"features": ...}}."""
+    raw = (metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        info = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    features = info.get("info", {}).get("features") if isinstance(info, dict) else None
+    return features if isinstance(features, dict) else None
+
+
+def _unreadable(path: Path, fmt: str, error: Exception) -> UserError:
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError:
+        head = b""
+    if head.startswith(b"version https://git-lfs"):
+        return UserError(f"{path} is a Git LFS pointer, not the data; fetch the file itself (git lfs pull, or "
+                         f"huggingface-cli download) and point at it again.")
+    detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    writer = "ds.to_parquet(...)" if fmt == "parquet" else "ds.save_to_disk(...)"
+    return UserError(f"{path} is not a readable {ARROW_FORMATS[fmt]} file ({detail}); write it again ({writer}) "
+                     f"or check that the download finished.")
+
+
+class _ArrowFiles:
+    """The Parquet or Arrow files of one split, read as one table: column names and features from the first
+    file's schema, rows read only for the columns used."""
+
+    def __init__(self, files: list[Path], fmt: str, source: str, features: dict | None = None):
+        pa = _pyarrow()
+        self.files, self.fmt, self.source = files, fmt, source
+        self.counts: list[int] = []
+        schema = None
+        for path in files:
+            try:
+                if fmt == "parquet":
+                    meta = pa.parquet.ParquetFile(path)
+                    file_schema, count = meta.schema_arrow, meta.metadata.num_rows
+                else:
+                    table = self._read_arrow(path)
+                    file_schema, count = table.schema, table.num_rows
+            except (pa.ArrowException, OSError, ValueError) as error:
+                raise _unreadable(path, fmt, error) from None
+            schema = schema or file_schema
+            self.counts.append(count)
+        self.schema = schema
+        self.count = sum(self.counts)
+        self.features = _features_from_metadata(schema.metadata) or features
+
+    @staticmethod
+    def _read_arrow(path: Path):
+        """datasets writes the Arrow IPC stream format; Feather / IPC files are read too."""
+        import pyarrow as pa
+        import pyarrow.feather
+
+        try:
+            with pa.OSFile(str(path)) as source:
+                return pa.ipc.open_stream(source).read_all()
+        except pa.ArrowInvalid:
+            return pyarrow.feather.read_table(str(path))
+
+    def rows(self, columns: list[str]) -> list[dict[str, Any]]:
+        pa = _pyarrow()
+        rows: list[dict[str, Any]] = []
+        for path in self.files:
+            try:
+                if self.fmt == "parquet":
+                    table = pa.parquet.read_table(path, columns=columns)
+                else:
+                    table = self._read_arrow(path).select(columns)
+                rows.extend(table.to_pylist())
+            except KeyError as error:
+                raise UserError(f"{path} has no column {error} although the first file of {self.source} has it; "
+                                f"give files with the same columns.") from None
+            except (pa.ArrowException, OSError, ValueError) as error:
+                raise _unreadable(path, self.fmt, error) from None
+        return rows
+
+    def records(self) -> _Records:
+        fmt = ARROW_FORMATS[self.fmt]
+        return _Records(None, list(range(self.count)), list(self.schema.names), fmt, unit="row index",
+                        class_names=class_label_names(self.features), table=self)
+
+
+_SHARD = re.compile(r"[-_.]?\d{3,}-of-\d{3,}$")
+
+
+def _split_of_file(folder: Path, path: Path) -> str:
+    """A Hub repository's split name of a data file: test-00000-of-00001.parquet, test.jsonl, test/0000.parquet."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    stem = _SHARD.sub("", stem)
+    if re.fullmatch(r"\d*", stem) or stem in ("data", "part") or stem.startswith("part-"):
+        return path.parent.name if path.parent != folder else stem
+    return stem
+
+
+def _find_split_files(folder: Path) -> dict[str, list[Path]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and p.name not in ("dataset_info.json", "dataset_dict.json", "state.json"))
+    splits: dict[str, list[Path]] = {}
+    for path in files:
+        splits.setdefault(_split_of_file(folder, path), []).append(path)
+    for split, paths in splits.items():
+        parents = sorted({str(p.parent.relative_to(folder)) for p in paths})
+        if len(parents) > 1:
+            raise UserError(f"{folder} has '{split}' files in several folders ({', '.join(parents)}); point at the "
+                            f"folder of the configuration you want.")
+        kinds = {DATA_SUFFIXES[p.suffix.lower()] for p in paths}
+        if len(kinds) > 1:
+            raise UserError(f"{folder} has '{split}' files of several formats ({', '.join(p.name for p in paths[:4])}); "
+                            f"point at one file.")
+    return splits
+
+
+def _read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not readable JSON ({str(error).splitlines()[0][:120]}); save the dataset again "
+                        f"with save_to_disk.") from None
+
+
+def _saved_dataset(folder: Path) -> _Records:
+    """A folder written by Dataset.save_to_disk: state.json lists the .arrow files, dataset_info.json the features."""
+    state = _read_json_file(folder / "state.json")
+    names = [f.get("filename") for f in state.get("_data_files", []) if isinstance(f, dict)] if isinstance(state, dict) else []
+    files = [folder / n for n in names if n] or sorted(folder.glob("*.arrow"))
+    if not files:
+        raise UserError(f"{folder} has a state.json but no .arrow files; save the dataset again with save_to_disk.")
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]} is missing although {folder / 'state.json'} lists it; copy the whole folder "
+                        f"that save_to_disk wrote.")
+    info_path = folder / "dataset_info.json"
+    info = _read_json_file(info_path) if info_path.is_file() else {}
+    features = info.get("features") if isinstance(info, dict) else None
+    return _ArrowFiles(files, "arrow", str(folder), features if isinstance(features, dict) else None).records()
+
+
+def _split_files(files: list[Path], folder: Path) -> _Records:
+    """One split of a Hub-style folder: its files read as one table (Parquet, Arrow) or one after another."""
+    fmt = DATA_SUFFIXES[files[0].suffix.lower()]
+    if fmt in ARROW_FORMATS:
+        return _ArrowFiles(files, fmt, str(folder)).records()
+    if len(files) == 1:
+        return _read_file(files[0])
+    merged = _Records([], [], [], "")
+    places: list[str] = []
+    for path in files:
+        part = _read_file(path)
+        rows = part.rows_for(part.header)
+        merged.rows.extend(rows)
+        merged.lines.extend(part.lines)
+        merged.header.extend(h for h in part.header if h not in merged.header)
+        merged.fmt = part.fmt
+        places.extend(part.where(i, str(path)) for i in range(len(rows)))
+    merged.places = places
+    return merged
+
+
+@dataclass
+class _SplitChoice:
+    name: str | None
+    load: Any  # () -> _Records
+    by_default: bool
+
+
+def _dataset_splits(folder: Path, split: str | None) -> tuple[list[_SplitChoice], list[str]]:
+    """The splits to try, in order (the one asked for; else test, then validation), and every split found."""
+    if (folder / "dataset_dict.json").is_file():
+        info = _read_json_file(folder / "dataset_dict.json")
+        names = [str(n) for n in info.get("splits", [])] if isinstance(info, dict) else []
+        loaders = {n: (lambda n=n: _saved_dataset(folder / n)) for n in names if (folder / n / "state.json").is_file()}
+        if not loaders:
+            raise UserError(f"{folder} has a dataset_dict.json but none of its splits ({', '.join(names) or 'none'}) has a "
+                            f"folder with a state.json; copy the whole folder that save_to_disk wrote.")
+    elif (folder / "state.json").is_file():
+        state = _read_json_file(folder / "state.json")
+        name = state.get("_split") if isinstance(state, dict) else None
+        if split is not None and name is not None and str(name) != split:
+            raise UserError(f"{folder} is a saved Dataset of split '{name}' only, not '{split}'; point at the folder "
+                            f"of split '{split}' or leave out the split.")
+        return [_SplitChoice(str(name) if name is not None else None, lambda: _saved_dataset(folder), False)], \
+            [str(name)] if name is not None else []
+    else:
+        found = _find_split_files(folder)
+        if not found:
+            raise UserError(f"{folder} holds no labelled data: give a data file, a folder written by datasets' "
+                            f"save_to_disk, or a folder of files named by split (e.g. test-00000-of-00001.parquet).")
+        loaders = {n: (lambda files=files: _split_files(files, folder)) for n, files in found.items()}
+        if len(loaders) == 1 and split is None:
+            (name, load), = loaders.items()
+            return [_SplitChoice(name, load, False)], [name]
+    names = list(loaders)
+    if split is not None:
+        if split not in loaders:
+            raise UserError(f"{folder} has no split '{split}' (splits: {', '.join(names)}); name one of them with "
+                            f"--eval-split.")
+        return [_SplitChoice(split, loaders[split], False)], names
+    order = [n for n in DEFAULT_SPLITS if n in loaders]
+    if not order:
+        raise UserError(f"{folder} has no 'test' or 'validation' split (splits: {', '.join(names)}); name the one to "
+                        f"evaluate on with --eval-split.")
+    return [_SplitChoice(n, loaders[n], True) for n in order], names
 
 
 # ---------------------------------------------------------------- columns
@@ -479,24 +856,52 @@ def _word_list(value: Any, column: str, where: str) -> str | None:
     return " ".join(words)
 
 
-def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), text_is_list: bool = False) -> LabelledData:
-    """Read labelled rows from any file `_read_file` accepts, with the columns of `resolve_columns`.
+def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), text_is_list: bool = False,
+                       split: str | None = None) -> LabelledData:
+    """Read labelled rows from a file `_read_file` accepts or a dataset folder, with the columns of `resolve_columns`.
 
-    Labels are kept as read (a string from CSV, any JSON value from JSON); the task-specific readers
+    Labels are kept as read (a string from CSV, any JSON value from JSON or Parquet); the task-specific readers
     below (`class_ids`, `tag_sequences`, `answer_texts`, `similarity_scores`) check and convert them.
-    `text_is_list` accepts a list of words in the text column (token classification).
+    `text_is_list` accepts a list of words in the text column (token classification). `split` picks the split
+    of a dataset folder (default: test, then validation; a default test split without labels, as GLUE's, is
+    passed over); `notes` on the result say which one was used.
     """
     path = Path(path)
+    if path.is_dir():
+        choices, _ = _dataset_splits(path, split)
+        notes: list[str] = []
+        for k, choice in enumerate(choices):
+            data = _labelled(choice.load(), path, columns, text_is_list, choice.name)
+            if choice.by_default and k + 1 < len(choices) and _unlabelled(data):
+                notes.append(f"split '{choice.name}' of {path} has no labels (every label is -1, as in GLUE's test "
+                             f"splits), so '{choices[k + 1].name}' is used")
+                continue
+            if choice.by_default and not notes:
+                notes.append(f"split '{choice.name}' of {path} is used (the first of {', '.join(DEFAULT_SPLITS)} it has; "
+                             f"choose another with --eval-split)")
+            return replace(data, notes=tuple(notes))
     _check_file(path)
-    records = _read_file(path)
-    if not records.rows:
-        raise UserError(f"{path} has no data rows; it needs a header (or JSON keys) and at least one labelled row.")
-    used, detected = resolve_columns(records.header, columns, path)
+    data = _labelled(_read_file(path), path, columns, text_is_list, None)
+    if split is not None:
+        data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read",))
+    return data
+
+
+def _unlabelled(data: LabelledData) -> bool:
+    return all(_as_class_id(label) == -1 for label in data.labels)
+
+
+def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list: bool, split: str | None) -> LabelledData:
+    name = str(path) + (f" (split '{split}')" if split else "")
+    if not records.count:
+        raise UserError(f"{name} has no data rows; it needs a header (or JSON keys) and at least one labelled row.")
+    used, detected = resolve_columns(records.header, columns, name)
+    rows = records.rows_for([c for c in (used.text, used.pair, used.label) if c is not None])
     texts: list[str] = []
     pairs: list[str] | None = [] if used.pair is not None else None
     labels: list[Any] = []
-    for i, record in enumerate(records.rows):
-        where = f"{records.places[i]} of {path}" if records.places else f"line {records.lines[i]} of {path}"
+    for i, record in enumerate(rows):
+        where = records.where(i, name)
         value = record.get(used.text)
         joined = _word_list(value, used.text, where) if text_is_list else None
         texts.append(joined if joined is not None else _cell_text(value, used.text, where))
@@ -506,8 +911,10 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
         if label is None or (isinstance(label, str) and not label.strip()) or label == []:
             raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label.")
         labels.append(label)
+    class_names = records.class_names.get(used.label)
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
-                        detected=detected, file_format=records.fmt, places=records.places)
+                        detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
+                        split=split, class_names=tuple(class_names) if class_names else None)
 
 
 # ---------------------------------------------------------------- labels
@@ -561,25 +968,135 @@ class _LabelIndex:
         return ""
 
 
-def class_ids(data: LabelledData, label_names: Sequence[str]) -> np.ndarray:
-    """Class id of each row's label: the model's label name (any case), or its integer id."""
-    index = _LabelIndex(label_names)
+_GENERIC_LABEL = re.compile(r"(LABEL_)?\d+", re.IGNORECASE)
+
+
+def _name_key(name: Any) -> str:
+    return re.sub(r"[^0-9a-z]+", "", str(name).casefold())
+
+
+def _listing(items: Sequence[str], limit: int = 12) -> str:
+    items = list(items)
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+class LabelResolver:
+    """The model's class id of each label of one data set, and how it was found (`mapping()`).
+
+    A label is the model's label name (any case) or an integer id. When the data set names its ids (a
+    `datasets` ClassLabel: `data.class_names`), an id goes through its name to the model's id, so a dataset
+    and a model that order their classes differently (MNLI) still agree; names match exactly, then ignoring
+    case, then ignoring punctuation (not_entailment = NOT ENTAILMENT), then as a unique prefix (neg =
+    negative). Without names, or when the model's own names are generic (LABEL_0...), an id is the model's id.
+    """
+
+    def __init__(self, data: LabelledData, label_names: Sequence[str]):
+        self.data = data
+        self.model = [str(n) for n in label_names]
+        self.index = _LabelIndex(label_names)
+        names = list(data.class_names) if data.class_names else None
+        if names and all(n == str(i) for i, n in enumerate(names)):
+            names = None  # ClassLabel(num_classes=n) names its ids "0", "1"...: no names
+        self.dataset_names = names
+        self.generic_model = bool(self.model) and all(_GENERIC_LABEL.fullmatch(n) for n in self.model)
+        self.through_names = names is not None and not self.generic_model
+        self.to_model = self._match_names(names) if self.through_names else {}
+        self.by_name = 0
+        self.ids_seen: set[int] = set()
+
+    def _match_names(self, names: list[str]) -> dict[int, int | None]:
+        found: dict[int, int | None] = {}
+        for i, name in enumerate(names):
+            key = name.strip()
+            hit = self.index.exact.get(key, self.index.folded.get(key.casefold()))
+            if hit is None:
+                same = [j for j, m in enumerate(self.model) if _name_key(m) == _name_key(name)]
+                hit = same[0] if len(same) == 1 else None
+            found[i] = hit
+        taken = {m for m in found.values() if m is not None}
+        for i, name in enumerate(names):
+            if found[i] is None and _name_key(name):
+                starts = [j for j, m in enumerate(self.model) if j not in taken and _name_key(m).startswith(_name_key(name))]
+                if len(starts) == 1:
+                    found[i] = starts[0]
+                    taken.add(starts[0])
+        return found
+
+    def __call__(self, value: Any, row: int, noun: str = "label") -> int:
+        as_id = _as_class_id(value)
+        if isinstance(value, str):
+            key = value.strip()
+            hit = self.index.exact.get(key, self.index.folded.get(key.casefold()))
+            if hit is not None:
+                self.by_name += 1
+                return hit
+        if as_id is not None and self.through_names:
+            names, column = self.dataset_names, self.data.columns.label
+            if as_id == -1:
+                raise UserError(f"{noun.capitalize()} id -1 at {self.data.where(row)} marks an unlabelled row (as in "
+                                f"GLUE's test splits); evaluate on a split with labels (e.g. --eval-split validation).")
+            if not 0 <= as_id < len(names):
+                raise UserError(f"{noun.capitalize()} id {as_id} at {self.data.where(row)} is outside the {len(names)} "
+                                f"classes the dataset's features name for column '{column}' ({_listing(names)}); "
+                                f"fix the row or the dataset's ClassLabel.")
+            hit = self.to_model[as_id]
+            if hit is None:
+                raise UserError(f"Class '{names[as_id]}' (id {as_id} of column '{column}') at {self.data.where(row)} is "
+                                f"not one of the model's labels ({_listing(self.model)}); write the labels as the "
+                                f"model's names, or rename the dataset's classes to them (datasets: "
+                                f"ds.cast_column('{column}', ClassLabel(names=[...]))).")
+            self.ids_seen.add(as_id)
+            return hit
+        if as_id is not None and 0 <= as_id < len(self.model):
+            self.ids_seen.add(as_id)
+            return as_id
+        raise UserError(f"Unknown {noun} '{value}' at {self.data.where(row)}; the model's labels are: "
+                        f"{', '.join(self.model)} (or their ids 0-{len(self.model) - 1}){self.index.hint(value)}.")
+
+    def mapping(self) -> dict:
+        """How the labels were read, for report.json and one line of output: `how` (names, class-names, ids),
+        `pairs` (each id seen: the dataset's name, the model's id and label) and `note` (None: nothing to say)."""
+        seen = sorted(self.ids_seen)
+        names = self.dataset_names
+        how = [h for h, used in (("names", self.by_name), ("class-names", seen and self.through_names),
+                                  ("ids", seen and not self.through_names)) if used]
+        pairs = []
+        for i in seen:
+            m = self.to_model[i] if self.through_names else i
+            pairs.append({"dataset_id": i, "dataset_name": names[i] if names and i < len(names) else None,
+                          "model_id": m, "model_label": self.model[m]})
+        note = None
+        if seen and self.through_names:
+            same = all(p["dataset_id"] == p["model_id"] for p in pairs)
+            listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> {p['model_id']} {p['model_label']}" for p in pairs])
+            note = (f"label ids mapped through the dataset's class names to the model's labels: {listed}"
+                    + (" (same ids)" if same else ""))
+        elif seen and names:
+            listed = _listing([f"{i} {names[i] if i < len(names) else '?'} = {self.model[i]}" for i in seen])
+            note = (f"the model names its classes generically ({_listing(self.model, 4)}), so the dataset's label ids "
+                    f"are taken as the model's ids: {listed}")
+        elif seen:
+            listed = _listing([f"{i} = {self.model[i]}" for i in seen])
+            note = (f"labels are integer ids and {self.data.name} gives no class names, so they are taken as the "
+                    f"model's ids ({listed}); if the data numbers its classes differently, write the class names")
+        return {"how": how, "dataset_class_names": names, "pairs": pairs, "note": note}
+
+
+def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
+    """Class id of each row's label: the model's label name (any case), or an integer id (through the dataset's
+    class names when it has them, see `LabelResolver`)."""
+    resolver = resolver or LabelResolver(data, label_names)
     ids = np.empty(len(data), dtype=np.int64)
     for row, label in enumerate(data.labels):
-        found = index(label)
-        if found is None:
-            raise UserError(
-                f"Unknown label '{label}' at {data.where(row)}; the model's labels are: "
-                f"{', '.join(map(str, label_names))} (or their ids 0-{len(label_names) - 1}){index.hint(label)}."
-            )
-        ids[row] = found
+        ids[row] = resolver(label, row)
     return ids
 
 
-def tag_sequences(data: LabelledData, label_names: Sequence[str]) -> list[list[str]]:
+def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> list[list[str]]:
     """One tag per whitespace-separated word of each text: a list (of names or ids), or tags separated by
-    spaces. Names match the model's in any case; ids are the model's ids (its config.json id2label)."""
-    index = _LabelIndex(label_names)
+    spaces. Names match the model's in any case; ids go through the dataset's tag names (a Sequence of
+    ClassLabel, as conll2003's ner_tags) when it has them, else they are the model's ids (config.json id2label)."""
+    resolver = resolver or LabelResolver(data, label_names)
     sequences: list[list[str]] = []
     for row, (text, label) in enumerate(zip(data.texts, data.labels)):
         parsed = parse_cell(label)
@@ -590,14 +1107,7 @@ def tag_sequences(data: LabelledData, label_names: Sequence[str]) -> list[list[s
                 f"{data.where(row)} has {len(words)} words but {len(tags)} tags; give one tag per "
                 f"whitespace-separated word."
             )
-        names = []
-        for tag in tags:
-            found = index(tag)
-            if found is None:
-                raise UserError(f"Unknown tag '{tag}' at {data.where(row)}; the model's labels are: "
-                                f"{', '.join(map(str, label_names))} (or their ids 0-{len(label_names) - 1}).")
-            names.append(index.names[found])
-        sequences.append(names)
+        sequences.append([resolver.model[resolver(tag, row, "tag")] for tag in tags])
     return sequences
 
 
@@ -619,6 +1129,10 @@ def answer_texts(data: LabelledData) -> list[list[str]]:
             if isinstance(value, list) and not value:
                 answers.append([""])
                 continue
+        elif isinstance(label, list) and label and all(isinstance(x, dict) for x in label):
+            if not all("text" in x for x in label):
+                raise UserError(f"The answers at {data.where(row)} have no 'text'; give {{\"text\": [...]}} as SQuAD does.")
+            value = [x["text"] for x in label]
         else:
             value = label
         options = value if isinstance(value, list) else [value]
@@ -644,7 +1158,8 @@ def similarity_scores(data: LabelledData) -> np.ndarray:
 
 def read_calibration_texts(path: Path | str, text_column: str | None = "text",
                            pair_column: str | None = "text_pair") -> tuple[list[str], list[str] | None]:
-    """Texts for int8 calibration: a .txt file (one text per line) or the text column of a data file.
+    """Texts for int8 calibration: a .txt file (one text per line) or the text column of a data file
+    (Parquet and Arrow files too).
 
     The default column names (text, text_pair) fall back to the usual names when absent.
     """
@@ -660,7 +1175,7 @@ def read_calibration_texts(path: Path | str, text_column: str | None = "text",
             raise UserError(f"{path} has no text; write one calibration text per line.")
         return texts, None
     records = _read_file(path)
-    if not records.rows:
+    if not records.count:
         raise UserError(f"{path} has no rows; give at least one calibration text.")
     header = _Header(records.header, path)
     text = header.find(text_column) if text_column else None
@@ -674,14 +1189,14 @@ def read_calibration_texts(path: Path | str, text_column: str | None = "text",
             text, pair = layouts[0]
         else:
             text = _one_of(header, "text", spec["text"], "text")
-    where = [f"{records.places[i]} of {path}" if records.places else f"line {n} of {path}"
-             for i, n in enumerate(records.lines)]
+    rows = records.rows_for([c for c in (text, pair) if c is not None])
+    where = [records.where(i, str(path)) for i in range(len(rows))]
     texts = []
-    for record, at in zip(records.rows, where):
+    for record, at in zip(rows, where):
         joined = _word_list(record.get(text), text, at)
         texts.append(joined if joined is not None else _cell_text(record.get(text), text, at))
     if pair is not None:
-        return texts, [_cell_text(r.get(pair), pair, at) for r, at in zip(records.rows, where)]
+        return texts, [_cell_text(r.get(pair), pair, at) for r, at in zip(rows, where)]
     return texts, None
 
 

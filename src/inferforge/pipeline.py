@@ -19,6 +19,7 @@ from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError
 from inferforge.export import export_onnx, export_wrapper
+from inferforge.labelled_data import LabelledData
 from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
 from inferforge.source import load_source
 from inferforge.tasks import get_task
@@ -53,9 +54,9 @@ class ConvertOptions:
     validation_texts: Path | None = None
     force: bool = False
     trust_remote_code: bool = False
-    # Accuracy on labelled data (CSV or JSONL): scored for every variant, reduced precision held to
-    # max_accuracy_drop points, int8 refined by the accuracy-aware search when it drops more.
-    eval_data: Path | None = None
+    # Accuracy on labelled data (a file or dataset folder, or rows read by evaluate.read_eval_data): scored for
+    # every variant, reduced precision held to max_accuracy_drop points, int8 refined by the search when it drops more.
+    eval_data: Path | LabelledData | None = None
     calibration_data: Path | None = None
     max_accuracy_drop: float = 1.0
     accuracy_search: bool = True
@@ -108,10 +109,11 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
     output = Path(options.output)
     if output.exists() and not options.force:
         raise UserError(f"Output folder '{output}' already exists; pass --force to replace it.")
-    for flag, path in (("--validation-texts", options.validation_texts), ("--eval-data", options.eval_data),
-                       ("--calibration-data", options.calibration_data)):
+    for flag, path in (("--validation-texts", options.validation_texts), ("--calibration-data", options.calibration_data)):
         if path is not None and not Path(path).is_file():
             raise UserError(f"{flag} file '{path}' does not exist.")
+    if isinstance(options.eval_data, (str, Path)) and not Path(options.eval_data).exists():  # a file or a dataset folder
+        raise UserError(f"--eval-data file '{options.eval_data}' does not exist.")
     if options.max_accuracy_drop < 0:
         raise UserError("--max-accuracy-drop is in accuracy points and cannot be negative.")
     if options.atol is not None and not options.atol >= 0:
@@ -238,6 +240,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         outcome = judge_variants(ctx, rows, engines, eval_set, options.max_accuracy_drop,
                                  search=options.accuracy_search, progress=progress)
         extra["accuracy"] = outcome.to_dict()
+        extra["eval_data"] = eval_set.record()  # which file, split, columns, rows and label mapping were used
     elif options.accuracy_search:
         # No labels: an int8 variant outside the verification budget gets its most sensitive nodes
         # kept in fp32 until it passes, judged on the same texts and budget as every variant.
