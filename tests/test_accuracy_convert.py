@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import inferforge
 
 
@@ -36,3 +38,63 @@ def test_convert_selects_inside_the_accuracy_budget(sentiment_tiny, tmp_path):
             assert row.check is not None  # the searched variant is verified like every other
             model = inferforge.load(result.output, variant=row.name)
             assert model.predict(["A warm and funny film."])[0]["label"]
+
+
+def test_convert_reads_a_dataset_folder_once_and_report_json_records_it(tmp_path, monkeypatch):
+    """`convert --eval-data FOLDER --eval-split S` on a DatasetDict folder: read once (before the model loads),
+    scored with the class names mapped to the model's ids, and report.json says what was used."""
+    import pyarrow as pa
+    import torch
+    import transformers
+    from typer.testing import CliRunner
+
+    from inferforge import labelled_data
+    from inferforge.cli import app
+    from tiny_models import build_tiny_model
+
+    hf = build_tiny_model(tmp_path / "hf", "bert", "text-classification")  # labels NEGATIVE, POSITIVE
+    texts = ["the movie was great", "a terrible boring film", "Alice met Bob in Paris", "it rained all day",
+             "the soup was cold", "a fine summer evening"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(hf).eval()
+    with torch.no_grad():
+        predicted = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.argmax(-1).tolist()
+    gold = [1 - p if i in (0, 1) else p for i, p in enumerate(predicted)]  # two rows against the model
+    names = ["positive", "negative"]  # the dataset's order is not the model's
+    features = {"sentence": {"dtype": "string", "_type": "Value"}, "label": {"names": names, "_type": "ClassLabel"}}
+    data = tmp_path / "sst2"
+    data.mkdir()
+    (data / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "validation"]}))
+    for split, rows, labels in (("train", texts[:1], [0]), ("validation", texts, [1 - g for g in gold])):
+        table = pa.table({"sentence": rows, "label": labels}).replace_schema_metadata(
+            {b"huggingface": json.dumps({"info": {"features": features}})})
+        (data / split).mkdir()
+        with pa.OSFile(str(data / split / "data-00000-of-00001.arrow"), "wb") as sink, \
+                pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        (data / split / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}],
+                                                             "_split": split}))
+    reads = []
+    real = labelled_data._labelled
+    monkeypatch.setattr(labelled_data, "_labelled", lambda *args, **kwargs: reads.append(args[1]) or real(*args, **kwargs))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["convert", str(hf), "--task", "text-classification", "--output", str(out),
+                                      "--variants", "ort-fp32", "--shapes", "1x8", "--nb-measures", "2", "--threads", "1",
+                                      "--eval-data", str(data), "--eval-split", "validation"])
+    assert result.exit_code == 0, result.output
+    assert reads == [data]  # the CLI read it, the conversion scored those rows
+    output = " ".join(result.output.split())
+    assert f"--eval-data {data} (split 'validation'): 6 rows; columns: text 'sentence', label 'label'" in output
+    assert "note: label ids mapped through the dataset's class names to the model's labels: 0 positive -> 1 POSITIVE" in output
+    report = json.loads((out / "report.json").read_text())
+    used = report["eval_data"]
+    assert (used["source"], used["split"], used["rows"], used["format"]) == (str(data), "validation", 6, "Arrow")
+    assert used["columns"] == {"text": "sentence", "pair": None, "label": "label", "detected": ["text", "label"]}
+    assert used["class_names"] == names and used["labels"]["how"] == ["class-names"]
+    assert [(p["dataset_name"], p["model_label"]) for p in used["labels"]["pairs"]] == [("positive", "POSITIVE"),
+                                                                                       ("negative", "NEGATIVE")]
+    expected = 100.0 * sum(g == p for g, p in zip(gold, predicted)) / len(gold)
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert expected == pytest.approx(100.0 * 4 / 6)  # taking the ids as the model's would give 33.3
+    assert by_name["pytorch-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
+    assert by_name["ort-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)

@@ -462,7 +462,8 @@ def test_ner_tags_as_a_sequence_of_class_label_ids(tmp_path, layout):
     resolver = LabelResolver(data, model)
     assert tag_sequences(data, model, resolver) == [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]]
     pairs = {p["dataset_name"]: p["model_id"] for p in resolver.mapping()["pairs"]}
-    assert pairs == {"O": 0, "B-PER": 3, "I-PER": 4, "B-ORG": 5, "B-MISC": 1}
+    assert pairs == {"O": 0, "B-PER": 3, "I-PER": 4, "B-ORG": 5, "I-ORG": 6, "B-LOC": 7, "I-LOC": 8, "B-MISC": 1,
+                     "I-MISC": 2}
 
 
 def _dataset_dict(folder, splits: dict, features=MNLI_FEATURES, metadata_in_arrow=True):

@@ -396,3 +396,177 @@ def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path
     assert (report.columns["text"], report.columns["pair"], report.columns["label"]) == ("sentence1", "sentence2", "score")
     assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-6)
     assert abs(expected) < 99.0  # the gold is not the model's own ranking: a wrong pairing would show
+
+
+# Parquet, Arrow and `datasets` folders, written with pyarrow the way datasets writes them (features in the
+# schema metadata under b"huggingface"), scored on the tiny models; the expected numbers come from the
+# model's own PyTorch predictions.
+
+
+def _hf_parquet(path, columns, features):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table(columns).replace_schema_metadata({b"huggingface": json.dumps({"info": {"features": features}})})
+    pq.write_table(table, path)
+    return table
+
+
+def _class_label(names):
+    return {"names": names, "_type": "ClassLabel"}
+
+
+def _save_split(folder, table, split, features):
+    """A split as DatasetDict.save_to_disk writes it: an Arrow stream, dataset_info.json and state.json."""
+    import pyarrow as pa
+
+    folder.mkdir(parents=True)
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    (folder / "dataset_info.json").write_text(json.dumps({"features": features}))
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}],
+                                                   "_split": split}))
+
+
+def test_parquet_with_class_names_in_another_order_than_the_model(tiny_converted, tmp_path):
+    hf, folder = tiny_converted("text-classification")  # the model's labels: 0 NEGATIVE, 1 POSITIVE
+    texts = [a for a, _ in PAIRS]
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", texts)
+    predicted = out.logits.argmax(-1).tolist()
+    gold = [1 - p if i % 3 == 0 else p for i, p in enumerate(predicted)]  # rows 0, 3 and 6 against the model
+    expected = 100.0 * np.mean(np.array(gold) == np.array(predicted))
+    assert expected == 62.5
+    # the dataset numbers its classes the other way round: 0 positive, 1 negative
+    dataset_ids = [1 - g for g in gold]
+    path = tmp_path / "test-00000-of-00001.parquet"
+    _hf_parquet(path, {"sentence": texts, "label": dataset_ids, "idx": list(range(len(texts)))},
+                {"sentence": {"dtype": "string", "_type": "Value"}, "label": _class_label(["positive", "negative"]),
+                 "idx": {"dtype": "int32", "_type": "Value"}})
+    result = _cli("evaluate", folder, path, "--threads", "1", "--json", tmp_path / "scores.json")  # DIR DATA
+    assert result.returncode == 0, result.stderr
+    stdout = " ".join(result.stdout.split())
+    assert "columns: text 'sentence', label 'label' (detected: text, label), read as Parquet" in stdout
+    assert ("note: label ids mapped through the dataset's class names to the model's labels: 0 positive -> 1 POSITIVE, "
+            "1 negative -> 0 NEGATIVE") in stdout
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["variants"][0]["metrics"]["accuracy"] == expected  # taking the ids as the model's would give 37.5
+    labels = scores["eval_data"]["labels"]
+    assert labels["how"] == ["class-names"] and labels["dataset_class_names"] == ["positive", "negative"]
+    assert {p["dataset_id"]: p["model_label"] for p in labels["pairs"]} == {0: "POSITIVE", 1: "NEGATIVE"}
+    assert scores["eval_data"]["rows"] == 8 and scores["eval_data"]["format"] == "Parquet"
+
+
+def test_dataset_dict_folder_split_choice_said_and_recorded(tiny_converted, tmp_path):
+    import pyarrow as pa
+
+    hf, folder = tiny_converted("text-classification")
+    texts = [a for a, _ in PAIRS]
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", texts)
+    predicted = out.logits.argmax(-1).tolist()
+    features = {"sentence": {"dtype": "string", "_type": "Value"}, "label": _class_label(["negative", "positive"])}
+    data = tmp_path / "sst2"
+    data.mkdir()
+    (data / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "validation", "test"]}))
+    splits = {"train": (texts[:2], [1 - p for p in predicted[:2]]), "validation": (texts, predicted),
+              "test": (texts[:3], [-1, -1, -1])}  # GLUE's test splits have no labels
+    for name, (rows, labels) in splits.items():
+        _save_split(data / name, pa.table({"sentence": rows, "label": labels}), name, features)
+    result = _cli("evaluate", folder, "--data", data, "--threads", "1", "--json", tmp_path / "v.json")
+    assert result.returncode == 0, result.stderr
+    stdout = " ".join(result.stdout.split())
+    assert f"note: split 'test' of {data} has no labels (every label is -1, as in GLUE's test splits), so 'validation' is used" in stdout
+    assert f"on {data}, split 'validation' (8 rows)" in stdout
+    scores = json.loads((tmp_path / "v.json").read_text())
+    assert scores["split"] == "validation" and scores["variants"][0]["metrics"]["accuracy"] == 100.0
+    result = _cli("evaluate", folder, data, "--eval-split", "train", "--threads", "1", "--json", tmp_path / "t.json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "t.json").read_text())
+    assert scores["split"] == "train" and scores["variants"][0]["rows"] == 2
+    assert scores["variants"][0]["metrics"]["accuracy"] == 0.0
+
+
+def test_ner_tags_as_class_label_ids_in_a_saved_dataset(tiny_converted, tmp_path):
+    import pyarrow as pa
+
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import entity_scores
+
+    hf, folder = tiny_converted("token-classification")
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # the model's (tests/tiny_models.py LABELS)
+    sentences = [["Alice", "met", "Bob", "in", "Paris"], ["the", "quick", "brown", "fox", "jumps"],
+                 ["Paris", "is", "large"], ["Bob", "and", "Alice", "walked", "home"]]
+    predicted = _torch_word_tags(hf, sentences, labels)
+    gold = [list(tags) for tags in predicted]
+    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    gold[2] = ["B-LOC", "O", "O"]
+    expected = 100.0 * entity_scores(gold, predicted).f1
+    assert 0.0 < expected < 100.0, (gold, predicted)
+    names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # the dataset's own tag order
+    features = {"tokens": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"},
+                "ner_tags": {"feature": _class_label(names), "_type": "Sequence"}}
+    table = pa.table({"id": [str(i) for i in range(len(sentences))], "tokens": sentences,
+                      "ner_tags": [[names.index(t) for t in tags] for tags in gold]})
+    _save_split(tmp_path / "conll", table.replace_schema_metadata(
+        {b"huggingface": json.dumps({"info": {"features": features}})}), "test", features)
+    report = evaluate(folder, tmp_path / "conll", threads=1)
+    assert report.eval_data["split"] == "test" and report.columns["label"] == "ner_tags"
+    assert report.eval_data["labels"]["how"] == ["class-names"]
+    assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-9)
+
+
+def test_squad_parquet_with_nested_answers(tiny_converted, tmp_path):
+    from inferforge.artifacts import load
+    from inferforge.evaluate import evaluate
+
+    _, folder = tiny_converted("question-answering")
+    model = load(folder, "ort-fp32")
+    context = "Alice met Bob in Paris last summer and Paris is the capital of France"
+    questions = ["who met Bob", "where did Alice meet Bob", "what is the capital of France"]
+    answers = [a["answer"] for a in model.predict(questions, [context] * 3)]
+    assert all(a.strip() for a in answers), answers
+    gold = [{"text": ["zzz", answers[0]], "answer_start": [0, 0]}, {"text": ["zzz"], "answer_start": [0]},
+            {"text": [answers[2]], "answer_start": [0]}]
+    path = tmp_path / "validation-00000-of-00001.parquet"
+    _hf_parquet(path, {"id": ["a", "b", "c"], "title": ["t"] * 3, "context": [context] * 3, "question": questions,
+                       "answers": gold},
+                {"answers": {"feature": {"text": {"dtype": "string", "_type": "Value"},
+                                         "answer_start": {"dtype": "int32", "_type": "Value"}}, "_type": "Sequence"}})
+    report = evaluate(folder, path, threads=1)
+    assert (report.columns["text"], report.columns["pair"], report.columns["label"]) == ("question", "context", "answers")
+    assert _row(report, "ort-fp32").metrics["exact_match"] == pytest.approx(200.0 / 3)
+
+
+def _bad_parquet(tmp_path, case):
+    features = {"text": {"dtype": "string", "_type": "Value"}, "label": _class_label(["neg", "pos", "neutral"])}
+    path = tmp_path / f"{case}.parquet"
+    if case == "no-label":
+        _hf_parquet(path, {"text": ["a"], "stars": [1]}, {})
+    elif case == "out-of-range":
+        _hf_parquet(path, {"text": ["a", "b"], "label": [0, 3]}, features)
+    elif case == "unknown-class":
+        _hf_parquet(path, {"text": ["a", "b"], "label": [1, 2]}, features)
+    elif case == "corrupt":
+        _hf_parquet(path, {"text": ["a"], "label": [1]}, features)
+        path.write_bytes(path.read_bytes()[:-30])
+    elif case == "missing-split":
+        path = tmp_path / "repo"
+        (path / "data").mkdir(parents=True)
+        _hf_parquet(path / "data" / "train-00000-of-00001.parquet", {"text": ["a"], "label": [1]}, features)
+        _hf_parquet(path / "data" / "test-00000-of-00001.parquet", {"text": ["a"], "label": [1]}, features)
+    return path
+
+
+@pytest.mark.parametrize("case,extra,message", [
+    ("missing-split", ["--eval-split", "validation"], "has no split 'validation' (splits: test, train); name one of "
+                                                      "them with --eval-split"),
+    ("no-label", [], "no-label.parquet has no label column (columns found: text, stars; looked for label"),
+    ("out-of-range", [], "Label id 3 at row index 1 of"),
+    ("unknown-class", [], "Class 'neutral' (id 2 of column 'label') at row index 1 of"),
+    ("corrupt", [], "corrupt.parquet is not a readable Parquet file"),
+])
+def test_bad_parquet_and_folders_exit_2_in_one_sentence(tiny_converted, tmp_path, case, extra, message):
+    _, folder = tiny_converted("text-classification")
+    result = _cli("evaluate", folder, _bad_parquet(tmp_path, case), *extra)
+    stderr = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert message in stderr and "Traceback" not in result.stderr
+    assert stderr.count(". ") == 0  # one sentence

@@ -74,9 +74,10 @@ def read_eval_data(path: Optional[Path], task: str, text: Optional[str], pair: O
     if not Path(path).exists():
         raise UserError(f"--eval-data file '{path}' does not exist.")
     data = read(path, get_task(task), text, pair, label, split)
-    console.print(f"--eval-data {data.name}: {len(data)} rows; columns: {data.describe()}", highlight=False, markup=False)
+    console.print(f"--eval-data {data.name}: {len(data)} rows; columns: {data.describe()}", highlight=False,
+                  markup=False, soft_wrap=True)
     for note in data.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     return data
 
 
@@ -139,7 +140,7 @@ def convert(
     print_variant_table(result)
     note = ((result.report.get("eval_data") or {}).get("labels") or {}).get("note")
     if note:
-        out.print(f"note: {note}", highlight=False, markup=False)
+        out.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

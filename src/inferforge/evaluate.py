@@ -390,11 +390,12 @@ def register(app) -> None:
                           label_column=label_column, split=eval_split, threads=threads)
         out = Console()
         split = f", split '{report.eval_data['split']}'" if report.eval_data.get("split") else ""
+        line = dict(highlight=False, markup=False, soft_wrap=True)  # paths and notes are never cut mid-word
         out.print(f"{report.task} on {report.data}{split} ({report.eval_data.get('rows', 0)} rows), "
-                  f"reference {report.reference}:", highlight=False, markup=False)
-        out.print(report.columns_line(), highlight=False, markup=False)
+                  f"reference {report.reference}:", **line)
+        out.print(report.columns_line(), **line)
         for message in report.messages:
-            out.print(f"note: {message}", highlight=False, markup=False)
+            out.print(f"note: {message}", **line)
         out.print(report.markdown(), highlight=False, markup=False)
         if json_output is not None:
             json_output.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -505,7 +505,11 @@ def _unreadable(path: Path, fmt: str, error: Exception) -> UserError:
     if head.startswith(b"version https://git-lfs"):
         return UserError(f"{path} is a Git LFS pointer, not the data; fetch the file itself (git lfs pull, or "
                          f"huggingface-cli download) and point at it again.")
-    detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    text = " ".join(str(error).split())
+    if "magic bytes" in text:
+        detail = "no Parquet footer where the file ends: it is cut short, or not Parquet"
+    else:  # pyarrow's first sentence only, so that the message stays one sentence
+        detail = re.split(r"(?<=[a-z0-9)'])\. ", text)[0].rstrip(".")[:160] or type(error).__name__
     writer = "ds.to_parquet(...)" if fmt == "parquet" else "ds.save_to_disk(...)"
     return UserError(f"{path} is not a readable {ARROW_FORMATS[fmt]} file ({detail}); write it again ({writer}) "
                      f"or check that the download finished.")
@@ -1055,20 +1059,22 @@ class LabelResolver:
 
     def mapping(self) -> dict:
         """How the labels were read, for report.json and one line of output: `how` (names, class-names, ids),
-        `pairs` (each id seen: the dataset's name, the model's id and label) and `note` (None: nothing to say)."""
+        `pairs` (every class the dataset names, else each id seen: the dataset's name, the model's id and label)
+        and `note` (None: nothing to say)."""
         seen = sorted(self.ids_seen)
         names = self.dataset_names
         how = [h for h, used in (("names", self.by_name), ("class-names", seen and self.through_names),
                                   ("ids", seen and not self.through_names)) if used]
         pairs = []
-        for i in seen:
+        for i in (range(len(names)) if seen and self.through_names else seen):  # every class the dataset names
             m = self.to_model[i] if self.through_names else i
             pairs.append({"dataset_id": i, "dataset_name": names[i] if names and i < len(names) else None,
-                          "model_id": m, "model_label": self.model[m]})
+                          "model_id": m, "model_label": self.model[m] if m is not None else None})
         note = None
         if seen and self.through_names:
             same = all(p["dataset_id"] == p["model_id"] for p in pairs)
-            listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> {p['model_id']} {p['model_label']}" for p in pairs])
+            listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> " + (f"{p['model_id']} {p['model_label']}"
+                               if p["model_id"] is not None else "none (unused)") for p in pairs])
             note = (f"label ids mapped through the dataset's class names to the model's labels: {listed}"
                     + (" (same ids)" if same else ""))
         elif seen and names:
