@@ -481,8 +481,8 @@ def test_save_to_disk_dataset_dict_picks_the_split(tmp_path):
     columns = _task_columns("text-classification")
     data = read_labelled_data(folder, columns)
     assert data.split == "test" and data.labels == [2, 1, 0] and data.file_format == "Arrow"
-    assert data.notes == (f"split 'test' of {folder} is used (the first of test, validation it has; choose another "
-                          f"with --eval-split)",)
+    assert data.notes == (f"split 'test' of {folder} is used (the first of test, validation, dev, valid it has; "
+                          f"choose another with --eval-split)",)
     assert data.where(1) == f"row index 1 of {folder} (split 'test')"
     assert "split 'test'" in data.describe() and data.record()["split"] == "test"
     validation = read_labelled_data(folder, columns, split="validation")
@@ -529,7 +529,9 @@ def test_hub_folder_of_parquet_shards_named_by_split(tmp_path):
 
 SPLIT_ERRORS = [
     ("missing split", {"split": "dev"}, "has no split 'dev' .splits: train, validation, test.; name one of them with --eval-split"),
-    ("no default split", {}, "has no 'test' or 'validation' split .splits: train, validation_matched.; name the one to evaluate on with --eval-split"),
+    ("no default split", {}, "has no 'test', 'validation', 'dev' or 'valid' split .splits: train, validation_matched.; "
+                             "name the one to evaluate on with --eval-split"),
+    ("bad slice", {"split": "test[:x]"}, "--eval-split 'test.:x.' is not a split name or a slice such as test.:200."),
     ("empty folder", {}, "holds no labelled data"),
 ]
 
@@ -537,7 +539,7 @@ SPLIT_ERRORS = [
 @pytest.mark.parametrize("case,kwargs,message", SPLIT_ERRORS, ids=[c[0] for c in SPLIT_ERRORS])
 def test_bad_dataset_folders_are_one_user_error(tmp_path, case, kwargs, message):
     folder = tmp_path / "ds"
-    if case == "missing split":
+    if case in ("missing split", "bad slice"):
         _dataset_dict(folder, {"train": [0], "validation": [1], "test": [2]})
     elif case == "no default split":
         _dataset_dict(folder, {"train": [0], "validation_matched": [1]})
@@ -629,3 +631,24 @@ def test_conllu_file(tmp_path):
 def test_calibration_texts_from_parquet(tmp_path):
     pq.write_table(_hf_table(_mnli([0, 1]), MNLI_FEATURES), tmp_path / "c.parquet")
     assert read_calibration_texts(tmp_path / "c.parquet") == (["premise 0", "premise 1"], ["hypothesis 0", "hypothesis 1"])
+
+
+def test_split_slices_and_a_test_file_without_labels(tmp_path):
+    folder = _dataset_dict(tmp_path / "ds", {"validation": [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], "test": [1, 1]})
+    first = read_labelled_data(folder, split="validation[:3]")
+    assert first.labels == [0, 1, 2] and first.split == "validation"
+    assert first.notes == (f"rows [:3] of {folder} (split 'validation') are used: 3 of 10",)
+    assert read_labelled_data(folder, split="validation[-20%:]").labels == [2, 0]
+    assert read_labelled_data(folder, split="test").labels == [1, 1]
+    with pytest.raises(UserError, match=r"keeps no row of the 2"):
+        read_labelled_data(folder, split="test[5:]")
+    # GLUE's original files: test.tsv has no label column, dev.tsv has; the default passes over test
+    repo = tmp_path / "SST-2"
+    repo.mkdir()
+    _write(repo / "train.tsv", "sentence\tlabel\ngood\t1\n")
+    _write(repo / "dev.tsv", "sentence\tlabel\nfine\t1\nbad\t0\n")
+    _write(repo / "test.tsv", "index\tsentence\n0\tunknown\n")
+    data = read_labelled_data(repo, _task_columns("text-classification"))
+    assert data.split == "dev" and data.texts == ["fine", "bad"] and data.file_format == "TSV"
+    assert data.notes == (f"split 'test' of {repo} has no label column, so 'dev' is used",)
+    assert data.where(1) == f"line 3 of {repo / 'dev.tsv'}"

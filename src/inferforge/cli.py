@@ -108,7 +108,7 @@ def convert(
                                                          "every variant's task accuracy, selection inside "
                                                          "--max-accuracy-drop; adds calibrated int8 variants."),
     eval_split: Optional[str] = typer.Option(None, help="Split of an --eval-data folder (default: test, then "
-                                                        "validation)."),
+                                                        "validation); a slice such as test[:500] too."),
     calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (.txt, one per line, "
                                                                "or the text column of a CSV/JSONL)."),
     max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"

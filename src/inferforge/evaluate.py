@@ -362,7 +362,7 @@ def register(app) -> None:
                                             "folder written by datasets' save_to_disk (Dataset or DatasetDict) or of "
                                             "files named by split."),
         eval_split: Optional[str] = typer.Option(None, "--eval-split", "--split", help="Split of a dataset folder "
-                                                 "(default: test, then validation)."),
+                                                 "(default: test, then validation); a slice such as test[:500] too."),
         text_column: Optional[str] = typer.Option(None, help="Column with the text (the question for QA; the words "
                                                              "for token classification). Default: detected (text, "
                                                              "sentence, sentence1, premise, question, tokens...)."),

@@ -48,7 +48,9 @@ DATA_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "js
                  ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
 ARROW_FORMATS = {"parquet": "Parquet", "arrow": "Arrow"}
 # The split used when none is asked for: the first of these a dataset has.
-DEFAULT_SPLITS = ("test", "validation")
+DEFAULT_SPLITS = ("test", "validation", "dev", "valid")
+# A split may be sliced as datasets allows: test[:200], validation[10%:20%].
+_SLICED = re.compile(r"(?P<name>[^\[\]]+)\[(?P<start>-?\d*%?):(?P<stop>-?\d*%?)\]")
 TEXT_SUFFIXES = {".txt"}
 OPTION = {"text": "--text-column", "pair": "--pair-column", "label": "--label-column"}
 
@@ -590,7 +592,7 @@ def _split_of_file(folder: Path, path: Path) -> str:
 def _find_split_files(folder: Path) -> dict[str, list[Path]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                   and p.name not in ("dataset_info.json", "dataset_dict.json", "state.json"))
+                   and p.name not in ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"))
     splits: dict[str, list[Path]] = {}
     for path in files:
         splits.setdefault(_split_of_file(folder, path), []).append(path)
@@ -632,12 +634,11 @@ def _saved_dataset(folder: Path) -> _Records:
 
 
 def _split_files(files: list[Path], folder: Path) -> _Records:
-    """One split of a Hub-style folder: its files read as one table (Parquet, Arrow) or one after another."""
+    """One split of a Hub-style folder: its files read as one table (Parquet, Arrow) or one after another (text
+    files, whose rows then say their own file in messages)."""
     fmt = DATA_SUFFIXES[files[0].suffix.lower()]
     if fmt in ARROW_FORMATS:
         return _ArrowFiles(files, fmt, str(folder)).records()
-    if len(files) == 1:
-        return _read_file(files[0])
     merged = _Records([], [], [], "")
     places: list[str] = []
     for path in files:
@@ -693,8 +694,8 @@ def _dataset_splits(folder: Path, split: str | None) -> tuple[list[_SplitChoice]
         return [_SplitChoice(split, loaders[split], False)], names
     order = [n for n in DEFAULT_SPLITS if n in loaders]
     if not order:
-        raise UserError(f"{folder} has no 'test' or 'validation' split (splits: {', '.join(names)}); name the one to "
-                        f"evaluate on with --eval-split.")
+        raise UserError(f"{folder} has no {', '.join(repr(n) for n in DEFAULT_SPLITS[:-1])} or '{DEFAULT_SPLITS[-1]}' "
+                        f"split (splits: {', '.join(names)}); name the one to evaluate on with --eval-split.")
     return [_SplitChoice(n, loaders[n], True) for n in order], names
 
 
@@ -871,24 +872,68 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
     passed over); `notes` on the result say which one was used.
     """
     path = Path(path)
+    split, rows = _split_slice(split)
     if path.is_dir():
         choices, _ = _dataset_splits(path, split)
         notes: list[str] = []
         for k, choice in enumerate(choices):
-            data = _labelled(choice.load(), path, columns, text_is_list, choice.name)
-            if choice.by_default and k + 1 < len(choices) and _unlabelled(data):
+            records = choice.load()
+            after = choices[k + 1].name if choice.by_default and k + 1 < len(choices) else None
+            if after and not _has_label_column(records.header, columns):
+                notes.append(f"split '{choice.name}' of {path} has no label column, so '{after}' is used")
+                continue
+            data = _labelled(records, path, columns, text_is_list, choice.name)
+            if after and _unlabelled(data):
                 notes.append(f"split '{choice.name}' of {path} has no labels (every label is -1, as in GLUE's test "
-                             f"splits), so '{choices[k + 1].name}' is used")
+                             f"splits), so '{after}' is used")
                 continue
             if choice.by_default and not notes:
                 notes.append(f"split '{choice.name}' of {path} is used (the first of {', '.join(DEFAULT_SPLITS)} it has; "
                              f"choose another with --eval-split)")
-            return replace(data, notes=tuple(notes))
+            return _sliced(replace(data, notes=tuple(notes)), rows)
     _check_file(path)
     data = _labelled(_read_file(path), path, columns, text_is_list, None)
     if split is not None:
         data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read",))
-    return data
+    return _sliced(data, rows)
+
+
+def _split_slice(split: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """`test[:200]` -> ("test", (":", "200")): the split and the rows asked for, as datasets spells them."""
+    if split is None:
+        return None, None
+    split = split.strip()
+    match = _SLICED.fullmatch(split)
+    if match is None:
+        if "[" in split or "]" in split:
+            raise UserError(f"--eval-split '{split}' is not a split name or a slice such as test[:200] or "
+                            f"validation[:10%]; write it that way.")
+        return split, None
+    return match["name"].strip(), (match["start"], match["stop"])
+
+
+def _sliced(data: LabelledData, rows: tuple[str, str] | None) -> LabelledData:
+    if rows is None:
+        return data
+
+    def bound(text: str) -> int | None:
+        if not text:
+            return None
+        return round(len(data) * int(text[:-1]) / 100) if text.endswith("%") else int(text)
+
+    kept = range(len(data))[bound(rows[0]):bound(rows[1])]
+    if not kept:
+        raise UserError(f"--eval-split [{rows[0]}:{rows[1]}] keeps no row of the {len(data)} of {data.name}; "
+                        f"widen the slice.")
+    note = f"rows [{rows[0]}:{rows[1]}] of {data.name} are used: {len(kept)} of {len(data)}"
+    return replace(data.subset(kept), notes=data.notes + (note,))
+
+
+def _has_label_column(header: list[str], columns: DataColumns) -> bool:
+    found = _Header(header, Path("."))
+    if columns.label is not None:
+        return found.has(columns.label)
+    return any(found.has(c) for c in COLUMN_CANDIDATES.get(columns.task or "", _ANY_TASK)["label"])
 
 
 def _unlabelled(data: LabelledData) -> bool:
