@@ -548,11 +548,10 @@ class _ArrowFiles:
         import pyarrow as pa
         import pyarrow.feather
 
-        try:
-            with pa.OSFile(str(path)) as source:
-                return pa.ipc.open_stream(source).read_all()
+        try:  # memory-mapped: a multi-GB cache file is not copied into memory (its buffers keep the map alive)
+            return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
         except pa.ArrowInvalid:
-            return pyarrow.feather.read_table(str(path))
+            return pyarrow.feather.read_table(str(path), memory_map=True)
 
     def rows(self, columns: list[str]) -> list[dict[str, Any]]:
         pa = _pyarrow()
