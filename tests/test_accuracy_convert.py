@@ -98,3 +98,23 @@ def test_convert_reads_a_dataset_folder_once_and_report_json_records_it(tmp_path
     assert expected == pytest.approx(100.0 * 4 / 6)  # taking the ids as the model's would give 33.3
     assert by_name["pytorch-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
     assert by_name["ort-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_convert_with_a_corrupt_parquet_stops_before_the_model_loads(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "test.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0, 1]}), path)
+    path.write_bytes(path.read_bytes()[:-20])  # a download cut short
+    result = subprocess.run([sys.executable, "-m", "inferforge", "convert", str(tmp_path / "no-model-needed"), "--task",
+                             "text-classification", "--output", str(tmp_path / "out"), "--eval-data", str(path)],
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "300"},
+                            timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path} is not a readable Parquet file (no Parquet footer where the file ends" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
