@@ -58,6 +58,10 @@ def test_fp32_onnx_matches_pytorch(minilm, minilm_dir):
     expected = sentence_transformers_embeddings(minilm_dir, texts)
     got = np.asarray(inferforge.load(minilm.output, variant="ort-fp32").predict(texts))
     assert cosines(expected, got).min() > 0.9999
+    from sentence_transformers import SentenceTransformer  # the library itself, on the same folder
+
+    library = SentenceTransformer(str(minilm_dir), device="cpu").encode(texts, convert_to_numpy=True)
+    assert cosines(library, got).min() > 0.9999
     np.testing.assert_allclose(np.linalg.norm(got, axis=-1), 1.0, atol=1e-5)
 
 

@@ -24,8 +24,8 @@ EXTERNAL_DATA_SUFFIX = ".data"
 class ExportWrapper(torch.nn.Module):
     """Positional inputs in `input_names` order; returns the task's outputs as a tuple.
 
-    For feature-extraction the sentence-transformers pooling (and normalization) is part of the
-    graph, so every runtime and the server return finished sentence embeddings.
+    For feature-extraction the sentence-transformers pooling and the modules after it (Dense, LayerNorm,
+    Normalize) are part of the graph, so every runtime and the server return finished sentence embeddings.
     """
 
     def __init__(self, model: torch.nn.Module, task: TaskSpec, input_names: tuple[str, ...], pooling: Pooling | None):
@@ -34,6 +34,7 @@ class ExportWrapper(torch.nn.Module):
         self.task_name = task.name
         self.input_names = tuple(input_names)
         self.pooling = pooling or Pooling()
+        self.head = self.pooling.head() if task.name == "feature-extraction" else None
         # Pooling needs the attention mask even for a model that does not take one.
         params = inspect.signature(model.forward).parameters
         kwargs_only = "input_ids" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -46,17 +47,7 @@ class ExportWrapper(torch.nn.Module):
             return out.start_logits, out.end_logits
         if self.task_name != "feature-extraction":
             return (out.logits,)
-        hidden = out.last_hidden_state
-        mask = kwargs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        if self.pooling.mode == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling.mode == "max":
-            pooled = hidden.masked_fill(mask == 0, -1e9).max(dim=1).values
-        else:
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        if self.pooling.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
-        return (pooled,)
+        return (self.head(out.last_hidden_state, kwargs["attention_mask"]),)
 
 
 def export_wrapper(source: SourceModel, task: TaskSpec) -> ExportWrapper:

@@ -9,22 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferforge.errors import UserError
+from inferforge.sentence_embedding import Pooling, module_files, read_pooling
 from inferforge.tasks import TaskSpec
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@dataclass(frozen=True)
-class Pooling:
-    """How token states become one sentence vector (sentence-transformers semantics)."""
-
-    mode: str = "mean"  # "mean" | "cls" | "max"
-    normalize: bool = False
-    source: str = "default (mean pooling)"
-
-    def to_dict(self) -> dict:
-        return {"mode": self.mode, "normalize": self.normalize, "source": self.source}
 
 
 @dataclass
@@ -47,29 +36,6 @@ def _quiet_transformers() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-def read_pooling(directory: Path) -> Pooling:
-    """Pooling from a sentence-transformers directory (modules.json + Pooling config), else mean pooling."""
-    modules_file = directory / "modules.json"
-    if not modules_file.exists():
-        return Pooling()
-    modules = json.loads(modules_file.read_text())
-    mode, normalize = "mean", False
-    for module in modules:
-        kind = module.get("type", "")
-        if kind.endswith("Pooling"):
-            cfg_file = directory / module.get("path", "") / "config.json"
-            cfg = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
-            if cfg.get("pooling_mode_cls_token"):
-                mode = "cls"
-            elif cfg.get("pooling_mode_max_tokens"):
-                mode = "max"
-            elif cfg.get("pooling_mode_mean_tokens", True):
-                mode = "mean"
-        elif kind.endswith("Normalize"):
-            normalize = True
-    return Pooling(mode, normalize, "sentence-transformers modules.json")
 
 
 def _sentence_transformers_max_length(directory: Path) -> int | None:
@@ -153,10 +119,14 @@ def _hub_snapshot_with_modules(model: str) -> Path | None:
         folder = Path(hf_hub_download(model, "modules.json")).parent
     except Exception:  # noqa: BLE001 - a hub model without modules.json is a plain transformer
         return None
-    for name in ("1_Pooling/config.json", "sentence_bert_config.json"):
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except ValueError:
+        modules = []
+    for name in ("sentence_bert_config.json", *module_files(modules)):
         try:
             hf_hub_download(model, name)
-        except Exception:  # noqa: BLE001 - optional files
+        except Exception:  # noqa: BLE001 - optional files (a module keeps one of its weight formats)
             pass
     return folder
 
@@ -204,12 +174,21 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         raise UserError(
             f"'{model}' cannot be loaded for {task.name}: {str(error).splitlines()[0]}"
         ) from None
+    except ImportError as error:  # a tokenizer or model that needs an optional package (RoFormer: rjieba)
+        raise UserError(f"'{model}' needs a package that is not installed: {str(error).splitlines()[0]}") from None
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
         # transformers builds an empty tokenizer (its special tokens only) when the folder has no tokenizer files.
         raise UserError(f"'{model}' has no tokenizer files (tokenizer.json, or vocab.txt / sentencepiece model): "
                         "copy the tokenizer of the model into the folder.")
     if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
-        raise UserError(f"'{model}' has no fast tokenizer (tokenizer.json); inferforge needs one to serve the model.")
+        raise UserError(f"'{model}' has no fast tokenizer (tokenizer.json; its {type(tokenizer).__name__} exists in "
+                        "Python only); inferforge needs one to serve the model.")
+    try:
+        tokenizer.backend_tokenizer.to_str()
+    except Exception:  # noqa: BLE001 - a custom (Python) pre-tokenizer or normalizer: tokenizer.json cannot hold it
+        raise UserError(f"'{model}' has a tokenizer that runs Python code ({type(tokenizer).__name__} splits words "
+                        "with a custom pre-tokenizer) which tokenizer.json cannot hold, so inferforge cannot serve "
+                        "it.") from None
     torch_model.eval()
     labels = None
     if task.name in ("text-classification", "token-classification"):

@@ -1,0 +1,246 @@
+"""Sentence embeddings the way a sentence-transformers directory says to make them.
+
+`modules.json` lists what runs after the transformer: a Pooling module (one or several modes,
+concatenated in the order given), then any of Dense (a linear layer and its activation), LayerNorm,
+Dropout (nothing at inference) and Normalize, in that file's order. `read_pooling` reads them (the
+configuration files of sentence-transformers 2.x to 6.x, legacy `pooling_mode_*_tokens` flags and the
+newer `pooling_mode` name or list), and `sentence_head` computes them in PyTorch, so they become part of
+the exported graph and every runtime and the server return the finished embedding. A module this cannot
+compute (a word-embedding or LSTM model, a router between a query and a document encoder, a prompt
+excluded from pooling) is a `UserError` naming it, never a silently different vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inferforge.errors import UserError
+
+# Legacy flags, in the order sentence-transformers concatenates the vectors of several modes.
+LEGACY_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+POOLING_MODES = tuple(LEGACY_FLAGS.values())
+# Activations a Dense module may name (by class name, from torch.nn); nothing else is imported.
+ACTIVATIONS = ("Identity", "Tanh", "ReLU", "GELU", "Sigmoid", "SiLU", "LeakyReLU", "ELU", "Softplus", "Mish")
+MODULE_KINDS = ("Transformer", "Pooling", "Dense", "LayerNorm", "Dropout", "Normalize")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One module after pooling: "dense" | "layernorm" | "normalize", with its folder and sizes."""
+
+    kind: str
+    path: str = ""
+    in_features: int = 0
+    out_features: int = 0
+    bias: bool = True
+    activation: str = "Identity"
+    residual: bool = False
+
+    def to_dict(self) -> dict:
+        if self.kind == "normalize":
+            return {"kind": "normalize"}
+        if self.kind == "layernorm":
+            return {"kind": "layernorm", "path": self.path, "dimension": self.in_features}
+        return {"kind": "dense", "path": self.path, "in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias, "activation": self.activation, "residual": self.residual}
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How token states become one sentence vector (sentence-transformers semantics)."""
+
+    modes: tuple[str, ...] = ("mean",)
+    steps: tuple[Step, ...] = ()
+    source: str = "default (mean pooling)"
+    directory: str | None = field(default=None, compare=False)  # where the steps' weights are
+
+    @property
+    def mode(self) -> str:
+        return "+".join(self.modes)
+
+    @property
+    def normalize(self) -> bool:
+        return any(s.kind == "normalize" for s in self.steps)
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "modes": list(self.modes), "normalize": self.normalize,
+                "steps": [s.to_dict() for s in self.steps], "source": self.source}
+
+    def head(self):
+        """The PyTorch module computing this pooling and its steps: (token states, attention mask) -> vector."""
+        return sentence_head(self)
+
+
+def _json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"Cannot read the sentence-transformers {what} '{path}': {error}.") from None
+
+
+def _pooling_modes(config: dict, where: Path) -> tuple[str, ...]:
+    named = config.get("pooling_mode")
+    if named is not None:
+        modes = (named,) if isinstance(named, str) else tuple(named)
+    else:
+        modes = tuple(mode for flag, mode in LEGACY_FLAGS.items() if config.get(flag, False)) or ("mean",)
+    unknown = [m for m in modes if m not in POOLING_MODES]
+    if unknown or not modes:
+        raise UserError(f"The pooling mode {unknown[0] if unknown else modes!r} in '{where}' is not one sentence-"
+                        f"transformers defines ({', '.join(POOLING_MODES)}).")
+    if config.get("include_prompt", True) is False:
+        raise UserError(f"'{where}' excludes the prompt from pooling (include_prompt: false), which inferforge does "
+                        "not do: its embeddings would differ from the model's.")
+    return modes
+
+
+def _dense_step(config: dict, path: str, where: Path) -> Step:
+    if config.get("module_input_name", "sentence_embedding") != "sentence_embedding" or \
+            config.get("module_output_name") not in (None, "sentence_embedding"):
+        raise UserError(f"The Dense module in '{where}' works on token embeddings, not on the sentence embedding: "
+                        "inferforge makes one vector per text.")
+    activation = str(config.get("activation_function") or "torch.nn.modules.activation.Tanh").rsplit(".", 1)[-1]
+    if activation not in ACTIVATIONS:
+        raise UserError(f"The Dense module in '{where}' uses the activation {config.get('activation_function')!r}; "
+                        f"inferforge computes {', '.join(ACTIVATIONS)}.")
+    return Step("dense", path, int(config["in_features"]), int(config["out_features"]), bool(config.get("bias", True)),
+                activation, bool(config.get("use_residual", False)))
+
+
+def read_pooling(directory: Path) -> Pooling:
+    """Pooling and the modules after it, from a sentence-transformers directory; else mean pooling."""
+    modules_file = directory / "modules.json"
+    if not modules_file.exists():
+        return Pooling()
+    modules = _json(modules_file, "module list")
+    modes: tuple[str, ...] = ("mean",)
+    steps: list[Step] = []
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = str(module.get("path", ""))
+        config_file = directory / path / "config.json"
+        if kind not in MODULE_KINDS:
+            raise UserError(f"The sentence-transformers module {module.get('type')!r} in '{modules_file}' is not one "
+                            f"inferforge can compute ({', '.join(MODULE_KINDS)}).")
+        if kind == "Pooling":
+            modes = _pooling_modes(_json(config_file, "pooling configuration") if config_file.exists() else {},
+                                   config_file)
+        elif kind == "Dense":
+            steps.append(_dense_step(_json(config_file, "Dense configuration"), path, config_file))
+        elif kind == "LayerNorm":
+            dimension = int(_json(config_file, "LayerNorm configuration")["dimension"])
+            steps.append(Step("layernorm", path, dimension, dimension))
+        elif kind == "Normalize":
+            steps.append(Step("normalize"))
+    return Pooling(modes, tuple(steps), "sentence-transformers modules.json", str(directory))
+
+
+def module_files(modules: list[dict]) -> list[str]:
+    """The files a hub snapshot needs beside modules.json for the modules after the transformer."""
+    names = []
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = str(module.get("path", ""))
+        if kind in ("Pooling", "Dense", "LayerNorm") and path:
+            names.append(f"{path}/config.json")
+            if kind != "Pooling":
+                names.extend(f"{path}/{weights}" for weights in WEIGHT_FILES)
+    return names
+
+
+def _load_weights(folder: Path) -> dict:
+    import torch
+
+    for name in WEIGHT_FILES:
+        file = folder / name
+        if file.exists():
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                return load_file(str(file))
+            return torch.load(str(file), map_location="cpu", weights_only=True)
+    raise UserError(f"The sentence-transformers module folder '{folder}' has no weights ({' or '.join(WEIGHT_FILES)}).")
+
+
+def _torch_step(step: Step, directory: Path):
+    import torch
+
+    if step.kind == "normalize":
+        return None
+    weights = _load_weights(directory / step.path)
+    if step.kind == "layernorm":
+        layer = torch.nn.LayerNorm(step.in_features)
+        prefix = "norm."
+    else:
+        layer = torch.nn.ModuleDict({"linear": torch.nn.Linear(step.in_features, step.out_features, bias=step.bias)})
+        if step.residual and step.in_features != step.out_features:
+            layer["residual"] = torch.nn.Linear(step.in_features, step.out_features, bias=False)
+        prefix = ""
+    own = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    try:
+        layer.load_state_dict(own, strict=True)
+    except RuntimeError as error:
+        raise UserError(f"The weights in '{directory / step.path}' do not fit its configuration: "
+                        f"{str(error).splitlines()[0]}") from None
+    return layer
+
+
+def sentence_head(pooling: Pooling):
+    """The head as a torch module (the class is made here: reading a directory's pooling needs no torch)."""
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.modes = pooling.modes
+            self.kinds = [s.kind for s in pooling.steps]
+            self.residual = [s.residual for s in pooling.steps]
+            directory = Path(pooling.directory) if pooling.directory else Path(".")
+            self.layers = torch.nn.ModuleList(
+                [_torch_step(s, directory) or torch.nn.Identity() for s in pooling.steps])
+            self.activations = torch.nn.ModuleList(
+                [getattr(torch.nn, s.activation)() if s.kind == "dense" else torch.nn.Identity() for s in pooling.steps])
+
+        def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            vectors = []
+            for mode in self.modes:
+                if mode == "cls":
+                    vectors.append(hidden[:, 0])
+                elif mode == "max":
+                    vectors.append(hidden.masked_fill(mask == 0, -1e9).max(dim=1).values)
+                elif mode in ("mean", "mean_sqrt_len_tokens"):
+                    count = mask.sum(dim=1).clamp(min=1e-9)
+                    vectors.append((hidden * mask).sum(dim=1) / (count if mode == "mean" else count.sqrt()))
+                elif mode == "weightedmean":  # position weights 1, 2, 3... (right padding)
+                    positions = torch.cumsum(torch.ones_like(mask), dim=1)
+                    weighted = mask * positions
+                    vectors.append((hidden * weighted).sum(dim=1) / weighted.sum(dim=1).clamp(min=1e-9))
+                else:  # lasttoken: the last real token (right padding)
+                    last = (attention_mask.sum(dim=1) - 1).clamp(min=0).to(torch.int64)
+                    index = last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+                    vectors.append(torch.gather(hidden, 1, index).squeeze(1))
+            vector = vectors[0] if len(vectors) == 1 else torch.cat(vectors, dim=-1)
+            for kind, layer, activation, residual in zip(self.kinds, self.layers, self.activations, self.residual):
+                if kind == "normalize":
+                    vector = torch.nn.functional.normalize(vector, p=2.0, dim=-1)
+                elif kind == "layernorm":
+                    vector = layer(vector)
+                else:
+                    out = activation(layer["linear"](vector))
+                    if residual:
+                        out = out + (layer["residual"](vector) if "residual" in layer else vector)
+                    vector = out
+            return vector
+
+    return Head()
