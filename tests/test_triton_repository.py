@@ -231,3 +231,25 @@ def test_serve_on_a_folder_convert_did_not_write_is_one_sentence(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is not an inferforge output folder: it has no inferforge.json" in result.stderr
     assert "Starting Triton" not in result.stderr  # said before anything starts
+
+
+def test_query_file_lines_tabs_and_mistakes(tmp_path):
+    """`inferforge query --file`: one text per line, a tab before the pair, blank lines skipped."""
+    from inferforge.triton.commands import _texts_from_file
+
+    single = tmp_path / "single.txt"
+    single.write_text("\ufefffirst text\n\nsecond text, with a comma\n")
+    assert _texts_from_file(single) == (["first text", "second text, with a comma"], None)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("who met Bob?\tAlice met Bob in Paris\nwhere?\tin Paris, last\tsummer\n")
+    assert _texts_from_file(pairs) == (["who met Bob?", "where?"], ["Alice met Bob in Paris", "in Paris, last\tsummer"])
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text("a question?\ta context\nno pair here\n")
+    with pytest.raises(UserError, match="line 2 has none"):
+        _texts_from_file(mixed)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        _texts_from_file(latin1)
+    with pytest.raises(UserError, match="Cannot read"):
+        _texts_from_file(tmp_path / "missing.txt")

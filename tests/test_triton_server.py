@@ -130,6 +130,17 @@ def test_answers_equal_the_local_engine(served, local_models, name, protocol):
     assert_same_answers(together, expected)
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_more_texts_than_max_batch_size_are_sent_in_batches(served, local_models, protocol):
+    server, _ = served
+    model = local_models["tiny_qa"]
+    texts = [TEXTS[i % 3] + f" {i}" for i in range(2 * MAX_BATCH + 3)]
+    pairs = [CONTEXTS[i % 3] for i in range(len(texts))]
+    with TritonTextClient(server.http_url if protocol == "http" else server.grpc_url, protocol, "tiny_qa") as client:
+        assert client.max_batch_size() == MAX_BATCH
+        assert_same_answers(client.predict(texts, pairs), local_answers(model, texts, pairs))
+
+
 def test_typed_outputs_carry_the_same_answer(served, local_models):
     server, _ = served
     with TritonTextClient(server.http_url, "http", "minilm") as client:
@@ -541,6 +552,15 @@ def test_cli_serve_query_and_sigterm_leave_nothing_behind(converted_tiny):
             done = subprocess.run([*cli, "query", TEXTS[0], *url, *extra], capture_output=True, text=True, timeout=60)
             assert done.returncode == 0, done.stderr
             assert_same_answers(json.loads(done.stdout.strip()), expected)
+        # Standard input, more lines than the server's max_batch_size (32): sent in batches, one answer per line.
+        many = [TEXTS[i % len(TEXTS)] + f" number {i}" for i in range(40)]
+        done = subprocess.run([*cli, "query", "--file", "-", "--url", http_url], input="\n".join(many) + "\n\n",
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert_same_answers([json.loads(line) for line in done.stdout.splitlines()],
+                            [inferforge.load(model_dir).predict([t])[0] for t in many])
+        refused = subprocess.run([*cli, "query", "--url", http_url], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "Nothing to send" in refused.stderr and "Traceback" not in refused.stderr
         refused = subprocess.run([*cli, "query", "", "--url", http_url], capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and "empty" in refused.stderr and "Traceback" not in refused.stderr
         serve.send_signal(signal.SIGTERM)

@@ -27,6 +27,7 @@ class TritonTextClient:
     model: str | None = None
     timeout_s: float = 60.0
     _client: object = field(default=None, init=False, repr=False)
+    _max_batch: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -46,9 +47,31 @@ class TritonTextClient:
 
     # ----- answers ------------------------------------------------------------------------
     def predict(self, texts: list[str] | str, pairs: list[str] | str | None = None) -> list:
-        """The task's answers, one per text, as `LoadedModel.predict` returns them."""
-        result = self.infer(texts, pairs)
-        return [json.loads(value) for value in _strings(result.as_numpy(ANSWER_OUTPUT))]
+        """The task's answers, one per text, as `LoadedModel.predict` returns them (in requests of at most
+        the model's `max_batch_size` texts, so any number of texts can be sent)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if pairs is not None:
+            pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+        step = self.max_batch_size() or max(1, len(texts))
+        answers = []
+        for start in range(0, len(texts), step):
+            result = self.infer(texts[start:start + step], pairs[start:start + step] if pairs is not None else None)
+            answers.extend(json.loads(value) for value in _strings(result.as_numpy(ANSWER_OUTPUT)))
+        return answers
+
+    def max_batch_size(self) -> int:
+        """The served model's `max_batch_size` (0 when the configuration cannot be read)."""
+        if self._max_batch is None:
+            try:
+                kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+                config = self._client.get_model_config(self.model_name(), **kwargs)
+                config = config.get("config", config)
+                self._max_batch = int(config.get("max_batch_size", 0) or config.get("maxBatchSize", 0) or 0)
+            except UserError:
+                raise
+            except Exception:  # noqa: BLE001 - the request itself will say what is wrong
+                self._max_batch = 0
+        return self._max_batch
 
     def infer(self, texts: list[str] | str, pairs: list[str] | str | None = None, outputs: list[str] | None = None):
         """The raw `InferResult` (typed outputs such as `embedding`, `label`, `score` included)."""

@@ -146,7 +146,10 @@ def repository(
 
 
 def query(
-    texts: List[str] = typer.Argument(..., help="One or more texts."),
+    texts: Optional[List[str]] = typer.Argument(None, help="One or more texts (or --file)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Texts to send, one per line ('-': standard "
+                                        "input); a tab separates a text from its pair (QA: question<TAB>context). "
+                                        "Blank lines are skipped; sent in batches the model takes."),
     pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); "
                                                                   "repeat once per text."),
     grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of HTTP."),
@@ -160,7 +163,14 @@ def query(
     """Send texts to a served model and print one JSON answer per line."""
     from inferforge.triton.client import TritonTextClient
 
+    texts = list(texts or [])
     pairs = list(pair) if pair else None
+    if file is not None:
+        if texts or pairs:
+            raise UserError("Give texts on the command line or --file, not both.")
+        texts, pairs = _texts_from_file(file)
+    if not texts:
+        raise UserError("Nothing to send: give one or more texts, or --file FILE ('-' for standard input).")
     if pairs is not None and len(pairs) != len(texts):
         raise UserError(f"Got {len(texts)} texts but {len(pairs)} --pair values; give one --pair per text.")
     with TritonTextClient(url, "grpc" if grpc else "http", model, timeout) as client:
@@ -168,6 +178,25 @@ def query(
             client.wait_ready(wait)
         for answer in client.predict(list(texts), pairs):
             typer.echo(json.dumps(answer, ensure_ascii=False))
+
+
+def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None]:
+    import sys
+
+    try:
+        raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as error:
+        raise UserError(f"Cannot read '{file}': {error.strerror or error}.") from None
+    try:
+        lines = [line for line in raw.decode("utf-8-sig").splitlines() if line.strip()]
+    except UnicodeDecodeError as error:
+        raise UserError(f"'{file}' is not UTF-8 text (byte {error.start}).") from None
+    split = [line.split("\t", 1) for line in lines]
+    with_pair = sum(len(parts) == 2 for parts in split)
+    if with_pair and with_pair != len(split):
+        first = next(i for i, parts in enumerate(split) if len(parts) == 1) + 1
+        raise UserError(f"'{file}': some lines have a tab-separated pair and some do not (line {first} has none).")
+    return [parts[0] for parts in split], ([parts[1] for parts in split] if with_pair else None)
 
 
 def _limits(max_queue_size: int, queue_timeout_ms: int, execute_timeout: float, max_text_chars: int) -> dict:
