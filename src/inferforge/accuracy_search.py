@@ -33,7 +33,7 @@ from inferforge.evaluate import EvalSet, TaskScore
 from inferforge.quantize import _Int8Variant, searchable
 from inferforge.tasks import TaskSpec
 from inferforge.variants import BuildContext, Variant
-from inferforge.verify import AccuracyBudget, compare, run_batches
+from inferforge.verify import AccuracyBudget, agreement_metric, compare, run_batches
 
 SENSITIVITY_ROWS = 256
 TIMING_SHAPE = Shape(1, 128)
@@ -382,7 +382,7 @@ class VerificationSet:
 
     @property
     def primary(self) -> str:
-        return f"{self.task.agreement} agreement"
+        return f"{agreement_metric(self.task, self.reference)} agreement"
 
     @property
     def max_drop(self) -> float:

@@ -30,7 +30,17 @@ def _label(labels: list[str] | None, index: int) -> str:
     return labels[index] if labels and index < len(labels) else f"LABEL_{index}"
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
 def _postprocess_classification(outputs, encoded, labels):
+    if outputs["logits"].shape[-1] == 1:
+        # One output (a cross-encoder reranker, a regression head): softmax over one value is always 1, so the
+        # score is its sigmoid, as the transformers pipeline and sentence-transformers' CrossEncoder give it,
+        # with the raw value beside it (a regression target, or a reranker's logit).
+        raw = outputs["logits"][:, 0]
+        return [{"label": _label(labels, 0), "score": float(p), "logit": float(v)} for p, v in zip(sigmoid(raw), raw)]
     probs = softmax(outputs["logits"])
     best = probs.argmax(-1)
     return [{"label": _label(labels, int(i)), "score": float(p[i])} for i, p in zip(best, probs)]

@@ -96,7 +96,23 @@ def run_batches(engine: Engine, batches: list[Encoded]) -> list[dict[str, np.nda
     return [engine.run(b.arrays) for b in batches]
 
 
+SCORE_AGREEMENT = 0.01  # one-output classifiers: scores (sigmoids) this close count as the same answer
+
+
+def agreement_metric(task: TaskSpec, reference: list[dict[str, np.ndarray]]) -> str:
+    """The agreement measured: a one-output classifier (reranker, regression) has no top-1 to agree on."""
+    if task.agreement == "top1" and reference and reference[0]["logits"].shape[-1] == 1:
+        return f"score_within_{SCORE_AGREEMENT:g}"
+    return task.agreement
+
+
 def _agreement(task: TaskSpec, batches, reference, candidate) -> float:
+    if agreement_metric(task, reference) != task.agreement:  # the share of texts scored the same
+        from inferforge.tasks import sigmoid
+
+        ref = np.concatenate([sigmoid(r["logits"][:, 0]) for r in reference])
+        got = np.concatenate([sigmoid(c["logits"][:, 0]) for c in candidate])
+        return float((np.abs(ref - got) <= SCORE_AGREEMENT).mean())
     if task.agreement == "top1":
         ref = np.concatenate([r["logits"].argmax(-1) for r in reference])
         got = np.concatenate([c["logits"].argmax(-1) for c in candidate])
@@ -144,10 +160,11 @@ def compare(task: TaskSpec, batches: list[Encoded], reference: list[dict], candi
             scale = max(scale, float(np.abs(a).max()))
     scaled = max_diff / scale
     agreement = _agreement(task, batches, reference, candidate)
+    metric = agreement_metric(task, reference)
     reasons = []
     if scaled > budget.atol:
         reasons.append(f"difference {scaled:.3g} is over the budget {budget.atol:g} by {scaled - budget.atol:.3g}")
     if agreement < budget.min_agreement:
-        reasons.append(f"{task.agreement} agreement {agreement:.4f} is under {budget.min_agreement:g} "
+        reasons.append(f"{metric} agreement {agreement:.4f} is under {budget.min_agreement:g} "
                        f"by {budget.min_agreement - agreement:.4f}")
-    return VerifyResult(not reasons, max_diff, scaled, agreement, task.agreement, "; ".join(reasons))
+    return VerifyResult(not reasons, max_diff, scaled, agreement, metric, "; ".join(reasons))

@@ -1,0 +1,82 @@
+"""Text classifiers with one output (cross-encoder rerankers, regression heads such as STS-B): the score is
+the sigmoid of the output, as the transformers pipeline gives it, the raw value travels beside it, and
+verification compares scores (a top-1 of one class always agrees, whatever a variant computes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import inferforge
+from inferforge.tasks import sigmoid
+from tiny_models import build_tiny_model
+
+QUERIES = ["who met Bob in Paris?", "what is the capital of France?", "is the film any good?"]
+PASSAGES = ["Alice met Bob in Paris last summer", "the quick brown fox jumps over the lazy dog",
+            "a terrible boring film with no story at all"]
+
+
+def one_output_model(tmp_path: Path, arch: str) -> Path:
+    import transformers
+
+    base = build_tiny_model(tmp_path / "base", arch, "text-classification")
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=1, id2label={0: "RELEVANCE"}, label2id={"RELEVANCE": 0}, ignore_mismatched_sizes=True)
+    folder = tmp_path / "reranker"
+    model.save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
+def reference_logits(folder: Path, queries, passages) -> np.ndarray:
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        batch = tokenizer(queries, passages, padding=True, return_tensors="pt")
+        return model(**batch).logits[:, 0].numpy()
+
+
+@pytest.mark.parametrize("arch", ["bert", "xlm-roberta"])
+def test_reranker_scores_are_sigmoids_and_verification_compares_scores(tmp_path, arch):
+    folder = one_output_model(tmp_path, arch)
+    out = tmp_path / "out"
+    result = inferforge.convert(str(folder), "text-classification", out, variants="ort-fp32,ort-int8-dynamic",
+                                shapes="1x16", nb_measures=2, warmup=1, threads=1)
+    checks = {r.name: r.check for r in result.rows if r.check is not None}
+    assert checks["ort-fp32"].agreement_metric == "score_within_0.01"
+    assert checks["ort-fp32"].agreement == 1.0
+    report = json.loads((out / "report.json").read_text())
+    assert {v["check"]["agreement_metric"] for v in report["variants"] if v.get("check")} == {"score_within_0.01"}
+
+    answers = inferforge.load(out, variant="ort-fp32").predict(QUERIES, PASSAGES)
+    logits = reference_logits(folder, QUERIES, PASSAGES)
+    assert [a["label"] for a in answers] == ["RELEVANCE"] * 3
+    np.testing.assert_allclose([a["logit"] for a in answers], logits, atol=1e-4)
+    np.testing.assert_allclose([a["score"] for a in answers], sigmoid(logits), atol=1e-5)
+    assert len({round(a["score"], 6) for a in answers}) == 3  # three passages, three different scores
+
+
+def test_a_variant_whose_scores_drift_fails_the_score_agreement():
+    """The agreement itself: scores off by more than 0.01 for some texts lower it, top-1 would not."""
+    from inferforge.tasks import get_task
+    from inferforge.verify import AccuracyBudget, compare
+
+    task = get_task("text-classification")
+    reference = [{"logits": np.array([[0.0], [1.0], [2.0], [-1.0]], dtype=np.float32)}]
+    drifted = [{"logits": np.array([[0.0], [1.0], [2.5], [-1.0]], dtype=np.float32)}]  # one text moved
+    budget = AccuracyBudget.for_task(task, atol=10.0)  # only the agreement judges here
+
+    class Batch:
+        arrays = {"input_ids": np.zeros((4, 3), dtype=np.int64)}
+
+    check = compare(task, [Batch()], reference, drifted, budget)
+    assert check.agreement_metric == "score_within_0.01" and check.agreement == 0.75
+    assert not check.passed and "score_within_0.01 agreement 0.7500" in check.reason
+    assert compare(task, [Batch()], reference, reference, budget).passed
