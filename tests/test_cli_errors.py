@@ -129,3 +129,97 @@ def test_cli_end_to_end_prints_the_table(tmp_path, tiny_bert):
 def test_missing_option_is_a_usage_error(tmp_path, tiny_bert):
     result = run_cli("convert", str(tiny_bert), "--output", str(tmp_path / "out"))
     assert_user_error(result, "--task")
+
+
+SERVES_TEXT_ONLY = "besides the text, and inferforge gives a model its text only."
+DYNAMIC_SHAPES = "cannot be exported to ONNX with a dynamic batch and sequence length: the graph traced on 2 texts of 8 tokens"
+REFUSALS = {
+    "layoutlm": "LayoutLMForSequenceClassification cannot be served by inferforge: it needs a bounding box per token "
+                f"(the page layout) (`bbox`) {SERVES_TEXT_ONLY}",
+    "xmod-no-language": "XmodForSequenceClassification cannot be served by inferforge: it needs a language id per "
+                        f"text (`lang_ids`) {SERVES_TEXT_ONLY}",
+    "xlm-languages": "XLMForSequenceClassification cannot be served by inferforge: it needs a language id per token "
+                     f"(`langs`) {SERVES_TEXT_ONLY}",
+    "longformer": f"LongformerForSequenceClassification {DYNAMIC_SHAPES} gives other logits than PyTorch on 2 texts of "
+                  "64 tokens.",
+    "funnel": f"FunnelForSequenceClassification {DYNAMIC_SHAPES} fails on 2 texts of 64 tokens (",
+    "nystromformer": "NystromformerForSequenceClassification cannot be exported to ONNX: tracing it on 2 texts of 8 "
+                     "tokens fails (shape '[-1, 2, 4, 16, 16]' is invalid for input of size 512).",
+    "mra": "MraForSequenceClassification cannot be served on this machine: in PyTorch here its tokens do not see each "
+           "other (its attention gives nothing, as a GPU-only kernel does without a GPU), so its outputs would mean "
+           "nothing.",
+}
+
+
+@pytest.mark.parametrize("arch", sorted(REFUSALS))
+def test_encoders_that_cannot_be_served_are_one_sentence(tmp_path, arch):
+    """Layout boxes, language ids, graphs that only hold at the traced shape, attention that is a CUDA kernel:
+    refused in one sentence before any variant is built, and nothing left behind."""
+    import inferforge
+    from inferforge.errors import UserError
+
+    hf = build_tiny_model(tmp_path / "hf", arch, "text-classification")
+    with pytest.raises(UserError) as error:
+        inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                           nb_measures=1, warmup=0, threads=1)
+    message = str(error.value)
+    assert message.startswith(REFUSALS[arch]) and message.endswith(".") and "\n" not in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # neither the output nor a temporary folder
+
+
+@pytest.mark.parametrize("arch, words", [("layoutlm", "needs a bounding box per token"),
+                                         ("funnel", "with a dynamic batch and sequence length")])
+def test_refused_encoder_exits_2_from_the_cli(tmp_path, arch, words):
+    hf = build_tiny_model(tmp_path / "hf", arch, "text-classification")
+    result = run_cli("convert", str(hf), "--task", "text-classification", "--output", str(tmp_path / "out"),
+                     "--variants", "ort-fp32", "--shapes", "1x8", "--nb-measures", "1")
+    assert_user_error(result, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_tokenizer_with_python_code_is_one_sentence(tmp_path, tiny_bert, monkeypatch):
+    """A pre-tokenizer written in Python (RoFormer's jieba word splitting) cannot go into tokenizer.json."""
+    import transformers
+    from tokenizers.pre_tokenizers import PreTokenizer
+
+    from inferforge.errors import UserError
+    from inferforge.source import load_source
+    from inferforge.tasks import get_task
+
+    class Words:
+        def pre_tokenize(self, pretok):
+            pretok.split(lambda i, s: [s])
+
+    load = transformers.AutoTokenizer.from_pretrained
+
+    def custom(*args, **kwargs):
+        tokenizer = load(*args, **kwargs)
+        tokenizer.backend_tokenizer.pre_tokenizer = PreTokenizer.custom(Words())
+        return tokenizer
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", custom)
+    with pytest.raises(UserError, match="has a tokenizer that runs Python code .* tokenizer.json cannot hold"):
+        load_source(str(tiny_bert), get_task("text-classification"))
+
+
+def test_roformer_tokenizer_is_one_sentence(tmp_path):
+    """RoFormer's own tokenizer splits Chinese words with rjieba in Python: without the package it cannot load,
+    with it tokenizer.json cannot hold it; either way one sentence, exit code 2."""
+    import json
+
+    import transformers
+
+    hf = tmp_path / "roformer"
+    hf.mkdir()
+    (hf / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was"]) + "\n")
+    (hf / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "RoFormerTokenizer",
+                                                          "model_max_length": 64}))
+    config = transformers.RoFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64, embedding_size=32, vocab_size=8,
+                                         max_position_embeddings=64)
+    transformers.RoFormerModel(config).save_pretrained(hf)
+    result = run_cli("convert", str(hf), "--task", "feature-extraction", "--output", str(tmp_path / "out"))
+    assert_user_error(result)
+    message = result.stderr + result.stdout
+    assert "needs a package that is not installed" in message or "runs Python code" in message, message
+    assert not (tmp_path / "out").exists()

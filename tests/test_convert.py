@@ -12,7 +12,7 @@ import torch
 
 import inferforge
 from inferforge.tasks import get_task, softmax, task_names
-from tiny_models import ARCHITECTURES, build_tiny_model
+from tiny_models import ARCHITECTURES, MORE_ARCHITECTURES, build_tiny_model
 
 TEXTS = ["The film was a complete waste of two hours.", "Paris is the capital of France.", "Meh.",
          "Barack Obama was born in Honolulu, Hawaii, and later studied law at Harvard University."]
@@ -62,8 +62,16 @@ def transformers_reference(hf_dir, task: str, texts, pairs=None) -> dict[str, np
         mask = batch["attention_mask"].unsqueeze(-1).float()
         return {"sentence_embedding": ((out.last_hidden_state * mask).sum(1) / mask.sum(1)).numpy()}
     if task == "question-answering":
-        return {"start_logits": out.start_logits.numpy(), "end_logits": out.end_logits.numpy()}
-    return {"logits": out.logits.numpy()}
+        per_token = {"start_logits": out.start_logits.numpy(), "end_logits": out.end_logits.numpy()}
+    elif task == "token-classification":
+        per_token = {"logits": out.logits.numpy()}
+    else:
+        return {"logits": out.logits.numpy()}
+    if tokenizer.padding_side == "left":  # XLNet: each row's tokens moved to its start, as inferforge gives them
+        lengths = batch["attention_mask"].sum(1).tolist()
+        per_token = {name: np.stack([np.roll(row, n - row.shape[0], axis=0) for row, n in zip(value, lengths)])
+                     for name, value in per_token.items()}
+    return per_token
 
 
 def assert_matches_transformers(model, hf, task: str, texts, pairs=None) -> None:
@@ -305,3 +313,59 @@ def test_unexportable_operator_is_one_sentence(tmp_path, monkeypatch):
     assert tried == [export_module.OPSET, export_module.MAX_OPSET]
     message = str(error.value)
     assert message == f"BertModel cannot be exported to ONNX: operator aten::fft_fftn is not supported at ONNX opset {export_module.MAX_OPSET}."
+
+
+# transformers has no question-answering head for these: their per-token head is checked instead.
+NO_QA_HEAD = ("esm", "esmc", "eurobert", "gte", "nomic-bert")
+
+
+def assert_longest_input_matches_transformers(model, hf, task: str) -> None:
+    """A text far over the limit, cut where inferforge cuts it: every position the graph sees exists in the
+    model (PyTorch would fail on one past its table), and the numbers are transformers' on the same tokens."""
+    import inspect
+
+    spec = get_task(task)
+    pairs = CONTEXTS[:1] if spec.needs_pairs else None
+    encoded = model.encoder.encode([" ".join(TEXTS * 20)], pairs)
+    assert encoded.arrays["input_ids"].shape[1] == model.encoder.max_length
+    got = model.run(encoded.arrays)
+    reference = spec.auto_model_class().from_pretrained(hf).eval()
+    params = inspect.signature(reference.forward).parameters
+    with torch.no_grad():
+        out = reference(**{k: torch.from_numpy(v) for k, v in encoded.arrays.items() if k in params})
+    for name in task_outputs(spec):
+        np.testing.assert_allclose(got[name], getattr(out, name).numpy(), atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def task_outputs(spec) -> tuple[str, ...]:
+    return ("start_logits", "end_logits") if spec.name == "question-answering" else ("logits",)
+
+
+@pytest.mark.parametrize("arch, task", [(arch, task) for arch in MORE_ARCHITECTURES for task in (
+    "text-classification", "token-classification" if arch in NO_QA_HEAD else "question-answering")])
+def test_more_encoders(tmp_path, arch, task):
+    """MobileBERT, SqueezeBERT, BigBird, RemBERT, RoFormer, ERNIE, Megatron-BERT, RoCBERT, NomicBERT, UltraBERT,
+    YOSO, GTE, Data2VecText, XLM-RoBERTa-XL, RoBERTa-PreLayerNorm, I-BERT, LUKE, X-MOD, Jina v3, ESM, ESM C,
+    EuroBERT, XLM, FlauBERT and XLNet (left padding): a sentence-level head (text and text pairs) and a
+    per-token one, onnxruntime fp32 against transformers within 1e-4, answers with their character spans."""
+    hf = build_tiny_model(tmp_path / "hf", arch, task)
+    result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
+                                warmup=0, threads=1)
+    row = result.row("ort-fp32")
+    assert row.usable, row.reason
+    assert row.check.max_abs_diff < 1e-4 and result.selected == "ort-fp32"
+    model = inferforge.load(result.output)
+    pairs = CONTEXTS if task == "question-answering" else None
+    texts = QUESTIONS if pairs else TEXTS
+    assert_matches_transformers(model, hf, task, texts, pairs)
+    if task == "text-classification":
+        assert_matches_transformers(model, hf, task, TEXTS[:2], TEXTS[2:])
+    assert_longest_input_matches_transformers(model, hf, task)
+    answers = model.predict(texts, pairs)
+    if task == "question-answering":
+        for answer, context in zip(answers, CONTEXTS):
+            assert context[answer["start"]:answer["end"]] == answer["answer"] == answer["answer"].strip()
+    elif task == "token-classification":
+        for entities, text in zip(answers, TEXTS):
+            for entity in entities:
+                assert entity["word"] and text[entity["start"]:entity["end"]] == entity["word"]

@@ -5,6 +5,8 @@ trained here on the built-in sentences, in the style its real checkpoints use: W
 and token type ids (BERT, ELECTRA, ConvBERT), WordPiece with <s>/</s> (MPNet), SentencePiece-style Unigram
 with [CLS]/[SEP] (ALBERT, DeBERTa-v2) or <s>/</s> and <pad> = 1 (XLM-RoBERTa, CamemBERT), byte-level BPE
 (DeBERTa, ModernBERT), and a BERT whose tokenizer adds no special tokens and gives no token type ids.
+MORE_SPECS holds two dozen more encoders (checked on fewer tasks), XLNet's left-padding tokenizer among them;
+REFUSED_SPECS the encoders inferforge refuses in one sentence (layout boxes, language ids, shapes fixed by tracing).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class TokenizerStyle:
     pair_double_sep: bool = False  # RoBERTa style "<s> A </s></s> B </s>"
     type_ids: bool = True  # the tokenizer hands the model token_type_ids
     lowercase: bool = True
+    cls_last: bool = False  # XLNet style "A <sep> <cls>": the summary token at the end
+    padding_side: str = "right"
 
 
 BERT_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
@@ -54,6 +58,9 @@ DEBERTA_STYLE = TokenizerStyle("bpe", ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MAS
                                "[SEP]", "[MASK]", type_ids=False, lowercase=False)
 MODERNBERT_STYLE = TokenizerStyle("bpe", ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
                                   "[SEP]", "[MASK]", type_ids=False, lowercase=False)
+XLNET_STYLE = TokenizerStyle("unigram", ("<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"), "<pad>", "<unk>",
+                             "<cls>", "<sep>", "<mask>", type_ids=False, lowercase=False, cls_last=True,
+                             padding_side="left")
 PLAIN_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[MASK]"), "[PAD]", "[UNK]", None, None, "[MASK]",
                              type_ids=False)
 
@@ -97,6 +104,66 @@ SPECS: dict[str, Architecture] = {
 }
 ARCHITECTURES = tuple(SPECS)
 
+# More encoders transformers has, checked on fewer tasks (tests/test_convert.py::test_more_encoders).
+ROBERTA_POSITIONS = dict(SMALL, max_position_embeddings=66, type_vocab_size=1)
+MORE_SPECS: dict[str, Architecture] = {
+    "mobilebert": Architecture("MobileBertConfig", dict(SMALL, embedding_size=16, intra_bottleneck_size=16,
+                                                        true_hidden_size=16, num_feedforward_networks=1,
+                                                        max_position_embeddings=64)),
+    "squeezebert": Architecture("SqueezeBertConfig", dict(SMALL, embedding_size=32, q_groups=2, k_groups=2, v_groups=2,
+                                                          post_attention_groups=2, intermediate_groups=2,
+                                                          output_groups=2, max_position_embeddings=64)),
+    # Block-sparse past (5 + 2 * 1) * 8 = 56 tokens: inferforge truncates there (full attention up to it).
+    "big-bird": Architecture("BigBirdConfig", dict(SMALL, attention_type="block_sparse", block_size=8,
+                                                   num_random_blocks=1, max_position_embeddings=64)),
+    "rembert": Architecture("RemBertConfig", dict(SMALL, input_embedding_size=16, output_embedding_size=16,
+                                                  max_position_embeddings=64)),
+    "roformer": Architecture("RoFormerConfig", dict(SMALL, embedding_size=32, max_position_embeddings=64)),
+    "ernie": Architecture("ErnieConfig", dict(SMALL, max_position_embeddings=64)),
+    "megatron-bert": Architecture("MegatronBertConfig", dict(SMALL, max_position_embeddings=64)),
+    "roc-bert": Architecture("RoCBertConfig", dict(SMALL, max_position_embeddings=64)),
+    "nomic-bert": Architecture("NomicBertConfig", dict(SMALL, max_position_embeddings=64)),
+    "ultrabert": Architecture("UltrabertConfig", dict(SMALL, max_position_embeddings=64)),
+    "yoso": Architecture("YosoConfig", dict(SMALL, max_position_embeddings=66), ROBERTA_WORDPIECE),
+    "gte": Architecture("GteConfig", dict(SMALL, max_position_embeddings=64), ROBERTA_WORDPIECE),
+    "data2vec-text": Architecture("Data2VecTextConfig", ROBERTA_POSITIONS, XLMR_STYLE),
+    "xlm-roberta-xl": Architecture("XLMRobertaXLConfig", ROBERTA_POSITIONS, XLMR_STYLE),
+    "roberta-prelayernorm": Architecture("RobertaPreLayerNormConfig", ROBERTA_POSITIONS, XLMR_STYLE),
+    "ibert": Architecture("IBertConfig", ROBERTA_POSITIONS, XLMR_STYLE),
+    "luke": Architecture("LukeConfig", dict(ROBERTA_POSITIONS, entity_vocab_size=10, entity_emb_size=16), XLMR_STYLE),
+    # X-MOD with a default language: its adapters need no language id per text.
+    "xmod": Architecture("XmodConfig", dict(ROBERTA_POSITIONS, languages=["en_XX", "de_DE"], default_language="en_XX"),
+                         XLMR_STYLE),
+    "jina-embeddings-v3": Architecture("JinaEmbeddingsV3Config", dict(SMALL, max_position_embeddings=66), XLMR_STYLE),
+    "esm": Architecture("EsmConfig", dict(SMALL, max_position_embeddings=66, mask_token_id=4,
+                                          position_embedding_type="rotary"), XLMR_STYLE),
+    "esmc": Architecture("EsmcConfig", dict(SMALL), XLMR_STYLE),
+    "eurobert": Architecture("EuroBertConfig", dict(SMALL, num_key_value_heads=2, max_position_embeddings=64),
+                             XLMR_STYLE),
+    "xlm": Architecture("XLMConfig", dict(emb_dim=32, n_layers=2, n_heads=2, max_position_embeddings=64), XLMR_STYLE),
+    "flaubert": Architecture("FlaubertConfig", dict(emb_dim=32, n_layers=2, n_heads=2, max_position_embeddings=64),
+                             XLMR_STYLE),
+    # Its tokenizer pads on the left and puts <cls> last; the classification head reads the last position.
+    "xlnet": Architecture("XLNetConfig", dict(d_model=32, n_layer=2, n_head=2, d_inner=64), XLNET_STYLE),
+}
+MORE_ARCHITECTURES = tuple(MORE_SPECS)
+
+# Encoders inferforge refuses, each with the one sentence that says why (tests/test_cli_errors.py).
+REFUSED_SPECS: dict[str, Architecture] = {
+    "layoutlm": Architecture("LayoutLMConfig", dict(SMALL, max_position_embeddings=64)),  # a box per token
+    "xmod-no-language": Architecture("XmodConfig", ROBERTA_POSITIONS, XLMR_STYLE),  # a language id per text
+    "xlm-languages": Architecture("XLMConfig", dict(emb_dim=32, n_layers=2, n_heads=2, max_position_embeddings=64,
+                                                    use_lang_emb=True, n_langs=2), XLMR_STYLE),
+    # The sequence length becomes Python numbers while tracing: attention-window padding, pooled blocks.
+    "longformer": Architecture("LongformerConfig", dict(ROBERTA_POSITIONS, attention_window=4), XLMR_STYLE),
+    "funnel": Architecture("FunnelConfig", dict(d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1],
+                                                num_decoder_layers=1, max_position_embeddings=64)),
+    "nystromformer": Architecture("NystromformerConfig", dict(SMALL, max_position_embeddings=66, num_landmarks=4,
+                                                              segment_means_seq_len=64)),
+    "mra": Architecture("MraConfig", dict(SMALL, max_position_embeddings=66), ROBERTA_WORDPIECE),  # CUDA-only attention
+}
+ALL_SPECS = {**SPECS, **MORE_SPECS, **REFUSED_SPECS}
+
 
 def _training_texts() -> list[str]:
     from inferforge.tasks import get_task
@@ -111,7 +178,7 @@ def build_tokenizer(folder: Path, arch: str):
     import transformers
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    style = SPECS[arch].tokenizer
+    style = ALL_SPECS[arch].tokenizer
     special = list(style.specials)
     if style.model == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=style.unk))
@@ -136,8 +203,11 @@ def build_tokenizer(folder: Path, arch: str):
     if style.cls is not None:
         cls, sep = style.cls, style.sep
         second = f"{sep} $B:1 {sep}:1" if style.pair_double_sep else f"$B:1 {sep}:1"
+        single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} {second}"
+        if style.cls_last:
+            single, pair = f"$A {sep} {cls}", f"$A {sep} $B:1 {sep}:1 {cls}:1"
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {second}",
+            single=single, pair=pair,
             special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
         )
         if style.model == "bpe":
@@ -149,7 +219,7 @@ def build_tokenizer(folder: Path, arch: str):
         extra.update(bos_token=style.cls, eos_token=style.sep)
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, model_max_length=64, unk_token=style.unk, pad_token=style.pad,
-        mask_token=style.mask, model_input_names=names, **extra,
+        mask_token=style.mask, model_input_names=names, padding_side=style.padding_side, **extra,
     )
     fast.save_pretrained(folder)
     return tokenizer
@@ -162,7 +232,7 @@ def build_tiny_model(folder: Path, arch: str, task_name: str, seed: int = 0) -> 
 
     from inferforge.tasks import get_task
 
-    spec = SPECS[arch]
+    spec = ALL_SPECS[arch]
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(folder, arch)
     style = spec.tokenizer

@@ -21,6 +21,14 @@ TWO_GB = 2 * 1024**3
 EXTERNAL_DATA_SUFFIX = ".data"
 
 
+def forward_input_names(model: torch.nn.Module, input_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The graph inputs the model's forward takes (pooling needs the attention mask even for a model that
+    does not take one)."""
+    params = inspect.signature(model.forward).parameters
+    kwargs_only = "input_ids" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return tuple(n for n in input_names if kwargs_only or n in params)
+
+
 class ExportWrapper(torch.nn.Module):
     """Positional inputs in `input_names` order; returns the task's outputs as a tuple.
 
@@ -28,30 +36,47 @@ class ExportWrapper(torch.nn.Module):
     Normalize) are part of the graph, so every runtime and the server return finished sentence embeddings.
     """
 
-    def __init__(self, model: torch.nn.Module, task: TaskSpec, input_names: tuple[str, ...], pooling: Pooling | None):
+    def __init__(self, model: torch.nn.Module, task: TaskSpec, input_names: tuple[str, ...], pooling: Pooling | None,
+                 pad_left: bool = False):
         super().__init__()
         self.model = model
         self.task_name = task.name
         self.input_names = tuple(input_names)
         self.pooling = pooling or Pooling()
         self.head = self.pooling.head() if task.name == "feature-extraction" else None
-        # Pooling needs the attention mask even for a model that does not take one.
-        params = inspect.signature(model.forward).parameters
-        kwargs_only = "input_ids" not in params and any(p.kind is p.VAR_KEYWORD for p in params.values())
-        self.model_input_names = tuple(n for n in self.input_names if kwargs_only or n in params)
+        self.model_input_names = forward_input_names(model, self.input_names)
+        # A tokenizer that pads on the left (XLNet) has a model that reads its last position as the end of the
+        # text: the graph takes right-padded rows like every other and moves each row's padding to its start.
+        self.pad_left = pad_left and "attention_mask" in self.input_names
 
     def forward(self, *inputs: torch.Tensor):
         kwargs = dict(zip(self.input_names, inputs))
-        out = self.model(**{n: kwargs[n] for n in self.model_input_names}, return_dict=True)
+        model_kwargs = {n: kwargs[n] for n in self.model_input_names}
+        if self.pad_left:
+            mask = kwargs["attention_mask"]
+            positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+            shift = mask.shape[1] - mask.sum(dim=1, keepdim=True)  # each row's padding
+            to_left = torch.remainder(positions - shift, mask.shape[1])
+            to_right = torch.remainder(positions + shift, mask.shape[1])
+            model_kwargs = {n: t.gather(1, to_left) for n, t in model_kwargs.items()}
+        out = self.model(**model_kwargs, return_dict=True)
         if self.task_name == "question-answering":
+            if self.pad_left:
+                return out.start_logits.gather(1, to_right), out.end_logits.gather(1, to_right)
             return out.start_logits, out.end_logits
+        if self.task_name == "token-classification" and self.pad_left:
+            return (out.logits.gather(1, to_right.unsqueeze(-1).expand_as(out.logits)),)
         if self.task_name != "feature-extraction":
             return (out.logits,)
+        if self.pad_left:
+            hidden = out.last_hidden_state
+            return (self.head(hidden.gather(1, to_right.unsqueeze(-1).expand_as(hidden)), kwargs["attention_mask"]),)
         return (self.head(out.last_hidden_state, kwargs["attention_mask"]),)
 
 
 def export_wrapper(source: SourceModel, task: TaskSpec) -> ExportWrapper:
-    return ExportWrapper(source.model, task, source.input_names, source.pooling).eval()
+    pad_left = getattr(source.tokenizer, "padding_side", "right") == "left"
+    return ExportWrapper(source.model, task, source.input_names, source.pooling, pad_left).eval()
 
 
 def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8,
@@ -60,6 +85,57 @@ def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8
     ids = torch.randint(min(5, high - 1), high, (batch, sequence), dtype=torch.int64)
     values = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     return tuple(values[n] for n in input_names)
+
+
+def _tokenized(source: SourceModel, texts: list[str], pairs: list[str] | None, length: int,
+               padding: str) -> tuple[torch.Tensor, ...] | None:
+    try:
+        # Right-padded, as the encoder gives them (the graph moves padding itself for left-padding models).
+        encoded = source.tokenizer(texts, pairs, padding=padding, truncation=True, max_length=length,
+                                   return_tensors="pt", padding_side="right")
+    except Exception:  # noqa: BLE001 - any tokenizer trouble: the caller falls back to random ids
+        return None
+    ids = encoded["input_ids"].to(torch.int64)
+    values = {"input_ids": ids, "attention_mask": encoded.get("attention_mask", torch.ones_like(ids)),
+              "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(ids))}
+    return tuple(values[n].to(torch.int64) for n in source.input_names)
+
+
+def trace_inputs(source: SourceModel, task: TaskSpec, batch: int = 2, sequence: int = 8) -> tuple[torch.Tensor, ...]:
+    """Real text (question and context for QA) tokenized to `batch` x `sequence`: models that look at their
+    token ids while tracing (Longformer finds the question by its separator tokens) see what they will get.
+    Random ids when the tokenizer cannot give them."""
+    from inferforge.verify import builtin_texts
+
+    texts, pairs = builtin_texts(task)
+    inputs = _tokenized(source, texts[:batch], pairs[:batch] if pairs else None, sequence, "max_length")
+    if inputs is not None and all(t.shape == (batch, sequence) for t in inputs):
+        return tuple(torch.ones_like(t) if n == "attention_mask" else t for n, t in zip(source.input_names, inputs))
+    return dummy_inputs(source.input_names, batch, sequence, getattr(source.config, "vocab_size", None))
+
+
+def probe_inputs(source: SourceModel, task: TaskSpec, length: int) -> tuple[torch.Tensor, ...]:
+    """Two real texts at a shape other than the traced one: one of up to `length` tokens, one shorter and
+    padded, as verification and serving will send them (random ids if the tokenizer cannot give them)."""
+    from inferforge.verify import builtin_texts
+
+    texts, pairs = builtin_texts(task)
+    if pairs:
+        rows, second = [texts[0], texts[1]], [" ".join(pairs), pairs[1]]
+    else:
+        rows, second = [" ".join(texts), texts[1]], None
+    inputs = _tokenized(source, rows, second, length, "longest")
+    if inputs is not None and inputs[0].shape[1] > 8 and "attention_mask" in source.input_names:
+        mask = inputs[source.input_names.index("attention_mask")]
+        if not mask[1].all():
+            return inputs
+    inputs = dict(zip(source.input_names, dummy_inputs(source.input_names, 2, length,
+                                                       getattr(source.config, "vocab_size", None))))
+    short = max(1, length - max(1, length // 3))
+    if "attention_mask" in inputs:
+        inputs["attention_mask"][1, short:] = 0
+    inputs["input_ids"][1, short:] = source.pad_id
+    return tuple(inputs[n] for n in source.input_names)
 
 
 def _unsupported_operator(error: Exception) -> str | None:
@@ -93,12 +169,11 @@ def _torch_export(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, p
     names = source.input_names
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({n: task.output_axes(n) for n in task.output_names})
-    vocab = getattr(source.config, "vocab_size", None)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
-            dummy_inputs(names, vocab_size=vocab),
+            trace_inputs(source, task),
             str(path),
             input_names=list(names),
             output_names=list(task.output_names),
@@ -127,10 +202,90 @@ def export_onnx(source: SourceModel, task: TaskSpec, path: Path) -> Path:
                 opset = MAX_OPSET
                 continue
             arch = type(source.model).__name__
-            detail = f"operator {op} is not supported at ONNX opset {opset}" if op else _first_line(error)
+            detail = (f"operator {op} is not supported at ONNX opset {opset}" if op
+                      else f"tracing it on 2 texts of 8 tokens fails ({_first_line(error)})")
             raise UserError(f"{arch} cannot be exported to ONNX: {detail}.") from None
     resave_onnx(path)
+    check_dynamic_shapes(wrapper, source, task, path)
     return path
+
+
+PROBE_LENGTH = 77  # longer than the traced 8 tokens, odd, and short enough to cost nothing on any model
+
+
+def check_tokens_mix(source: SourceModel, inputs: tuple[torch.Tensor, ...]) -> None:
+    """An encoder's token states depend on the other tokens. One whose do not (MRA's attention, for one, is a CUDA
+    kernel and returns zeros without it) would give numbers that mean nothing, in PyTorch and in every runtime."""
+    kwargs = dict(zip(source.input_names, inputs))
+    model_kwargs = {n: kwargs[n] for n in forward_input_names(source.model, source.input_names)}
+    changed = dict(model_kwargs)
+    ids = changed["input_ids"] = model_kwargs["input_ids"].clone()
+    middle = ids.shape[1] // 4
+    vocab = getattr(source.config, "vocab_size", None) or 100
+    ids[0, middle] = ids[0, middle] + 1 if int(ids[0, middle]) + 1 < vocab else ids[0, middle] - 1
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            states = [source.model(**k, output_hidden_states=True, return_dict=True).hidden_states for k in
+                      (model_kwargs, changed)]
+    except Exception:  # noqa: BLE001 - no hidden states to look at: nothing to judge
+        return
+    if not states[0] or not states[1] or not isinstance(states[0][-1], torch.Tensor):
+        return
+    before, after = states[0][-1][0], states[1][-1][0]
+    if before.shape != after.shape or before.shape[0] != ids.shape[1]:
+        return  # pooled or shortened sequences (Funnel): positions do not line up
+    others = torch.ones(ids.shape[1], dtype=torch.bool)
+    others[middle] = False
+    if "attention_mask" in kwargs:
+        others &= kwargs["attention_mask"][0].bool()
+    if torch.equal(before[others], after[others]):
+        raise UserError(f"{type(source.model).__name__} cannot be served on this machine: in PyTorch here its "
+                        "tokens do not see each other (its attention gives nothing, as a GPU-only kernel does "
+                        "without a GPU), so its outputs would mean nothing.")
+
+
+def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, path: Path) -> None:
+    """The traced graph must hold at other shapes: models that turn the sequence length into Python numbers
+    while tracing (padding to an attention window, pooling blocks, fixed landmark counts) give a graph that
+    only runs at the traced 2 x 8, or gives other numbers. One ONNX Runtime run at another batch and length,
+    one row padded, against PyTorch: a graph that fails it is refused in one sentence."""
+    import numpy as np
+    import onnxruntime as ort
+
+    length = max(2, min(PROBE_LENGTH, source.max_length))
+    inputs = probe_inputs(source, task, length)
+    length = inputs[0].shape[1]
+    arch = type(source.model).__name__
+    check_tokens_mix(source, inputs)
+    where = "the graph traced on 2 texts of 8 tokens"
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            expected = [t.float().numpy() for t in wrapper(*inputs)]
+    except Exception as error:  # noqa: BLE001 - PyTorch itself fails on real text: nothing can be verified
+        raise UserError(f"{arch} fails in PyTorch on 2 texts of {length} tokens ({_first_line(error)[:200]}).") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {n: t.numpy() for n, t in zip(source.input_names, inputs)}
+        taken = {i.name for i in session.get_inputs()}  # the exporter drops inputs the graph never reads
+        got = session.run(list(task.output_names), {n: v for n, v in feed.items() if n in taken})
+    except Exception as error:  # noqa: BLE001 - the graph fixed a shape of the trace
+        raise UserError(f"{arch} cannot be exported to ONNX with a dynamic batch and sequence length: {where} "
+                        f"fails on 2 texts of {length} tokens ({_first_line(error)[:200]}).") from None
+    mask = inputs[source.input_names.index("attention_mask")].numpy().astype(bool) \
+        if "attention_mask" in source.input_names else np.ones(inputs[0].shape, dtype=bool)
+    for name, want, have in zip(task.output_names, expected, got):
+        if want.shape != have.shape:
+            diff = float("inf")
+        else:
+            if 1 in task.output_axes(name):  # per-token outputs: padding positions mean nothing
+                want, have = want[mask], have[mask]
+            diff = float(np.abs(want - have).max()) / max(1.0, float(np.abs(want).max()))
+        if not diff <= 1e-3:
+            raise UserError(f"{arch} cannot be exported to ONNX with a dynamic batch and sequence length: {where} "
+                            f"gives other {name} than PyTorch on 2 texts of {length} tokens.")
 
 
 def _first_line(error: Exception) -> str:

@@ -65,6 +65,30 @@ def model_input_names(model, config, tokenizer=None) -> tuple[str, ...]:
     return tuple(names)
 
 
+# Inputs that carry something besides the text; a model that reads them cannot be served on text alone.
+# name -> (what it is, whether this config still lets the model run on text alone)
+NON_TEXT_INPUTS = {
+    "bbox": ("a bounding box per token (the page layout)", lambda config: False),
+    "pixel_values": ("an image", lambda config: False),
+    "image": ("an image", lambda config: False),
+    "xpath_tags_seq": ("the XPath of every token (an HTML page)", lambda config: False),
+    # X-MOD: one language adapter per text, unless the checkpoint names a default language.
+    "lang_ids": ("a language id per text", lambda config: getattr(config, "default_language", None) is not None),
+    # XLM with language embeddings: a language id per token (without them the model reads no language at all).
+    "langs": ("a language id per token",
+              lambda config: not getattr(config, "use_lang_emb", False) or getattr(config, "n_langs", 1) <= 1),
+}
+
+
+def check_text_only(model, config) -> None:
+    """Refuse, in one sentence, a model that needs inputs besides the text (layout boxes, images, language ids)."""
+    params = inspect.signature(model.forward).parameters
+    for name, (what, text_suffices) in NON_TEXT_INPUTS.items():
+        if name in params and not text_suffices(config):
+            raise UserError(f"{type(model).__name__} cannot be served by inferforge: it needs {what} (`{name}`) "
+                            "besides the text, and inferforge gives a model its text only.")
+
+
 def graph_input_names(model, config, task: TaskSpec, tokenizer=None) -> tuple[str, ...]:
     """The ONNX graph's inputs: the model's own, plus the attention mask that pooling needs."""
     names = model_input_names(model, config, tokenizer)
@@ -106,6 +130,10 @@ def _max_length(tokenizer, config, directory: Path | None, model=None) -> int:
             roberta_like = getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet")
             offset = (getattr(config, "pad_token_id", 0) or 0) + 1 if roberta_like else 0
         candidates.append(int(positions) - offset)
+    # BigBird's block-sparse attention starts past this many tokens (full attention up to it); the exported
+    # graph holds the full-attention path only, so longer texts are truncated to where the two agree.
+    if getattr(config, "attention_type", None) == "block_sparse" and getattr(config, "block_size", None):
+        candidates.append((5 + 2 * int(getattr(config, "num_random_blocks", 0) or 0)) * int(config.block_size))
     if directory is not None and (st := _sentence_transformers_max_length(directory)):
         candidates.append(int(st))
     return min(candidates) if candidates else 512
@@ -190,6 +218,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
                         "with a custom pre-tokenizer) which tokenizer.json cannot hold, so inferforge cannot serve "
                         "it.") from None
     torch_model.eval()
+    check_text_only(torch_model, config)
     labels = None
     if task.name in ("text-classification", "token-classification"):
         id2label = getattr(config, "id2label", None) or {}
