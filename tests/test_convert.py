@@ -12,6 +12,7 @@ import torch
 
 import inferforge
 from inferforge.tasks import get_task, softmax, task_names
+import tiny_models
 from tiny_models import ARCHITECTURES, MORE_ARCHITECTURES, build_tiny_model
 
 TEXTS = ["The film was a complete waste of two hours.", "Paris is the capital of France.", "Meh.",
@@ -369,3 +370,35 @@ def test_more_encoders(tmp_path, arch, task):
         for entities, text in zip(answers, TEXTS):
             for entity in entities:
                 assert entity["word"] and text[entity["start"]:entity["end"]] == entity["word"]
+
+
+PROTEINS = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKAL",
+            "MKV", "GLSDGEWQQVLNVWGKVEAD", "mkv XB <mask>Z"]
+
+
+@pytest.mark.parametrize("task", ["text-classification", "token-classification"])
+def test_esm_with_its_python_tokenizer(tmp_path, task):
+    """ESM checkpoints ship a tokenizer transformers has in Python only (vocab.txt, no tokenizer.json): inferforge
+    builds its tokenizer.json twin, used because it gives the same ids, and the answers are transformers'."""
+    import transformers
+
+    hf = tmp_path / "esm"
+    hf.mkdir()
+    letters = list("LAGVSERTIDPKQNFYMHWCXBUZO.-")
+    (hf / "vocab.txt").write_text("\n".join(["<cls>", "<pad>", "<eos>", "<unk>", *letters, "<null_1>", "<mask>"]))
+    transformers.EsmTokenizer(str(hf / "vocab.txt"), model_max_length=64).save_pretrained(hf)
+    labels = ["O", "B-HELIX", "I-HELIX"] if task == "token-classification" else ["NEGATIVE", "POSITIVE"]
+    config = transformers.EsmConfig(vocab_size=len(letters) + 6, pad_token_id=1, mask_token_id=len(letters) + 5,
+                                    position_embedding_type="rotary", num_labels=len(labels),
+                                    id2label=dict(enumerate(labels)), **tiny_models.SMALL, **tiny_models.INIT,
+                                    max_position_embeddings=66)
+    torch.manual_seed(0)
+    get_task(task).auto_model_class().from_config(config).save_pretrained(hf)
+    assert not transformers.AutoTokenizer.from_pretrained(hf).is_fast
+    result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
+                                warmup=0, threads=1)
+    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
+    model = inferforge.load(result.output)
+    assert_matches_transformers(model, hf, task, PROTEINS)  # the first is cut at 64 tokens, as transformers cuts it
+    if task == "text-classification":
+        assert_matches_transformers(model, hf, task, PROTEINS[:2], PROTEINS[2:])

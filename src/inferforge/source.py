@@ -172,6 +172,21 @@ def transformer_folder(directory: Path) -> Path:
     raise UserError(f"'{directory}' is not a Hugging Face model directory: it has no config.json.")
 
 
+def _fast_twin(tokenizer, task: TaskSpec):
+    """The fast twin of a Python-only tokenizer (ESM) when it gives the same ids on the built-in texts, else None."""
+    from inferforge.tokenization import fast_from_python_tokenizer, same_tokens
+    from inferforge.verify import builtin_texts
+
+    try:
+        fast = fast_from_python_tokenizer(tokenizer)
+    except Exception:  # noqa: BLE001 - no twin: the caller says the model has no fast tokenizer
+        return None
+    if fast is None:
+        return None
+    texts, pairs = builtin_texts(task)
+    return fast if same_tokens(tokenizer, fast, texts, pairs) else None
+
+
 def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError."""
     _quiet_transformers()
@@ -208,6 +223,8 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
         # transformers builds an empty tokenizer (its special tokens only) when the folder has no tokenizer files.
         raise UserError(f"'{model}' has no tokenizer files (tokenizer.json, or vocab.txt / sentencepiece model): "
                         "copy the tokenizer of the model into the folder.")
+    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
+        tokenizer = _fast_twin(tokenizer, task) or tokenizer
     if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
         raise UserError(f"'{model}' has no fast tokenizer (tokenizer.json; its {type(tokenizer).__name__} exists in "
                         "Python only); inferforge needs one to serve the model.")

@@ -105,3 +105,45 @@ class TextEncoder:
             word_ids=[list(e.word_ids) for e in encodings],
             special_mask=[list(e.special_tokens_mask) for e in encodings],
         )
+
+
+def fast_from_python_tokenizer(tokenizer):
+    """A fast (tokenizer.json) twin of a tokenizer transformers has in Python only, or None.
+
+    ESM's tokenizer cuts the text at every vocabulary entry (amino-acid letters and its special tokens), splits
+    what is left on white space and looks each piece up: a WordLevel model behind a Split on the vocabulary does
+    the same. The twin is used only when it gives the Python tokenizer's ids on every built-in text and pair
+    (checked by the caller with `same_tokens`)."""
+    import re
+
+    import transformers
+    from tokenizers import Regex, models, pre_tokenizers, processors
+
+    if type(tokenizer).__name__ != "EsmTokenizer" or not getattr(tokenizer, "all_tokens", None):
+        return None
+    vocab = {token: i for i, token in enumerate(tokenizer.all_tokens)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=tokenizer.unk_token))
+    pieces = "|".join(re.escape(t) for t in sorted(vocab, key=len, reverse=True))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pieces), "isolated"),
+                                                     pre_tokenizers.WhitespaceSplit()])
+    cls, eos = tokenizer.cls_token, tokenizer.eos_token
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {eos}", pair=f"{cls} $A {eos} $B:1 {eos}:1",
+        special_tokens=[(cls, vocab[cls]), (eos, vocab[eos])])
+    specials = {name: getattr(tokenizer, name) for name in ("unk_token", "cls_token", "pad_token", "mask_token",
+                                                            "eos_token") if getattr(tokenizer, name, None)}
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, model_max_length=tokenizer.model_max_length,
+        model_input_names=list(tokenizer.model_input_names), padding_side=tokenizer.padding_side, **specials)
+
+
+def same_tokens(python_tokenizer, fast_tokenizer, texts: list[str], pairs: list[str] | None) -> bool:
+    """Whether two tokenizers give the same ids for every text (and text pair), as written and upper-cased."""
+    for case in (lambda t: t, str.upper):
+        rows = [case(t) for t in texts]
+        second = [case(p) for p in pairs] if pairs else None
+        for i, text in enumerate(rows):
+            args = (text, second[i]) if second else (text,)
+            if python_tokenizer(*args)["input_ids"] != fast_tokenizer(*args)["input_ids"]:
+                return False
+    return True
