@@ -80,3 +80,43 @@ def test_a_variant_whose_scores_drift_fails_the_score_agreement():
     assert check.agreement_metric == "score_within_0.01" and check.agreement == 0.75
     assert not check.passed and "score_within_0.01 agreement 0.7500" in check.reason
     assert compare(task, [Batch()], reference, reference, budget).passed
+
+
+def test_multi_label_classifier_scores_every_label_with_its_own_sigmoid(tmp_path):
+    """config.problem_type multi_label_classification: sigmoids, not a softmax over labels that are not exclusive;
+    the same answers from the folder, the Triton repository's answer code and both repository flavours' settings."""
+    import transformers
+
+    from inferforge.triton.answers import answer_tensors
+    from inferforge.triton.repository import write_repository
+
+    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
+    torch.manual_seed(0)
+    labels = ["toxic", "insult", "threat", "obscene"]
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=4, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        problem_type="multi_label_classification", ignore_mismatched_sizes=True)
+    folder = tmp_path / "multi"
+    model.save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    out = tmp_path / "out"
+    inferforge.convert(str(folder), "text-classification", out, variants="ort-fp32", shapes="1x16",
+                       nb_measures=2, warmup=1, threads=1)
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.eval()(**tokenizer(PASSAGES, padding=True, return_tensors="pt")).logits).numpy()
+    loaded = inferforge.load(out)
+    answers = loaded.predict(PASSAGES)
+    for answer, probs in zip(answers, expected):
+        np.testing.assert_allclose([answer["scores"][n] for n in labels], probs, atol=1e-5)
+        assert answer["label"] == labels[int(probs.argmax())] and abs(answer["score"] - probs.max()) < 1e-5
+    assert probs.sum() != pytest.approx(1.0, abs=1e-3)  # independent sigmoids, not a distribution
+
+    encoded = loaded.encoder.encode(PASSAGES)
+    served = answer_tensors(loaded.task, loaded.labels, loaded.run(encoded.arrays), encoded, [("score", np.float32)],
+                            problem_type=loaded.manifest.problem_type)
+    assert [json.loads(v) for v in served["answer_json"].ravel()] == json.loads(json.dumps(answers))
+    repo = write_repository(out, tmp_path / "repo", flavour="onnxruntime")
+    config = (repo.path / f"{repo.name}_postprocess" / "config.pbtxt").read_text()
+    assert "multi_label_classification" in config

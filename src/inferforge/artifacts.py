@@ -33,6 +33,7 @@ class Manifest:
     selected: str | None
     variants: dict[str, dict]  # name -> {"config": {...}, "files": [...], "deployable": bool}
     format_version: int = FORMAT_VERSION
+    problem_type: str | None = None  # transformers' config.problem_type (multi_label_classification: sigmoids)
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(self.__dict__, indent=2))
@@ -84,7 +85,7 @@ class LoadedModel:
         if pairs is None and self.task.needs_pairs:
             raise UserError(f"{self.task.name} needs a text pair for every text (question, context).")
         encoded = self.encoder.encode(list(texts), list(pairs) if pairs is not None else None)
-        return self.task.postprocess(self.engine.run(encoded.arrays), encoded, self.labels)
+        return self.task.postprocess(self.engine.run(encoded.arrays), encoded, self.labels, self.manifest.problem_type)
 
     def __repr__(self) -> str:
         return f"LoadedModel(task={self.task.name!r}, variant={self.variant_name!r}, folder='{self.folder}')"

@@ -280,6 +280,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         task=task.name, source=source.name, input_names=list(source.input_names),
         output_names=list(task.output_names), max_length=source.max_length, labels=source.labels,
         pooling=source.pooling.to_dict() if source.pooling else None, selected=selected,
+        problem_type=getattr(source.config, "problem_type", None),
         variants={r.name: {"config": r.config, "files": r.files, "deployable": r.deployable}
                   for r in rows if r.deployable and r.status not in ("skipped", "error")},
     )

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from inferforge.tokenization import Encoded
 
 Answer = Any
-Postprocess = Callable[[dict[str, np.ndarray], "Encoded", "list[str] | None"], list[Answer]]
+# (outputs, encoded texts, labels, problem_type: transformers' config.problem_type or None) -> answers
+Postprocess = Callable[..., list[Answer]]
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -34,7 +35,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
 
 
-def _postprocess_classification(outputs, encoded, labels):
+MULTI_LABEL = "multi_label_classification"  # transformers' config.problem_type of independent labels
+
+
+def _postprocess_classification(outputs, encoded, labels, problem_type=None):
+    if problem_type == MULTI_LABEL and outputs["logits"].shape[-1] > 1:
+        # Independent labels (toxicity, emotions, topics): each has its own sigmoid, several may apply.
+        # The best label and its score as for any classifier, and every label's score beside them.
+        probs = sigmoid(outputs["logits"])
+        names = [_label(labels, i) for i in range(probs.shape[-1])]
+        return [{"label": names[int(p.argmax())], "score": float(p.max()),
+                 "scores": {n: float(v) for n, v in zip(names, p)}} for p in probs]
     if outputs["logits"].shape[-1] == 1:
         # One output (a cross-encoder reranker, a regression head): softmax over one value is always 1, so the
         # score is its sigmoid, as the transformers pipeline and sentence-transformers' CrossEncoder give it,
@@ -46,7 +57,7 @@ def _postprocess_classification(outputs, encoded, labels):
     return [{"label": _label(labels, int(i)), "score": float(p[i])} for i, p in zip(best, probs)]
 
 
-def _postprocess_embeddings(outputs, encoded, labels):
+def _postprocess_embeddings(outputs, encoded, labels, problem_type=None):
     return [row.astype(np.float32).tolist() for row in outputs["sentence_embedding"]]
 
 
@@ -68,7 +79,7 @@ def _entity_type(label: str) -> tuple[str, str]:
     return "", label
 
 
-def _postprocess_tokens(outputs, encoded, labels):
+def _postprocess_tokens(outputs, encoded, labels, problem_type=None):
     """Entities grouped from BIO tags (simple aggregation), with character spans in the text."""
     probs = softmax(outputs["logits"])
     answers = []
@@ -114,7 +125,7 @@ def _postprocess_tokens(outputs, encoded, labels):
 MAX_ANSWER_TOKENS = 30
 
 
-def _postprocess_qa(outputs, encoded, labels):
+def _postprocess_qa(outputs, encoded, labels, problem_type=None):
     """Best span (start <= end, at most MAX_ANSWER_TOKENS long) inside the context (the second text)."""
     answers = []
     for row in range(len(encoded.texts)):

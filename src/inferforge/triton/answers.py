@@ -51,10 +51,11 @@ def answer_json(answer) -> bytes:
 
 
 def answer_tensors(task, labels, outputs: dict[str, np.ndarray], encoded: Encoded,
-                   typed_outputs: list[tuple[str, np.dtype]], wanted: set[str] | None = None) -> dict[str, np.ndarray]:
+                   typed_outputs: list[tuple[str, np.dtype]], wanted: set[str] | None = None,
+                   problem_type: str | None = None) -> dict[str, np.ndarray]:
     """`answer_json` (one JSON document per text) and the typed tensors named after answer fields;
     with `wanted`, only the outputs the request asked for are built."""
-    answers = task.postprocess(outputs, encoded, labels)
+    answers = task.postprocess(outputs, encoded, labels, problem_type)
     tensors = {}
     if wanted is None or ANSWER_OUTPUT in wanted:
         tensors[ANSWER_OUTPUT] = np.array([[answer_json(a)] for a in answers], dtype=np.object_)

@@ -452,6 +452,7 @@ def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: 
         config,
         task=converted.task.name,
         labels=json.dumps(converted.labels),
+        problem_type=converted.manifest.problem_type or "",
         model_outputs=",".join(converted.output_names),
     )
     version = repo / model_name / "1"

@@ -144,7 +144,8 @@ class TritonPythonModel:
                     details[name] = tensor.as_numpy()
             pairs = decode_texts(pair.as_numpy()) if pair is not None else None
             encoded = encoded_from_details(decode_texts(text.as_numpy()), pairs, details)
-        return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs, wanted)
+        return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs, wanted,
+                              self.model.manifest.problem_type)
 
     def _run_joined(self, inputs):
         """Pad every request to the longest sequence, run once, split back per request."""

@@ -5,7 +5,8 @@ needs `inferforge` importable in the Triton container (the task's own post-proce
 `LoadedModel.predict` uses). Texts come from the ensemble's inputs, per-token details from the
 tokenizer model.
 
-Config parameters: `task`, `labels` (JSON list or null), `model_outputs` (comma separated).
+Config parameters: `task`, `labels` (JSON list or null), `problem_type` (transformers' config.problem_type,
+or empty), `model_outputs` (comma separated).
 """
 
 import json
@@ -24,6 +25,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.task = get_task(params["task"])
         self.labels = json.loads(params.get("labels") or "null")
+        self.problem_type = params.get("problem_type") or None
         self.model_outputs = params["model_outputs"].split(",")
         self.input_names = {i["name"] for i in config["input"]}
         self.typed_outputs = [
@@ -56,4 +58,4 @@ class TritonPythonModel:
         if "offsets" in self.input_names:
             details = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in TOKEN_DETAILS}
         encoded = encoded_from_details(texts, pairs, details)
-        return answer_tensors(self.task, self.labels, outputs, encoded, self.typed_outputs, wanted)
+        return answer_tensors(self.task, self.labels, outputs, encoded, self.typed_outputs, wanted, self.problem_type)
