@@ -63,6 +63,33 @@ def test_reranker_scores_are_sigmoids_and_verification_compares_scores(tmp_path,
     assert len({round(a["score"], 6) for a in answers}) == 3  # three passages, three different scores
 
 
+def test_labelled_scores_judge_a_reranker_by_rank_correlation(tmp_path):
+    """Graded relevance (or STS-style scores) as labels: evaluate reports Spearman of the model's raw
+    output against them, the number computed here from transformers' own logits."""
+    import csv
+
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import spearman
+
+    folder = one_output_model(tmp_path, "bert")
+    out = tmp_path / "out"
+    inferforge.convert(str(folder), "text-classification", out, variants="ort-fp32", shapes="1x16",
+                       nb_measures=2, warmup=1, threads=1)
+    queries = [q for q in QUERIES for _ in PASSAGES]
+    passages = PASSAGES * len(QUERIES)
+    gold = [0.0, 1.5, 3.0, 4.5, 2.0, 0.5, 1.0, 5.0, 2.5]
+    data = tmp_path / "graded.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["query", "passage", "score"])
+        writer.writerows(zip(queries, passages, gold))
+    report = evaluate(out, data, text_column="query", pair_column="passage", label_column="score", threads=1)
+    assert report.metric == "spearman"
+    row = next(r for r in report.rows if r.variant == "ort-fp32")
+    expected = 100.0 * spearman(reference_logits(folder, queries, passages), gold)
+    assert row.score.value == pytest.approx(expected, abs=1e-6)
+
+
 def test_a_variant_whose_scores_drift_fails_the_score_agreement():
     """The agreement itself: scores off by more than 0.01 for some texts lower it, top-1 would not."""
     from inferforge.tasks import get_task

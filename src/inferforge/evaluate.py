@@ -89,7 +89,11 @@ class EvalSet:
             self.data = data
         # Gold values are checked now, so a bad label fails before any model runs.
         self.label_mapping: dict | None = None  # how labels became the model's ids (LabelResolver.mapping)
-        if task.name == "text-classification":
+        # One output (a reranker, a regression head): gold values are numbers, judged by rank correlation.
+        self.single_output = task.name == "text-classification" and labels is not None and len(labels) == 1
+        if self.single_output:
+            self.gold = similarity_scores(data)
+        elif task.name == "text-classification":
             resolver = LabelResolver(data, labels)
             self.gold = class_ids(data, labels, resolver)
             self.label_mapping = resolver.mapping()
@@ -110,7 +114,7 @@ class EvalSet:
 
     @property
     def primary(self) -> str:
-        return PRIMARY_METRIC[self.task.name]
+        return "spearman" if self.single_output else PRIMARY_METRIC[self.task.name]
 
     def record(self) -> dict:
         """Which data was used, for report.json and `evaluate --json`: file, format, split, columns, rows, labels."""
@@ -156,7 +160,12 @@ class EvalSet:
 
     def score_outputs(self, outputs: list[dict[str, np.ndarray]]) -> TaskScore:
         name = self.task.name
-        if name == "text-classification":
+        if self.single_output:
+            predicted_scores = np.empty(len(self), dtype=np.float64)
+            for (idx, _), out in zip(self.batches, outputs):
+                predicted_scores[idx] = out["logits"][:, 0]
+            metrics = {"spearman": spearman(predicted_scores, self.gold)}
+        elif name == "text-classification":
             predicted = np.empty(len(self), dtype=np.int64)
             for (idx, _), out in zip(self.batches, outputs):
                 predicted[idx] = out["logits"].argmax(-1)
