@@ -47,8 +47,8 @@ class OpenVinoEngine:
         model = self.core.read_model(self.path)
         self.compiled = self.core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.input_names = tuple(p.get_any_name() for p in self.compiled.inputs)
-        self.output_names = tuple(p.get_any_name() for p in self.compiled.outputs)
+        self.input_names = tuple(_port_name(p) for p in self.compiled.inputs)
+        self.output_names = tuple(_port_name(p) for p in self.compiled.outputs)
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self._static_requests: OrderedDict[tuple, object] = OrderedDict()
         self._shape_counts: Counter = Counter()
@@ -125,3 +125,10 @@ class OpenVinoEngine:
         # The inputs are shared, not copied; the outputs are copied, the request reuses its buffers.
         result = request.infer(arrays, share_inputs=True)
         return {name: np.array(result[index]) for index, name in enumerate(self.output_names)}
+
+
+def _port_name(port) -> str:
+    """The graph's own name of an input or output: a port can carry several tensor names (EuroBERT's attention
+    mask is also '/model/Cast_output_0' once a no-op Cast is folded), and get_any_name() may give either."""
+    plain = sorted(n for n in port.get_names() if "/" not in n)
+    return plain[0] if plain else port.get_any_name()
