@@ -68,14 +68,15 @@ def model_input_names(model, config, tokenizer=None) -> tuple[str, ...]:
 # Inputs that carry something besides the text; a model that reads them cannot be served on text alone.
 # name -> (what it is, whether this config still lets the model run on text alone)
 NON_TEXT_INPUTS = {
-    "bbox": ("a bounding box per token (the page layout)", lambda config: False),
-    "pixel_values": ("an image", lambda config: False),
-    "image": ("an image", lambda config: False),
-    "xpath_tags_seq": ("the XPath of every token (an HTML page)", lambda config: False),
+    "bbox": ("the page layout, a bounding box per token (`bbox`)", lambda config: False),
+    "pixel_values": ("an image (`pixel_values`)", lambda config: False),
+    "image": ("an image (`image`)", lambda config: False),
+    "xpath_tags_seq": ("the HTML structure, an XPath per token (`xpath_tags_seq`)", lambda config: False),
     # X-MOD: one language adapter per text, unless the checkpoint names a default language.
-    "lang_ids": ("a language id per text", lambda config: getattr(config, "default_language", None) is not None),
+    "lang_ids": ("a language id per text (`lang_ids`, or a default_language in its config.json)",
+                 lambda config: getattr(config, "default_language", None) is not None),
     # XLM with language embeddings: a language id per token (without them the model reads no language at all).
-    "langs": ("a language id per token",
+    "langs": ("a language id per token (`langs`)",
               lambda config: not getattr(config, "use_lang_emb", False) or getattr(config, "n_langs", 1) <= 1),
 }
 
@@ -85,8 +86,8 @@ def check_text_only(model, config) -> None:
     params = inspect.signature(model.forward).parameters
     for name, (what, text_suffices) in NON_TEXT_INPUTS.items():
         if name in params and not text_suffices(config):
-            raise UserError(f"{type(model).__name__} cannot be served by inferforge: it needs {what} (`{name}`) "
-                            "besides the text, and inferforge gives a model its text only.")
+            raise UserError(f"{type(model).__name__} cannot be served by inferforge: besides the text it needs "
+                            f"{what}, and inferforge gives a model text only.")
 
 
 def graph_input_names(model, config, task: TaskSpec, tokenizer=None) -> tuple[str, ...]:
