@@ -216,7 +216,7 @@ PROBE_LENGTH = 77  # longer than the traced 8 tokens, odd, and short enough to c
 def check_tokens_mix(source: SourceModel, inputs: tuple[torch.Tensor, ...]) -> None:
     """An encoder's token states depend on the other tokens. One whose do not (MRA's attention, for one, is a CUDA
     kernel and returns zeros without it) would give numbers that mean nothing, in PyTorch and in every runtime."""
-    kwargs = dict(zip(source.input_names, inputs))
+    kwargs = {name: tensor[:1] for name, tensor in zip(source.input_names, inputs)}  # the unpadded row
     model_kwargs = {n: kwargs[n] for n in forward_input_names(source.model, source.input_names)}
     changed = dict(model_kwargs)
     ids = changed["input_ids"] = model_kwargs["input_ids"].clone()
