@@ -1,5 +1,7 @@
 """The FLOPs formula against PyTorch's own count on a real (tiny, random) BERT, and the ceilings."""
 
+import time
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -68,6 +70,20 @@ def test_matmul_ceiling_is_a_plausible_rate(precision):
     # 2*256^3 operations: more than 0.1 GOP/s on any CPU this runs on (even a busy one), under 100 TOP/s.
     assert 1e8 < ceiling.ops_per_second < 1e14
     assert ceiling.ops_per_second == pytest.approx(2 * 256**3 / ceiling.seconds)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_a_precision_without_a_fast_path_is_timed_on_a_product_it_can_afford(precision):
+    """Without AVX512-BF16/AMX or VNNI a 4096 product in bf16 or int8 took ~2 minutes: the size shrinks until
+    one product takes about MAX_PRODUCT_SECONDS (CPUs with the fast path keep 4096), and the rate is its own."""
+    from inferforge.hardware import MAX_PRODUCT_SECONDS
+
+    start = time.perf_counter()
+    ceiling = measure_matmul_ceiling(precision, size=4096, threads=1, repeats=1)
+    assert 512 <= ceiling.size <= 4096 and ceiling.size % 64 == 0
+    assert ceiling.seconds < 3 * MAX_PRODUCT_SECONDS
+    assert ceiling.ops_per_second == pytest.approx(2 * ceiling.size**3 / ceiling.seconds)
+    assert time.perf_counter() - start < 10 * MAX_PRODUCT_SECONDS
 
 
 def test_read_bandwidth_is_a_plausible_rate():

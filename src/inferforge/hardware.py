@@ -140,12 +140,46 @@ def _best_seconds(call, repeats: int) -> float:
     return best
 
 
+PROBE_SIZE = 512
+MAX_PRODUCT_SECONDS = 3.0  # one timed product; a precision with no fast path here is measured on a smaller one
+
+
+def _product(precision: Precision, size: int):
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    if precision == "int8":
+        a = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
+        b = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
+        return lambda: torch._int_mm(a, b)
+    dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    out = torch.empty(size, size, dtype=dtype)
+    return lambda: torch.mm(a, b, out=out)
+
+
+def _affordable_size(precision: Precision, size: int) -> int:
+    """`size`, or the largest multiple of 64 whose product takes about MAX_PRODUCT_SECONDS when a probe
+    product says `size` would take longer: without AVX512-BF16/AMX or VNNI, PyTorch's bf16 and int8
+    products run on reference loops ~40x slower than fp32 (measured on an AVX2 EPYC), and a 4096 product
+    took ~2 minutes. The rate (ops per second) is what is reported, so a smaller product measures it too."""
+    if size <= PROBE_SIZE:
+        return size
+    seconds = _best_seconds(_product(precision, PROBE_SIZE), repeats=1)
+    if seconds * (size / PROBE_SIZE) ** 3 <= MAX_PRODUCT_SECONDS:
+        return size
+    affordable = PROBE_SIZE * (MAX_PRODUCT_SECONDS / seconds) ** (1 / 3)
+    return int(max(PROBE_SIZE, min(size, affordable // 64 * 64)))
+
+
 def measure_matmul_ceiling(
     precision: Precision, size: int = 4096, threads: int | None = None, repeats: int = 3
 ) -> MatmulCeiling:
     """Time one size x size x size matrix product in PyTorch (oneDNN: AMX for bf16 where present).
 
-    int8 uses `torch._int_mm` (int8 x int8 -> int32), the integer product PyTorch exposes.
+    int8 uses `torch._int_mm` (int8 x int8 -> int32), the integer product PyTorch exposes. A precision
+    this CPU has no fast path for is timed on a smaller product (`_affordable_size`); `size` says which.
     """
     import torch
 
@@ -157,25 +191,9 @@ def measure_matmul_ceiling(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        generator = torch.Generator().manual_seed(0)
-        if precision == "int8":
-            a = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
-            b = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
-
-            def call():
-                torch._int_mm(a, b)
-
-        else:
-            dtype = torch.float32 if precision == "fp32" else torch.bfloat16
-            a = torch.randn(size, size, generator=generator).to(dtype)
-            b = torch.randn(size, size, generator=generator).to(dtype)
-            out = torch.empty(size, size, dtype=dtype)
-
-            def call():
-                torch.mm(a, b, out=out)
-
         with torch.inference_mode():
-            seconds = _best_seconds(call, repeats)
+            size = _affordable_size(precision, size)
+            seconds = _best_seconds(_product(precision, size), repeats)
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
