@@ -113,6 +113,18 @@ def machine_summary(threads: int) -> str:
             f"ISA: {', '.join(isa) or 'none of AVX-512/AMX'}; {versions}")
 
 
+
+def _slow_path_note(ceilings) -> str:
+    """Say when PyTorch has no fast bf16/int8 product on this CPU: its ceiling is then far under what the CPU's
+    own int8/bf16 instructions give other runtimes, and '% of ceiling' above 100 means exactly that."""
+    fp32 = ceilings["fp32"].ops_per_second
+    slow = [p for p in ("bf16", "int8") if ceilings[p].ops_per_second < fp32]
+    if not slow:
+        return ""
+    return (f". PyTorch's {' and '.join(slow)} product{'s run' if len(slow) > 1 else ' runs'} slower than its fp32 "
+            "one on this CPU (no AVX512-BF16/AMX/VNNI path): that ceiling is PyTorch's, not the CPU's, and "
+            "runtimes with their own kernels (onnxruntime's int8) go past it")
+
 def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_idle: float, dims_by_model: dict[str, EncoderDims],
                      rows: list[Row], peers_by_model: dict[str, list[Peer]], errors: dict[str, dict[str, str]],
                      plot_name: str, seconds: float, findings: str, note: str = "") -> str:
@@ -130,9 +142,10 @@ def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_
         "numbers noisy; the 'idle' column is the fraction of the CPUs nobody used in the second before each "
         "model x shape was timed (1.00: quiet).",
         "",
-        f"Measured in the same run: matrix-product ceilings (one {c['fp32'].size}² product, {c['fp32'].threads} threads) "
-        f"fp32 {c['fp32'].ops_per_second / 1e12:.2f} TFLOP/s, bf16 {c['bf16'].ops_per_second / 1e12:.2f} TFLOP/s, "
-        f"int8 {c['int8'].ops_per_second / 1e12:.2f} TOP/s (`torch._int_mm`); memory read bandwidth "
+        f"Measured in the same run: matrix-product ceilings ({c['fp32'].threads} threads; one n² product each) "
+        f"fp32 {c['fp32'].ops_per_second / 1e12:.3g} TFLOP/s (n={c['fp32'].size}), bf16 "
+        f"{c['bf16'].ops_per_second / 1e12:.3g} TFLOP/s (n={c['bf16'].size}), int8 {c['int8'].ops_per_second / 1e12:.3g} "
+        f"TOP/s (`torch._int_mm`, n={c['int8'].size}){_slow_path_note(c)}; memory read bandwidth "
         f"{limits.bandwidth.bytes_per_second / 1e9:.1f} GB/s (sum over {limits.bandwidth.nbytes >> 20} MiB); "
         f"idle before measuring: {limits_idle:.2f}.",
         "'% of ceiling' is the model's matrix-product FLOPs (`inferforge.hardware.encoder_flops`) over the median, "
