@@ -98,6 +98,9 @@ def test_convert_reads_a_dataset_folder_once_and_report_json_records_it(tmp_path
     assert expected == pytest.approx(100.0 * 4 / 6)  # taking the ids as the model's would give 33.3
     assert by_name["pytorch-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
     assert by_name["ort-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
+    markdown = " ".join((out / "report.md").read_text().split())
+    assert f"Labelled data: {data} (Arrow, split validation), 6 rows; columns: text `sentence`, label `label`." in markdown
+    assert "0 positive -> 1 POSITIVE" in markdown
 
 
 def test_convert_with_a_corrupt_parquet_stops_before_the_model_loads(tmp_path):

@@ -106,6 +106,19 @@ def table_rows(rows: list[VariantResult], shapes: list[str]) -> tuple[list[str],
     return header, cells, notes
 
 
+def _eval_data_lines(data: dict | None) -> list[str]:
+    """What labelled data judged the variants (report.json `eval_data`), as a paragraph of report.md."""
+    if not data:
+        return []
+    columns = ", ".join(f"{role} `{name}`" for role, name in data.get("columns", {}).items()
+                        if role != "detected" and name)
+    split = f", split {data['split']}" if data.get("split") else ""
+    note = (data.get("labels") or {}).get("note")
+    text = (f"Labelled data: {data.get('source')} ({data.get('format')}{split}), {data.get('rows')} rows; "
+            f"columns: {columns}." + (f" {note}" if note else ""))
+    return [text, ""]
+
+
 def markdown_report(report: dict, rows: list[VariantResult]) -> str:
     shapes = report["shapes"]
     header, cells, notes = table_rows(rows, shapes)
@@ -125,6 +138,7 @@ def markdown_report(report: dict, rows: list[VariantResult]) -> str:
         f"agreement >= {report['budget']['min_agreement']}; checked on {report['validation']['count']} "
         f"{report['validation']['source']} texts against PyTorch fp32.",
         "",
+        *_eval_data_lines(report.get("eval_data")),
         "p50 latency in milliseconds, speed-up against PyTorch fp32 in brackets.",
         "",
         "| " + " | ".join(header) + " |",
