@@ -284,6 +284,18 @@ def test_glue_pair_csv_with_detected_columns_and_label_names_in_any_case(tiny_co
     assert scores["variants"][0]["metrics"]["accuracy"] == expected and scores["variants"][0]["rows"] == 8
 
 
+def _gold_and_expected_f1(hf_dir, sentences, labels):
+    """Gold tags = PyTorch's own word tags with two sentences changed (one wholly tagged, "Paris is large"
+    tagged B-LOC), and the entity F1 PyTorch's tags then score: strictly between 0 and 100."""
+    predicted = _torch_word_tags(hf_dir, sentences, labels)
+    gold = [list(tags) for tags in predicted]
+    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    gold[next(i for i, s in enumerate(sentences) if s == ["Paris", "is", "large"])] = ["B-LOC", "O", "O"]
+    expected = 100.0 * entity_scores(gold, predicted).f1
+    assert 0.0 < expected < 100.0, (gold, predicted)
+    return gold, expected
+
+
 def _torch_word_tags(hf_dir, sentences, labels):
     tokenizer, out = _torch_logits_split(hf_dir, sentences)
     encoded = tokenizer(sentences, is_split_into_words=True, padding=True)
@@ -317,12 +329,7 @@ def test_token_classification_from_datasets_jsonl_and_conll(tiny_converted, tmp_
     sentences = [["Alice", "met", "Bob", "in", "Paris"], ["the", "quick", "brown", "fox", "jumps"],
                  ["what", "is", "the", "capital", "of", "France"], ["Paris", "is", "large"],
                  ["Bob", "and", "Alice", "walked", "home"]]
-    predicted = _torch_word_tags(hf, sentences, labels)
-    gold = [list(tags) for tags in predicted]
-    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
-    gold[3] = ["B-LOC", "O", "O"]
-    expected = 100.0 * entity_scores(gold, predicted).f1
-    assert 0.0 < expected < 100.0, (gold, predicted)
+    gold, expected = _gold_and_expected_f1(hf, sentences, labels)
     # conll2003.to_json(): ids as ints, extra columns
     rows = [{"id": str(i), "tokens": w, "pos_tags": [0] * len(w), "ner_tags": [labels.index(t) for t in g]}
             for i, (w, g) in enumerate(zip(sentences, gold))]
@@ -494,12 +501,7 @@ def test_ner_tags_as_class_label_ids_in_a_saved_dataset(tiny_converted, tmp_path
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # the model's (tests/tiny_models.py LABELS)
     sentences = [["Alice", "met", "Bob", "in", "Paris"], ["the", "quick", "brown", "fox", "jumps"],
                  ["Paris", "is", "large"], ["Bob", "and", "Alice", "walked", "home"]]
-    predicted = _torch_word_tags(hf, sentences, labels)
-    gold = [list(tags) for tags in predicted]
-    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
-    gold[2] = ["B-LOC", "O", "O"]
-    expected = 100.0 * entity_scores(gold, predicted).f1
-    assert 0.0 < expected < 100.0, (gold, predicted)
+    gold, expected = _gold_and_expected_f1(hf, sentences, labels)
     names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # the dataset's own tag order
     features = {"tokens": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"},
                 "ner_tags": {"feature": _class_label(names), "_type": "Sequence"}}
