@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,16 +41,13 @@ def test_convert_selects_inside_the_accuracy_budget(sentiment_tiny, tmp_path):
             assert model.predict(["A warm and funny film."])[0]["label"]
 
 
-def test_convert_reads_a_dataset_folder_once_and_report_json_records_it(tmp_path, monkeypatch):
-    """`convert --eval-data FOLDER --eval-split S` on a DatasetDict folder: read once (before the model loads),
-    scored with the class names mapped to the model's ids, and report.json says what was used."""
+def _sst2_folder(tmp_path):
+    """A tiny text classifier and a DatasetDict folder (train, validation) whose class names are in the other
+    order than the model's labels, with two validation rows against the model: (model, folder, gold, predicted)."""
     import pyarrow as pa
     import torch
     import transformers
-    from typer.testing import CliRunner
 
-    from inferforge import labelled_data
-    from inferforge.cli import app
     from tiny_models import build_tiny_model
 
     hf = build_tiny_model(tmp_path / "hf", "bert", "text-classification")  # labels NEGATIVE, POSITIVE
@@ -74,6 +72,19 @@ def test_convert_reads_a_dataset_folder_once_and_report_json_records_it(tmp_path
             writer.write_table(table)
         (data / split / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}],
                                                              "_split": split}))
+    return hf, data, gold, predicted
+
+
+def test_convert_reads_a_dataset_folder_once_and_report_json_records_it(tmp_path, monkeypatch):
+    """`convert --eval-data FOLDER --eval-split S` on a DatasetDict folder: read once (before the model loads),
+    scored with the class names mapped to the model's ids, and report.json says what was used."""
+    from typer.testing import CliRunner
+
+    from inferforge import labelled_data
+    from inferforge.cli import app
+
+    hf, data, gold, predicted = _sst2_folder(tmp_path)
+    names = ["positive", "negative"]
     reads = []
     real = labelled_data._labelled
     monkeypatch.setattr(labelled_data, "_labelled", lambda *args, **kwargs: reads.append(args[1]) or real(*args, **kwargs))
@@ -120,4 +131,68 @@ def test_convert_with_a_corrupt_parquet_stops_before_the_model_loads(tmp_path):
                             timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{path} is not a readable Parquet file (no Parquet footer where the file ends" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+def _cli_report(args: list[str]) -> dict:
+    from typer.testing import CliRunner
+
+    from inferforge.cli import app
+
+    result = CliRunner().invoke(app, ["convert", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return json.loads((Path(args[args.index("--output") + 1]) / "report.json").read_text())
+
+
+def test_python_convert_eval_split_scores_what_the_cli_scores(tmp_path):
+    """inferforge.convert(..., eval_data=FOLDER, eval_split="validation[1:5]") reads the same rows of the same split
+    and gives the same accuracy, report and selection as `convert --eval-data FOLDER --eval-split 'validation[1:5]'`."""
+    hf, data, gold, predicted = _sst2_folder(tmp_path)
+    common = dict(variants="ort-fp32", shapes="1x8", nb_measures=2, threads=1)
+    result = inferforge.convert(hf, "text-classification", tmp_path / "py", eval_data=data,
+                                eval_split="validation[1:5]", **common)
+    python = json.loads((result.output / "report.json").read_text())
+    cli = _cli_report([hf, "--task", "text-classification", "--output", tmp_path / "cli", "--variants", "ort-fp32",
+                       "--shapes", "1x8", "--nb-measures", "2", "--threads", "1", "--eval-data", data,
+                       "--eval-split", "validation[1:5]"])
+    assert python["eval_data"] == cli["eval_data"]
+    assert (python["eval_data"]["split"], python["eval_data"]["rows"]) == ("validation", 4)
+    assert any("rows [1:5]" in note for note in python["eval_data"]["notes"])
+    expected = 100.0 * sum(g == p for g, p in zip(gold[1:5], predicted[1:5])) / 4  # rows 1..4 of the split
+    for report in (python, cli):
+        by_name = {v["name"]: v for v in report["variants"]}
+        assert by_name["pytorch-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
+        assert by_name["ort-fp32"]["extra"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
+    assert python["accuracy"] == cli["accuracy"] and python["selected"] == cli["selected"] == "ort-fp32"
+
+
+def test_python_convert_takes_every_cli_convert_option():
+    """Each `inferforge convert` flag is a keyword of inferforge.convert of the same name (ConvertOptions)."""
+    import dataclasses
+
+    import typer.main
+
+    from inferforge.cli import app
+    from inferforge.pipeline import ConvertOptions
+
+    command = typer.main.get_command(app).commands["convert"]
+    flags = {param.name for param in command.params} - {"model"}
+    fields = {f.name for f in dataclasses.fields(ConvertOptions)}
+    assert flags - fields == set()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eval_split": "validation"}, "--eval-split 'validation' picks the split of an --eval-data folder; give --eval-data too."),
+    ({"eval_split": "test[:x]", "eval_data": "DATA"}, "--eval-split 'test[:x]' is not a split name or a slice"),
+    ({"eval_split": "dev", "eval_data": "DATA"}, "has no split 'dev' (splits: train, validation); name one of them with --eval-split"),
+])
+def test_python_convert_bad_eval_split_stops_before_the_model(tmp_path, kwargs, message):
+    data = tmp_path / "data"
+    data.mkdir()  # a Hub-style folder: files named by split
+    for split in ("train", "validation"):
+        (data / f"{split}.csv").write_text("text,label\nhello,0\n")
+    kwargs = {k: (data if v == "DATA" else v) for k, v in kwargs.items()}
+    with pytest.raises(inferforge.UserError) as error:
+        inferforge.convert(tmp_path / "no-model-needed", "text-classification", tmp_path / "out", **kwargs)
+    assert message in str(error.value)
     assert not (tmp_path / "out").exists()

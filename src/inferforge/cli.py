@@ -62,18 +62,14 @@ def print_variant_table(result) -> None:
               f"Output: {result.output} (report.md, report.json, latency.png)")
 
 
-def read_eval_data(path: Optional[Path], task: str, text: Optional[str], pair: Optional[str], label: Optional[str],
-                   split: Optional[str] = None):
-    """Read --eval-data once, before the conversion starts (a bad file stops here, before the model loads), and
-    say which rows and columns will be used; the conversion then scores these rows."""
-    if path is None:
-        return None
-    from inferforge.evaluate import read_eval_data as read
-    from inferforge.tasks import get_task
+def read_eval_data(options):
+    """Read --eval-data once, before the conversion starts (a bad file or split stops here, before the model loads),
+    and say which rows and columns will be used; the conversion then scores these rows."""
+    from inferforge.pipeline import read_eval_rows
 
-    if not Path(path).exists():
-        raise UserError(f"--eval-data file '{path}' does not exist.")
-    data = read(path, get_task(task), text, pair, label, split)
+    data = read_eval_rows(options)
+    if data is None:
+        return None
     console.print(f"--eval-data {data.name}: {len(data)} rows; columns: {data.describe()}", highlight=False,
                   markup=False, soft_wrap=True)
     for note in data.notes:
@@ -107,8 +103,10 @@ def convert(
                                                          "ner_tags / answers / score): "
                                                          "every variant's task accuracy, selection inside "
                                                          "--max-accuracy-drop; adds calibrated int8 variants."),
-    eval_split: Optional[str] = typer.Option(None, help="Split of an --eval-data folder (default: test, then "
-                                                        "validation); a slice such as test[:500] too."),
+    eval_split: Optional[str] = typer.Option(None, help="Split of an --eval-data folder (a datasets save_to_disk "
+                                                        "DatasetDict or a Hub-style folder; default: test, then "
+                                                        "validation); a slice such as validation[:200] too. "
+                                                        "Python: inferforge.convert(..., eval_split=...)."),
     calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (.txt, one per line, "
                                                                "or the text column of a CSV/JSONL)."),
     max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"
@@ -124,15 +122,19 @@ def convert(
     trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
 ) -> None:
     """Convert, optimize, verify and benchmark every variant, then select the fastest one inside the budget."""
-    from inferforge.pipeline import ConvertOptions, convert as run_convert
+    from dataclasses import replace
 
-    eval_rows = read_eval_data(eval_data, task, text_column, pair_column, label_column, eval_split)
+    from inferforge.pipeline import ConvertOptions, check_options, convert as run_convert
+
+    # Every flag maps onto the ConvertOptions field of the same name (inferforge.convert takes them as keywords).
     options = ConvertOptions(task=task, output=output, variants=variants, shapes=shapes, optimize_for=optimize_for,
                              nb_measures=nb_measures, threads=threads, atol=atol, min_agreement=min_agreement,
                              validation_texts=validation_texts, force=force, trust_remote_code=trust_remote_code,
-                             eval_data=eval_rows, calibration_data=calibration_data,
+                             eval_data=eval_data, eval_split=eval_split, calibration_data=calibration_data,
                              max_accuracy_drop=max_accuracy_drop, accuracy_search=accuracy_search,
                              text_column=text_column, pair_column=pair_column, label_column=label_column)
+    check_options(options)  # a bad flag stops here, before the data is read
+    options = replace(options, eval_data=read_eval_data(options), eval_split=None)
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +57,9 @@ class ConvertOptions:
     # Accuracy on labelled data (a file or dataset folder, or rows read by evaluate.read_eval_data): scored for
     # every variant, reduced precision held to max_accuracy_drop points, int8 refined by the search when it drops more.
     eval_data: Path | LabelledData | None = None
+    # The split of an eval_data dataset folder, as `--eval-split`: a name or a slice such as "validation[:200]"
+    # (default: test, then validation). Only with an eval_data path: rows already read carry their split.
+    eval_split: str | None = None
     calibration_data: Path | None = None
     max_accuracy_drop: float = 1.0
     accuracy_search: bool = True
@@ -94,7 +97,7 @@ class ConvertResult:
         return load(self.output, variant, threads)
 
 
-def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Variant]]:
+def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Variant]]:
     """Everything that can be checked before any model is loaded."""
     get_task(options.task)
     shapes = options.resolved_shapes()
@@ -114,6 +117,11 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
             raise UserError(f"{flag} file '{path}' does not exist.")
     if isinstance(options.eval_data, (str, Path)) and not Path(options.eval_data).exists():  # a file or a dataset folder
         raise UserError(f"--eval-data file '{options.eval_data}' does not exist.")
+    if options.eval_split is not None and options.eval_data is None:
+        raise UserError(f"--eval-split '{options.eval_split}' picks the split of an --eval-data folder; give --eval-data too.")
+    if options.eval_split is not None and isinstance(options.eval_data, LabelledData):
+        raise UserError("--eval-split applies to an --eval-data path, not to rows already read; read them with "
+                        "evaluate.read_eval_data(..., split=...) or pass the path.")
     if options.max_accuracy_drop < 0:
         raise UserError("--max-accuracy-drop is in accuracy points and cannot be negative.")
     if options.atol is not None and not options.atol >= 0:
@@ -121,6 +129,17 @@ def _check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Va
     if options.min_agreement is not None and not 0 <= options.min_agreement <= 1:
         raise UserError(f"--min-agreement is a fraction between 0 and 1, such as 0.99 (got {options.min_agreement:g}).")
     return shapes, target, variants
+
+
+def read_eval_rows(options: ConvertOptions) -> LabelledData | None:
+    """The labelled rows of `options.eval_data` (read with `eval_split` and the column options when it is a path),
+    before any model is loaded: a bad file or split stops here. The CLI prints what it found from these rows."""
+    if options.eval_data is None or isinstance(options.eval_data, LabelledData):
+        return options.eval_data
+    from inferforge.evaluate import read_eval_data
+
+    return read_eval_data(Path(options.eval_data), get_task(options.task), options.text_column, options.pair_column,
+                          options.label_column, options.eval_split)
 
 
 # Medians closer than this at the target shape are within the noise of one benchmark run.
@@ -158,12 +177,19 @@ def selection(rows: list[VariantResult], target: Shape) -> tuple[str | None, lis
 
 def convert(model: str | Path, task: str | None = None, output: str | Path | None = None, *,
             options: ConvertOptions | None = None, progress: ProgressCallback | None = None, **kwargs) -> ConvertResult:
-    """Convert `model` (hub id or local directory) for `task` into `output`. See ConvertOptions for kwargs."""
+    """Convert `model` (hub id or local directory) for `task` into `output`.
+
+    The keyword options are the fields of ConvertOptions, one per `inferforge convert` flag with the same name
+    and meaning (`eval_split="validation[:200]"` is `--eval-split 'validation[:200]'`), plus `warmup`.
+    """
+    if options is not None and kwargs:
+        raise UserError(f"convert() takes options= or keyword options, not both (got {', '.join(sorted(kwargs))} too).")
     if options is None:
         if task is None or output is None:
             raise UserError("convert() needs a task and an output folder.")
         options = ConvertOptions(task=task, output=Path(output), **kwargs)
-    shapes, target, variants = _check_options(options)
+    shapes, target, variants = check_options(options)
+    options = replace(options, eval_data=read_eval_rows(options), eval_split=None)  # read once, before the model
     model = str(model)  # a pathlib.Path is as good as a string
     output = Path(options.output)
     report_progress = progress or (lambda step, done, total: None)
@@ -200,7 +226,8 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     source.config.save_pretrained(str(workdir))
     # A copy of the fast tokenizer's backend, so our padding and truncation settings stay ours.
     encoder = TextEncoder(Tokenizer.from_str(source.tokenizer.backend_tokenizer.to_str()),
-                          source.input_names, source.max_length, source.pad_id)
+                          source.input_names, source.max_length, source.pad_id,
+                          cls_id=_cls_id(source.tokenizer), windows=task.windows)
     encoder.save(workdir / TOKENIZER_DIR)
 
     progress("export to ONNX", 0, 1)
@@ -209,11 +236,10 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
                        num_heads=getattr(source.config, "num_attention_heads", 0) or 0,
                        hidden_size=getattr(source.config, "hidden_size", 0) or 0)
     eval_set = None
-    if options.eval_data is not None:  # read before the long steps: a bad file fails fast
+    if options.eval_data is not None:  # rows read by read_eval_rows before the model loaded
         from inferforge.evaluate import read_eval_set
 
-        eval_set = read_eval_set(options.eval_data, task, encoder, source.labels, options.text_column,
-                                 options.pair_column, options.label_column)
+        eval_set = read_eval_set(options.eval_data, task, encoder, source.labels)
     if options.calibration_data is not None:
         from inferforge.labelled_data import read_calibration_texts
 
@@ -335,3 +361,9 @@ def _verify(rows, engines, batches, reference, task, budget, progress) -> None:
         if not row.check.passed:
             row.status, row.reason = "failed", row.check.reason
     progress("verify", len(checked), len(checked))
+
+
+def _cls_id(tokenizer) -> int:
+    """The classifier token's id (-1 when the tokenizer has none): question answering weighs it against the spans."""
+    cls_id = getattr(tokenizer, "cls_token_id", None)
+    return -1 if cls_id is None else int(cls_id)
