@@ -221,3 +221,39 @@ def test_roformer_tokenizer_is_one_sentence(tmp_path):
     message = result.stderr + result.stdout
     assert "needs a package that is not installed" in message or "runs Python code" in message, message
     assert not (tmp_path / "out").exists()
+
+
+def test_no_servable_variant_passes_writes_nothing(tmp_path, tiny_bert):
+    """--atol 0: ort-fp32 differs from PyTorch by ~1e-7 and int8 by far more, so no variant the folder could serve
+    passes. Exit 2, one sentence naming each variant and by how much it missed, what to loosen, and no folder
+    (the PyTorch reference alone cannot be served: `inferforge.load` and `serve` would only fail later)."""
+    out = tmp_path / "out"
+    result = run_cli("convert", str(tiny_bert), "--task", "text-classification", "--output", str(out),
+                     "--variants", "ort-fp32,ort-int8-dynamic", "--atol", "0", "--no-accuracy-search",
+                     "--shapes", "1x8", "--nb-measures", "2", "--threads", "1")
+    assert_user_error(result)
+    message = " ".join(result.stderr.split())
+    assert f"error: No variant the output folder could serve passed against PyTorch fp32, so {out} was not written: " \
+           "ort-fp32 failed (difference " in message
+    assert "is over the budget 0 by " in message and "ort-int8-dynamic failed (difference " in message
+    assert message.endswith("; loosen --atol (now 0) or --min-agreement (now 0.98), or choose other --variants.")
+    assert message.count("error:") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no folder, no temporary folder
+
+
+def test_no_servable_variant_in_python_raises_user_error(tmp_path, tiny_bert):
+    import inferforge
+
+    with pytest.raises(inferforge.UserError, match=r"ort-fp32 failed \(difference .* is over the budget 0 by "):
+        inferforge.convert(tiny_bert, "text-classification", tmp_path / "out", variants="ort-fp32", atol=0.0,
+                           shapes="1x8", nb_measures=2, threads=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_pytorch_variants_is_refused_before_the_model_loads(tmp_path):
+    result = run_cli("convert", str(tmp_path / "no-model-needed"), "--task", "text-classification",
+                     "--output", str(tmp_path / "out"), "--variants", "pytorch-bf16")
+    assert_user_error(result)
+    assert ("error: --variants 'pytorch-bf16' names only PyTorch variants, which the output folder cannot serve; add "
+            "one it can, such as ort-fp32 or openvino-default.") in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()

@@ -35,3 +35,21 @@ def test_a_noise_level_tie_goes_to_the_fastest_over_all_shapes():
     rows[1].latency.pop("32x128")
     rows[0].latency["1x128"] = LatencyStats(30.0, 30.0, 30.0, 30.0, 33.0, 10)
     assert select_variant(rows, TARGET) == "ort-fp32"
+
+
+def test_no_servable_variant_says_what_each_missed_and_what_to_change(tmp_path):
+    from inferforge.pipeline import no_servable_variant
+    from inferforge.verify import AccuracyBudget, VerifyResult
+
+    int8 = row("ort-int8-dynamic", status="failed")
+    int8.check = VerifyResult(True, 0.01, 0.01, 1.0, "top1")
+    int8.reason = "loses 2.50 points of accuracy on 200 labelled rows (budget 1)"
+    rows = [row("pytorch-fp32", deployable=False), int8,
+            row("openvino-bf16", status="skipped"), row("pytorch-bf16", status="failed", deployable=False)]
+    rows[2].reason = "the CPU has neither AVX512-BF16 nor AMX"
+    message = str(no_servable_variant(rows, AccuracyBudget(0.05, 0.98), tmp_path / "out", max_accuracy_drop=1.0))
+    assert message == (f"No variant the output folder could serve passed against PyTorch fp32, so {tmp_path / 'out'} "
+                       "was not written: ort-int8-dynamic failed (loses 2.50 points of accuracy on 200 labelled rows "
+                       "(budget 1)); openvino-bf16 skipped (the CPU has neither AVX512-BF16 nor AMX); raise "
+                       "--max-accuracy-drop (now 1), or choose other --variants (e.g. ort-fp32, the exported graph "
+                       "as it is).")

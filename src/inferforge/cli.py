@@ -57,8 +57,7 @@ def print_variant_table(result) -> None:
     out.print(table)
     for note in notes:
         out.print(note, highlight=False)
-    selected = result.selected or "none (no variant passed the accuracy budget)"
-    out.print(f"Selected: [bold]{selected}[/bold] at {result.report['optimize_for']}. "
+    out.print(f"Selected: [bold]{result.selected}[/bold] at {result.report['optimize_for']}. "
               f"Output: {result.output} (report.md, report.json, latency.png)")
 
 
@@ -85,7 +84,8 @@ def convert(
                                                        "feature-extraction or question-answering."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to create with everything needed to serve."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated subset, e.g. ort-fp32,openvino-default "
-                                                      "(default: all; PyTorch fp32 is always the reference)."),
+                                                      "(default: all; PyTorch fp32 is always the reference). If none "
+                                                      "the folder can serve passes, nothing is written (exit 2)."),
     shapes: str = typer.Option("1x16,1x128,32x128", help="Benchmark shapes, BATCHxSEQUENCE, comma-separated."),
     optimize_for: Optional[str] = typer.Option(None, help="Shape the selection optimizes for (default: the first)."),
     nb_measures: int = typer.Option(30, help="Timed runs per variant and shape (after 5 warm-up runs)."),

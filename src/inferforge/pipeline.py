@@ -105,6 +105,10 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
     calibrated = options.eval_data is not None or options.calibration_data is not None
     variants = (parse_variants(options.variants, calibrated) if not isinstance(options.variants, list)
                 else options.variants)
+    if not any(v.deployable for v in variants):
+        raise UserError(f"--variants '{options.variants if isinstance(options.variants, str) else ','.join(v.name for v in variants)}' "
+                        f"names only PyTorch variants, which the output folder cannot serve; add one it can, such as "
+                        f"ort-fp32 or openvino-default.")
     if options.nb_measures < 1:
         raise UserError("--nb-measures must be at least 1.")
     if options.threads is not None and options.threads < 1:
@@ -129,6 +133,24 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
     if options.min_agreement is not None and not 0 <= options.min_agreement <= 1:
         raise UserError(f"--min-agreement is a fraction between 0 and 1, such as 0.99 (got {options.min_agreement:g}).")
     return shapes, target, variants
+
+
+def no_servable_variant(rows: list[VariantResult], budget: AccuracyBudget, output: Path,
+                        max_accuracy_drop: float | None = None) -> UserError:
+    """The one sentence for a conversion where no variant the folder could serve passed: each one's outcome and
+    by how much it missed, and which option to change. Nothing is written: a folder without a selected variant
+    would only fail later, in `inferforge.load` or `inferforge serve`."""
+    servable = [r for r in rows if r.deployable]
+    outcomes = "; ".join(f"{r.name} {r.status}" + (f" ({r.reason})" if r.reason else "") for r in servable)
+    tries = []
+    if any(r.status == "failed" and (r.check is None or not r.check.passed) for r in servable):
+        tries.append(f"loosen --atol (now {budget.atol:g}) or --min-agreement (now {budget.min_agreement:g})")
+    if max_accuracy_drop is not None and any(r.status == "failed" and " points of " in r.reason for r in servable):
+        tries.append(f"raise --max-accuracy-drop (now {max_accuracy_drop:g})")
+    tried = {r.name for r in servable}
+    tries.append("choose other --variants" + ("" if "ort-fp32" in tried else " (e.g. ort-fp32, the exported graph as it is)"))
+    return UserError(f"No variant the output folder could serve passed against PyTorch fp32, so {output} was not "
+                     f"written: {outcomes}; {', or '.join(tries)}.")
 
 
 def read_eval_rows(options: ConvertOptions) -> LabelledData | None:
@@ -282,6 +304,10 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     if added:
         _verify(added, engines, batches, reference, task, budget, progress)
 
+    max_drop = options.max_accuracy_drop if eval_set is not None else None
+    if not any(r.deployable and r.usable for r in rows):  # before the benchmark: nothing to time
+        raise no_servable_variant(rows, budget, Path(options.output), max_drop)
+
     vocab = getattr(source.config, "vocab_size", 30000)
     timed = {r.name: engines[r.name] for r in rows if r.name in engines}
     for i, shape in enumerate(shapes):
@@ -298,10 +324,11 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
                 row.latency[str(shape)] = stats[row.name]
 
     selected, tied = selection(rows, target)
+    if selected is None:  # every passing variant failed to run in the benchmark
+        raise no_servable_variant(rows, budget, Path(options.output), max_drop)
     if len(tied) > 1:
         extra["selection_ties"] = {"within": SELECTION_TIE, "tied": tied, "selected": selected}
-    if selected:
-        next(r for r in rows if r.name == selected).status = "selected"
+    next(r for r in rows if r.name == selected).status = "selected"
     manifest = Manifest(
         task=task.name, source=source.name, input_names=list(source.input_names),
         output_names=list(task.output_names), max_length=source.max_length, labels=source.labels,
