@@ -30,7 +30,8 @@ from tritonclient.utils import InferenceServerException
 
 import inferforge
 from inferforge.errors import UserError
-from inferforge.triton.hardening import ADMIN_KEY_HEADER, HardenedServer, loopback_warning
+from inferforge.triton.hardening import (ADMIN_KEY_HEADER, KEY_PLACEHOLDER, KEY_VARIABLE, HardenedServer,
+                                        loopback_warning)
 from inferforge.triton.raw_requests import BAD_REQUESTS, MALFORMED_JSON, send, text_request
 from inferforge.triton.repository import RepositoryOptions, write_repository
 from inferforge.triton.serve import serve_converted
@@ -256,6 +257,50 @@ def test_model_control_is_none_and_cloud_endpoints_are_off(served):
     assert reply.status == 503 and "load / unload is not allowed" in message, (reply.status, message)
 
 
+def assert_the_key_is_out_of_proc(server: HardenedServer) -> None:
+    """The admin key is in no /proc/<pid>/cmdline (world-readable) of the server or its stubs, nor in their
+    environ, nor in the server log; the preload library and its variable did not reach the stubs."""
+    assert server.key_hiding.library is not None, server.key_hiding.warning  # a C compiler is on this machine
+    key, library = server.admin_key.encode(), str(server.key_hiding.library).encode()
+    pid = server.process.pid
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert key not in cmdline
+    assert cmdline.count(KEY_PLACEHOLDER.encode()) == 2  # --http-restricted-api and --grpc-restricted-protocol
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert key not in environ and KEY_VARIABLE.encode() not in environ
+    stubs = stub_processes(pid)
+    assert len(stubs) == 2
+    for stub in stubs:
+        stub_environ = Path(f"/proc/{stub.pid}/environ").read_bytes()
+        assert key not in Path(f"/proc/{stub.pid}/cmdline").read_bytes()
+        assert key not in stub_environ and KEY_VARIABLE.encode() not in stub_environ and library not in stub_environ
+    assert key not in server.log_path.read_bytes()
+
+
+def test_the_admin_key_is_not_on_the_command_line(served):
+    """Issue 6: the key is given through the environment and a preloaded library (hide_args.c), and only the
+    key opens the restricted APIs: not the placeholder that the command line shows."""
+    serving, _, _ = served
+    server = serving.server
+    assert_the_key_is_out_of_proc(server)
+    connection = connect(server.http_url)
+    try:
+        for headers, status in (({}, 403), ({ADMIN_KEY_HEADER: KEY_PLACEHOLDER}, 403), (server.admin_headers, 200)):
+            connection.request("GET", "/v2/logging", headers=headers)
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == status, headers
+    finally:
+        connection.close()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            client.get_log_settings(headers={"triton-grpc-protocol-" + ADMIN_KEY_HEADER: KEY_PLACEHOLDER})
+        client.get_log_settings(headers=server.grpc_admin_headers)
+    finally:
+        client.close()
+
+
 # ----- a dying worker ------------------------------------------------------------------------------
 def test_a_killed_worker_is_noticed_and_the_server_recovers(served, expected):
     serving, _, events = served
@@ -315,6 +360,25 @@ def test_a_killed_worker_is_noticed_and_the_server_recovers(served, expected):
             reply = send(connection, MODEL, text_request([text]))
             assert reply.status == 200, reply
             assert_same_embeddings(reply.answers(), [expected[text]])
+    finally:
+        connection.close()
+
+
+def test_the_restarted_server_keeps_the_key_off_its_command_line(served):
+    """HardenedServer.restart() launches the same way (after the test above, or after a stub killed here)."""
+    serving, _, _ = served
+    server, watchdog = serving.server, serving.watchdog
+    if not watchdog.recoveries:
+        os.kill(next(s.pid for s in stub_processes(server.process.pid) if s.model == f"{MODEL}_model"), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not watchdog.recoveries and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watchdog.recoveries, "the watchdog did not restart the server"
+    assert_the_key_is_out_of_proc(server)
+    connection = connect(server.http_url)
+    try:
+        connection.request("GET", "/v2/logging", headers=server.admin_headers)
+        assert connection.getresponse().status == 200
     finally:
         connection.close()
 

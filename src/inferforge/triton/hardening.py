@@ -8,6 +8,14 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
 - the model-repository, shared-memory, logging and trace APIs restricted on HTTP and gRPC to requests
   carrying the header `inferforge-admin-key: <key>`; the key is random per server and shown only when
   asked for (`inferforge serve --show-admin-key`, or given with `--admin-key`);
+- that key kept off tritonserver's command line, which any local user reads in /proc/<pid>/cmdline:
+  Triton 2.51 takes the key only there, so the command line carries the placeholder
+  `@inferforge-admin-key@`, the key goes in the environment variable INFERFORGE_ADMIN_KEY (its
+  /proc/<pid>/environ is readable by the same user only), and `hide_args.c`, compiled once per user with
+  the system C compiler and preloaded (LD_PRELOAD), hands main() a new argv with the key and wipes the
+  variable before main() runs (see that file). Without a C compiler the key is on the command line as
+  before, and `admin_key_hiding().warning` says so; after every start the server is checked to answer
+  the restricted APIs with the key only;
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while
@@ -18,12 +26,24 @@ The bind address stays 127.0.0.1 unless asked; `loopback_warning()` is what the 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.client
 import ipaddress
+import json
 import os
+import platform
 import secrets
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from inferforge.errors import UserError
 from inferforge.triton.server import ServerPorts, TritonInstallation, TritonServer, _wait_group_gone
 
 ADMIN_KEY_HEADER = "inferforge-admin-key"
@@ -31,6 +51,17 @@ GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the key as tri
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 # How long the killed server's processes get to disappear before the restart goes on.
 RESTART_KILL_WAIT_S = 10.0
+
+# Keeping the key off the command line (hide_args.c holds the same three names).
+KEY_PLACEHOLDER = "@inferforge-admin-key@"
+KEY_VARIABLE = "INFERFORGE_ADMIN_KEY"
+PRELOAD_WAS_VARIABLE = "INFERFORGE_LD_PRELOAD_WAS"
+HIDE_ARGS_SOURCE = Path(__file__).with_name("hide_args.c")
+C_COMPILERS = ("cc", "gcc", "clang")
+COMPILE_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall")
+# A restricted API the check after each start asks, with and without the key.
+KEY_CHECK_PATH = "/v2/logging"
+KEY_CHECK_TIMEOUT_S = 10.0
 
 
 def new_admin_key() -> str:
@@ -57,6 +88,128 @@ def loopback_warning(host: str) -> str | None:
     )
 
 
+class KeyHidingUnavailable(Exception):
+    """Why the preload library that keeps the admin key off the command line cannot be used here."""
+
+
+@dataclass(frozen=True)
+class KeyHiding:
+    """How the admin key reaches tritonserver: through `library` (preloaded; the command line carries the
+    placeholder), or, when None, on the command line, with `warning`: the one line to print."""
+
+    library: Path | None
+    warning: str | None = None
+
+
+def exposed_key_warning(reason: str) -> str:
+    return (f"Warning: the Triton admin key is on tritonserver's command line, which any local user can read "
+            f"(ps, /proc/<pid>/cmdline), because {reason}.")
+
+
+def find_c_compiler() -> str | None:
+    for name in C_COMPILERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def preload_cache_dir() -> Path:
+    """Per-user: $INFERFORGE_CACHE/preload, else ~/.cache/inferforge/preload (mode 0700)."""
+    root = os.environ.get("INFERFORGE_CACHE") or Path.home() / ".cache" / "inferforge"
+    return Path(root).expanduser() / "preload"
+
+
+def build_hide_args_library(compiler: str, folder: Path | None = None) -> Path:
+    """`hide_args.c` compiled into `folder` (0700) as hide_args-<content hash>.so (0600), once; self-tested
+    before an atomic rename puts it in place. Raises KeyHidingUnavailable."""
+    folder = folder or preload_cache_dir()
+    source = HIDE_ARGS_SOURCE.read_bytes()
+    digest = hashlib.sha256(b"\0".join([source, " ".join(COMPILE_FLAGS).encode(),
+                                        platform.machine().encode()])).hexdigest()[:16]
+    target = folder / f"hide_args-{digest}.so"
+    if any(char in str(target) for char in " :\t\n"):
+        raise KeyHidingUnavailable(f"its preload library path {target} holds a space or a colon, which "
+                                   "LD_PRELOAD cannot carry (set INFERFORGE_CACHE elsewhere)")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+        if info.st_uid != os.getuid():
+            raise KeyHidingUnavailable(f"{folder} belongs to another user")
+        if info.st_mode & 0o077:
+            folder.chmod(0o700)
+        if target.is_file() and target.stat().st_uid == os.getuid():
+            return target
+        handle, temporary = tempfile.mkstemp(prefix=".hide_args-", suffix=".so", dir=folder)
+        os.close(handle)
+    except OSError as error:
+        raise KeyHidingUnavailable(f"its preload library cannot be written in {folder} ({error})") from None
+    try:
+        try:
+            built = subprocess.run([compiler, *COMPILE_FLAGS, "-o", temporary, str(HIDE_ARGS_SOURCE), "-ldl"],
+                                   capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise KeyHidingUnavailable(f"{compiler} could not run ({error})") from None
+        if built.returncode != 0:
+            last = (built.stderr.strip().splitlines() or ["no message"])[-1]
+            raise KeyHidingUnavailable(f"{compiler} could not build {HIDE_ARGS_SOURCE.name} ({last})")
+        os.chmod(temporary, 0o600)
+        _self_test(Path(temporary))
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+_SELF_TEST = """import json, os, sys
+key = sys.stdin.read().encode()
+print(json.dumps({"argv": sys.argv[1], "variable": %r in os.environ, "preload": "LD_PRELOAD" in os.environ,
+                  "cmdline": key in open("/proc/self/cmdline", "rb").read(),
+                  "environ": key in open("/proc/self/environ", "rb").read()}))
+""" % KEY_VARIABLE
+
+
+def _self_test(library: Path) -> None:
+    """Run this interpreter under the library: argv gets the key; /proc/self/cmdline and environ show none of
+    it; the variable and LD_PRELOAD are gone from the environment children inherit."""
+    key = new_admin_key()
+    env = {name: value for name, value in os.environ.items() if name not in (PRELOAD_WAS_VARIABLE, "LD_PRELOAD")}
+    env.update({KEY_VARIABLE: key, "LD_PRELOAD": str(library)})
+    seen, stderr = None, ""
+    try:
+        ran = subprocess.run([sys.executable, "-c", _SELF_TEST, f"k={KEY_PLACEHOLDER}"], env=env, input=key,
+                             capture_output=True, text=True, timeout=60)
+        stderr = ran.stderr.strip()[-200:]
+        seen = json.loads(ran.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as error:
+        stderr = stderr or str(error)
+    if seen != {"argv": f"k={key}", "variable": False, "preload": False, "cmdline": False, "environ": False}:
+        raise KeyHidingUnavailable(f"its preload library failed its self-test ({seen or stderr})")
+
+
+@functools.lru_cache(maxsize=1)
+def admin_key_hiding() -> KeyHiding:
+    """Decided once per process: the preload library, or why the key stays on the command line."""
+    compiler = find_c_compiler()
+    if compiler is None:
+        return KeyHiding(None, exposed_key_warning(
+            "no C compiler (cc, gcc or clang) was found to build the library that keeps it out"))
+    try:
+        return KeyHiding(build_hide_args_library(compiler))
+    except KeyHidingUnavailable as error:
+        return KeyHiding(None, exposed_key_warning(str(error)))
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr, flush=True)
+
+
 def hardening_args(admin_key: str) -> tuple[str, ...]:
     restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={admin_key}"
     return (
@@ -74,11 +227,78 @@ def hardening_args(admin_key: str) -> tuple[str, ...]:
 class HardenedServer(TritonServer):
     """A `TritonServer` with the restricted APIs and, for the watchdog, `restart()` on the same ports."""
 
-    admin_key: str = field(default_factory=new_admin_key)
+    admin_key: str = field(default_factory=new_admin_key, repr=False)
     _keep_ports: bool = field(default=False, init=False, repr=False)
+    _hiding: KeyHiding | None = field(default=None, init=False, repr=False)
+
+    @property
+    def key_hiding(self) -> KeyHiding:
+        """Fixed at the first launch, so a restart launches the same way."""
+        if self._hiding is None:
+            self._hiding = admin_key_hiding()
+        return self._hiding
 
     def command(self, installation: TritonInstallation, backend_dir) -> list[str]:
-        return [*super().command(installation, backend_dir), *hardening_args(self.admin_key)]
+        key = KEY_PLACEHOLDER if self.key_hiding.library is not None else self.admin_key
+        return [*super().command(installation, backend_dir), *hardening_args(key)]
+
+    def environment(self, installation: TritonInstallation) -> dict[str, str]:
+        env = super().environment(installation)
+        env.pop(PRELOAD_WAS_VARIABLE, None)
+        env.pop(KEY_VARIABLE, None)
+        library = self.key_hiding.library
+        if library is not None:
+            env[KEY_VARIABLE] = self.admin_key
+            if "LD_PRELOAD" in env:  # given back by the library before main(), so the stubs get the user's only
+                env[PRELOAD_WAS_VARIABLE] = env["LD_PRELOAD"]
+                env["LD_PRELOAD"] = f"{library}:{env['LD_PRELOAD']}"
+            else:
+                env["LD_PRELOAD"] = str(library)
+        return env
+
+    def start(self) -> "HardenedServer":
+        if self.key_hiding.warning:
+            _warn_once(self.key_hiding.warning)
+        super().start()
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        super().wait_ready(timeout_s)
+        self.check_admin_key()
+
+    def check_admin_key(self) -> None:
+        """The restricted APIs answer 403 without the key and 200 with it, or the server must not run
+        (a key the preload library did not put in place would be the placeholder everyone knows)."""
+        wanted = {"without the key": 403, "with the key": 200}
+        seen: dict[str, int | None] = {}
+        deadline = time.monotonic() + KEY_CHECK_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for what, headers in (("without the key", {}), ("with the key", self.admin_headers)):
+                if seen.get(what) in (None, 503):  # 503: the watchdog's answerer shares the port while restarting
+                    seen[what] = self._status(KEY_CHECK_PATH, headers)
+            if all(seen.get(what) not in (None, 503) for what in wanted):
+                break
+            time.sleep(0.05)
+        if seen != wanted:
+            raise UserError(
+                f"The Triton server did not enforce the admin key on {KEY_CHECK_PATH} (HTTP status "
+                + ", ".join(f"{what}: {seen.get(what)}" for what in wanted)
+                + (f"; preload library {self.key_hiding.library}" if self.key_hiding.library else "")
+                + "); stopped it."
+            )
+
+    def _status(self, path: str, headers: dict[str, str]) -> int | None:
+        assert self.ports is not None
+        connection = http.client.HTTPConnection(self.options.host, self.ports.http, timeout=2)
+        try:
+            connection.request("GET", path, headers=headers)
+            reply = connection.getresponse()
+            reply.read()
+            return reply.status
+        except OSError:
+            return None
+        finally:
+            connection.close()
 
     @property
     def admin_headers(self) -> dict[str, str]:

@@ -1,0 +1,124 @@
+/* Keep the Triton admin key out of /proc/<pid>/cmdline (inferforge, src/inferforge/triton/hardening.py).
+ *
+ * Triton 2.51 takes the key of its restricted APIs only on its command line, and /proc/<pid>/cmdline is
+ * readable by every local user. inferforge therefore starts tritonserver with a placeholder in place of
+ * the key, the real key in the environment variable INFERFORGE_ADMIN_KEY (/proc/<pid>/environ is
+ * readable by the same user only), and this library in LD_PRELOAD.
+ *
+ * The library wraps glibc's __libc_start_main. Before the program's main runs, it
+ *   - builds a NEW argv on the heap where every "@inferforge-admin-key@" is replaced by the key; the
+ *     kernel keeps showing the original arguments (with the placeholder) in /proc/<pid>/cmdline;
+ *   - removes INFERFORGE_ADMIN_KEY from the environment and overwrites its bytes, which is what
+ *     /proc/<pid>/environ shows, so neither that file nor a child process (the Python backend stubs)
+ *     gets the key;
+ *   - restores LD_PRELOAD as it was before inferforge added this library (INFERFORGE_LD_PRELOAD_WAS,
+ *     or no LD_PRELOAD at all), so the stubs the server starts do not load it.
+ * It fails closed: a placeholder without a key, or a key without a placeholder, ends the process
+ * (exit code 127) rather than let the server run with a known key. Without INFERFORGE_ADMIN_KEY and
+ * without a placeholder it does nothing.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KEY_VARIABLE "INFERFORGE_ADMIN_KEY"
+#define PRELOAD_WAS_VARIABLE "INFERFORGE_LD_PRELOAD_WAS"
+#define PLACEHOLDER "@inferforge-admin-key@"
+#define REFUSED 127
+
+extern char **environ;
+
+typedef int (*main_function)(int, char **, char **);
+typedef int (*start_main_function)(main_function, int, char **, void (*)(void), void (*)(void),
+                                   void (*)(void), void *);
+
+static main_function real_main;
+
+static void refuse(const char *why) {
+    fprintf(stderr, "error: inferforge admin-key preload: %s; not starting.\n", why);
+    fflush(stderr);
+    _exit(REFUSED);
+}
+
+/* `text` with every PLACEHOLDER replaced by `key`, on the heap. */
+static char *replace_placeholders(const char *text, const char *key) {
+    size_t placeholder_length = strlen(PLACEHOLDER), key_length = strlen(key), count = 0;
+    for (const char *at = strstr(text, PLACEHOLDER); at; at = strstr(at + placeholder_length, PLACEHOLDER))
+        count++;
+    char *result = malloc(strlen(text) - count * placeholder_length + count * key_length + 1);
+    if (result == NULL)
+        refuse("out of memory");
+    char *out = result;
+    const char *from = text;
+    for (const char *at = strstr(from, PLACEHOLDER); at; at = strstr(from, PLACEHOLDER)) {
+        memcpy(out, from, (size_t)(at - from));
+        out += at - from;
+        memcpy(out, key, key_length);
+        out += key_length;
+        from = at + placeholder_length;
+    }
+    strcpy(out, from);
+    return result;
+}
+
+static char *environment_entry(const char *name) {
+    size_t length = strlen(name);
+    for (char **entry = environ; entry != NULL && *entry != NULL; entry++)
+        if (strncmp(*entry, name, length) == 0 && (*entry)[length] == '=')
+            return *entry;
+    return NULL;
+}
+
+static int main_with_key(int argc, char **argv, char **envp) {
+    (void)envp;
+    int placeholders = 0;
+    for (int i = 0; i < argc; i++)
+        if (strstr(argv[i], PLACEHOLDER) != NULL)
+            placeholders++;
+    char *entry = environment_entry(KEY_VARIABLE);
+    if (entry == NULL) {
+        if (placeholders > 0)
+            refuse("the command line holds the key placeholder but " KEY_VARIABLE " is not set");
+        return real_main(argc, argv, environ);
+    }
+    const char *key = entry + strlen(KEY_VARIABLE) + 1;
+    if (*key == '\0' || strstr(key, PLACEHOLDER) != NULL)
+        refuse(KEY_VARIABLE " is empty or holds the placeholder");
+    if (placeholders == 0)
+        refuse(KEY_VARIABLE " is set but no argument holds the placeholder " PLACEHOLDER);
+
+    char **new_argv = calloc((size_t)argc + 1, sizeof(char *));
+    if (new_argv == NULL)
+        refuse("out of memory");
+    for (int i = 0; i < argc; i++)
+        new_argv[i] = strstr(argv[i], PLACEHOLDER) != NULL ? replace_placeholders(argv[i], key) : argv[i];
+    new_argv[argc] = NULL;
+
+    /* Out of the environment children inherit, then out of the memory /proc/<pid>/environ shows. */
+    size_t entry_length = strlen(entry);
+    unsetenv(KEY_VARIABLE);
+    volatile char *scrub = entry;
+    for (size_t i = 0; i < entry_length; i++)
+        scrub[i] = '\0';
+
+    const char *preload_was = getenv(PRELOAD_WAS_VARIABLE);
+    if (preload_was != NULL) {
+        setenv("LD_PRELOAD", preload_was, 1);
+        unsetenv(PRELOAD_WAS_VARIABLE);
+    } else {
+        unsetenv("LD_PRELOAD");
+    }
+    return real_main(argc, new_argv, environ);
+}
+
+int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
+                      void (*rtld_fini)(void), void *stack_end) {
+    start_main_function next = (start_main_function)dlsym(RTLD_NEXT, "__libc_start_main");
+    if (next == NULL)
+        refuse("glibc's __libc_start_main was not found");
+    real_main = main;
+    return next(main_with_key, argc, argv, init, fini, rtld_fini, stack_end);
+}
