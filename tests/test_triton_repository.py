@@ -16,7 +16,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from inferforge.errors import UserError
-from inferforge.triton.repository import BACKEND_MODELS, RepositoryOptions, write_repository
+from inferforge.triton.repository import BACKEND_HELPERS, BACKEND_MODELS, RepositoryOptions, write_repository
 
 
 def read_config(path: Path) -> mc.ModelConfig:
@@ -192,13 +192,15 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_tokenizer_model_needs_only_tokenizers_and_numpy():
-    """It must run in a stock Triton container: no inferforge import (its helpers beside it: stdlib and numpy)."""
+    """It must run in a stock Triton container: no inferforge import (the helpers copied beside it: the standard
+    library, numpy and tokenizers)."""
     imported = imported_modules(BACKEND_MODELS / "tokenize.py")
-    beside = {name for name in imported if (BACKEND_MODELS / f"{name}.py").is_file()}
+    helpers = {path.stem: path for path in BACKEND_HELPERS}
+    beside = imported & set(helpers)
     assert imported - beside <= {"json", "os", "numpy", "tokenizers", "triton_python_backend_utils"}, imported
     for helper in beside:
-        assert all(m in sys.stdlib_module_names or m == "numpy"
-                   for m in imported_modules(BACKEND_MODELS / f"{helper}.py")), helper
+        assert all(m in sys.stdlib_module_names or m in ("numpy", "tokenizers")
+                   for m in imported_modules(helpers[helper])), helper
 
 
 def test_repository_command(converted_tiny, tmp_path):

@@ -131,6 +131,54 @@ def test_answers_equal_the_local_engine(served, local_models, name, protocol):
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("name", ["tiny_qa", "tiny_qa_1hop"])
+def test_long_contexts_are_read_in_windows_as_locally(served, local_models, name, protocol):
+    """Contexts longer than the tiny model's 64 tokens: several windows each, answered as the local engine
+    answers (one request with a long, a short and a long context: more windows than texts, one row each)."""
+    server, _ = served
+    model = local_models[name]
+    contexts = [" ".join(CONTEXTS), CONTEXTS[0], " ".join(reversed(CONTEXTS))]
+    assert len(TEXTS) < len(model.encoder.encode(TEXTS, contexts).sample) <= MAX_BATCH
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with TritonTextClient(url, protocol, name) as client:
+        together = client.predict(TEXTS, contexts)
+        one_by_one = [client.predict([t], [c])[0] for t, c in zip(TEXTS, contexts)]
+    expected = local_answers(model, TEXTS, contexts)
+    assert_same_answers(together, expected)
+    assert_same_answers(one_by_one, expected)
+
+
+def first_windows_answer(model, question: str, context: str, windows: int) -> dict:
+    """The local answer when only the first `windows` windows of the context are read."""
+    from inferforge.tasks import get_task
+
+    encoded = model.encoder.encode([question], [context])
+    assert len(encoded.sample) > windows
+    arrays = {name: array[:windows] for name, array in encoded.arrays.items()}
+    for field in ("offsets", "sequence_ids", "word_ids", "special_mask"):
+        setattr(encoded, field, getattr(encoded, field)[:windows])
+    encoded.sample = [0] * windows
+    return get_task("question-answering").postprocess(model.run(arrays), encoded, None)[0]
+
+
+def test_a_context_of_more_windows_than_max_batch_size_is_read_from_its_start(served, local_models):
+    """The tokenizer model cannot hand the next model more rows than its max_batch_size: a context of 18
+    windows is answered from its first 8 (as any text is truncated to what the model reads); the model that
+    tokenizes itself reads all 18, as `predict` does."""
+    server, _ = served
+    question, context = TEXTS[1], " ".join(CONTEXTS * 6)
+    with TritonTextClient(server.http_url, "http", "tiny_qa") as client:
+        cut = client.predict([question], [context])[0]
+        two = client.predict([question, question], [context, CONTEXTS[1]])  # 4 windows each at most
+    with TritonTextClient(server.http_url, "http", "tiny_qa_1hop") as client:
+        whole = client.predict([question], [context])[0]
+    assert_same_answers(cut, first_windows_answer(local_models["tiny_qa"], question, context, MAX_BATCH))
+    assert_same_answers(two, [first_windows_answer(local_models["tiny_qa"], question, context, MAX_BATCH // 2),
+                              *local_answers(local_models["tiny_qa"], [question], [CONTEXTS[1]])])
+    assert_same_answers(whole, local_answers(local_models["tiny_qa_1hop"], [question], [context])[0])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_more_texts_than_max_batch_size_are_sent_in_batches(served, local_models, protocol):
     server, _ = served
     model = local_models["tiny_qa"]

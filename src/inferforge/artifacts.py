@@ -65,7 +65,8 @@ class LoadedModel:
         self.task: TaskSpec = get_task(manifest.task)
         self.variant_name = variant_name
         self.engine = engine
-        self.encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
+        self.encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length,
+                                            self.task.windows)
 
     @property
     def labels(self) -> list[str] | None:

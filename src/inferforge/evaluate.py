@@ -319,7 +319,7 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
     folder = Path(model_dir)
     manifest = Manifest.read(folder)
     task = get_task(manifest.task)
-    encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
+    encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length, task.windows)
     eval_set = read_eval_set(data_path, task, encoder, manifest.labels, text_column, pair_column, label_column, split)
     stored = {n: e for n, e in manifest.variants.items() if e.get("deployable")}
     names = variants or list(stored)

@@ -13,6 +13,8 @@ import numpy as np
 
 from inferforge.errors import UserError
 
+from inferforge.token_windows import CLS_MARK, Windows
+
 if TYPE_CHECKING:
     from inferforge.tokenization import Encoded
 
@@ -125,33 +127,52 @@ def _postprocess_tokens(outputs, encoded, labels, problem_type=None):
 MAX_ANSWER_TOKENS = 30
 
 
+def _best_span(start_row: np.ndarray, end_row: np.ndarray, sequence_ids, special_mask, context_id: int):
+    """(score, start token, end token) of one window's best span (start <= end, at most MAX_ANSWER_TOKENS long)
+    inside the context, or None when the window holds no context token.
+
+    The score is p(start) * p(end), each a softmax over the context tokens and the classifier token, as the
+    transformers question-answering pipeline computes it: a window the model reads as "no answer here" puts
+    its weight on the classifier token, so its spans score low against the window that holds the answer."""
+    length = start_row.shape[0]
+    in_context = np.zeros(length, dtype=bool)
+    seq = sequence_ids[:length]
+    in_context[: len(seq)] = [s == context_id for s in seq]
+    if not in_context.any():
+        return None
+    counted = in_context.copy()
+    marks = special_mask[:length]
+    counted[: len(marks)] |= np.asarray(marks) == CLS_MARK
+    p_start = softmax(np.where(counted, start_row.astype(np.float64), -np.inf))
+    p_end = softmax(np.where(counted, end_row.astype(np.float64), -np.inf))
+    p_start = np.where(in_context, p_start, 0.0)
+    p_end = np.where(in_context, p_end, 0.0)
+    scores = p_start[:, None] * p_end[None, :]
+    i, j = np.indices((length, length))
+    scores[(j < i) | (j - i >= MAX_ANSWER_TOKENS)] = -1.0
+    s, e = divmod(int(np.argmax(scores)), length)
+    return float(scores[s, e]), s, e
+
+
 def _postprocess_qa(outputs, encoded, labels, problem_type=None):
-    """Best span (start <= end, at most MAX_ANSWER_TOKENS long) inside the context (the second text)."""
+    """Best span inside the context (the second text), over every window the context was read in."""
     answers = []
-    for row in range(len(encoded.texts)):
-        context = encoded.pairs[row] if encoded.pairs else encoded.texts[row]
-        context_id = 1 if encoded.pairs else 0
-        length = outputs["start_logits"].shape[1]
-        in_context = np.zeros(length, dtype=bool)
-        seq = encoded.sequence_ids[row][:length]
-        in_context[: len(seq)] = [s == context_id for s in seq]
-        if not in_context.any():
+    context_id = 1 if encoded.pairs else 0
+    for index in range(len(encoded.texts)):
+        context = encoded.pairs[index] if encoded.pairs else encoded.texts[index]
+        best = None
+        for row in encoded.rows_of(index):
+            found = _best_span(outputs["start_logits"][row], outputs["end_logits"][row], encoded.sequence_ids[row],
+                               encoded.special_mask[row], context_id)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = (*found, row)
+        if best is None:
             answers.append({"answer": "", "score": 0.0, "start": 0, "end": 0})
             continue
-        start_logits = np.where(in_context, outputs["start_logits"][row].astype(np.float64), -np.inf)
-        end_logits = np.where(in_context, outputs["end_logits"][row].astype(np.float64), -np.inf)
-        n = len(start_logits)
-        scores = start_logits[:, None] + end_logits[None, :]
-        i, j = np.indices((n, n))
-        scores[(j < i) | (j - i >= MAX_ANSWER_TOKENS)] = -np.inf
-        best = int(np.argmax(scores))
-        s, e = divmod(best, n)
-        p_start = softmax(start_logits[in_context])
-        p_end = softmax(end_logits[in_context])
-        idx = np.flatnonzero(in_context)
-        score = float(p_start[np.searchsorted(idx, s)] * p_end[np.searchsorted(idx, e)])
+        score, s, e, row = best
         char_start, char_end = trim_span(context, encoded.offsets[row][s][0], encoded.offsets[row][e][1])
-        answers.append({"answer": context[char_start:char_end], "score": score, "start": int(char_start), "end": int(char_end)})
+        answers.append({"answer": context[char_start:char_end], "score": score, "start": int(char_start),
+                        "end": int(char_end)})
     return answers
 
 
@@ -169,6 +190,7 @@ class TaskSpec:
     default_min_agreement: float
     postprocess: Postprocess
     description: str
+    windows: Windows | None = None  # how a long second text is read (question answering's context)
 
     def auto_model_class(self):
         import transformers
@@ -200,7 +222,8 @@ _register(TaskSpec("feature-extraction", "AutoModel", ("sentence_embedding",), F
                    "sentence embeddings (sentence-transformers pooling when the directory says so, else mean pooling)"))
 _register(TaskSpec("question-answering", "AutoModelForQuestionAnswering", ("start_logits", "end_logits"), True, True,
                    "span", 0.1, 0.95, _postprocess_qa,
-                   "answer span in the context (question first, context second)"))
+                   "answer span in the context (question first, context second; a long context is read in "
+                   "overlapping windows)", Windows()))
 
 
 def task_names() -> list[str]:

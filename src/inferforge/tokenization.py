@@ -14,8 +14,10 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from inferforge.errors import UserError
+from inferforge.token_windows import CLS_MARK, Windows, encode_windows, special_marks  # noqa: F401
 
 PAD_TOKENS = ("[PAD]", "<pad>", "<|padding|>", "<|pad|>", "[pad]")
+CLS_TOKENS = ("[CLS]", "<s>", "<cls>", "[cls]")
 
 
 @dataclass
@@ -28,7 +30,15 @@ class Encoded:
     offsets: list[list[tuple[int, int]]] = field(default_factory=list)
     sequence_ids: list[list[int | None]] = field(default_factory=list)
     word_ids: list[list[int | None]] = field(default_factory=list)
-    special_mask: list[list[int]] = field(default_factory=list)
+    special_mask: list[list[int]] = field(default_factory=list)  # 1 special token, CLS_MARK the classifier token
+    # Row -> index of its text, when a text was read as several windows (question answering); None: one row per text.
+    sample: list[int] | None = None
+
+    def rows_of(self, index: int) -> list[int]:
+        """The rows (windows) that hold text `index`."""
+        if self.sample is None:
+            return [index]
+        return [row for row, owner in enumerate(self.sample) if owner == index]
 
     def token_mask(self, length: int | None = None) -> np.ndarray:
         """(batch, length) booleans: True on the real tokens of each row, False on padding."""
@@ -47,7 +57,8 @@ class Encoded:
 class TextEncoder:
     """Tokenizes texts (and text pairs) to int64 arrays named after the model's inputs."""
 
-    def __init__(self, tokenizer: Tokenizer, input_names: tuple[str, ...], max_length: int, pad_id: int | None = None):
+    def __init__(self, tokenizer: Tokenizer, input_names: tuple[str, ...], max_length: int, pad_id: int | None = None,
+                 cls_id: int | None = None, windows: Windows | None = None):
         self.input_names = tuple(input_names)
         self.max_length = int(max_length)
         self.tokenizer = tokenizer
@@ -56,21 +67,29 @@ class TextEncoder:
         if pad_id is None:  # the Hugging Face tokenizer's pad token is the caller's to give; else guess by name
             pad_id = next((i for i in map(tokenizer.token_to_id, PAD_TOKENS) if i is not None), 0)
         self.pad_id = int(pad_id)
+        if cls_id is None:
+            cls_id = next((i for i in map(tokenizer.token_to_id, CLS_TOKENS) if i is not None), -1)
+        self.cls_id = int(cls_id)  # -1: the tokenizer has no classifier token
+        self.windows = windows  # text pairs only: a long second text is read as overlapping windows
 
     @classmethod
-    def from_dir(cls, directory: Path | str, input_names=None, max_length=None) -> "TextEncoder":
-        """Load `tokenizer.json` and `encoder.json` (input names, max length) written by `save`."""
+    def from_dir(cls, directory: Path | str, input_names=None, max_length=None,
+                 windows: Windows | None = None) -> "TextEncoder":
+        """Load `tokenizer.json` and `encoder.json` (input names, max length, pad and CLS ids) written by `save`.
+        `windows`: how the task reads a long second text (the task's, so that older folders get it too)."""
         directory = Path(directory)
         meta_path = directory / "encoder.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         names = tuple(input_names or meta.get("input_names") or ("input_ids", "attention_mask"))
         length = int(max_length or meta.get("max_length") or 512)
-        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), names, length, meta.get("pad_id"))
+        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), names, length, meta.get("pad_id"),
+                   meta.get("cls_id"), windows)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(str(directory / "tokenizer.json"))
-        meta = {"input_names": list(self.input_names), "max_length": self.max_length, "pad_id": self.pad_id}
+        meta = {"input_names": list(self.input_names), "max_length": self.max_length, "pad_id": self.pad_id,
+                "cls_id": self.cls_id, "windows": self.windows.to_dict() if self.windows else None}
         (directory / "encoder.json").write_text(json.dumps(meta, indent=2))
 
     def encode(self, texts: list[str], pairs: list[str] | None = None, pad_to: int | None = None) -> Encoded:
@@ -81,7 +100,13 @@ class TextEncoder:
         if not texts:
             raise UserError("No text to encode: give at least one text.")
         items = list(zip(texts, pairs)) if pairs is not None else list(texts)
-        encodings = self.tokenizer.encode_batch(items, add_special_tokens=True)
+        sample = None
+        if pairs is not None and self.windows is not None:
+            encodings, sample = encode_windows(self.tokenizer, items, self.max_length, self.windows)
+            if len(encodings) == len(items):
+                sample = None  # every context fit in one window
+        else:
+            encodings = self.tokenizer.encode_batch(items, add_special_tokens=True)
         length = max(len(e.ids) for e in encodings)
         if pad_to is not None:
             length = max(length, pad_to)
@@ -103,7 +128,8 @@ class TextEncoder:
             offsets=[list(e.offsets) for e in encodings],
             sequence_ids=[list(e.sequence_ids) for e in encodings],
             word_ids=[list(e.word_ids) for e in encodings],
-            special_mask=[list(e.special_tokens_mask) for e in encodings],
+            special_mask=[special_marks(e, self.cls_id) for e in encodings],
+            sample=sample,
         )
 
 

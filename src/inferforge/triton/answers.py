@@ -19,12 +19,24 @@ ANSWER_OUTPUT = "answer_json"
 TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")
 
 
-def encoded_from_details(texts: list[str], pairs: list[str] | None, details: dict[str, np.ndarray]) -> Encoded:
+WINDOW_SAMPLE = "window_sample"  # per row, the index of its text in the request (a long QA context: several rows)
+
+
+def encoded_from_details(texts: list[str], pairs: list[str] | None, details: dict[str, np.ndarray],
+                         sample: np.ndarray | None = None) -> Encoded:
     """The `Encoded` post-processing reads, rebuilt from the tokenizer model's detail tensors.
 
-    Padding positions carry special_mask 1 and ids -1 (None), so post-processing skips them.
+    Padding positions carry special_mask 1 and ids -1 (None), so post-processing skips them. With `sample`
+    the rows are windows and `texts`/`pairs` hold each window's texts: the request's texts are read back
+    from the first window of each.
     """
-    encoded = Encoded(arrays={}, texts=texts, pairs=pairs)
+    owners = None
+    if sample is not None:
+        owners = [int(owner) for owner in np.asarray(sample).reshape(-1)]
+        firsts = [owners.index(index) for index in range(max(owners) + 1)]
+        texts = [texts[row] for row in firsts]
+        pairs = [pairs[row] for row in firsts] if pairs is not None else None
+    encoded = Encoded(arrays={}, texts=texts, pairs=pairs, sample=owners)
     if details:
         encoded.offsets = [[(int(s), int(e)) for s, e in row] for row in details["offsets"]]
         encoded.special_mask = details["special_mask"].tolist()

@@ -29,11 +29,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from inferforge.artifacts import Manifest
 from inferforge.errors import UserError
-from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS
+from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS, WINDOW_SAMPLE
 
 BACKEND_MODELS = Path(__file__).parent / "backend_models"
-# Imported by every Python-backend model.py, copied beside it (standard library and numpy only).
-BACKEND_HELPERS = ("execute_deadline.py", "text_checks.py")
+# Imported by every Python-backend model.py, copied beside it (standard library, numpy and tokenizers only).
+BACKEND_HELPERS = (BACKEND_MODELS / "execute_deadline.py", BACKEND_MODELS / "text_checks.py",
+                   Path(__file__).parent.parent / "token_windows.py")
 FLAVOURS = ("python", "onnxruntime")
 INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU", "KIND_AUTO")
 ORT_ACCELERATORS = ("none", "openvino", "tensorrt")
@@ -155,6 +156,7 @@ class _ConvertedModel:
     output_names: tuple[str, ...]
     max_length: int
     pad_id: int
+    cls_id: int
     labels: list[str] | None
     model_outputs: list[TensorSpec] = field(default_factory=list)
     answer_outputs: list[TensorSpec] = field(default_factory=list)
@@ -236,7 +238,8 @@ def _read_converted(model_dir: Path, opts: RepositoryOptions) -> _ConvertedModel
     converted = _ConvertedModel(
         directory=model_dir, manifest=manifest, variant=variant, task=task,
         input_names=tuple(encoder.input_names), output_names=output_names,
-        max_length=int(encoder.max_length), pad_id=int(encoder.pad_id), labels=manifest.labels,
+        max_length=int(encoder.max_length), pad_id=int(encoder.pad_id), cls_id=int(encoder.cls_id),
+        labels=manifest.labels,
     )
     for out_name in output_names:
         array = np.asarray(raw[out_name])
@@ -309,6 +312,14 @@ def _detail_specs(converted: _ConvertedModel, *, ragged: bool, optional: bool = 
     ]
 
 
+def _window_specs(converted: _ConvertedModel) -> list[TensorSpec]:
+    """The tokenizer's outputs that say which text each row (window) belongs to, for tasks read in windows."""
+    if converted.task.windows is None:
+        return []
+    return [TensorSpec("window_text", mc.TYPE_STRING, (1,)), TensorSpec("window_text_pair", mc.TYPE_STRING, (1,)),
+            TensorSpec(WINDOW_SAMPLE, mc.TYPE_INT64, (1,))]
+
+
 def _answer_specs(converted: _ConvertedModel) -> list[TensorSpec]:
     return [TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)), *converted.answer_outputs]
 
@@ -327,7 +338,7 @@ def _copy_backend_model(script: str, version: Path) -> None:
     """A Python-backend script as `model.py`, with the helper modules it imports."""
     shutil.copy2(BACKEND_MODELS / script, version / "model.py")
     for helper in BACKEND_HELPERS:
-        shutil.copy2(BACKEND_MODELS / helper, version / helper)
+        shutil.copy2(helper, version / helper.name)
 
 
 def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
@@ -338,11 +349,17 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
     for input_name in converted.input_names:
         config.output.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,)).to_output())
     config.output.extend(t.to_output() for t in _detail_specs(converted, ragged=False))
+    config.output.extend(t.to_output() for t in _window_specs(converted))
+    windows = converted.task.windows
+    if windows is not None:
+        _set_parameters(config, window_length=windows.length, window_stride=windows.stride,
+                        max_windows=opts.max_batch_size)
     _set_parameters(
         config,
         max_length=converted.max_length,
         input_names=",".join(converted.input_names),
         pad_id=converted.pad_id,
+        cls_id=converted.cls_id,
         pair_required=str(bool(converted.task.needs_pairs)).lower(),
         tokenizer_file="tokenizer.json",
         max_text_chars=opts.max_text_chars,
@@ -370,6 +387,8 @@ def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: Reposi
         for spec in _text_inputs(converted):
             config.input.append(TensorSpec(spec.name, spec.data_type, spec.dims, optional=True).to_input())
         config.input.extend(t.to_input() for t in _detail_specs(converted, ragged=True, optional=True))
+        if converted.task.windows is not None:
+            config.input.append(TensorSpec(WINDOW_SAMPLE, mc.TYPE_INT64, (1,), optional=True).to_input())
         config.output.extend(t.to_output() for t in _answer_specs(converted))
         _set_parameters(
             config,
@@ -447,6 +466,8 @@ def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: 
     for spec in converted.model_outputs:
         config.input.append(spec.to_input())
     config.input.extend(t.to_input() for t in _detail_specs(converted, ragged=True))
+    if converted.task.windows is not None:
+        config.input.append(TensorSpec(WINDOW_SAMPLE, mc.TYPE_INT64, (1,)).to_input())
     config.output.extend(t.to_output() for t in _answer_specs(converted))
     _set_parameters(
         config,
@@ -469,22 +490,29 @@ def _write_ensemble(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     config.output.extend(t.to_output() for t in _answer_specs(converted))
 
-    def step(model_name: str, inputs: list[str], outputs: list[str]) -> None:
+    def step(model_name: str, inputs: list[str] | dict[str, str], outputs: list[str]) -> None:
+        """inputs: the model's input names (the ensemble's tensors of the same names), or {input: tensor}."""
         added = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
-        for tensor in inputs:
-            added.input_map[tensor] = tensor
+        for model_input, tensor in (inputs.items() if isinstance(inputs, dict) else zip(inputs, inputs)):
+            added.input_map[model_input] = tensor
         for tensor in outputs:
             added.output_map[tensor] = tensor
 
     arrays, raw = list(converted.input_names), list(converted.output_names)
+    windows = [t.name for t in _window_specs(converted)]
+    # The answering step reads the texts from the request, or, when the tokenizer cut texts into windows, each
+    # window's texts and its text's index from the tokenizer (every input of a step has one row per window).
+    answer_texts = {name: name for name in text_inputs}
+    if windows:
+        answer_texts = {TEXT_INPUT: "window_text", PAIR_INPUT: "window_text_pair", WINDOW_SAMPLE: WINDOW_SAMPLE}
     if opts.tokenize_in_model:
         step(f"{name}_model", text_inputs, answers)
     elif opts.flavour == "python":
-        step(f"{name}_tokenize", text_inputs, arrays + details)
-        step(f"{name}_model", arrays + text_inputs + details, answers)
+        step(f"{name}_tokenize", text_inputs, arrays + details + windows)
+        step(f"{name}_model", {**dict(zip(arrays + details, arrays + details)), **answer_texts}, answers)
     else:
-        step(f"{name}_tokenize", text_inputs, arrays + details)
+        step(f"{name}_tokenize", text_inputs, arrays + details + windows)
         step(f"{name}_model", arrays, raw)
-        step(f"{name}_postprocess", text_inputs + raw + details, answers)
+        step(f"{name}_postprocess", {**answer_texts, **dict(zip(raw + details, raw + details))}, answers)
     (repo / name / "1").mkdir(parents=True)
     _write_config(repo / name, config)

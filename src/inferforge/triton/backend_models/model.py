@@ -29,6 +29,7 @@ from inferforge.engines.ort import SPINNING_ENV as ORT_SPINNING_ENV
 from inferforge.triton.answers import (
     ANSWER_OUTPUT,
     TOKEN_DETAILS,
+    WINDOW_SAMPLE,
     BadText,
     answer_tensors,
     checked_texts,
@@ -143,7 +144,8 @@ class TritonPythonModel:
                         raise ValueError(f"the answer needs the tokenizer's '{name}'")
                     details[name] = tensor.as_numpy()
             pairs = decode_texts(pair.as_numpy()) if pair is not None else None
-            encoded = encoded_from_details(decode_texts(text.as_numpy()), pairs, details)
+            sample = pb_utils.get_input_tensor_by_name(request, WINDOW_SAMPLE) if WINDOW_SAMPLE in self.input_names else None
+            encoded = encoded_from_details(decode_texts(text.as_numpy()), pairs, details, _numpy(sample))
         return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs, wanted,
                               self.model.manifest.problem_type)
 

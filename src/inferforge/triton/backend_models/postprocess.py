@@ -15,7 +15,14 @@ import triton_python_backend_utils as pb_utils
 from execute_deadline import bounded_execute
 
 from inferforge.tasks import get_task
-from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS, answer_tensors, decode_texts, encoded_from_details
+from inferforge.triton.answers import (
+    ANSWER_OUTPUT,
+    TOKEN_DETAILS,
+    WINDOW_SAMPLE,
+    answer_tensors,
+    decode_texts,
+    encoded_from_details,
+)
 
 
 @bounded_execute
@@ -57,5 +64,6 @@ class TritonPythonModel:
         details = {}
         if "offsets" in self.input_names:
             details = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in TOKEN_DETAILS}
-        encoded = encoded_from_details(texts, pairs, details)
+        sample = pb_utils.get_input_tensor_by_name(request, WINDOW_SAMPLE) if WINDOW_SAMPLE in self.input_names else None
+        encoded = encoded_from_details(texts, pairs, details, sample.as_numpy() if sample is not None else None)
         return answer_tensors(self.task, self.labels, outputs, encoded, self.typed_outputs, wanted, self.problem_type)

@@ -9,9 +9,18 @@ request. Each request of a dynamic batch gets its own arrays: requests never pad
 Bad content (invalid UTF-8, an empty text, a missing pair) fails that request alone with a
 `TritonError`; the other requests of the batch are answered.
 
-Config parameters (string values): `max_length`, `input_names` (comma separated), `pad_id`,
-`tokenizer_file`. Outputs besides the model's inputs, returned only when requested:
-`offsets` [tokens, 2], `special_mask`, `word_ids`, `sequence_ids` (-1 where the tokenizer says None).
+Question answering reads a long context in overlapping windows, as `inferforge.tokenization.TextEncoder`
+does (`token_windows.py`, copied beside this file): a request of n texts then gives one row per window, and
+`window_text`, `window_text_pair` (each window's question and context) and `window_sample` (the index of its
+text in the request) say which text each row belongs to, so that every tensor of the next step has the same
+number of rows. A request needing more windows than `max_windows` (the next model's max_batch_size) keeps the
+first max_windows // texts windows of each text: the start of a context too long to read whole, as any text
+is truncated to what the model reads (`inferforge.load(DIR).predict` reads every window).
+
+Config parameters (string values): `max_length`, `input_names` (comma separated), `pad_id`, `cls_id`,
+`tokenizer_file`, and for windows `window_length`, `window_stride`, `max_windows`. Outputs besides the model's
+inputs, returned only when requested: `offsets` [tokens, 2], `special_mask` (2 on the classifier token),
+`word_ids`, `sequence_ids` (-1 where the tokenizer says None), and the window outputs above.
 """
 
 import json
@@ -23,8 +32,10 @@ from tokenizers import Tokenizer
 
 from execute_deadline import bounded_execute  # copied beside this file (standard library only)
 from text_checks import BadText, checked_texts  # copied beside this file (numpy only)
+from token_windows import Windows, encode_windows, special_marks  # copied beside this file (tokenizers only)
 
 DETAIL_OUTPUTS = ("offsets", "special_mask", "word_ids", "sequence_ids")
+WINDOW_OUTPUTS = ("window_text", "window_text_pair", "window_sample")
 
 
 @bounded_execute
@@ -42,6 +53,11 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, params.get("tokenizer_file", "tokenizer.json")))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
+        self.cls_id = int(params.get("cls_id") or -1)
+        self.windows = None
+        if params.get("window_length"):
+            self.windows = Windows(int(params["window_length"]), int(params["window_stride"]))
+            self.max_windows = int(params["max_windows"])
 
     def execute(self, requests):
         parsed = []  # per request: list of items to encode, or a BadText
@@ -50,11 +66,8 @@ class TritonPythonModel:
                 parsed.append(self._read(request))
             except BadText as error:
                 parsed.append(error)
-        items = [item for p in parsed if not isinstance(p, BadText) for item in p]
-        encodings = self.tokenizer.encode_batch(items, add_special_tokens=True) if items else []
         responses = []
-        cursor = 0
-        for request, p in zip(requests, parsed):
+        for request, p in zip(requests, self._encode(parsed)):
             if isinstance(p, BadText):
                 responses.append(
                     pb_utils.InferenceResponse(
@@ -62,16 +75,42 @@ class TritonPythonModel:
                     )
                 )
                 continue
-            mine = encodings[cursor : cursor + len(p)]
-            cursor += len(p)
             try:
                 wanted = set(request.requested_output_names())
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(mine, wanted)))
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(*p, wanted)))
             except Exception as error:  # one request's failure never fails the batch
                 responses.append(
                     pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"tokenization failed: {error}"))
                 )
         return responses
+
+    def _encode(self, parsed):
+        """Every request's texts tokenized in one call. Per request: (its encodings, and with windows each row's
+        (question, context) and the index of its text in the request, else None, None), or its BadText."""
+        items = [item for p in parsed if not isinstance(p, BadText) for item in p]
+        windows = self.windows is not None and bool(items) and isinstance(items[0], tuple)
+        if windows:
+            encodings, owners = encode_windows(self.tokenizer, items, self.max_length, self.windows)
+        else:
+            encodings = self.tokenizer.encode_batch(items, add_special_tokens=True) if items else []
+            owners = list(range(len(items)))
+        result, first, row = [], 0, 0  # first: this request's first item; row: its first encoding
+        for p in parsed:
+            if isinstance(p, BadText):
+                result.append(p)
+                continue
+            end = row
+            while end < len(owners) and owners[end] < first + len(p):
+                end += 1
+            if windows:
+                kept = _first_windows([owner - first for owner in owners[row:end]], len(p), self.max_windows)
+                mine = [encodings[row + i] for i in kept]
+                samples = [owners[row + i] - first for i in kept]
+                result.append((mine, [p[i] for i in samples], samples))
+            else:
+                result.append((encodings[row:end], None, None))
+            first, row = first + len(p), end
+        return result
 
     def _read(self, request):
         texts = _decode(pb_utils.get_input_tensor_by_name(request, "text"), "text", self.max_text_chars)
@@ -85,7 +124,7 @@ class TritonPythonModel:
             raise BadText(f"got {len(texts)} texts but {len(pairs)} text pairs; send one pair per text")
         return list(zip(texts, pairs))
 
-    def _tensors(self, encodings, wanted):
+    def _tensors(self, encodings, window_items, window_samples, wanted):
         length = max(len(e.ids) for e in encodings)
         batch = len(encodings)
         arrays = {}
@@ -106,12 +145,35 @@ class TritonPythonModel:
             for row, enc in enumerate(encodings):
                 n = len(enc.ids)
                 offsets[row, :n] = enc.offsets
-                special[row, :n] = enc.special_tokens_mask
+                special[row, :n] = special_marks(enc, self.cls_id)
                 words[row, :n] = [-1 if w is None else w for w in enc.word_ids]
                 sequences[row, :n] = [-1 if s is None else s for s in enc.sequence_ids]
             arrays.update(offsets=offsets, special_mask=special, word_ids=words, sequence_ids=sequences)
-        names = [n for n in (*self.input_names, *DETAIL_OUTPUTS) if n in wanted] or list(self.input_names)
+        if window_items is not None:
+            arrays.update(window_text=_strings([first for first, _ in window_items]),
+                          window_text_pair=_strings([second for _, second in window_items]),
+                          window_sample=np.array(window_samples, dtype=np.int64).reshape(-1, 1))
+        names = [n for n in (*self.input_names, *DETAIL_OUTPUTS, *WINDOW_OUTPUTS) if n in wanted] or list(self.input_names)
         return [pb_utils.Tensor(name, arrays[name]) for name in names]
+
+
+def _first_windows(samples, texts, limit):
+    """Indices of the windows kept when a request's texts need more than `limit` (the next model's max_batch_size):
+    each text keeps its first limit // texts windows, i.e. the start of a context too long to read whole."""
+    if len(samples) <= limit:
+        return list(range(len(samples)))
+    share = max(1, limit // texts)
+    seen = [0] * texts
+    kept = []
+    for i, sample in enumerate(samples):
+        if seen[sample] < share:
+            kept.append(i)
+        seen[sample] += 1
+    return kept
+
+
+def _strings(values):
+    return np.array([[v.encode("utf-8")] for v in values], dtype=np.object_)
 
 
 def _decode(tensor, name, max_chars=None):
