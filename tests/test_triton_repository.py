@@ -77,6 +77,25 @@ def test_tokenize_in_model_is_a_one_step_ensemble(converted_tiny, tmp_path):
         RepositoryOptions(flavour="onnxruntime", tokenize_in_model=True)
 
 
+@pytest.mark.parametrize("flavour", ["python", "onnxruntime"])
+def test_question_answering_steps_carry_the_windows(converted_tiny, tmp_path, flavour):
+    """The tokenizer cuts a long context into windows (a row each): the answering step reads each window's texts
+    and text index from it, never the request's texts (every input of a step must have the same rows)."""
+    repo = write_repository(converted_tiny("question-answering"), tmp_path / "qa", name="qa", flavour=flavour,
+                            max_batch_size=6)
+    tokenize = read_config(repo.path / "qa_tokenize")
+    assert {p: tokenize.parameters[p].string_value for p in ("window_length", "window_stride", "max_windows")} == \
+        {"window_length": "384", "window_stride": "128", "max_windows": "6"}
+    assert {"window_text", "window_text_pair", "window_sample"} <= {o.name for o in tokenize.output}
+    answering = read_config(repo.path / "qa").ensemble_scheduling.step[-1]
+    assert {k: v for k, v in answering.input_map.items() if k in ("text", "text_pair", "window_sample")} == \
+        {"text": "window_text", "text_pair": "window_text_pair", "window_sample": "window_sample"}
+    assert_ensemble_wired(repo)
+    classifier = read_config(write_repository(converted_tiny("text-classification"), tmp_path / "cls",
+                                              name="cls").path / "cls_tokenize")
+    assert "window_length" not in classifier.parameters and "window_sample" not in {o.name for o in classifier.output}
+
+
 def test_typed_outputs_follow_the_answer(converted_tiny, tmp_path):
     qa = write_repository(converted_tiny("question-answering"), tmp_path / "qa", name="qa")
     config = read_config(qa.path / "qa")
