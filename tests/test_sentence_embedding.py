@@ -111,14 +111,38 @@ def test_legacy_pooling_flags_of_sentence_transformers_2(tmp_path):
     assert json.loads((tmp_path / "out" / "inferforge.json").read_text())["pooling"]["modes"] == ["cls", "mean"]
 
 
+def test_the_default_prompt_goes_before_every_text_as_encode_puts_it(tmp_path):
+    """`default_prompt_name` (an E5/BGE-style "query: " prompt): encode() prefixes every text, so must we; and
+    include_prompt false with no prompt to exclude is the plain pooling, not refused."""
+    folder = save_sentence_transformer(tmp_path / "st", "bert", "mean", ["normalize"])
+    _edit_json(folder / "config_sentence_transformers.json", prompts={"query": "query: ", "passage": "passage: "},
+               default_prompt_name="query")
+    expected = library_embeddings(folder)
+    got = convert_and_embed(folder, tmp_path / "out")
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    _edit_json(folder / "config_sentence_transformers.json", default_prompt_name=None)
+    assert np.abs(library_embeddings(folder) - expected).max() > 1e-3  # the prompt changes the vectors
+    assert json.loads((tmp_path / "out" / "inferforge.json").read_text())["pooling"]["prompt"] == "query: "
+
+    _edit_json(folder / "1_Pooling" / "config.json", include_prompt=False)
+    np.testing.assert_allclose(convert_and_embed(folder, tmp_path / "out2"), library_embeddings(folder),
+                               atol=1e-4, rtol=1e-4)
+
+
 REFUSED = {
     "a module it cannot compute": (
         lambda folder: _edit_modules(folder, lambda mods: mods + [{"idx": 9, "name": "9", "path": "",
                                                                   "type": "sentence_transformers.models.LSTM"}]),
         "LSTM.*not one inferforge can compute"),
-    "a prompt left out of pooling": (
-        lambda folder: _edit_json(folder / "1_Pooling" / "config.json", include_prompt=False),
+    "a default prompt left out of pooling": (
+        lambda folder: (_edit_json(folder / "1_Pooling" / "config.json", include_prompt=False),
+                        _edit_json(folder / "config_sentence_transformers.json", prompts={"query": "query: "},
+                                   default_prompt_name="query")),
         "include_prompt"),
+    "a default prompt that is not among the prompts": (
+        lambda folder: _edit_json(folder / "config_sentence_transformers.json", prompts={"query": "query: "},
+                                  default_prompt_name="passage"),
+        "passage"),
     "a Dense layer on token embeddings": (
         lambda folder: _edit_json(folder / "2_Dense" / "config.json", module_input_name="token_embeddings"),
         "token embeddings"),

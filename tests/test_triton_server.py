@@ -71,6 +71,11 @@ def served(converted_tiny, converted_minilm, tmp_path_factory):
     folders = {name: converted_tiny(task) for task, name in TASK_MODELS.items()}
     folders.update({name: converted_tiny(task) for name, task in ONE_HOP_MODELS.items()})
     folders["minilm"] = converted_minilm
+    # A sentence-transformers model with a default prompt ("query: "), as convert writes it: in encoder.json.
+    folders["tiny_emb_prompt"] = root / "converted-prompted"
+    shutil.copytree(folders["tiny_emb"], folders["tiny_emb_prompt"])
+    encoder_json = folders["tiny_emb_prompt"] / "tokenizer" / "encoder.json"
+    encoder_json.write_text(json.dumps({**json.loads(encoder_json.read_text()), "prefix": "query: "}))
     python_models = 0
     for name, folder in folders.items():
         repo = write_repository(folder, root / name, name=name, max_batch_size=MAX_BATCH, threads=1,
@@ -128,6 +133,14 @@ def test_answers_equal_the_local_engine(served, local_models, name, protocol):
     expected = local_answers(model, TEXTS, pairs)
     assert_same_answers(one_by_one, expected)
     assert_same_answers(together, expected)
+
+
+def test_the_default_prompt_is_put_before_the_text_in_the_server(served, local_models):
+    server, _ = served
+    with TritonTextClient(server.http_url, "http", "tiny_emb_prompt") as client:
+        got = client.predict(TEXTS)
+    assert_same_answers(got, local_answers(local_models["tiny_emb_prompt"], TEXTS))
+    assert_same_answers(got, local_answers(local_models["tiny_emb"], [f"query: {t}" for t in TEXTS]))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

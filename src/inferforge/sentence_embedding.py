@@ -5,9 +5,11 @@ concatenated in the order given), then any of Dense (a linear layer and its acti
 Dropout (nothing at inference) and Normalize, in that file's order. `read_pooling` reads them (the
 configuration files of sentence-transformers 2.x to 6.x, legacy `pooling_mode_*_tokens` flags and the
 newer `pooling_mode` name or list), and `sentence_head` computes them in PyTorch, so they become part of
-the exported graph and every runtime and the server return the finished embedding. A module this cannot
-compute (a word-embedding or LSTM model, a router between a query and a document encoder, a prompt
-excluded from pooling) is a `UserError` naming it, never a silently different vector.
+the exported graph and every runtime and the server return the finished embedding. The default prompt
+(`config_sentence_transformers.json`: `default_prompt_name` in `prompts`), which `encode` puts before every
+text, is put there too, by the tokenizer. A module this cannot compute (a word-embedding or LSTM model, a
+router between a query and a document encoder, a prompt excluded from pooling) is a `UserError` naming it,
+never a silently different vector.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Pooling:
     steps: tuple[Step, ...] = ()
     source: str = "default (mean pooling)"
     directory: str | None = field(default=None, compare=False)  # where the steps' weights are
+    prompt: str = ""  # put before every text (the default prompt of sentence-transformers' encode)
 
     @property
     def mode(self) -> str:
@@ -74,7 +77,7 @@ class Pooling:
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "modes": list(self.modes), "normalize": self.normalize,
-                "steps": [s.to_dict() for s in self.steps], "source": self.source}
+                "steps": [s.to_dict() for s in self.steps], "source": self.source, "prompt": self.prompt}
 
     def head(self):
         """The PyTorch module computing this pooling and its steps: (token states, attention mask) -> vector."""
@@ -88,7 +91,7 @@ def _json(path: Path, what: str) -> dict:
         raise UserError(f"Cannot read the sentence-transformers {what} '{path}': {error}.") from None
 
 
-def _pooling_modes(config: dict, where: Path) -> tuple[str, ...]:
+def _pooling_modes(config: dict, where: Path, prompt: str) -> tuple[str, ...]:
     named = config.get("pooling_mode")
     if named is not None:
         modes = (named,) if isinstance(named, str) else tuple(named)
@@ -98,9 +101,9 @@ def _pooling_modes(config: dict, where: Path) -> tuple[str, ...]:
     if unknown or not modes:
         raise UserError(f"The pooling mode {unknown[0] if unknown else modes!r} in '{where}' is not one sentence-"
                         f"transformers defines ({', '.join(POOLING_MODES)}).")
-    if config.get("include_prompt", True) is False:
-        raise UserError(f"'{where}' excludes the prompt from pooling (include_prompt: false), which inferforge does "
-                        "not do: its embeddings would differ from the model's.")
+    if config.get("include_prompt", True) is False and prompt:  # without a prompt there is nothing to exclude
+        raise UserError(f"'{where}' excludes the prompt {prompt!r} from pooling (include_prompt: false), which "
+                        "inferforge does not do: its embeddings would differ from the model's.")
     return modes
 
 
@@ -117,12 +120,32 @@ def _dense_step(config: dict, path: str, where: Path) -> Step:
                 activation, bool(config.get("use_residual", False)))
 
 
+PROMPTS_FILE = "config_sentence_transformers.json"
+
+
+def read_prompt(directory: Path) -> str:
+    """The prompt sentence-transformers' `encode` puts before every text: `prompts[default_prompt_name]`, or ''."""
+    path = directory / PROMPTS_FILE
+    if not path.exists():
+        return ""
+    config = _json(path, "configuration")
+    name = config.get("default_prompt_name")
+    if not name:
+        return ""
+    prompts = config.get("prompts") or {}
+    if name not in prompts:
+        raise UserError(f"'{path}' names the default prompt {name!r}, which its prompts do not define "
+                        f"({', '.join(map(repr, prompts)) or 'none'}).")
+    return str(prompts[name])
+
+
 def read_pooling(directory: Path) -> Pooling:
     """Pooling and the modules after it, from a sentence-transformers directory; else mean pooling."""
     modules_file = directory / "modules.json"
     if not modules_file.exists():
         return Pooling()
     modules = _json(modules_file, "module list")
+    prompt = read_prompt(directory)
     modes: tuple[str, ...] = ("mean",)
     steps: list[Step] = []
     for module in modules:
@@ -134,7 +157,7 @@ def read_pooling(directory: Path) -> Pooling:
                             f"inferforge can compute ({', '.join(MODULE_KINDS)}).")
         if kind == "Pooling":
             modes = _pooling_modes(_json(config_file, "pooling configuration") if config_file.exists() else {},
-                                   config_file)
+                                   config_file, prompt)
         elif kind == "Dense":
             steps.append(_dense_step(_json(config_file, "Dense configuration"), path, config_file))
         elif kind == "LayerNorm":
@@ -142,7 +165,7 @@ def read_pooling(directory: Path) -> Pooling:
             steps.append(Step("layernorm", path, dimension, dimension))
         elif kind == "Normalize":
             steps.append(Step("normalize"))
-    return Pooling(modes, tuple(steps), "sentence-transformers modules.json", str(directory))
+    return Pooling(modes, tuple(steps), "sentence-transformers modules.json", str(directory), prompt)
 
 
 def module_files(modules: list[dict]) -> list[str]:

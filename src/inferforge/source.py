@@ -152,7 +152,7 @@ def _hub_snapshot_with_modules(model: str) -> Path | None:
         modules = json.loads((folder / "modules.json").read_text())
     except ValueError:
         modules = []
-    for name in ("sentence_bert_config.json", *module_files(modules)):
+    for name in ("sentence_bert_config.json", "config_sentence_transformers.json", *module_files(modules)):
         try:
             hf_hub_download(model, name)
         except Exception:  # noqa: BLE001 - optional files (a module keeps one of its weight formats)

@@ -58,7 +58,7 @@ class TextEncoder:
     """Tokenizes texts (and text pairs) to int64 arrays named after the model's inputs."""
 
     def __init__(self, tokenizer: Tokenizer, input_names: tuple[str, ...], max_length: int, pad_id: int | None = None,
-                 cls_id: int | None = None, windows: Windows | None = None):
+                 cls_id: int | None = None, windows: Windows | None = None, prefix: str = ""):
         self.input_names = tuple(input_names)
         self.max_length = int(max_length)
         self.tokenizer = tokenizer
@@ -71,6 +71,9 @@ class TextEncoder:
             cls_id = next((i for i in map(tokenizer.token_to_id, CLS_TOKENS) if i is not None), -1)
         self.cls_id = int(cls_id)  # -1: the tokenizer has no classifier token
         self.windows = windows  # text pairs only: a long second text is read as overlapping windows
+        # Put before every (first) text: a sentence-transformers model's default prompt. Sentence embeddings
+        # only, which read no character offsets (they would count the prefix).
+        self.prefix = prefix
 
     @classmethod
     def from_dir(cls, directory: Path | str, input_names=None, max_length=None,
@@ -83,13 +86,14 @@ class TextEncoder:
         names = tuple(input_names or meta.get("input_names") or ("input_ids", "attention_mask"))
         length = int(max_length or meta.get("max_length") or 512)
         return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), names, length, meta.get("pad_id"),
-                   meta.get("cls_id"), windows)
+                   meta.get("cls_id"), windows, meta.get("prefix") or "")
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(str(directory / "tokenizer.json"))
         meta = {"input_names": list(self.input_names), "max_length": self.max_length, "pad_id": self.pad_id,
-                "cls_id": self.cls_id, "windows": self.windows.to_dict() if self.windows else None}
+                "cls_id": self.cls_id, "windows": self.windows.to_dict() if self.windows else None,
+                "prefix": self.prefix}
         (directory / "encoder.json").write_text(json.dumps(meta, indent=2))
 
     def encode(self, texts: list[str], pairs: list[str] | None = None, pad_to: int | None = None) -> Encoded:
@@ -99,7 +103,8 @@ class TextEncoder:
             raise UserError(f"Got {len(texts)} texts but {len(pairs)} text pairs; give one pair per text.")
         if not texts:
             raise UserError("No text to encode: give at least one text.")
-        items = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        firsts = [self.prefix + text for text in texts] if self.prefix else texts
+        items = list(zip(firsts, pairs)) if pairs is not None else list(firsts)
         sample = None
         if pairs is not None and self.windows is not None:
             encodings, sample = encode_windows(self.tokenizer, items, self.max_length, self.windows)

@@ -157,6 +157,7 @@ class _ConvertedModel:
     max_length: int
     pad_id: int
     cls_id: int
+    text_prefix: str
     labels: list[str] | None
     model_outputs: list[TensorSpec] = field(default_factory=list)
     answer_outputs: list[TensorSpec] = field(default_factory=list)
@@ -239,6 +240,7 @@ def _read_converted(model_dir: Path, opts: RepositoryOptions) -> _ConvertedModel
         directory=model_dir, manifest=manifest, variant=variant, task=task,
         input_names=tuple(encoder.input_names), output_names=output_names,
         max_length=int(encoder.max_length), pad_id=int(encoder.pad_id), cls_id=int(encoder.cls_id),
+        text_prefix=encoder.prefix,
         labels=manifest.labels,
     )
     for out_name in output_names:
@@ -360,6 +362,7 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
         input_names=",".join(converted.input_names),
         pad_id=converted.pad_id,
         cls_id=converted.cls_id,
+        text_prefix=converted.text_prefix,
         pair_required=str(bool(converted.task.needs_pairs)).lower(),
         tokenizer_file="tokenizer.json",
         max_text_chars=opts.max_text_chars,

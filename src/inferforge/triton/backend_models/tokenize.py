@@ -18,7 +18,7 @@ first max_windows // texts windows of each text: the start of a context too long
 is truncated to what the model reads (`inferforge.load(DIR).predict` reads every window).
 
 Config parameters (string values): `max_length`, `input_names` (comma separated), `pad_id`, `cls_id`,
-`tokenizer_file`, and for windows `window_length`, `window_stride`, `max_windows`. Outputs besides the model's
+`tokenizer_file`, `text_prefix` (put before every text: a sentence-transformers model's default prompt), and for windows `window_length`, `window_stride`, `max_windows`. Outputs besides the model's
 inputs, returned only when requested: `offsets` [tokens, 2], `special_mask` (2 on the classifier token),
 `word_ids`, `sequence_ids` (-1 where the tokenizer says None), and the window outputs above.
 """
@@ -54,6 +54,7 @@ class TritonPythonModel:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
         self.cls_id = int(params.get("cls_id") or -1)
+        self.prefix = params.get("text_prefix", "")
         self.windows = None
         if params.get("window_length"):
             self.windows = Windows(int(params["window_length"]), int(params["window_stride"]))
@@ -114,6 +115,8 @@ class TritonPythonModel:
 
     def _read(self, request):
         texts = _decode(pb_utils.get_input_tensor_by_name(request, "text"), "text", self.max_text_chars)
+        if self.prefix:
+            texts = [self.prefix + text for text in texts]
         pair_tensor = pb_utils.get_input_tensor_by_name(request, "text_pair")
         if pair_tensor is None:
             if self.pair_required:
