@@ -196,3 +196,27 @@ def test_python_convert_bad_eval_split_stops_before_the_model(tmp_path, kwargs, 
         inferforge.convert(tmp_path / "no-model-needed", "text-classification", tmp_path / "out", **kwargs)
     assert message in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_and_validation_texts_from_a_folder_and_a_csv(tmp_path):
+    """--calibration-data takes what --validation-texts takes: a DatasetDict folder (its train split) calibrates
+    the static int8 variant, a CSV's text column verifies every variant; report.json says which texts."""
+    hf, data, _, _ = _sst2_folder(tmp_path)
+    texts = _write_csv(tmp_path / "check.csv", ["sentence", "label"],
+                       [["the cast is superb", "1"], ["dull and far too long", "0"], ["a film", "1"]])
+    report = _cli_report([hf, "--task", "text-classification", "--output", tmp_path / "out", "--variants",
+                          "ort-fp32,ort-int8-static-minmax", "--shapes", "1x8", "--nb-measures", "2", "--threads", "1",
+                          "--no-accuracy-search", "--atol", "1", "--min-agreement", "0",
+                          "--calibration-data", data, "--validation-texts", texts])
+    assert report["calibration"] == {"source": f"{data} (split 'train')", "format": "Arrow", "split": "train", "count": 1}
+    assert report["validation"] == {"source": str(texts), "format": "CSV", "split": None, "count": 3}
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["ort-int8-static-minmax"]["status"] in ("passed", "selected"), by_name["ort-int8-static-minmax"]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path

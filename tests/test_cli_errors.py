@@ -257,3 +257,14 @@ def test_only_pytorch_variants_is_refused_before_the_model_loads(tmp_path):
     assert ("error: --variants 'pytorch-bf16' names only PyTorch variants, which the output folder cannot serve; add "
             "one it can, such as ort-fp32 or openvino-default.") in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_pairs_missing_for_qa_stop_before_the_model_loads(tmp_path):
+    data = tmp_path / "calib.csv"
+    data.write_text("question,label\nWhat is it?,1\n")
+    result = run_cli("convert", str(tmp_path / "no-model-needed"), "--task", "question-answering",
+                     "--output", str(tmp_path / "out"), "--calibration-data", str(data))
+    assert_user_error(result)
+    assert (f"error: {data} has no second-text column for question-answering (columns found: question, label); name "
+            "it with --pair-column.") in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()

@@ -652,3 +652,80 @@ def test_split_slices_and_a_test_file_without_labels(tmp_path):
     assert data.split == "dev" and data.texts == ["fine", "bad"] and data.file_format == "TSV"
     assert data.notes == (f"split 'test' of {repo} has no label column, so 'dev' is used",)
     assert data.where(1) == f"line 3 of {repo / 'dev.tsv'}"
+
+
+# ---- Texts without labels: --calibration-data and --validation-texts read every source --eval-data reads ----
+
+TEXT_OPTIONS = ("--calibration-data", "--validation-texts")
+
+
+@pytest.mark.parametrize("option", TEXT_OPTIONS)
+def test_texts_from_every_source_for_both_options(tmp_path, option):
+    from inferforge.labelled_data import read_texts
+    from inferforge.tasks import get_task
+
+    classify, qa = get_task("text-classification"), get_task("question-answering")
+    txt = _write(tmp_path / "t.txt", "\ufefffirst text\n\n  second text  \n")
+    assert (read_texts(txt, classify, option=option).texts, read_texts(txt, classify, option=option).pairs) == \
+        (["first text", "second text"], None)
+    pairs = _write(tmp_path / "qa.txt", "What is the capital?\tParis is the capital.\nOf what?\tOf France.\n")
+    got = read_texts(pairs, qa, option=option)
+    assert got.texts == ["What is the capital?", "Of what?"] and got.pairs == ["Paris is the capital.", "Of France."]
+    headerless = _write(tmp_path / "qa.tsv", pairs.read_text())  # the layout of the built-in validation_qa.tsv
+    assert read_texts(headerless, qa, option=option).pairs == got.pairs
+    squad = _write(tmp_path / "s.jsonl", "".join(json.dumps(r) + "\n" for r in SQUAD_ROWS))
+    got = read_texts(squad, qa, option=option)
+    assert (got.texts, got.pairs, got.file_format) == ([r["question"] for r in SQUAD_ROWS],
+                                                       [r["context"] for r in SQUAD_ROWS], "JSON Lines")
+    assert read_texts(_write(tmp_path / "c.tsv", "idx\tsentence\tlabel\n0\thello\t1\n"), classify, option=option).texts == ["hello"]
+    pq.write_table(_hf_table(_mnli([0, 1]), MNLI_FEATURES), tmp_path / "m.parquet")
+    got = read_texts(tmp_path / "m.parquet", classify, option=option)
+    assert (got.texts, got.pairs, got.file_format) == (["premise 0", "premise 1"], ["hypothesis 0", "hypothesis 1"], "Parquet")
+    # token classification takes single texts: a second column is not a pair for it
+    assert read_texts(tmp_path / "m.parquet", get_task("token-classification"), "premise", option=option).pairs is None
+
+
+def test_texts_from_a_dataset_folder_take_the_split_each_option_wants(tmp_path):
+    """A DatasetDict folder: calibration takes train (never the split the variants are judged on), verification
+    takes test first, as --eval-data; a split's own folder picks another."""
+    from inferforge.labelled_data import read_texts
+    from inferforge.tasks import get_task
+
+    folder = _dataset_dict(tmp_path / "mnli", {"train": [0, 1, 2], "test": [-1, -1]})
+    task = get_task("text-classification")
+    calibration = read_texts(folder, task, option="--calibration-data")
+    assert (calibration.split, len(calibration.texts), calibration.pairs[0]) == ("train", 3, "hypothesis 0")
+    assert calibration.record() == {"source": f"{folder} (split 'train')", "format": "Arrow", "split": "train", "count": 3}
+    validation = read_texts(folder, task, option="--validation-texts")  # unlabelled test rows are fine: no labels needed
+    assert (validation.split, len(validation.texts)) == ("test", 2)
+    assert read_texts(folder / "test", task, option="--calibration-data").split == "test"
+    other = _dataset_dict(tmp_path / "odd", {"extra": [0], "more": [1]})
+    with pytest.raises(UserError, match=r"has no 'train', 'test', 'validation', 'dev' or 'valid' split \(splits: extra, "
+                                        r"more\); point --calibration-data at the folder or file of the split to use\."):
+        read_texts(other, task, option="--calibration-data")
+
+
+@pytest.mark.parametrize("content, task_name, kwargs, message", [
+    (None, "text-classification", {}, "--calibration-data file '{path}' does not exist."),
+    (b"\xff\xfe bad", "text-classification", {}, "--calibration-data file '{path}' is not UTF-8 text; save it as UTF-8."),
+    ("\n \n", "text-classification", {}, "--calibration-data file '{path}' has no text; write one text per line"),
+    ("What?\tThis.\nno tab here\n", "question-answering", {},
+     "--calibration-data file '{path}': question-answering needs text pairs separated by a TAB; line 2 has none."),
+    ("question,label\nWhat?,1\n", "question-answering", {"suffix": ".csv"},
+     "{path} has no second-text column for question-answering (columns found: question, label); name it with --pair-column."),
+    ("text,label\nhi,1\n", "text-classification", {"suffix": ".csv", "text_column": "body"},
+     "{path} has no column 'body' (columns found: text, label); name the right one with --text-column."),
+    ("text,label\n", "text-classification", {"suffix": ".csv"}, "{path} has no rows; --calibration-data needs at least one text."),
+])
+def test_bad_texts_are_one_sentence(tmp_path, content, task_name, kwargs, message):
+    from inferforge.labelled_data import read_texts
+    from inferforge.tasks import get_task
+
+    path = tmp_path / ("c" + kwargs.pop("suffix", ".txt"))
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError) as error:
+        read_texts(path, get_task(task_name), option="--calibration-data", **kwargs)
+    assert str(error.value).startswith(message.format(path=path))

@@ -94,8 +94,12 @@ def convert(
                                                     "scaled by max(1, |reference|) (default per task)."),
     min_agreement: Optional[float] = typer.Option(None, help="Smallest task agreement: top-1 share, cosine, "
                                                              "or identical spans (default per task)."),
-    validation_texts: Optional[Path] = typer.Option(None, help="UTF-8 file, one text per line (TAB-separated pairs; "
-                                                               "question<TAB>context for QA). Default: built-in."),
+    validation_texts: Optional[Path] = typer.Option(None, help="Texts to verify every variant on (default: built-in): "
+                                                               "a UTF-8 .txt file, one text per line (TAB-separated "
+                                                               "pairs; question<TAB>context for QA), or any --eval-data "
+                                                               "source (CSV, TSV, JSONL/JSON, Parquet, Arrow, dataset "
+                                                               "folder; its test split first), by its text column(s); "
+                                                               "labels not needed."),
     eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV, TSV, JSONL/JSON, SQuAD .json, CoNLL/CoNLL-U, "
                                                          "Parquet or Arrow file, or a datasets save_to_disk folder "
                                                          "(columns found by their usual names, e.g. text / sentence1 + "
@@ -107,14 +111,18 @@ def convert(
                                                         "DatasetDict or a Hub-style folder; default: test, then "
                                                         "validation); a slice such as validation[:200] too. "
                                                         "Python: inferforge.convert(..., eval_split=...)."),
-    calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (.txt, one per line, "
-                                                               "or the text column of a CSV/JSONL)."),
+    calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (the first 128 are used), "
+                                                               "from the same sources as --validation-texts: .txt (one "
+                                                               "per line, TAB-separated pairs), CSV, TSV, JSONL/JSON, "
+                                                               "Parquet, Arrow or a dataset folder (its train split "
+                                                               "first; point at a split's folder or file for another)."),
     max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"
                                                       "precision variant may have against fp32."),
     accuracy_search: bool = typer.Option(True, help="When an int8 variant is outside the budget (the "
                                                     "--eval-data drop, or without labels the verification budget), keep its most "
                                                     "sensitive nodes in fp32 one at a time until it passes."),
-    text_column: Optional[str] = typer.Option(None, help="Text column of --eval-data (default: detected; text first)."),
+    text_column: Optional[str] = typer.Option(None, help="Text column of --eval-data, and of --calibration-data / "
+                                                         "--validation-texts tables (default: detected; text first)."),
     pair_column: Optional[str] = typer.Option(None, help="Second-text column (default: detected, e.g. text_pair, "
                                                          "sentence2, hypothesis, context; none if absent)."),
     label_column: Optional[str] = typer.Option(None, help="Label column (default: detected; label first)."),

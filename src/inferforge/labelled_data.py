@@ -14,6 +14,9 @@ Files are read as they are:
   (`data/test-00000-of-00001.parquet`, `test.jsonl`...). The split is the one asked for, else `test`,
   else `validation`.
 
+Texts without labels (`--calibration-data`, `--validation-texts`) come from the same sources, or a `.txt` file
+with one text per line, through one reader (`read_texts`).
+
 The text, second-text and label columns are the ones the user names; a column not named is found by its
 usual names (`COLUMN_CANDIDATES`, header matched case-insensitively), `text` / `text_pair` / `label`
 first. A missing or ambiguous column, an empty cell, an unreadable line or an empty file is a `UserError`
@@ -659,8 +662,10 @@ class _SplitChoice:
     by_default: bool
 
 
-def _dataset_splits(folder: Path, split: str | None) -> tuple[list[_SplitChoice], list[str]]:
-    """The splits to try, in order (the one asked for; else test, then validation), and every split found."""
+def _dataset_splits(folder: Path, split: str | None, defaults: Sequence[str] = DEFAULT_SPLITS,
+                    choose: str = "name the one to evaluate on with --eval-split") -> tuple[list[_SplitChoice], list[str]]:
+    """The splits to try, in order (the one asked for; else the first of `defaults` the folder has: test, then
+    validation for labelled data), and every split found. `choose` says how to pick one when none is a default."""
     if (folder / "dataset_dict.json").is_file():
         info = _read_json_file(folder / "dataset_dict.json")
         names = [str(n) for n in info.get("splits", [])] if isinstance(info, dict) else []
@@ -691,10 +696,10 @@ def _dataset_splits(folder: Path, split: str | None) -> tuple[list[_SplitChoice]
             raise UserError(f"{folder} has no split '{split}' (splits: {', '.join(names)}); name one of them with "
                             f"--eval-split.")
         return [_SplitChoice(split, loaders[split], False)], names
-    order = [n for n in DEFAULT_SPLITS if n in loaders]
+    order = [n for n in defaults if n in loaders]
     if not order:
-        raise UserError(f"{folder} has no {', '.join(repr(n) for n in DEFAULT_SPLITS[:-1])} or '{DEFAULT_SPLITS[-1]}' "
-                        f"split (splits: {', '.join(names)}); name the one to evaluate on with --eval-split.")
+        raise UserError(f"{folder} has no {', '.join(repr(n) for n in defaults[:-1])} or '{defaults[-1]}' "
+                        f"split (splits: {', '.join(names)}); {choose}.")
     return [_SplitChoice(n, loaders[n], True) for n in order], names
 
 
@@ -1206,48 +1211,128 @@ def similarity_scores(data: LabelledData) -> np.ndarray:
     return scores
 
 
-def read_calibration_texts(path: Path | str, text_column: str | None = "text",
-                           pair_column: str | None = "text_pair") -> tuple[list[str], list[str] | None]:
-    """Texts for int8 calibration: a .txt file (one text per line) or the text column of a data file
-    (Parquet and Arrow files too).
+# The splits tried, in order, when texts come from a dataset folder: calibration fits int8 ranges, so it takes the
+# training split first (not the split the variants are judged on); verification takes test first, as --eval-data.
+TEXT_SPLITS = {"--calibration-data": ("train",) + DEFAULT_SPLITS, "--validation-texts": DEFAULT_SPLITS + ("train",)}
 
-    The default column names (text, text_pair) fall back to the usual names when absent.
+
+@dataclass(frozen=True)
+class TextRows:
+    """Unlabelled texts, with their second texts when the source has them (`read_texts`)."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    source: str
+    file_format: str
+    split: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source + (f" (split '{self.split}')" if self.split else "")
+
+    def record(self) -> dict:
+        """What report.json says about the texts."""
+        return {"source": self.name, "format": self.file_format, "split": self.split, "count": len(self.texts)}
+
+
+def _text_lines(path: Path, option: str, task: Any) -> TextRows:
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{option} file '{path}' is not UTF-8 text; save it as UTF-8.") from None
+    lines = [line.strip() for line in content.splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"{option} file '{path}' has no text; write one text per line (TAB-separated pairs).")
+    if task is None:
+        return TextRows(lines, None, str(path), "text lines")
+    from inferforge.verify import split_pairs
+
+    try:
+        texts, pairs = split_pairs(lines, task)
+    except UserError as error:  # "... line 3 has none." -> say which file
+        raise UserError(f"{option} file '{path}': {error}") from None
+    return TextRows(texts, pairs, str(path), "text lines")
+
+
+def _headerless_tsv(path: Path, text_column: str | None, candidates: Sequence[str]) -> bool:
+    """A .tsv whose first line names no text column is text lines, question<TAB>context pairs (the layout of the
+    built-in validation_qa.tsv), not a table."""
+    if path.suffix.lower() != ".tsv":
+        return False
+    try:
+        with path.open(encoding="utf-8-sig") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    header = _Header([c.strip() for c in first.rstrip("\r\n").split("\t")], path)
+    return not any(header.has(c) for c in ([text_column] if text_column else candidates))
+
+
+def read_texts(path: Path | str, task: Any = None, text_column: str | None = None, pair_column: str | None = None,
+               option: str = "--calibration-data") -> TextRows:
+    """Texts to run the model on (`--calibration-data` and `--validation-texts` alike), from every source
+    `--eval-data` reads, labels not needed:
+
+    * a text file (`.txt`, or any suffix that is not a data format): one text per line, a TAB between the two
+      texts of a pair (question<TAB>context for QA); a `.tsv` whose first line names no text column is read so too;
+    * a data file (CSV/TSV with a header, JSON Lines, JSON, SQuAD, CoNLL, Parquet, Arrow): its text column, and
+      its second-text column when the task takes pairs;
+    * a dataset folder (save_to_disk Dataset or DatasetDict, or a Hub-style folder of files named by split): one
+      split, the first of TEXT_SPLITS[option] it has (point at a split's own folder or file to choose another).
+
+    Columns are the ones named, else found by their usual names for `task` (any task when None). A task that
+    needs pairs (question answering) gets them or a UserError.
     """
     path = Path(path)
-    _check_file(path)
-    if path.suffix.lower() in TEXT_SUFFIXES:
-        try:
-            texts = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
-        except UnicodeDecodeError:
-            raise UserError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
-        texts = [t for t in texts if t]
-        if not texts:
-            raise UserError(f"{path} has no text; write one calibration text per line.")
-        return texts, None
-    records = _read_file(path)
+    if not path.exists():
+        raise UserError(f"{option} file '{path}' does not exist.")
+    spec = COLUMN_CANDIDATES.get(getattr(task, "name", ""), _ANY_TASK)
+    split = None
+    if path.is_dir():
+        defaults = TEXT_SPLITS.get(option, DEFAULT_SPLITS)
+        choices, _ = _dataset_splits(path, None, defaults,
+                                     f"point {option} at the folder or file of the split to use")
+        records, split = choices[0].load(), choices[0].name
+    elif (path.suffix.lower() not in DATA_SUFFIXES or path.suffix.lower() in TEXT_SUFFIXES
+          or _headerless_tsv(path, text_column, spec["text"])):
+        return _text_lines(path, option, task)
+    else:
+        records = _read_file(path)
+    name = str(path) + (f" (split '{split}')" if split else "")
     if not records.count:
-        raise UserError(f"{path} has no rows; give at least one calibration text.")
-    header = _Header(records.header, path)
-    text = header.find(text_column) if text_column else None
-    if text is None and text_column not in (None, "text"):
-        raise header.missing("text", text_column)
-    pair = header.find(pair_column) if pair_column else None
+        raise UserError(f"{name} has no rows; {option} needs at least one text.")
+    header = _Header(records.header, Path(name))
+    text = _named_column(header, "text", text_column) if text_column else None
+    pair = _named_column(header, "pair", pair_column) if pair_column else None
     if text is None:
-        spec = _ANY_TASK
         layouts = [(header.find(a), header.find(b)) for a, b in spec["pairs"] if header.has(a) and header.has(b)]
-        if len(layouts) == 1 and pair is None:
+        if len(layouts) == 1 and pair is None and (task is None or task.supports_pairs):
             text, pair = layouts[0]
         else:
             text = _one_of(header, "text", spec["text"], "text")
+    if pair is None and task is not None and task.supports_pairs and text_column is not None:
+        pair = next((b for a, b in ((header.find(a), header.find(b)) for a, b in spec["pairs"]
+                                    if header.has(a) and header.has(b)) if a == text), None)
+    if task is not None and not task.supports_pairs:
+        pair = None
+    if task is not None and task.needs_pairs and pair is None:
+        raise UserError(f"{name} has no second-text column for {task.name} (columns found: {header.listing}); "
+                        f"name it with --pair-column.")
     rows = records.rows_for([c for c in (text, pair) if c is not None])
-    where = [records.where(i, str(path)) for i in range(len(rows))]
+    where = [records.where(i, name) for i in range(len(rows))]
     texts = []
     for record, at in zip(rows, where):
         joined = _word_list(record.get(text), text, at)
         texts.append(joined if joined is not None else _cell_text(record.get(text), text, at))
-    if pair is not None:
-        return texts, [_cell_text(r.get(pair), pair, at) for r, at in zip(rows, where)]
-    return texts, None
+    pairs = [_cell_text(r.get(pair), pair, at) for r, at in zip(rows, where)] if pair is not None else None
+    return TextRows(texts, pairs, str(path), records.fmt, split)
+
+
+def read_calibration_texts(path: Path | str, text_column: str | None = None, pair_column: str | None = None,
+                           task: Any = None) -> tuple[list[str], list[str] | None]:
+    """`read_texts` for --calibration-data, as (texts, pairs)."""
+    rows = read_texts(path, task, text_column, pair_column, "--calibration-data")
+    return rows.texts, rows.pairs
 
 
 def write_labelled_csv(path: Path, texts: Sequence[str], labels: Sequence[Any], pairs: Sequence[str] | None = None) -> None:

@@ -19,13 +19,13 @@ from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError
 from inferforge.export import export_onnx, export_wrapper
-from inferforge.labelled_data import LabelledData
+from inferforge.labelled_data import LabelledData, TextRows, read_texts
 from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
 from inferforge.source import load_source
 from inferforge.tasks import get_task
 from inferforge.tokenization import TextEncoder
 from inferforge.variants import BuildContext, TorchEager, Variant, parse_variants
-from inferforge.verify import (AccuracyBudget, builtin_texts, compare, read_validation_texts, run_batches,
+from inferforge.verify import (AccuracyBudget, builtin_texts, compare, run_batches,
                                validation_batches)
 
 DEFAULT_SHAPES = "1x16,1x128,32x128"
@@ -51,7 +51,9 @@ class ConvertOptions:
     threads: int | None = None
     atol: float | None = None
     min_agreement: float | None = None
-    validation_texts: Path | None = None
+    # Texts (labels not needed) from any source --eval-data reads: a .txt file (one per line, TAB-separated
+    # pairs), a CSV/TSV/JSONL/JSON/Parquet/Arrow file's text column(s), or a dataset folder (labelled_data.read_texts).
+    validation_texts: Path | TextRows | None = None
     force: bool = False
     trust_remote_code: bool = False
     # Accuracy on labelled data (a file or dataset folder, or rows read by evaluate.read_eval_data): scored for
@@ -60,7 +62,7 @@ class ConvertOptions:
     # The split of an eval_data dataset folder, as `--eval-split`: a name or a slice such as "validation[:200]"
     # (default: test, then validation). Only with an eval_data path: rows already read carry their split.
     eval_split: str | None = None
-    calibration_data: Path | None = None
+    calibration_data: Path | TextRows | None = None  # the same sources as validation_texts (int8 calibration)
     max_accuracy_drop: float = 1.0
     accuracy_search: bool = True
     text_column: str | None = None
@@ -117,7 +119,7 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
     if output.exists() and not options.force:
         raise UserError(f"Output folder '{output}' already exists; pass --force to replace it.")
     for flag, path in (("--validation-texts", options.validation_texts), ("--calibration-data", options.calibration_data)):
-        if path is not None and not Path(path).is_file():
+        if isinstance(path, (str, Path)) and not Path(path).exists():  # a file or a dataset folder
             raise UserError(f"{flag} file '{path}' does not exist.")
     if isinstance(options.eval_data, (str, Path)) and not Path(options.eval_data).exists():  # a file or a dataset folder
         raise UserError(f"--eval-data file '{options.eval_data}' does not exist.")
@@ -151,6 +153,13 @@ def no_servable_variant(rows: list[VariantResult], budget: AccuracyBudget, outpu
     tries.append("choose other --variants" + ("" if "ort-fp32" in tried else " (e.g. ort-fp32, the exported graph as it is)"))
     return UserError(f"No variant the output folder could serve passed against PyTorch fp32, so {output} was not "
                      f"written: {outcomes}; {', or '.join(tries)}.")
+
+
+def _read_text_option(options: ConvertOptions, field_name: str, flag: str) -> TextRows | None:
+    source = getattr(options, field_name)
+    if source is None or isinstance(source, TextRows):
+        return source
+    return read_texts(source, get_task(options.task), options.text_column, options.pair_column, flag)
 
 
 def read_eval_rows(options: ConvertOptions) -> LabelledData | None:
@@ -211,7 +220,9 @@ def convert(model: str | Path, task: str | None = None, output: str | Path | Non
             raise UserError("convert() needs a task and an output folder.")
         options = ConvertOptions(task=task, output=Path(output), **kwargs)
     shapes, target, variants = check_options(options)
-    options = replace(options, eval_data=read_eval_rows(options), eval_split=None)  # read once, before the model
+    options = replace(options, eval_data=read_eval_rows(options), eval_split=None,  # read once, before the model
+                      validation_texts=_read_text_option(options, "validation_texts", "--validation-texts"),
+                      calibration_data=_read_text_option(options, "calibration_data", "--calibration-data"))
     model = str(model)  # a pathlib.Path is as good as a string
     output = Path(options.output)
     report_progress = progress or (lambda step, done, total: None)
@@ -263,19 +274,16 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         from inferforge.evaluate import read_eval_set
 
         eval_set = read_eval_set(options.eval_data, task, encoder, source.labels)
-    if options.calibration_data is not None:
-        from inferforge.labelled_data import read_calibration_texts
-
-        ctx.calibration_texts, ctx.calibration_pairs = read_calibration_texts(
-            options.calibration_data, options.text_column or "text", options.pair_column or "text_pair")
+    if options.calibration_data is not None:  # read by read_texts before the model loaded
+        ctx.calibration_texts, ctx.calibration_pairs = options.calibration_data.texts, options.calibration_data.pairs
     export_onnx(source, task, ctx.fp32_onnx)
     progress("export to ONNX", 1, 1)
 
     rows, engines = _build_variants(variants, ctx, threads, progress)
 
     if options.validation_texts is not None:
-        texts, pairs = read_validation_texts(Path(options.validation_texts), task)
-        validation = {"source": str(options.validation_texts), "count": len(texts)}
+        texts, pairs = options.validation_texts.texts, options.validation_texts.pairs
+        validation = options.validation_texts.record()
     else:
         texts, pairs = builtin_texts(task)
         validation = {"source": "built-in", "count": len(texts)}
@@ -283,6 +291,8 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     reference = run_batches(engines[REFERENCE], batches)
     _verify(rows, engines, batches, reference, task, budget, progress)
     extra = {}
+    if options.calibration_data is not None:
+        extra["calibration"] = options.calibration_data.record()
     if eval_set is not None:
         from inferforge.accuracy_search import judge_variants
 
