@@ -199,6 +199,39 @@ def test_question_answering_exact_match_of_its_own_answers(converted_tiny, tmp_p
     assert _row(miss, "ort-fp32").metrics["exact_match"] == 0.0
 
 
+def test_squad2_unanswerable_questions_use_the_no_answer_score(converted_tiny, tmp_path):
+    """SQuAD 2.0 data (empty answer lists): the model says "no answer" where its no-answer score beats its best
+    span. The tiny random model never prefers [CLS], so the real outputs get their [CLS] logits raised on two
+    questions: the gold that says "no answer" exactly there scores 100, the gold flipped does not."""
+    from inferforge.artifacts import load
+    from inferforge.evaluate import read_eval_set
+
+    folder = converted_tiny("question-answering")
+    model = load(folder, "ort-fp32")
+    questions = ["what is the capital of France", "who met Bob", "where did Alice meet Bob", "what did the fox do"]
+    contexts = ["Paris is the capital of France and its largest city", "Alice met Bob in Paris last summer",
+                "Alice met Bob in Paris last summer", "the quick brown fox jumps over the lazy dog"]
+    predicted = model.predict(questions, contexts)
+    for answer in predicted:
+        assert 0.0 < answer["no_answer_score"] < answer["score"]  # BERT's [CLS] counts, and loses here
+    unanswerable = [True, False, True, False]
+
+    def scored(gold_empty):
+        rows = [{"question": q, "context": c, "answers": {"text": [] if empty else [a["answer"]], "answer_start": []}}
+                for q, c, a, empty in zip(questions, contexts, predicted, gold_empty)]
+        eval_set = read_eval_set(_jsonl(tmp_path / "squad2.jsonl", rows), model.task, model.encoder, None,
+                                 "question", "context", "answers")
+        outputs = eval_set.outputs(model.engine)
+        for (idx, _), out in zip(eval_set.batches, outputs):
+            for position, row in enumerate(idx):
+                if unanswerable[row]:
+                    out["start_logits"][position, 0] = out["end_logits"][position, 0] = 40.0  # [CLS] is token 0
+        return eval_set.score_outputs(outputs).metrics
+
+    assert scored(unanswerable) == {"f1": 100.0, "exact_match": 100.0}
+    assert scored([not u for u in unanswerable])["exact_match"] == 0.0
+
+
 def test_feature_extraction_spearman_of_cosines(converted_tiny, tmp_path):
     from inferforge.artifacts import load
     from inferforge.evaluate import evaluate

@@ -38,8 +38,9 @@ def qa_models(tmp_path_factory):
     return get
 
 
-def pipeline_answer(hf_dir, question: str, context: str, max_length: int) -> tuple[int, int, list[list[int]]]:
-    """(start, end) of the answer the transformers 4 question-answering pipeline gave, and its windows' ids.
+def pipeline_answer(hf_dir, question: str, context: str, max_length: int) -> tuple[int, int, float, list[list[int]]]:
+    """(start, end) of the answer the transformers 4 question-answering pipeline gave, its null score (the lowest
+    p(start) * p(end) on the CLS token over the windows), and its windows' ids.
 
     Windows of min(max_length, 384) tokens, the question in each, `stride` context tokens shared (128, or half
     the room the question leaves); per window p(start) and p(end) are softmaxes over the context tokens and the
@@ -58,14 +59,18 @@ def pipeline_answer(hf_dir, question: str, context: str, max_length: int) -> tup
     with torch.no_grad():
         out = model(**batch)
     best = (-1.0, 0, 0, 0)
+    null = 1.0
     for w in range(batch["input_ids"].shape[0]):
         sequence_ids = batch.sequence_ids(w)
         context_tokens = np.array([s == 1 for s in sequence_ids])
-        counted = context_tokens | (batch["input_ids"][w].numpy() == tokenizer.cls_token_id)
+        is_cls = batch["input_ids"][w].numpy() == tokenizer.cls_token_id
+        counted = context_tokens | is_cls
         probs = []
         for logits in (out.start_logits[w].numpy(), out.end_logits[w].numpy()):
             p = np.exp(np.where(counted, logits, -np.inf) - logits[counted].max())
-            probs.append(np.where(context_tokens, p / p.sum(), 0.0))
+            probs.append(p / p.sum())
+        null = min(null, float(probs[0][is_cls][0] * probs[1][is_cls][0]))
+        probs = [np.where(context_tokens, p, 0.0) for p in probs]
         scores = np.triu(np.tril(np.outer(*probs), MAX_ANSWER_TOKENS - 1))
         s, e = np.unravel_index(int(scores.argmax()), scores.shape)
         if scores[s, e] > best[0]:
@@ -74,7 +79,7 @@ def pipeline_answer(hf_dir, question: str, context: str, max_length: int) -> tup
     start, end = trim_span(context, int(offsets[w][s][0]), int(offsets[w][e][1]))
     windows = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(batch["input_ids"].tolist(),
                                                                         batch["attention_mask"].tolist())]
-    return start, end, windows
+    return start, end, null, windows
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "deberta-v2"])
@@ -88,12 +93,13 @@ def test_long_context_answers_as_the_transformers_pipeline(qa_models, arch):
     assert len(windows[1]) < len(windows[0]) and len(windows[0]) > 5 and len(windows[2]) > 5
     answers = model.predict(questions, contexts)
     for index, (question, context, answer) in enumerate(zip(questions, contexts, answers)):
-        start, end, hf_windows = pipeline_answer(hf, question, context, model.encoder.max_length)
+        start, end, null, hf_windows = pipeline_answer(hf, question, context, model.encoder.max_length)
         mask = encoded.token_mask()
         ours = [encoded.arrays["input_ids"][r][mask[r]].tolist() for r in windows[index]]
         assert ours == hf_windows, "the windows are not the Hugging Face tokenizer's"
         assert (answer["start"], answer["end"]) == (start, end), (arch, index)
         assert answer["answer"] == context[start:end]
+        assert answer["no_answer_score"] == pytest.approx(null, rel=1e-3, abs=1e-9)
 
 
 def test_answer_beyond_the_first_window_is_found(qa_models):

@@ -103,7 +103,7 @@ def test_typed_outputs_follow_the_answer(converted_tiny, tmp_path):
     assert not pair.optional  # question answering needs the context
     types = {o.name: o.data_type for o in config.output}
     assert types == {"answer_json": mc.TYPE_STRING, "answer": mc.TYPE_STRING, "score": mc.TYPE_FP32,
-                     "start": mc.TYPE_INT64, "end": mc.TYPE_INT64}
+                     "start": mc.TYPE_INT64, "end": mc.TYPE_INT64, "no_answer_score": mc.TYPE_FP32}
     cls = write_repository(converted_tiny("text-classification"), tmp_path / "cls", name="cls")
     config = read_config(cls.path / "cls")
     assert {i.name: i.optional for i in config.input} == {"text": False, "text_pair": True}

@@ -179,10 +179,15 @@ class EvalSet:
             scores = entity_scores(self.gold, predicted_tags)
             metrics = {"entity_f1": scores.f1, "entity_precision": scores.precision, "entity_recall": scores.recall}
         elif name == "question-answering":
+            # Data with unanswerable questions (SQuAD 2.0: the empty answer is their gold) asks the model to say
+            # "no answer": it does when its no-answer score beats its best span's, as the SQuAD 2.0 evaluation
+            # and the transformers pipeline (handle_impossible_answer) decide.
+            impossible = any("" in options for options in self.gold)
             answers = [""] * len(self)
             for (idx, encoded), out in zip(self.batches, outputs):
                 for row, answer in zip(idx, self.task.postprocess(out, encoded, self.labels)):
-                    answers[row] = answer["answer"]
+                    unanswered = impossible and answer["no_answer_score"] > answer["score"]
+                    answers[row] = "" if unanswered else answer["answer"]
             scores = answer_scores(self.gold, answers)
             metrics = {"f1": scores.f1, "exact_match": scores.exact_match}
         else:

@@ -128,8 +128,10 @@ MAX_ANSWER_TOKENS = 30
 
 
 def _best_span(start_row: np.ndarray, end_row: np.ndarray, sequence_ids, special_mask, context_id: int):
-    """(score, start token, end token) of one window's best span (start <= end, at most MAX_ANSWER_TOKENS long)
-    inside the context, or None when the window holds no context token.
+    """(score, start token, end token, no-answer score) of one window's best span (start <= end, at most
+    MAX_ANSWER_TOKENS long) inside the context, or None when the window holds no context token. The no-answer
+    score is p(start) * p(end) on the classifier token (where SQuAD 2.0 models point when the window holds no
+    answer), or None without one.
 
     The score is p(start) * p(end), each a softmax over the context tokens and the classifier token, as the
     transformers question-answering pipeline computes it: a window the model reads as "no answer here" puts
@@ -140,39 +142,49 @@ def _best_span(start_row: np.ndarray, end_row: np.ndarray, sequence_ids, special
     in_context[: len(seq)] = [s == context_id for s in seq]
     if not in_context.any():
         return None
-    counted = in_context.copy()
+    is_cls = np.zeros(length, dtype=bool)
     marks = special_mask[:length]
-    counted[: len(marks)] |= np.asarray(marks) == CLS_MARK
+    is_cls[: len(marks)] = np.asarray(marks) == CLS_MARK
+    counted = in_context | is_cls
     p_start = softmax(np.where(counted, start_row.astype(np.float64), -np.inf))
     p_end = softmax(np.where(counted, end_row.astype(np.float64), -np.inf))
+    no_answer = float(p_start[is_cls][0] * p_end[is_cls][0]) if is_cls.any() else None
     p_start = np.where(in_context, p_start, 0.0)
     p_end = np.where(in_context, p_end, 0.0)
     scores = p_start[:, None] * p_end[None, :]
     i, j = np.indices((length, length))
     scores[(j < i) | (j - i >= MAX_ANSWER_TOKENS)] = -1.0
     s, e = divmod(int(np.argmax(scores)), length)
-    return float(scores[s, e]), s, e
+    return float(scores[s, e]), s, e, no_answer
 
 
 def _postprocess_qa(outputs, encoded, labels, problem_type=None):
-    """Best span inside the context (the second text), over every window the context was read in."""
+    """Best span inside the context (the second text), over every window the context was read in, and
+    `no_answer_score`: the lowest no-answer score of its windows (the transformers pipeline's null score), 0 when
+    the tokenizer has no classifier token. A SQuAD 2.0 model means "no answer" when it beats `score`."""
     answers = []
     context_id = 1 if encoded.pairs else 0
     for index in range(len(encoded.texts)):
         context = encoded.pairs[index] if encoded.pairs else encoded.texts[index]
         best = None
+        null_scores = []
         for row in encoded.rows_of(index):
             found = _best_span(outputs["start_logits"][row], outputs["end_logits"][row], encoded.sequence_ids[row],
                                encoded.special_mask[row], context_id)
-            if found is not None and (best is None or found[0] > best[0]):
-                best = (*found, row)
+            if found is None:
+                continue
+            if found[3] is not None:
+                null_scores.append(found[3])
+            if best is None or found[0] > best[0]:
+                best = (*found[:3], row)
+        no_answer = min(null_scores, default=0.0)
         if best is None:
-            answers.append({"answer": "", "score": 0.0, "start": 0, "end": 0})
+            answers.append({"answer": "", "score": 0.0, "start": 0, "end": 0, "no_answer_score": no_answer})
             continue
         score, s, e, row = best
         char_start, char_end = trim_span(context, encoded.offsets[row][s][0], encoded.offsets[row][e][1])
         answers.append({"answer": context[char_start:char_end], "score": score, "start": int(char_start),
-                        "end": int(char_end)})
+                        "end": int(char_end), "no_answer_score": no_answer})
     return answers
 
 
