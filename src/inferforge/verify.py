@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -69,18 +68,6 @@ def split_pairs(lines: list[str], task: TaskSpec) -> tuple[list[str], list[str] 
         texts, pairs = zip(*(line.split("\t", 1) for line in lines))
         return list(texts), list(pairs)
     return lines, None
-
-
-def read_validation_texts(path: Path, task: TaskSpec) -> tuple[list[str], list[str] | None]:
-    if not path.is_file():
-        raise UserError(f"Validation text file '{path}' does not exist.")
-    try:
-        lines = _lines(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"Validation text file '{path}' is not UTF-8 text.") from None
-    if not lines:
-        raise UserError(f"Validation text file '{path}' has no text in it.")
-    return split_pairs(lines, task)
 
 
 def validation_batches(encoder: TextEncoder, texts: list[str], pairs: list[str] | None,
