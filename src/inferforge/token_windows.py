@@ -26,9 +26,20 @@ class Windows:
 
 
 def special_marks(encoding, cls_id: int) -> list:
-    """The encoding's special-tokens mask (1 on special tokens), CLS_MARK on the classifier token."""
-    return [CLS_MARK if special and token == cls_id else special
-            for special, token in zip(encoding.special_tokens_mask, encoding.ids)]
+    """The encoding's special-tokens mask (1 on special tokens), CLS_MARK on the classifier token. Every request
+    goes through here: the classifier token is found by list.index (C speed), not a Python loop over tokens."""
+    marks = list(encoding.special_tokens_mask)
+    if cls_id < 0:
+        return marks
+    ids = encoding.ids
+    at = -1
+    while True:
+        try:
+            at = ids.index(cls_id, at + 1)
+        except ValueError:
+            return marks
+        if marks[at]:
+            marks[at] = CLS_MARK
 
 
 def encode_windows(tokenizer, items: list, max_length: int, windows: Windows) -> tuple:
