@@ -129,6 +129,32 @@ def test_the_default_prompt_goes_before_every_text_as_encode_puts_it(tmp_path):
                                atol=1e-4, rtol=1e-4)
 
 
+def test_prompt_name_chooses_another_of_the_models_prompts(tmp_path):
+    """--prompt-name passage / none: what encode(prompt_name="passage") and encode(prompt="") give; a name the
+    model lacks, or a task without prompts, is one sentence and no folder."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = save_sentence_transformer(tmp_path / "st", "bert", "mean", ["normalize"])
+    _edit_json(folder / "config_sentence_transformers.json", prompts={"query": "query: ", "passage": "passage: "},
+               default_prompt_name="query")
+    library = SentenceTransformer(str(folder), device="cpu")
+    for name, expected in (("passage", library.encode(TEXTS, prompt_name="passage")),
+                           ("none", library.encode(TEXTS, prompt=""))):
+        out = tmp_path / f"out-{name}"
+        inferforge.convert(str(folder), "feature-extraction", out, variants="ort-fp32", shapes="1x8", nb_measures=2,
+                           warmup=1, threads=1, prompt_name=name)
+        got = np.asarray(inferforge.load(out, threads=1).predict(TEXTS), dtype=np.float32)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(UserError, match="'document' is not among the model's prompts \\('query', 'passage'\\)"):
+        inferforge.convert(str(folder), "feature-extraction", tmp_path / "bad", variants="ort-fp32", shapes="1x8",
+                           prompt_name="document")
+    assert not (tmp_path / "bad").exists()
+    cli = subprocess.run([sys.executable, "-m", "inferforge", "convert", str(folder), "--task", "text-classification",
+                          "--output", str(tmp_path / "bad"), "--prompt-name", "query"], capture_output=True, text=True)
+    assert cli.returncode == 2 and "feature-extraction only" in cli.stdout + cli.stderr
+    assert "Traceback" not in cli.stdout + cli.stderr and not (tmp_path / "bad").exists()
+
+
 REFUSED = {
     "a module it cannot compute": (
         lambda folder: _edit_modules(folder, lambda mods: mods + [{"idx": 9, "name": "9", "path": "",

@@ -128,6 +128,11 @@ def convert(
     label_column: Optional[str] = typer.Option(None, help="Label column (default: detected; label first)."),
     force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
     trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
+    prompt_name: Optional[str] = typer.Option(None, help="feature-extraction with a sentence-transformers model: the "
+                                                         "prompt put before every text, by name from the model's "
+                                                         "prompts (e.g. query or passage for E5-style models; none: "
+                                                         "no prompt). Default: the model's default_prompt_name, as "
+                                                         "SentenceTransformer.encode does."),
 ) -> None:
     """Convert, optimize, verify and benchmark every variant, then select the fastest one inside the budget."""
     from dataclasses import replace
@@ -140,7 +145,8 @@ def convert(
                              validation_texts=validation_texts, force=force, trust_remote_code=trust_remote_code,
                              eval_data=eval_data, eval_split=eval_split, calibration_data=calibration_data,
                              max_accuracy_drop=max_accuracy_drop, accuracy_search=accuracy_search,
-                             text_column=text_column, pair_column=pair_column, label_column=label_column)
+                             text_column=text_column, pair_column=pair_column, label_column=label_column,
+                             prompt_name=prompt_name)
     check_options(options)  # a bad flag stops here, before the data is read
     options = replace(options, eval_data=read_eval_data(options), eval_split=None)
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),

@@ -68,6 +68,9 @@ class ConvertOptions:
     text_column: str | None = None
     pair_column: str | None = None
     label_column: str | None = None
+    # Sentence-transformers models: the prompt put before every text (one of the model's `prompts`, e.g. E5's
+    # "query" or "passage"; "none": no prompt); default: the model's default_prompt_name, as encode() does.
+    prompt_name: str | None = None
 
     def resolved_shapes(self) -> list[Shape]:
         return parse_shapes(self.shapes) if isinstance(self.shapes, str) else list(self.shapes)
@@ -115,6 +118,8 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
         raise UserError("--nb-measures must be at least 1.")
     if options.threads is not None and options.threads < 1:
         raise UserError("--threads must be at least 1.")
+    if options.prompt_name is not None and get_task(options.task).name != "feature-extraction":
+        raise UserError("--prompt-name chooses a sentence-transformers prompt, for --task feature-extraction only.")
     output = Path(options.output)
     if output.exists() and not options.force:
         raise UserError(f"Output folder '{output}' already exists; pass --force to replace it.")
@@ -253,7 +258,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     budget = AccuracyBudget.for_task(task, options.atol, options.min_agreement)
 
     progress("load model", 0, 1)
-    source = load_source(model, task, options.trust_remote_code)
+    source = load_source(model, task, options.trust_remote_code, options.prompt_name)
     progress("load model", 1, 1)
     source.tokenizer.save_pretrained(str(workdir / TOKENIZER_DIR))
     source.config.save_pretrained(str(workdir))

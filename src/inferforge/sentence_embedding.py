@@ -121,31 +121,39 @@ def _dense_step(config: dict, path: str, where: Path) -> Step:
 
 
 PROMPTS_FILE = "config_sentence_transformers.json"
+NO_PROMPT = "none"  # --prompt-name none: no prompt, even where the model names a default one
 
 
-def read_prompt(directory: Path) -> str:
-    """The prompt sentence-transformers' `encode` puts before every text: `prompts[default_prompt_name]`, or ''."""
+def read_prompt(directory: Path, name: str | None = None) -> str:
+    """The prompt sentence-transformers' `encode(prompt_name=name)` puts before every text; without a name, the
+    model's `default_prompt_name` one, or ''. NO_PROMPT: ''."""
     path = directory / PROMPTS_FILE
-    if not path.exists():
-        return ""
-    config = _json(path, "configuration")
-    name = config.get("default_prompt_name")
-    if not name:
-        return ""
+    config = _json(path, "configuration") if path.exists() else {}
     prompts = config.get("prompts") or {}
-    if name not in prompts:
-        raise UserError(f"'{path}' names the default prompt {name!r}, which its prompts do not define "
-                        f"({', '.join(map(repr, prompts)) or 'none'}).")
-    return str(prompts[name])
+    if name == NO_PROMPT:
+        return ""
+    chosen = name or config.get("default_prompt_name")
+    if not chosen:
+        return ""
+    if chosen not in prompts:
+        what = f"The prompt {name!r} is not" if name else f"'{path}' names the default prompt {chosen!r}, which is not"
+        raise UserError(f"{what} among the model's prompts ({', '.join(map(repr, prompts)) or 'it has none'}); "
+                        f"name one of them, or '{NO_PROMPT}'.")
+    return str(prompts[chosen])
 
 
-def read_pooling(directory: Path) -> Pooling:
-    """Pooling and the modules after it, from a sentence-transformers directory; else mean pooling."""
-    modules_file = directory / "modules.json"
-    if not modules_file.exists():
+def read_pooling(directory: Path | None, prompt_name: str | None = None) -> Pooling:
+    """Pooling and the modules after it, from a sentence-transformers directory (None: a hub model without
+    one); else mean pooling. The prompt: `prompt_name` of the model's prompts (NO_PROMPT: none), else its
+    default prompt."""
+    modules_file = directory / "modules.json" if directory is not None else None
+    if modules_file is None or not modules_file.exists():
+        if prompt_name and prompt_name != NO_PROMPT:
+            raise UserError(f"--prompt-name {prompt_name} needs a sentence-transformers model (modules.json and "
+                            f"{PROMPTS_FILE}); '{directory}' is a plain transformers model without prompts.")
         return Pooling()
     modules = _json(modules_file, "module list")
-    prompt = read_prompt(directory)
+    prompt = read_prompt(directory, prompt_name)
     modes: tuple[str, ...] = ("mean",)
     steps: list[Step] = []
     for module in modules:

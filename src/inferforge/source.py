@@ -188,8 +188,10 @@ def _fast_twin(tokenizer, task: TaskSpec):
     return fast if same_tokens(tokenizer, fast, texts, pairs) else None
 
 
-def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> SourceModel:
-    """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError."""
+def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
+                prompt_name: str | None = None) -> SourceModel:
+    """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError.
+    `prompt_name`: the sentence-transformers prompt put before every text (feature-extraction)."""
     _quiet_transformers()
     import transformers
 
@@ -244,7 +246,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False) -> 
     pooling = None
     if task.name == "feature-extraction":
         folder = root if local else _hub_snapshot_with_modules(model)
-        pooling = read_pooling(folder) if folder is not None else Pooling()
+        pooling = read_pooling(folder, prompt_name)
     return SourceModel(
         name=model,
         model=torch_model,
