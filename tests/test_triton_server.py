@@ -161,6 +161,37 @@ def test_long_contexts_are_read_in_windows_as_locally(served, local_models, name
     assert_same_answers(one_by_one, expected)
 
 
+@pytest.mark.parametrize("name", ["tiny_qa", "tiny_qa_1hop"])
+def test_concurrent_long_contexts_batched_together_are_answered_as_locally(served, local_models, name):
+    """12 clients at once, contexts of 1 to 6 windows: the dynamic batcher joins requests of different window
+    counts into one execution, and each request gets its own answers back."""
+    server, _ = served
+    model = local_models[name]
+    contexts = [" ".join(CONTEXTS[: 1 + i % 3] * (1 + i % 2)) for i in range(12)]
+    questions = [TEXTS[i % 3] for i in range(12)]
+    expected = local_answers(model, questions, contexts)
+    answers, errors = {}, []
+    barrier = threading.Barrier(12)
+
+    def client_thread(index: int) -> None:
+        try:
+            with TritonTextClient(server.http_url, "http", name) as client:
+                barrier.wait(timeout=30)
+                for _ in range(3):
+                    answers[index] = client.predict([questions[index]], [contexts[index]])[0]
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[:3]
+    assert_same_answers([answers[i] for i in range(12)], expected)
+    assert max(len(model.encoder.encode([q], [c]).rows_of(0)) for q, c in zip(questions, contexts)) > 3
+
+
 def first_windows_answer(model, question: str, context: str, windows: int) -> dict:
     """The local answer when only the first `windows` windows of the context are read."""
     from inferforge.tasks import get_task
