@@ -317,7 +317,14 @@ def test_unexportable_operator_is_one_sentence(tmp_path, monkeypatch):
 
 
 # transformers has no question-answering head for these: their per-token head is checked instead.
-NO_QA_HEAD = ("esm", "esmc", "eurobert", "gte", "nomic-bert")
+NO_QA_HEAD = ("esm", "esmc", "eurobert", "gte", "nomic-bert", "openai-privacy-filter")
+# ... nor a sequence-classification head for these: the base model's pooled embedding is the sentence-level check.
+NO_SEQUENCE_HEAD = ("splinter", "openai-privacy-filter")
+
+
+def more_encoder_tasks(arch: str) -> tuple[str, str]:
+    return ("feature-extraction" if arch in NO_SEQUENCE_HEAD else "text-classification",
+            "token-classification" if arch in NO_QA_HEAD else "question-answering")
 
 
 def assert_longest_input_matches_transformers(model, hf, task: str) -> None:
@@ -334,6 +341,11 @@ def assert_longest_input_matches_transformers(model, hf, task: str) -> None:
     params = inspect.signature(reference.forward).parameters
     with torch.no_grad():
         out = reference(**{k: torch.from_numpy(v) for k, v in encoded.arrays.items() if k in params})
+    if spec.name == "feature-extraction":  # mean pooling, as sentence-transformers does
+        mask = torch.from_numpy(encoded.arrays["attention_mask"]).unsqueeze(-1).float()
+        pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
+        np.testing.assert_allclose(got["sentence_embedding"], pooled.numpy(), atol=1e-4, rtol=1e-4)
+        return
     for name in task_outputs(spec):
         np.testing.assert_allclose(got[name], getattr(out, name).numpy(), atol=1e-4, rtol=1e-4, err_msg=name)
 
@@ -342,13 +354,13 @@ def task_outputs(spec) -> tuple[str, ...]:
     return ("start_logits", "end_logits") if spec.name == "question-answering" else ("logits",)
 
 
-@pytest.mark.parametrize("arch, task", [(arch, task) for arch in MORE_ARCHITECTURES for task in (
-    "text-classification", "token-classification" if arch in NO_QA_HEAD else "question-answering")])
+@pytest.mark.parametrize("arch, task", [(arch, task) for arch in MORE_ARCHITECTURES for task in more_encoder_tasks(arch)])
 def test_more_encoders(tmp_path, arch, task):
     """MobileBERT, SqueezeBERT, BigBird, RemBERT, RoFormer, ERNIE, Megatron-BERT, RoCBERT, NomicBERT, UltraBERT,
     YOSO, GTE, Data2VecText, XLM-RoBERTa-XL, RoBERTa-PreLayerNorm, I-BERT, LUKE, X-MOD, Jina v3, ESM, ESM C,
-    EuroBERT, XLM, FlauBERT and XLNet (left padding): a sentence-level head (text and text pairs) and a
-    per-token one, onnxruntime fp32 against transformers within 1e-4, answers with their character spans."""
+    EuroBERT, XLM, FlauBERT, XLNet (left padding), Nystromformer, Splinter and the OpenAI privacy filter: a
+    sentence-level head (text and text pairs; the pooled embedding where there is none) and a per-token one,
+    onnxruntime fp32 against transformers within 1e-4, answers with their character spans."""
     hf = build_tiny_model(tmp_path / "hf", arch, task)
     # OpenVINO too where its graph once differed: EuroBERT's mask input took a second, internal tensor name.
     variants = ("ort-fp32", "openvino-fp32") if arch == "eurobert" and task == "text-classification" else ("ort-fp32",)
@@ -405,3 +417,61 @@ def test_esm_with_its_python_tokenizer(tmp_path, task):
     assert_matches_transformers(model, hf, task, PROTEINS)  # the first is cut at 64 tokens, as transformers cuts it
     if task == "text-classification":
         assert_matches_transformers(model, hf, task, PROTEINS[:2], PROTEINS[2:])
+
+
+LAYOUT = "cannot be served by inferforge: besides the text it needs the page layout, a bounding box per token (`bbox`)"
+MORE_REFUSALS = {
+    ("reformer", "question-answering"): "ReformerForQuestionAnswering cannot be exported to ONNX: it runs Python code "
+                                        "the exporter cannot trace (custom torch.autograd.Function _ReversibleFunction).",
+    ("lilt", "text-classification"): f"LiltForSequenceClassification {LAYOUT}",
+    ("bros", "token-classification"): f"BrosForTokenClassification {LAYOUT}",
+    ("layoutlmv3", "question-answering"): f"LayoutLMv3ForQuestionAnswering {LAYOUT}",
+    ("markuplm", "text-classification"): "MarkupLMForSequenceClassification cannot be served by inferforge: besides the "
+                                         "text it needs the HTML structure, an XPath per token (`xpath_tags_seq`)",
+}
+
+
+@pytest.mark.parametrize("arch, task", sorted(MORE_REFUSALS))
+def test_more_refused_encoders_are_one_sentence(tmp_path, arch, task):
+    """Reformer (its reversible layers are Python the exporter cannot trace: said so, not "unordered_map::at"),
+    LiLT, BROS, LayoutLMv3 (layout boxes) and MarkupLM (XPaths): one sentence, nothing written."""
+    from inferforge.errors import UserError
+
+    hf = build_tiny_model(tmp_path / "hf", arch, task)
+    with pytest.raises(UserError) as error:
+        inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
+                           warmup=0, threads=1)
+    message = str(error.value)
+    assert message.startswith(MORE_REFUSALS[arch, task]) and message.endswith(".") and "\n" not in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+@pytest.mark.parametrize("arch", ["canine", "perceiver"])
+def test_python_only_tokenizers_are_one_sentence(tmp_path, arch):
+    """CANINE (Unicode code points) and Perceiver (UTF-8 bytes) export (checked with a WordPiece tokenizer when this
+    test was written), but their checkpoints' tokenizers exist in Python only: refused in one sentence."""
+    import transformers
+
+    from inferforge.errors import UserError
+
+    hf = tmp_path / "hf"
+    if arch == "canine":
+        tokenizer = transformers.CanineTokenizer(model_max_length=64)
+        config = transformers.CanineConfig(**tiny_models.SMALL, downsampling_rate=4, num_hash_buckets=64,
+                                           max_position_embeddings=256)
+        model = transformers.CanineForSequenceClassification(config)
+    else:
+        tokenizer = transformers.PerceiverTokenizer(model_max_length=64)
+        config = transformers.PerceiverConfig(d_model=32, d_latents=32, num_latents=8, num_blocks=1,
+                                              num_self_attends_per_block=1, num_self_attention_heads=2,
+                                              num_cross_attention_heads=2, max_position_embeddings=64, vocab_size=262)
+        model = transformers.PerceiverForSequenceClassification(config)
+    tokenizer.save_pretrained(hf)
+    model.save_pretrained(hf)
+    with pytest.raises(UserError) as error:
+        inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                           nb_measures=1, warmup=0, threads=1)
+    name = type(tokenizer).__name__
+    assert str(error.value) == (f"'{hf}' has no fast tokenizer (tokenizer.json; its {name} exists in Python only); "
+                                "inferforge needs one to serve the model.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

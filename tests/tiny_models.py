@@ -40,6 +40,7 @@ class TokenizerStyle:
     lowercase: bool = True
     cls_last: bool = False  # XLNet style "A <sep> <cls>": the summary token at the end
     padding_side: str = "right"
+    question: str | None = None  # Splinter style "[CLS] Q [QUESTION] . [SEP] C [SEP]": the model finds it by its id
 
 
 BERT_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]", "[CLS]",
@@ -61,6 +62,8 @@ MODERNBERT_STYLE = TokenizerStyle("bpe", ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[
 XLNET_STYLE = TokenizerStyle("unigram", ("<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"), "<pad>", "<unk>",
                              "<cls>", "<sep>", "<mask>", type_ids=False, lowercase=False, cls_last=True,
                              padding_side="left")
+SPLINTER_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[QUESTION]"), "[PAD]",
+                                "[UNK]", "[CLS]", "[SEP]", "[MASK]", question="[QUESTION]")
 PLAIN_STYLE = TokenizerStyle("wordpiece", ("[PAD]", "[UNK]", "[MASK]"), "[PAD]", "[UNK]", None, None, "[MASK]",
                              type_ids=False)
 
@@ -145,10 +148,21 @@ MORE_SPECS: dict[str, Architecture] = {
                              XLMR_STYLE),
     # Its tokenizer pads on the left and puts <cls> last; the classification head reads the last position.
     "xlnet": Architecture("XLNetConfig", dict(d_model=32, n_layer=2, n_head=2, d_inner=64), XLNET_STYLE),
+    # As its checkpoints set it (uw-madison/nystromformer-512): as many landmarks as segment means, exact attention
+    # at every length (fewer landmarks fix the length, see REFUSED_SPECS).
+    "nystromformer-512": Architecture("NystromformerConfig", dict(SMALL, max_position_embeddings=66, num_landmarks=64,
+                                                                  segment_means_seq_len=64)),
+    # A question-answering head only (its sentence-level check is the base model's pooled embedding).
+    "splinter": Architecture("SplinterConfig", dict(SMALL, max_position_embeddings=64), SPLINTER_STYLE),
+    # A bidirectional mixture-of-experts encoder with sliding-window attention and a token-classification head only.
+    "openai-privacy-filter": Architecture("OpenAIPrivacyFilterConfig", dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+        intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
+        max_position_embeddings=64), XLMR_STYLE),
 }
 MORE_ARCHITECTURES = tuple(MORE_SPECS)
 
-# Encoders inferforge refuses, each with the one sentence that says why (tests/test_cli_errors.py).
+# Encoders inferforge refuses, each with the one sentence that says why (tests/test_cli_errors.py, test_convert.py).
 REFUSED_SPECS: dict[str, Architecture] = {
     "layoutlm": Architecture("LayoutLMConfig", dict(SMALL, max_position_embeddings=64)),  # a box per token
     "xmod-no-language": Architecture("XmodConfig", ROBERTA_POSITIONS, XLMR_STYLE),  # a language id per text
@@ -161,6 +175,17 @@ REFUSED_SPECS: dict[str, Architecture] = {
     "nystromformer": Architecture("NystromformerConfig", dict(SMALL, max_position_embeddings=66, num_landmarks=4,
                                                               segment_means_seq_len=64)),
     "mra": Architecture("MraConfig", dict(SMALL, max_position_embeddings=66), ROBERTA_WORDPIECE),  # CUDA-only attention
+    # Reversible layers run as a custom torch.autograd.Function, which the exporter cannot trace.
+    "reformer": Architecture("ReformerConfig", dict(hidden_size=32, num_attention_heads=2, attention_head_size=16,
+                                                    feed_forward_size=64, attn_layers=["local", "lsh"],
+                                                    axial_pos_shape=[8, 8], axial_pos_embds_dim=[16, 16],
+                                                    max_position_embeddings=64, local_attn_chunk_length=8,
+                                                    lsh_attn_chunk_length=8, is_decoder=False), XLMR_STYLE),
+    # More than text: layout boxes (LiLT, BROS, LayoutLMv3), XPaths (MarkupLM).
+    "lilt": Architecture("LiltConfig", dict(ROBERTA_POSITIONS, channel_shrink_ratio=2), XLMR_STYLE),
+    "bros": Architecture("BrosConfig", dict(SMALL, max_position_embeddings=64)),
+    "layoutlmv3": Architecture("LayoutLMv3Config", dict(ROBERTA_POSITIONS, visual_embed=False), XLMR_STYLE),
+    "markuplm": Architecture("MarkupLMConfig", ROBERTA_POSITIONS, XLMR_STYLE),
 }
 ALL_SPECS = {**SPECS, **MORE_SPECS, **REFUSED_SPECS}
 
@@ -206,10 +231,11 @@ def build_tokenizer(folder: Path, arch: str):
         single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} {second}"
         if style.cls_last:
             single, pair = f"$A {sep} {cls}", f"$A {sep} $B:1 {sep}:1 {cls}:1"
-        tokenizer.post_processor = processors.TemplateProcessing(
-            single=single, pair=pair,
-            special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
-        )
+        marks = [(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))]
+        if style.question:
+            pair = f"{cls} $A {style.question} . {sep} $B:1 {sep}:1"
+            marks += [(style.question, tokenizer.token_to_id(style.question)), (".", tokenizer.token_to_id("."))]
+        tokenizer.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=marks)
         if style.model == "bpe":
             tokenizer.post_processor = processors.Sequence(
                 [processors.ByteLevel(trim_offsets=True), tokenizer.post_processor])
@@ -217,6 +243,8 @@ def build_tokenizer(folder: Path, arch: str):
     extra = {"cls_token": style.cls, "sep_token": style.sep} if style.cls else {}
     if style.cls and style.cls.startswith("<"):
         extra.update(bos_token=style.cls, eos_token=style.sep)
+    if style.question:
+        extra.update(additional_special_tokens=[style.question])
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, model_max_length=64, unk_token=style.unk, pad_token=style.pad,
         mask_token=style.mask, model_input_names=names, padding_side=style.padding_side, **extra,
@@ -239,7 +267,8 @@ def build_tiny_model(folder: Path, arch: str, task_name: str, seed: int = 0) -> 
     labels = LABELS.get(task_name, ["LABEL_0", "LABEL_1"])
     ids = {name: tokenizer.token_to_id(token) for name, token in
            (("pad_token_id", style.pad), ("bos_token_id", style.cls), ("eos_token_id", style.sep),
-            ("cls_token_id", style.cls), ("sep_token_id", style.sep)) if token is not None}
+            ("cls_token_id", style.cls), ("sep_token_id", style.sep), ("question_token_id", style.question))
+           if token is not None}
     config = getattr(transformers, spec.config_class)(
         vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, **ids, **INIT, **spec.config,

@@ -202,12 +202,40 @@ def export_onnx(source: SourceModel, task: TaskSpec, path: Path) -> Path:
                 opset = MAX_OPSET
                 continue
             arch = type(source.model).__name__
+            functions = [] if op else custom_autograd_functions(wrapper, source, task)
+            if functions:
+                raise UserError(f"{arch} cannot be exported to ONNX: it runs Python code the exporter cannot trace "
+                                f"(custom torch.autograd.Function {', '.join(functions)}).") from None
             detail = (f"operator {op} is not supported at ONNX opset {opset}" if op
                       else f"tracing it on 2 texts of 8 tokens fails ({_first_line(error)})")
             raise UserError(f"{arch} cannot be exported to ONNX: {detail}.") from None
     resave_onnx(path)
     check_dynamic_shapes(wrapper, source, task, path)
     return path
+
+
+def custom_autograd_functions(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec) -> list[str]:
+    """The torch.autograd.Function subclasses of the model's own code that a forward runs (Reformer's reversible
+    layers and sorts): Python the TorchScript exporter cannot trace, whose failure says nothing ("unordered_map::at")."""
+    seen: list[str] = []
+    original = vars(torch.autograd.Function).get("apply")
+    if not isinstance(original, classmethod):
+        return seen
+
+    def spy(cls, *args, **kwargs):
+        if not cls.__module__.startswith("torch.") and cls.__name__ not in seen:
+            seen.append(cls.__name__)
+        return original.__func__(cls, *args, **kwargs)
+
+    torch.autograd.Function.apply = classmethod(spy)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            wrapper(*trace_inputs(source, task))
+    except Exception:  # noqa: BLE001 - the model fails in PyTorch too: the caller reports the trace error
+        pass
+    finally:
+        torch.autograd.Function.apply = original
+    return seen
 
 
 PROBE_LENGTH = 77  # longer than the traced 8 tokens, odd, and short enough to cost nothing on any model
