@@ -169,6 +169,9 @@ REFUSED_SPECS: dict[str, Architecture] = {
     "xlm-languages": Architecture("XLMConfig", dict(emb_dim=32, n_layers=2, n_heads=2, max_position_embeddings=64,
                                                     use_lang_emb=True, n_langs=2), XLMR_STYLE),
     # The sequence length becomes Python numbers while tracing: attention-window padding, pooled blocks.
+    # torch.onnx.export(dynamo=True) with a dynamic sequence Dim does no better (torch 2.13, transformers 5.23):
+    # Longformer's chunk count is data-dependent for torch.export (GuardOnDataDependentSymNode in _chunk), and
+    # Funnel's graph comes out with the sequence fixed at the traced 8 tokens.
     "longformer": Architecture("LongformerConfig", dict(ROBERTA_POSITIONS, attention_window=4), XLMR_STYLE),
     "funnel": Architecture("FunnelConfig", dict(d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1],
                                                 num_decoder_layers=1, max_position_embeddings=64)),
