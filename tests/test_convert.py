@@ -428,6 +428,8 @@ MORE_REFUSALS = {
     ("layoutlmv3", "question-answering"): f"LayoutLMv3ForQuestionAnswering {LAYOUT}",
     ("markuplm", "text-classification"): "MarkupLMForSequenceClassification cannot be served by inferforge: besides the "
                                          "text it needs the HTML structure, an XPath per token (`xpath_tags_seq`)",
+    ("lxmert", "question-answering"): "LxmertForQuestionAnswering cannot be served by inferforge: besides the text it "
+                                      "needs image regions (`visual_feats` and their boxes)",
 }
 
 

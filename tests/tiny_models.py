@@ -189,6 +189,10 @@ REFUSED_SPECS: dict[str, Architecture] = {
     "bros": Architecture("BrosConfig", dict(SMALL, max_position_embeddings=64)),
     "layoutlmv3": Architecture("LayoutLMv3Config", dict(ROBERTA_POSITIONS, visual_embed=False), XLMR_STYLE),
     "markuplm": Architecture("MarkupLMConfig", ROBERTA_POSITIONS, XLMR_STYLE),
+    # Image regions beside the text (visual_feats, visual_pos).
+    "lxmert": Architecture("LxmertConfig", dict(hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                                                l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=8,
+                                                visual_pos_dim=4, num_qa_labels=3, max_position_embeddings=64)),
 }
 ALL_SPECS = {**SPECS, **MORE_SPECS, **REFUSED_SPECS}
 

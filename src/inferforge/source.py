@@ -72,6 +72,9 @@ NON_TEXT_INPUTS = {
     "pixel_values": ("an image (`pixel_values`)", lambda config: False),
     "image": ("an image (`image`)", lambda config: False),
     "xpath_tags_seq": ("the HTML structure, an XPath per token (`xpath_tags_seq`)", lambda config: False),
+    # LXMERT, VisualBERT: image regions beside the text.
+    "visual_feats": ("image regions (`visual_feats` and their boxes)", lambda config: False),
+    "visual_embeds": ("image regions (`visual_embeds`)", lambda config: False),
     # X-MOD: one language adapter per text, unless the checkpoint names a default language.
     "lang_ids": ("a language id per text (`lang_ids`, or a default_language in its config.json)",
                  lambda config: getattr(config, "default_language", None) is not None),
