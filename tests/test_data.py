@@ -122,9 +122,9 @@ def test_not_utf8_is_a_user_error(tmp_path):
 
 def test_unknown_labels_and_bad_values(tmp_path):
     path = tmp_path / "rows.csv"
-    path.write_text("text,label\ngood,positive\nbad,negativ\n")
+    path.write_text("text,label\ngood,positive\nbad,negatve\n")  # a typo, not a prefix
     data = read_labelled_data(path)
-    with pytest.raises(UserError, match="Unknown label 'negativ' at line 3 .*negative, positive"):
+    with pytest.raises(UserError, match="Unknown label 'negatve' at line 3 .*negative, positive"):
         class_ids(data, ["negative", "positive"])
     with pytest.raises(UserError, match="Unknown label '2'"):
         class_ids(read_labelled_data(_write(tmp_path / "ids.csv", "text,label\nx,2\n")), ["negative", "positive"])
@@ -147,6 +147,38 @@ def test_class_ids_accept_names_and_ids(tmp_path):
     data = read_labelled_data(_write(tmp_path / "r.csv", "text,label\na,1\nb,negative\nc, positive \n"))
     assert np.array_equal(class_ids(data, ["negative", "positive"]), [1, 0, 1])
 
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_string_labels_match_as_dataset_class_names_do(tmp_path, suffix):
+    """One resolver for every source: case, punctuation and a unique prefix (imdb's neg/pos), as for ClassLabel names."""
+    rows = [("a", "pos"), ("b", "neg"), ("c", "Not-Entailment"), ("d", "Positive"), ("e", "1")]
+    path = tmp_path / f"labels{suffix}"
+    if suffix == ".csv":
+        _write(path, "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    else:
+        _write(path, "".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    data = read_labelled_data(path)
+    model = ["NEGATIVE", "POSITIVE", "NOT_ENTAILMENT"]
+    resolver = LabelResolver(data, model)
+    assert class_ids(data, model, resolver).tolist() == [1, 0, 2, 1, 1]
+    note = resolver.mapping()["note"]
+    assert "pos = POSITIVE, neg = NEGATIVE, Not-Entailment = NOT_ENTAILMENT" in note and "Positive =" not in note
+    # a number is an id, not the start of a name ("1" is id 1, 2 stars, not "1 star")
+    stars = LabelResolver(data.subset([4]), ["1 star", "2 stars"])
+    assert class_ids(data.subset([4]), None, stars).tolist() == [1]
+    # a prefix of two labels is refused, naming both, whatever the source
+    with pytest.raises(UserError, match=r"Label 'ne' at line \d+ of .*labels2.* is ambiguous: it is the start of "
+                                        r"NEGATIVE and NEUTRAL; write more of the name\."):
+        ambiguous = path.with_name(f"labels2{suffix}")
+        if suffix == ".csv":
+            _write(ambiguous, "text,label\na,neg\nb,ne\n")
+        else:
+            _write(ambiguous, '{"text": "a", "label": "neg"}\n{"text": "b", "label": "ne"}\n')
+        class_ids(read_labelled_data(ambiguous), ["NEGATIVE", "NEUTRAL", "POSITIVE"])
+    # tags go through the same resolver
+    tags = read_labelled_data(_write(tmp_path / f"tags{suffix}", "text,label\nAnn Paris,b-per loc\n"
+                                     if suffix == ".csv" else json.dumps({"text": "Ann Paris", "label": "b-per loc"})))
+    assert tag_sequences(tags, ["O", "B-PER", "LOCATION"]) == [["B-PER", "LOCATION"]]
 
 # ---- What users bring: the shapes Hugging Face datasets export, SQuAD and CoNLL files, found without options ----
 

@@ -605,3 +605,45 @@ def test_bad_parquet_and_folders_exit_2_in_one_sentence(tiny_converted, tmp_path
     assert result.returncode == 2, result.stderr
     assert message in stderr and "Traceback" not in result.stderr
     assert stderr.count(". ") == 0  # one sentence
+
+
+def _cli_to_pipe(*args):
+    """The command as a script or CI runs it: stdout and stderr are pipes and COLUMNS is not set."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    return subprocess.run([sys.executable, "-m", "inferforge.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+
+
+def test_output_to_a_pipe_keeps_table_rows_and_errors_on_one_line(tiny_converted, tmp_path):
+    _, folder = tiny_converted("token-classification")
+    words = ["Alice", "met", "Bob", "in", "Paris"]
+    data = tmp_path / "a-folder-name-long-enough-to-push-the-error-past-eighty-columns" / "ner.conll"
+    data.parent.mkdir()
+    data.write_text("".join(f"{w}\tO\n" for w in words))
+    result = _cli_to_pipe("evaluate", folder, data, "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| variant |"))
+    assert header == ("| variant | precision | entity_f1 | entity_precision | entity_recall | "
+                      "change in entity_f1 (points) |")  # 96 columns, one line
+    assert any(line.startswith("| ort-fp32 | fp32 |") and line.endswith("| reference |")
+               for line in result.stdout.splitlines())
+    data.write_text("".join(f"{w}\tB-ORGANISATION\n" for w in words))
+    result = _cli_to_pipe("evaluate", folder, data, "--threads", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: Unknown tag 'B-ORGANISATION' at line 1 of {data}; the model's labels "
+                                    f"are: O, B-PER, I-PER, B-LOC, I-LOC (or their ids 0-4).")
+    assert result.stderr.count("\n") == 1 and len(result.stderr) > 160  # one line, however long
+
+
+def test_evaluate_command_reads_short_label_names_from_jsonl(tiny_converted, tmp_path):
+    _, folder = tiny_converted("text-classification")  # NEGATIVE / POSITIVE
+    path = tmp_path / "imdb.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in
+                            [("a great film", "pos"), ("a dull film", "neg"), ("fine acting", "pos")]))
+    result = _cli_to_pipe("evaluate", folder, path, "--threads", "1", "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert ("note: label names matched to the model's ignoring punctuation or as a prefix: pos = POSITIVE, "
+            "neg = NEGATIVE") in result.stdout.splitlines()
+    assert json.loads((tmp_path / "scores.json").read_text())["variants"][0]["rows"] == 3

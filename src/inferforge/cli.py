@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from inferforge.errors import UserError
+from inferforge.report import output_console
 
 app = typer.Typer(
     name="inferforge",
@@ -27,9 +28,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-# Piped output (CI logs, `make demo`) gets a width that fits the whole table instead of rich's 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 150)
+# A file or pipe (CI logs, `make demo`, `> out.txt`) gets whole lines: tables as wide as they need, text and
+# errors never wrapped (rich would wrap both at 80 columns); a terminal keeps rich's width.
+console = output_console(stderr=True)
+out = output_console()
 
 
 class RichProgress:
@@ -186,7 +188,7 @@ def main() -> None:
     try:
         app()
     except UserError as error:
-        console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted; nothing was left half-written.")

@@ -392,7 +392,7 @@ def register(app) -> None:
         json_output: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
     ) -> None:
         """Score every variant of a converted model on labelled data, with the drop against fp32 in points."""
-        from rich.console import Console
+        from inferforge.report import output_console
 
         if data is not None and data_file is not None and data != data_file:
             raise UserError(f"Give the labelled data once: as DATA ({data_file}) or as --data ({data}), not both.")
@@ -402,7 +402,7 @@ def register(app) -> None:
         names = [n.strip() for n in variants.split(",") if n.strip()] if variants else None
         report = evaluate(model_dir, data, variants=names, text_column=text_column, pair_column=pair_column,
                           label_column=label_column, split=eval_split, threads=threads)
-        out = Console()
+        out = output_console()  # to a file or pipe: the table's rows and the notes are never wrapped
         split = f", split '{report.eval_data['split']}'" if report.eval_data.get("split") else ""
         line = dict(highlight=False, markup=False, soft_wrap=True)  # paths and notes are never cut mid-word
         out.print(f"{report.task} on {report.data}{split} ({report.eval_data.get('rows', 0)} rows), "
@@ -410,6 +410,6 @@ def register(app) -> None:
         out.print(report.columns_line(), **line)
         for message in report.messages:
             out.print(f"note: {message}", **line)
-        out.print(report.markdown(), highlight=False, markup=False)
+        out.print(report.markdown(), **line)
         if json_output is not None:
             json_output.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

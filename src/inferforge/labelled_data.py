@@ -990,27 +990,48 @@ def _as_class_id(value: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class NameMatch:
+    """How one label name matched the model's (`_LabelIndex.match`): `id` the model's id (None: no match, or
+    `candidates` when the name fits several), `how` exact, case, punctuation or prefix."""
+
+    id: int | None
+    how: str = ""
+    candidates: tuple[int, ...] = ()
+
+
 class _LabelIndex:
-    """A model's label names looked up exactly, then ignoring case; integer ids as ids."""
+    """A model's label names, and the one way a name is matched to them (`match`), for the data's string
+    labels and tags and for a dataset's class names alike."""
 
     def __init__(self, label_names: Sequence[str]):
-        self.names = list(label_names)
+        self.names = [str(n) for n in label_names]
         self.exact = {name: i for i, name in enumerate(self.names)}
         self.folded: dict[str, int] = {}
         for i, name in enumerate(self.names):
-            self.folded.setdefault(str(name).strip().casefold(), i)
+            self.folded.setdefault(name.strip().casefold(), i)
+        self.keys = [_name_key(n) for n in self.names]
 
-    def __call__(self, value: Any) -> int | None:
-        if isinstance(value, str):
-            key = value.strip()
-            if key in self.exact:
-                return self.exact[key]
-            if key.casefold() in self.folded:
-                return self.folded[key.casefold()]
-        as_int = _as_class_id(value)
-        if as_int is not None and 0 <= as_int < len(self.names):
-            return as_int
-        return None
+    def match(self, name: Any, taken: Iterable[int] = ()) -> NameMatch:
+        """Exactly, then ignoring case, then ignoring punctuation (not_entailment = NOT ENTAILMENT), then as a
+        prefix (neg = NEGATIVE) of one label not in `taken`. A name that fits several labels at the first step
+        that fits any is ambiguous: no id, and the labels it fits as `candidates`."""
+        key = str(name).strip()
+        if key in self.exact:
+            return NameMatch(self.exact[key], "exact")
+        if key.casefold() in self.folded:
+            return NameMatch(self.folded[key.casefold()], "case")
+        bare = _name_key(key)
+        if not bare:
+            return NameMatch(None)
+        taken = set(taken)
+        for how, fits in (("punctuation", lambda k: k == bare), ("prefix", lambda k: k.startswith(bare))):
+            found = tuple(j for j, k in enumerate(self.keys) if fits(k) and j not in taken)
+            if len(found) == 1:
+                return NameMatch(found[0], how)
+            if found:
+                return NameMatch(None, how, found)
+        return NameMatch(None)
 
     def hint(self, value: Any) -> str:
         generic = all(re.fullmatch(r"LABEL_\d+", str(n)) for n in self.names)
@@ -1036,11 +1057,13 @@ def _listing(items: Sequence[str], limit: int = 12) -> str:
 class LabelResolver:
     """The model's class id of each label of one data set, and how it was found (`mapping()`).
 
-    A label is the model's label name (any case) or an integer id. When the data set names its ids (a
-    `datasets` ClassLabel: `data.class_names`), an id goes through its name to the model's id, so a dataset
-    and a model that order their classes differently (MNLI) still agree; names match exactly, then ignoring
-    case, then ignoring punctuation (not_entailment = NOT ENTAILMENT), then as a unique prefix (neg =
-    negative). Without names, or when the model's own names are generic (LABEL_0...), an id is the model's id.
+    A label is the model's label name or an integer id. When the data set names its ids (a `datasets`
+    ClassLabel: `data.class_names`), an id goes through its name to the model's id, so a dataset and a model
+    that order their classes differently (MNLI) still agree. Names, the data's own (CSV, JSON, tags...) and the
+    dataset's class names alike, match one way (`_LabelIndex.match`): exactly, then ignoring case, then ignoring
+    punctuation (not_entailment = NOT ENTAILMENT), then as a unique prefix (neg = NEGATIVE); a name that fits
+    two labels is an error naming both. Without names, or when the model's own names are generic (LABEL_0...),
+    an id is the model's id.
     """
 
     def __init__(self, data: LabelledData, label_names: Sequence[str]):
@@ -1053,33 +1076,50 @@ class LabelResolver:
         self.dataset_names = names
         self.generic_model = bool(self.model) and all(_GENERIC_LABEL.fullmatch(n) for n in self.model)
         self.through_names = names is not None and not self.generic_model
-        self.to_model = self._match_names(names) if self.through_names else {}
+        self.class_matches = self._match_names(names) if self.through_names else {}
+        self.to_model = {i: m.id for i, m in self.class_matches.items()}
+        self.names_seen: dict[str, NameMatch] = {}  # each label name of the data and how it matched
         self.by_name = 0
         self.ids_seen: set[int] = set()
 
-    def _match_names(self, names: list[str]) -> dict[int, int | None]:
-        found: dict[int, int | None] = {}
+    def _match_names(self, names: list[str]) -> dict[int, NameMatch]:
+        """The model's label of each of the dataset's class names; a prefix is only taken by one name (the
+        names that match more closely go first)."""
+        found = {i: self.index.match(name) for i, name in enumerate(names)}
+        taken = {m.id for m in found.values() if m.id is not None and m.how != "prefix"}
         for i, name in enumerate(names):
-            key = name.strip()
-            hit = self.index.exact.get(key, self.index.folded.get(key.casefold()))
-            if hit is None:
-                same = [j for j, m in enumerate(self.model) if _name_key(m) == _name_key(name)]
-                hit = same[0] if len(same) == 1 else None
-            found[i] = hit
-        taken = {m for m in found.values() if m is not None}
-        for i, name in enumerate(names):
-            if found[i] is None and _name_key(name):
-                starts = [j for j, m in enumerate(self.model) if j not in taken and _name_key(m).startswith(_name_key(name))]
-                if len(starts) == 1:
-                    found[i] = starts[0]
-                    taken.add(starts[0])
+            if found[i].id is None or found[i].how == "prefix":
+                found[i] = self.index.match(name, taken)
+                if found[i].id is not None:
+                    taken.add(found[i].id)
         return found
+
+    def _name(self, value: str, row: int, noun: str) -> int | None:
+        """The model's id of a label written as a name (`_LabelIndex.match`, cached per name); None: not a name
+        of the model's. A name that fits several of the model's labels is an error naming them."""
+        key = value.strip()
+        if key not in self.names_seen:
+            self.names_seen[key] = self.index.match(key)
+        found = self.names_seen[key]
+        if found.candidates:
+            raise UserError(f"{noun.capitalize()} '{key}' at {self.data.where(row)} is ambiguous: "
+                            f"{self._fits(found)}; write more of the name.")
+        return found.id
+
+    def _fits(self, found: NameMatch) -> str:
+        """Which of the model's labels an ambiguous name fits: "it is the start of NEGATIVE and NEUTRAL"."""
+        labels = _listing([self.model[j] for j in found.candidates[:-1]]) + f" and {self.model[found.candidates[-1]]}"
+        return (f"it is the start of {labels}" if found.how == "prefix"
+                else f"it is {labels} when punctuation is ignored")
 
     def __call__(self, value: Any, row: int, noun: str = "label") -> int:
         as_id = _as_class_id(value)
         if isinstance(value, str):
-            key = value.strip()
-            hit = self.index.exact.get(key, self.index.folded.get(key.casefold()))
+            if as_id is None:
+                hit = self._name(value, row, noun)
+            else:  # "1" is a name only when the model has it; otherwise an id, never the start of "1 star"
+                found = self.index.match(value)
+                hit = found.id if found.how in ("exact", "case") else None
             if hit is not None:
                 self.by_name += 1
                 return hit
@@ -1093,6 +1133,10 @@ class LabelResolver:
                                 f"classes the dataset's features name for column '{column}' ({_listing(names)}); "
                                 f"fix the row or the dataset's ClassLabel.")
             hit = self.to_model[as_id]
+            if hit is None and self.class_matches[as_id].candidates:
+                raise UserError(f"Class '{names[as_id]}' (id {as_id} of column '{column}') at {self.data.where(row)} "
+                                f"is ambiguous: {self._fits(self.class_matches[as_id])}; rename the dataset's classes "
+                                f"to the model's names (datasets: ds.cast_column('{column}', ClassLabel(names=[...]))).")
             if hit is None:
                 raise UserError(f"Class '{names[as_id]}' (id {as_id} of column '{column}') at {self.data.where(row)} is "
                                 f"not one of the model's labels ({_listing(self.model)}); write the labels as the "
@@ -1134,12 +1178,17 @@ class LabelResolver:
             listed = _listing([f"{i} = {self.model[i]}" for i in seen])
             note = (f"labels are integer ids and {self.data.name} gives no class names, so they are taken as the "
                     f"model's ids ({listed}); if the data numbers its classes differently, write the class names")
+        loose = [f"{name} = {self.model[m.id]}" for name, m in self.names_seen.items()
+                 if m.id is not None and m.how in ("punctuation", "prefix")]
+        if loose:  # neg = NEGATIVE is said, as the dataset's class names are
+            said = f"label names matched to the model's ignoring punctuation or as a prefix: {_listing(loose)}"
+            note = f"{note}; {said}" if note else said
         return {"how": how, "dataset_class_names": names, "pairs": pairs, "note": note}
 
 
 def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
-    """Class id of each row's label: the model's label name (any case), or an integer id (through the dataset's
-    class names when it has them, see `LabelResolver`)."""
+    """Class id of each row's label: the model's label name (in any case, or a unique prefix...), or an integer
+    id (through the dataset's class names when it has them); see `LabelResolver`."""
     resolver = resolver or LabelResolver(data, label_names)
     ids = np.empty(len(data), dtype=np.int64)
     for row, label in enumerate(data.labels):
@@ -1149,7 +1198,7 @@ def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelRes
 
 def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> list[list[str]]:
     """One tag per whitespace-separated word of each text: a list (of names or ids), or tags separated by
-    spaces. Names match the model's in any case; ids go through the dataset's tag names (a Sequence of
+    spaces. Names match the model's as labels do (`LabelResolver`); ids go through the dataset's tag names (a Sequence of
     ClassLabel, as conll2003's ner_tags) when it has them, else they are the model's ids (config.json id2label)."""
     resolver = resolver or LabelResolver(data, label_names)
     sequences: list[list[str]] = []

@@ -11,6 +11,29 @@ from inferforge.verify import VerifyResult
 
 REPORT_SCHEMA_VERSION = 1
 REFERENCE = "pytorch-fp32"
+# The width tables get when the output is a file or a pipe: as wide as they need (rich would use 80 columns).
+UNWRAPPED_WIDTH = 10_000
+
+
+def output_console(stderr: bool = False):
+    """The rich Console the command line prints on (stdout, or stderr for progress and errors).
+
+    A terminal keeps rich's own width. A file or a pipe (`inferforge evaluate ... > out.txt`, CI logs) gets whole
+    lines: text is never wrapped (soft_wrap) and tables are as wide as they need, unless COLUMNS says a width.
+    """
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        terminal = False
+    if terminal:
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=None if os.environ.get("COLUMNS") else UNWRAPPED_WIDTH)
 
 
 @dataclass
