@@ -27,11 +27,13 @@ class TritonTextClient:
     model: str | None = None
     timeout_s: float = 60.0
     _client: object = field(default=None, init=False, repr=False)
-    _max_batch: int | None = field(default=None, init=False, repr=False)
+    _config: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise UserError(f"Unknown protocol '{self.protocol}'; choose http or grpc.")
+        if not self.timeout_s > 0:
+            raise UserError(f"The timeout (--timeout, timeout_s) must be more than 0 seconds (got {self.timeout_s:g}).")
         self.url = _strip_scheme(self.url or DEFAULT_URLS[self.protocol])
         if self.protocol == "http":
             import tritonclient.http as module
@@ -52,32 +54,29 @@ class TritonTextClient:
         texts = [texts] if isinstance(texts, str) else list(texts)
         if pairs is not None:
             pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+        self._check_model(pairs is not None, answers=True)
         step = self.max_batch_size() or max(1, len(texts))
         answers = []
         for start in range(0, len(texts), step):
             result = self.infer(texts[start:start + step], pairs[start:start + step] if pairs is not None else None)
-            answers.extend(json.loads(value) for value in _strings(result.as_numpy(ANSWER_OUTPUT)))
+            values = result.as_numpy(ANSWER_OUTPUT)
+            if values is None:  # a model whose configuration could not be read, answering without it
+                raise UserError(f"Model '{self.model_name()}' answered without '{ANSWER_OUTPUT}': "
+                                f"{self._not_public_reason()}")
+            answers.extend(json.loads(value) for value in _strings(values))
         return answers
 
     def max_batch_size(self) -> int:
         """The served model's `max_batch_size` (0 when the configuration cannot be read)."""
-        if self._max_batch is None:
-            try:
-                kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-                config = self._client.get_model_config(self.model_name(), **kwargs)
-                config = config.get("config", config)
-                self._max_batch = int(config.get("max_batch_size", 0) or config.get("maxBatchSize", 0) or 0)
-            except UserError:
-                raise
-            except Exception:  # noqa: BLE001 - the request itself will say what is wrong
-                self._max_batch = 0
-        return self._max_batch
+        config = self._model_config()
+        return int(config.get("max_batch_size", 0) or config.get("maxBatchSize", 0) or 0)
 
     def infer(self, texts: list[str] | str, pairs: list[str] | str | None = None, outputs: list[str] | None = None):
         """The raw `InferResult` (typed outputs such as `embedding`, `label`, `score` included)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if pairs is not None:
             pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+        self._check_model(pairs is not None, answers=False)
         inputs = [self._bytes_input(TEXT_INPUT, texts)]
         if pairs is not None:
             inputs.append(self._bytes_input(PAIR_INPUT, pairs))
@@ -135,7 +134,50 @@ class TritonTextClient:
     def _timeout(self) -> dict:
         return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
 
-    def _find_ensemble(self) -> str:
+    def _model_config(self) -> dict:
+        """The served model's configuration ({} when it cannot be read: the request itself then says why)."""
+        if self._config is None:
+            try:
+                kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+                config = self._client.get_model_config(self.model_name(), **kwargs)
+                self._config = config.get("config", config) or {}
+            except UserError:
+                raise
+            except Exception:  # noqa: BLE001 - the request itself will say what is wrong
+                self._config = {}
+        return self._config
+
+    def _check_model(self, with_pairs: bool, *, answers: bool) -> None:
+        """One sentence, before sending, when the model cannot take these texts: an internal step of an
+        ensemble, pairs to a single-text model, single texts to a model that needs pairs."""
+        config = self._model_config()
+        if not config:
+            return
+        inputs = {entry.get("name"): bool(entry.get("optional", False)) for entry in config.get("input", [])}
+        outputs = {entry.get("name") for entry in config.get("output", [])}
+        if TEXT_INPUT not in inputs or (answers and ANSWER_OUTPUT not in outputs):
+            raise UserError(self._not_public_reason())
+        name = self.model_name()
+        if with_pairs and PAIR_INPUT not in inputs:
+            raise UserError(f"Model '{name}' takes single texts, not text pairs; leave out --pair.")
+        if not with_pairs and PAIR_INPUT in inputs and not inputs[PAIR_INPUT]:
+            raise UserError(f"Model '{name}' needs a text pair for every text (question, context): give one --pair "
+                            "per text, or question<TAB>context lines with --file.")
+
+    def _not_public_reason(self) -> str:
+        name = self.model_name()
+        try:
+            served = self._served_ensembles()
+        except UserError:
+            served = []
+        listed = ", ".join(served) or "none"
+        if any(name.startswith(f"{ensemble}_") for ensemble in served):
+            return f"'{name}' is an internal step, not a model that takes text; served: {listed}."
+        return (f"'{name}' is not a model inferforge sends text to (it lacks the '{TEXT_INPUT}' input or the "
+                f"'{ANSWER_OUTPUT}' output); served: {listed}.")
+
+    def _served_ensembles(self) -> list[str]:
+        """The inferforge models the server serves (those whose name plus `_tokenize` is also served)."""
         try:
             # The statistics API lists the loaded models; the repository index needs the admin key.
             kwargs = {"as_json": True} if self.protocol == "grpc" else {}
@@ -145,7 +187,10 @@ class TritonTextClient:
                 raise UserError(self._explain(error)) from None
             raise UserError(f"Could not list the served models ({_message(error)}); name one with --model.") from None
         names = {entry["name"] for entry in index}
-        ensembles = sorted(n for n in names if f"{n}_tokenize" in names)
+        return sorted(n for n in names if f"{n}_tokenize" in names)
+
+    def _find_ensemble(self) -> str:
+        ensembles = self._served_ensembles()
         if len(ensembles) != 1:
             found = ", ".join(ensembles) or "none"
             raise UserError(f"The server at {self.url} serves {found} inferforge models; name one with --model.")

@@ -90,8 +90,8 @@ def serve(
             typer.echo(f"  HTTP     http://{server.http_url}/v2/models/{repo.name}/infer")
             typer.echo(f"  gRPC     {server.grpc_url}")
             typer.echo(f"  metrics  {server.metrics_url}")
-            typer.echo(f"Try: inferforge query \"Some text\" --url {server.http_url} --model {repo.name}")
-            typer.echo(f"  or: curl -s {server.http_url}/v2/models/{repo.name}/generate -d '{{\"text\": \"Some text\"}}'")
+            for line in try_lines(server.http_url, repo.name, repo.task):
+                typer.echo(line)
             if show_admin_key:
                 typer.echo(f"  admin key (header {ADMIN_KEY_HEADER}): {key}")
             typer.echo("Ctrl-C or SIGTERM stops the server.", err=True)
@@ -163,6 +163,10 @@ def query(
     """Send texts to a served model and print one JSON answer per line."""
     from inferforge.triton.client import TritonTextClient
 
+    if not timeout > 0:
+        raise UserError(f"--timeout must be more than 0 seconds (got {timeout:g}).")
+    if wait < 0:
+        raise UserError(f"--wait cannot be negative (got {wait:g}).")
     texts = list(texts or [])
     pairs = list(pair) if pair else None
     if file is not None:
@@ -188,15 +192,29 @@ def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None]:
     except OSError as error:
         raise UserError(f"Cannot read '{file}': {error.strerror or error}.") from None
     try:
-        lines = [line for line in raw.decode("utf-8-sig").splitlines() if line.strip()]
+        # (file line number, text) of the non-blank lines: messages name the line as an editor shows it.
+        lines = [(number, line) for number, line in enumerate(raw.decode("utf-8-sig").splitlines(), 1) if line.strip()]
     except UnicodeDecodeError as error:
         raise UserError(f"'{file}' is not UTF-8 text (byte {error.start}).") from None
-    split = [line.split("\t", 1) for line in lines]
+    split = [line.split("\t", 1) for _, line in lines]
     with_pair = sum(len(parts) == 2 for parts in split)
     if with_pair and with_pair != len(split):
-        first = next(i for i, parts in enumerate(split) if len(parts) == 1) + 1
+        first = next(number for (number, _), parts in zip(lines, split) if len(parts) == 1)
         raise UserError(f"'{file}': some lines have a tab-separated pair and some do not (line {first} has none).")
     return [parts[0] for parts in split], ([parts[1] for parts in split] if with_pair else None)
+
+
+def try_lines(http_url: str, name: str, task: str) -> list[str]:
+    """The "Try:" hint `serve` prints: a query and a curl line that work for the task (a pair when it needs one)."""
+    from inferforge.tasks import get_task
+
+    if get_task(task).needs_pairs:
+        text, pair = "What is served?", "A model converted by inferforge is served on Triton."
+        query_args, body = f'"{text}" --pair "{pair}"', {"text": text, "text_pair": pair}
+    else:
+        query_args, body = '"Some text"', {"text": "Some text"}
+    return [f"Try: inferforge query {query_args} --url {http_url} --model {name}",
+            f"  or: curl -s {http_url}/v2/models/{name}/generate -d '{json.dumps(body)}'"]
 
 
 def _limits(max_queue_size: int, queue_timeout_ms: int, execute_timeout: float, max_text_chars: int) -> dict:

@@ -80,15 +80,20 @@ class RepositoryOptions:
         if self.flavour not in FLAVOURS:
             raise UserError(f"Unknown flavour '{self.flavour}'; choose one of: {', '.join(FLAVOURS)}.")
         if self.max_batch_size < 1:
-            raise UserError("max_batch_size must be at least 1 (0 would turn dynamic batching off).")
+            raise UserError(f"--max-batch-size (max_batch_size) must be at least 1 (got {self.max_batch_size}; "
+                            "0 would turn dynamic batching off).")
         if self.queue_delay_us < 0:
-            raise UserError("queue_delay_us cannot be negative.")
+            raise UserError(f"--queue-delay-us (queue_delay_us) cannot be negative (got {self.queue_delay_us}).")
         if self.instance_count < 1:
-            raise UserError("instance_count must be at least 1.")
+            raise UserError(f"--instances (instance_count) must be at least 1 (got {self.instance_count}).")
         if self.threads is not None and self.threads < 1:
-            raise UserError(f"threads must be at least 1 (got {self.threads}); leave it out to use all cores.")
-        if min(self.max_queue_size, self.queue_timeout_us, self.max_text_chars) < 1 or self.execute_timeout_s <= 0:
-            raise UserError("The queue size, queue timeout, execute timeout and text length limit must be positive.")
+            raise UserError(f"--threads must be at least 1 (got {self.threads}); leave it out to use all cores.")
+        for flag, field_name, value in (("--max-queue-size", "max_queue_size", self.max_queue_size),
+                                        ("--queue-timeout-ms", "queue_timeout_us", self.queue_timeout_us),
+                                        ("--execute-timeout", "execute_timeout_s", self.execute_timeout_s),
+                                        ("--max-text-chars", "max_text_chars", self.max_text_chars)):
+            if not value > 0:
+                raise UserError(f"{flag} ({field_name}) must be more than 0 (got {value:g}).")
         if self.instance_kind not in INSTANCE_KINDS:
             raise UserError(f"Unknown instance kind '{self.instance_kind}'; choose one of: {', '.join(INSTANCE_KINDS)}.")
         if self.ort_accelerator not in ORT_ACCELERATORS:
@@ -194,7 +199,8 @@ def write_repository(model_dir: Path | str, output: Path | str, *, overwrite: bo
     opts = options.pop("options", None) or RepositoryOptions(**options)
     model_dir, output = Path(model_dir), Path(output)
     if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
-        raise UserError(f"{output} already exists; remove it or choose another output folder.")
+        raise UserError(f"{output} already exists; remove it, choose another output folder or pass --overwrite "
+                        "(overwrite=True) to replace it.")
     converted = _read_converted(model_dir, opts)
     name = opts.name or _default_name(model_dir)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,11 @@ class ServerOptions:
         for what, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
             if port is not None and not 0 <= port <= 65535:
                 raise UserError(f"The {what} port {port} is not a port number: use 1-65535 (0 picks a free one).")
+        if not self.exit_timeout_s >= 1:
+            raise UserError(f"--exit-timeout (exit_timeout_s) must be at least 1 second (got {self.exit_timeout_s}): "
+                            "the accepted requests get that long to finish when the server stops.")
+        if not self.ready_timeout_s > 0:
+            raise UserError(f"--ready-timeout (ready_timeout_s) must be more than 0 seconds (got {self.ready_timeout_s:g}).")
         try:
             socket.getaddrinfo(self.host, None, socket.AF_INET, socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):

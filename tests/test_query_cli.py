@@ -1,0 +1,190 @@
+"""`inferforge query`, `serve` and `repository` on the command line: bad options and misdirected requests are one
+sentence (exit 2, flags named as typed), and the hint `serve` prints works for the task it serves.
+
+The tests that need a server share one (module scope) serving a tiny model of three tasks: `cls`
+(text-classification, optional pair), `token` (token-classification, single texts) and `qa` (question-answering,
+pairs required).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.request
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import pytest
+
+from inferforge.triton.repository import write_repository
+from inferforge.triton.server import ServerOptions, TritonServer
+
+MODELS = {"cls": "text-classification", "token": "token-classification", "qa": "question-answering"}
+
+
+def run_cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}  # wide: sentences are not wrapped
+    return subprocess.run([sys.executable, "-m", "inferforge", *args], capture_output=True, text=True, env=env,
+                          input=input, timeout=120)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    message = result.stderr + result.stdout
+    assert result.returncode == 2, message
+    assert "Traceback" not in message, message
+    assert message.count("error:") == 1, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+# ----- without a server ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_query_timeout_must_be_positive(value):
+    # Checked before connecting: nothing listens on port 1, yet the answer is about the option.
+    done = run_cli("query", "hello", "--timeout", value, "--url", "127.0.0.1:1")
+    assert_user_error(done, f"--timeout must be more than 0 seconds (got {value})")
+    assert "No Triton server" not in done.stderr
+
+
+def test_the_python_client_refuses_a_timeout_of_zero():
+    from inferforge.errors import UserError
+    from inferforge.triton.client import TritonTextClient
+
+    with pytest.raises(UserError, match="timeout_s"):
+        TritonTextClient("127.0.0.1:1", timeout_s=0)
+
+
+def test_a_file_mixing_pairs_and_single_texts_names_the_real_line(tmp_path):
+    texts = tmp_path / "texts.tsv"
+    texts.write_text("x\tb\n\n\n\nfoo\n")
+    assert_user_error(run_cli("query", "--file", str(texts), "--url", "127.0.0.1:1"), "(line 5 has none)")
+    done = run_cli("query", "--file", "-", "--url", "127.0.0.1:1", input="\n  \na\tb\nc\td\nlone\n")
+    assert_user_error(done, "(line 5 has none)")
+
+
+@pytest.mark.parametrize("value", ["-5", "0"])
+def test_serve_exit_timeout_must_be_positive(tmp_path, value):
+    assert_user_error(run_cli("serve", str(tmp_path), "--exit-timeout", value),
+                      f"--exit-timeout (exit_timeout_s) must be at least 1 second (got {value})")
+
+
+@pytest.mark.parametrize(
+    "command, option, value, sentence",
+    [
+        ("repository", "--max-batch-size", "0", "--max-batch-size (max_batch_size) must be at least 1 (got 0;"),
+        ("repository", "--instances", "0", "--instances (instance_count) must be at least 1 (got 0)."),
+        ("repository", "--threads", "0", "--threads must be at least 1 (got 0)"),
+        ("repository", "--queue-delay-us", "-1", "--queue-delay-us (queue_delay_us) cannot be negative (got -1)."),
+        ("repository", "--max-queue-size", "0", "--max-queue-size (max_queue_size) must be more than 0 (got 0)."),
+        ("serve", "--threads", "0", "--threads must be at least 1 (got 0)"),
+        ("serve", "--instances", "0", "--instances (instance_count) must be at least 1"),
+        ("serve", "--execute-timeout", "0", "--execute-timeout (execute_timeout_s) must be more than 0 (got 0)."),
+    ],
+)
+def test_bad_serving_options_name_their_flag(converted_tiny, tmp_path, command, option, value, sentence):
+    model_dir = str(converted_tiny("text-classification"))
+    extra = ["--output", str(tmp_path / "repo")] if command == "repository" else []
+    assert_user_error(run_cli(command, model_dir, *extra, option, value), sentence)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_repository_into_an_existing_folder_names_the_overwrite_flag(converted_tiny, tmp_path):
+    model_dir = str(converted_tiny("text-classification"))
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    assert_user_error(run_cli("repository", model_dir, "--output", str(occupied)), "already exists", "--overwrite")
+    assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
+    done = run_cli("repository", model_dir, "--output", str(occupied), "--overwrite")  # the flag named works
+    assert done.returncode == 0, done.stderr
+    assert any(p.name.endswith("_tokenize") for p in occupied.iterdir()) and not (occupied / "keep.txt").exists()
+
+
+# ----- against a real server --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(converted_tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("query-cli")
+    combined = root / "repository"
+    combined.mkdir()
+    python_models = 0
+    for name, task in MODELS.items():
+        repo = write_repository(converted_tiny(task), root / name, name=name, max_batch_size=4, threads=1)
+        python_models += repo.python_models
+        for model in repo.model_names:
+            shutil.move(str(repo.path / model), str(combined / model))
+    with TritonServer(combined, ServerOptions(python_models=python_models, ready_timeout_s=300)) as started:
+        yield started
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_internal_step_is_one_sentence_naming_the_served_models(server, protocol):
+    url = server.http_url if protocol == "http" else server.grpc_url
+    extra = ["--grpc"] if protocol == "grpc" else []
+    done = run_cli("query", "hello", "--model", "cls_tokenize", "--url", url, *extra)
+    assert_user_error(done, "'cls_tokenize' is an internal step, not a model that takes text; served: cls, qa, token.")
+
+
+@pytest.mark.slow
+def test_pairs_to_a_single_text_model_and_single_texts_to_a_pair_model_are_one_sentence(server):
+    done = run_cli("query", "a", "--pair", "b", "--model", "token", "--url", server.http_url)
+    assert_user_error(done, "Model 'token' takes single texts, not text pairs; leave out --pair.")
+    assert "missing required input" not in done.stderr
+    done = run_cli("query", "a", "--model", "qa", "--url", server.http_url)
+    assert_user_error(done, "Model 'qa' needs a text pair for every text (question, context)")
+    # What they may take is still answered: an optional pair (cls) and a required one (qa).
+    for model in ("cls", "qa"):
+        done = run_cli("query", "a", "--pair", "b", "--model", model, "--url", server.http_url)
+        assert done.returncode == 0, done.stderr
+        assert isinstance(json.loads(done.stdout), dict)
+
+
+@contextmanager
+def _pretend_served(server, name: str, task: str):
+    """What `serve_converted` yields, over the module's server (which already serves `name`)."""
+    repository = SimpleNamespace(name=name, task=task, inputs=["text", "text_pair"], outputs=["answer_json"])
+    yield SimpleNamespace(server=server, repository=repository, watchdog=None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["qa", "token"])
+def test_the_hint_serve_prints_works_for_the_task(server, converted_tiny, monkeypatch, name):
+    import typer
+    from typer.testing import CliRunner
+
+    import inferforge.triton.serve
+    from inferforge.triton import commands
+
+    def stop(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inferforge.triton.serve, "serve_converted",
+                        lambda model_dir, *args, **kwargs: _pretend_served(server, name, MODELS[name]))
+    monkeypatch.setattr(commands.time, "sleep", stop)
+    app = typer.Typer()
+    commands.register(app)
+    done = CliRunner().invoke(app, ["serve", str(converted_tiny(MODELS[name]))])
+    assert done.exit_code == 0, done.output
+    hint = done.output.split("Try: ", 1)[1].splitlines()
+    query_args = shlex.split(hint[0])
+    assert query_args[:2] == ["inferforge", "query"]
+    assert ("--pair" in query_args) == (name == "qa")
+    answered = run_cli(*query_args[1:])
+    assert answered.returncode == 0, answered.stderr
+    assert isinstance(json.loads(answered.stdout), (dict, list))
+    curl = shlex.split(hint[1].strip())
+    assert curl[:2] == ["or:", "curl"]
+    url, body = curl[3], curl[curl.index("-d") + 1]
+    assert ("text_pair" in json.loads(body)) == (name == "qa")
+    request = urllib.request.Request(f"http://{url}", data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert "answer_json" in json.loads(response.read())
