@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tiny_models import build_tiny_model
@@ -62,7 +64,8 @@ def test_unknown_task(tmp_path, tiny_bert):
 
 
 def test_unexportable_architecture_names_the_operator(tmp_path, tiny_fnet):
-    result = run_cli("convert", str(tiny_fnet), "--task", "feature-extraction", "--output", str(tmp_path / "out"))
+    result = run_cli("convert", str(tiny_fnet), "--task", "feature-extraction", "--output", str(tmp_path / "out"),
+                     "--shapes", "1x8")
     assert_user_error(result, "FNetModel cannot be exported", "fft")
     assert not list(tmp_path.iterdir())  # neither the output nor a temporary folder
 
@@ -268,3 +271,37 @@ def test_calibration_pairs_missing_for_qa_stop_before_the_model_loads(tmp_path):
     assert (f"error: {data} has no second-text column for question-answering (columns found: question, label); name "
             "it with --pair-column.") in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_a_shape_longer_than_the_model_reads_is_one_sentence(tmp_path, tiny_bert):
+    """The tiny BERT reads 64 tokens: the default shapes (1x128, 32x128) and --shapes 1x1024 used to end in a
+    PyTorch traceback after export and verification; now one sentence that suggests shapes that fit."""
+    result = run_cli("convert", str(tiny_bert), "--task", "text-classification", "--output", str(tmp_path / "out"),
+                     "--variants", "ort-fp32")
+    assert_user_error(result, "Shape 1x128 is longer than the 64 tokens this model reads",
+                      "--shapes 1x16,1x64,32x64")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_python_convert_takes_lists_and_says_force_true(tmp_path, tiny_bert):
+    import inferforge
+    from inferforge.errors import UserError
+
+    out = tmp_path / "out"
+    result = inferforge.convert(tiny_bert, "text-classification", out, variants=["ort-fp32"], shapes=["1x8", "2x8"],
+                                nb_measures=1, warmup=0, threads=1)
+    assert result.selected == "ort-fp32" and result.report["shapes"] == ["1x8", "2x8"]
+    with pytest.raises(UserError, match=r"force=True in Python"):
+        inferforge.convert(tiny_bert, "text-classification", out, variants="ort-fp32", shapes="1x8")
+    with pytest.raises(UserError, match="variants must be names"):
+        inferforge.convert(tiny_bert, "text-classification", tmp_path / "o2", variants=[1], shapes="1x8")
+    with pytest.raises(UserError, match="shapes must be like"):
+        inferforge.convert(tiny_bert, "text-classification", tmp_path / "o2", shapes=[(1, 8)])
+
+    model = inferforge.load(out)
+    for texts, pairs, words in [([1], None, "not int"), ([("a", "b")], None, "two lists: predict(texts, pairs)"),
+                                ({"text": "a"}, None, "not dict"), (["fine", "  "], None, "text 2 of 2 is empty"),
+                                (["a"], [""], "pair 1 of 1 is empty"), (["a\x00b"], None, "NUL byte")]:
+        with pytest.raises(UserError, match=re.escape(words)):
+            model.predict(texts, pairs)
+    assert model.predict(np.array([["good"], ["bad"]])) == model.predict(["good", "bad"])

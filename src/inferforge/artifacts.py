@@ -76,11 +76,10 @@ class LoadedModel:
         return self.engine.run(inputs)
 
     def predict(self, texts: list[str] | str, pairs: list[str] | str | None = None) -> list:
-        """Text (and text pairs: question first, context second for QA) to the task's answers."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if isinstance(pairs, str):
-            pairs = [pairs]
+        """Text (and text pairs: question first, context second for QA) to the task's answers. The texts the
+        server refuses (empty or white space only, NUL bytes) are refused here too, in one sentence."""
+        texts = _text_list(texts, "texts")
+        pairs = _text_list(pairs, "pairs") if pairs is not None else None
         if pairs is not None and not self.task.supports_pairs:
             raise UserError(f"{self.task.name} takes single texts, not text pairs.")
         if pairs is None and self.task.needs_pairs:
@@ -90,6 +89,26 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel(task={self.task.name!r}, variant={self.variant_name!r}, folder='{self.folder}')"
+
+
+def _text_list(value, what: str) -> list[str]:
+    """A string or a list (tuple, 1-D or column numpy array) of strings, checked as the server checks them."""
+    if isinstance(value, str):
+        value = [value]
+    elif isinstance(value, np.ndarray):
+        value = value.reshape(-1).tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        kinds = sorted({type(v).__name__ for v in value}) if isinstance(value, (list, tuple)) else [type(value).__name__]
+        raise UserError(f"predict() takes its {what} as a string or a list of strings, not {' and '.join(kinds)}"
+                        + (" (give text pairs as two lists: predict(texts, pairs))" if "tuple" in kinds or "list" in kinds
+                           else "") + ".")
+    for index, text in enumerate(value):
+        where = f"{what[:-1]} {index + 1} of {len(value)}"
+        if "\x00" in text:
+            raise UserError(f"The {where} contains a NUL byte (at character {text.index(chr(0))}); send plain text.")
+        if not text.strip():
+            raise UserError(f"The {where} is empty: send some text.")
+    return list(value)
 
 
 def load(folder: str | Path, variant: str | None = None, threads: int | None = None) -> LoadedModel:

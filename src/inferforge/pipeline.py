@@ -73,7 +73,13 @@ class ConvertOptions:
     prompt_name: str | None = None
 
     def resolved_shapes(self) -> list[Shape]:
-        return parse_shapes(self.shapes) if isinstance(self.shapes, str) else list(self.shapes)
+        """`shapes` as "1x16,1x128" (the CLI's form), or a list of "1x16" strings and Shapes (Python's)."""
+        if isinstance(self.shapes, str):
+            return parse_shapes(self.shapes)
+        shapes = [Shape.parse(s) if isinstance(s, str) else s for s in self.shapes]
+        if not shapes or not all(isinstance(s, Shape) for s in shapes):
+            raise UserError(f"shapes must be like \"1x16,1x128\" or [\"1x16\", \"1x128\"], not {self.shapes!r}.")
+        return shapes
 
     def resolved_target(self) -> Shape:
         shapes = self.resolved_shapes()
@@ -108,8 +114,13 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
     shapes = options.resolved_shapes()
     target = options.resolved_target()
     calibrated = options.eval_data is not None or options.calibration_data is not None
-    variants = (parse_variants(options.variants, calibrated) if not isinstance(options.variants, list)
-                else options.variants)
+    variants = options.variants
+    if isinstance(variants, (list, tuple)) and all(isinstance(v, str) for v in variants):
+        variants = ",".join(variants)  # Python: ["ort-fp32", "openvino-default"] as well as "ort-fp32,openvino-default"
+    variants = parse_variants(variants, calibrated) if not isinstance(variants, (list, tuple)) else list(variants)
+    if not all(isinstance(v, Variant) for v in variants):
+        raise UserError(f"variants must be names like \"ort-fp32,openvino-default\" or a list of them, not "
+                        f"{options.variants!r}.")
     if not any(v.deployable for v in variants):
         raise UserError(f"--variants '{options.variants if isinstance(options.variants, str) else ','.join(v.name for v in variants)}' "
                         f"names only PyTorch variants, which the output folder cannot serve; add one it can, such as "
@@ -122,7 +133,7 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
         raise UserError("--prompt-name chooses a sentence-transformers prompt, for --task feature-extraction only.")
     output = Path(options.output)
     if output.exists() and not options.force:
-        raise UserError(f"Output folder '{output}' already exists; pass --force to replace it.")
+        raise UserError(f"Output folder '{output}' already exists; pass --force (force=True in Python) to replace it.")
     for flag, path in (("--validation-texts", options.validation_texts), ("--calibration-data", options.calibration_data)):
         if isinstance(path, (str, Path)) and not Path(path).exists():  # a file or a dataset folder
             raise UserError(f"{flag} file '{path}' does not exist.")
@@ -260,6 +271,11 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     progress("load model", 0, 1)
     source = load_source(model, task, options.trust_remote_code, options.prompt_name)
     progress("load model", 1, 1)
+    too_long = [shape for shape in shapes if shape.sequence > source.max_length]
+    if too_long:
+        fitting = ",".join(str(Shape(s.batch, min(s.sequence, source.max_length))) for s in shapes)
+        raise UserError(f"Shape {too_long[0]} is longer than the {source.max_length} tokens this model reads; give "
+                        f"--shapes with sequences of at most {source.max_length}, e.g. --shapes {fitting}.")
     source.tokenizer.save_pretrained(str(workdir / TOKENIZER_DIR))
     source.config.save_pretrained(str(workdir))
     # A copy of the fast tokenizer's backend, so our padding and truncation settings stay ours.
