@@ -116,6 +116,11 @@ def test_search_keeps_nodes_in_fp32_until_a_zero_budget_holds(int8_setup):
     outcome = judge_variants(starved, rows, engines, eval_set, 0.0, reference="ort-fp32")
 
     assert outcome.reference_score.value == fp32.value and rows[0].status == "passed"
+    if rows[1].status == "passed":
+        # Seen once in a full-suite run on the AVX2 EPYC (never when run alone): the one-word ranges happened to
+        # keep all 200 answers. Then there is nothing to search, and the judgement must say exactly that.
+        assert not outcome.searches and rows[1].extra["accuracy"]["drop_points"] <= 0.0
+        pytest.skip("full int8 calibrated on one word kept every answer in this run: no search to check")
     assert rows[1].status == "failed" and "points of accuracy" in rows[1].reason
     (result,) = outcome.searches
     assert result.full_int8_drop > 0.0, "full int8 was expected to lose accuracy with one calibration word"
