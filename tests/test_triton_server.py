@@ -170,25 +170,7 @@ def test_concurrent_long_contexts_batched_together_are_answered_as_locally(serve
     contexts = [" ".join(CONTEXTS[: 1 + i % 3] * (1 + i % 2)) for i in range(12)]
     questions = [TEXTS[i % 3] for i in range(12)]
     expected = local_answers(model, questions, contexts)
-    answers, errors = {}, []
-    barrier = threading.Barrier(12)
-
-    def client_thread(index: int) -> None:
-        try:
-            with TritonTextClient(server.http_url, "http", name) as client:
-                barrier.wait(timeout=30)
-                for _ in range(3):
-                    answers[index] = client.predict([questions[index]], [contexts[index]])[0]
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors[:3]
-    assert_same_answers([answers[i] for i in range(12)], expected)
+    assert_same_answers(concurrent_answers(server, name, questions, contexts, repeats=3), expected)
     assert max(len(model.encoder.encode([q], [c]).rows_of(0)) for q, c in zip(questions, contexts)) > 3
 
 
@@ -220,6 +202,31 @@ def test_a_context_of_more_windows_than_max_batch_size_is_read_from_its_start(se
     assert_same_answers(two, [first_windows_answer(local_models["tiny_qa"], question, context, MAX_BATCH // 2),
                               *local_answers(local_models["tiny_qa"], [question], [CONTEXTS[1]])])
     assert_same_answers(whole, local_answers(local_models["tiny_qa_1hop"], [question], [context])[0])
+
+
+def concurrent_answers(server, name, texts, pairs=None, repeats=1) -> list:
+    """One HTTP client per text, all started together, each sending its text (and pair) `repeats` times, one
+    request at a time; every client's last answer, in text order. Any client's error fails the test."""
+    answers: dict[int, object] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(texts))
+
+    def client_thread(index: int) -> None:
+        try:
+            with TritonTextClient(server.http_url, "http", name) as client:
+                barrier.wait(timeout=30)
+                for _ in range(repeats):
+                    answers[index] = client.predict([texts[index]], [pairs[index]] if pairs else None)[0]
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[:3]
+    return [answers[i] for i in range(len(texts))]
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -269,26 +276,7 @@ def test_32_concurrent_clients_are_answered_right_and_batched(served, local_mode
     model = local_models["tiny_cls"]
     texts = [f"{TEXTS[i % 3]} number {i}" for i in range(32)]
     expected = local_answers(model, texts)
-    answers: dict[int, object] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(32)
-
-    def client_thread(index: int) -> None:
-        try:
-            with TritonTextClient(server.http_url, "http", "tiny_cls") as client:
-                barrier.wait(timeout=30)
-                for _ in range(5):
-                    answers[index] = client.predict([texts[index]])[0]
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors[:3]
-    assert_same_answers([answers[i] for i in range(32)], expected)
+    assert_same_answers(concurrent_answers(server, "tiny_cls", texts, repeats=5), expected)
     with TritonTextClient(server.http_url, "http", "tiny_cls") as client:
         stats = client.statistics("tiny_cls_model")
     sizes = {int(b["batch_size"]) for b in stats["batch_stats"]}
