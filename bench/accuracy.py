@@ -155,8 +155,8 @@ def main() -> None:
 
     idle = wait_for_quiet(120, log=log)
     log(f"timing {len(engines)} variants at {shape} ({args.rounds} rounds, idle before {idle:.0%})")
-    vocab = encoder.tokenizer.get_vocab_size()
-    stats = benchmark_engines(engines, shape, vocab, args.rounds, warmup=2)
+    frame = encoder.id_frame()
+    stats = benchmark_engines(engines, shape, frame, args.rounds, warmup=2)
 
     ort_fp32 = stats["ort-fp32"].p50_ms
     rows = []

@@ -477,3 +477,34 @@ def test_python_only_tokenizers_are_one_sentence(tmp_path, arch):
     assert str(error.value) == (f"'{hf}' has no fast tokenizer (tokenizer.json; its {name} exists in Python only); "
                                 "inferforge needs one to serve the model.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "xlnet", "t5"])
+def test_benchmark_ids_sit_in_the_tokenizers_frame_of_special_tokens(tmp_path, arch):
+    """The benchmark's random ids start and end with the special tokens the model's tokenizer puts around a text
+    ([CLS] ... [SEP]; XLNet's <sep> <cls> last; T5-style </s>), as BART's and T5's classification heads need
+    (they pool the end-of-sequence token), and hold no other special token."""
+    import transformers
+
+    from inferforge.benchmark import Shape, random_inputs
+    from inferforge.tokenization import TextEncoder
+
+    tiny_models.build_tokenizer(tmp_path, arch)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    text = hf("word", return_special_tokens_mask=True)
+    content = [i for i, special in enumerate(text["special_tokens_mask"]) if not special]
+    prefix, suffix = text["input_ids"][:content[0]], text["input_ids"][content[-1] + 1:]
+    assert prefix or suffix
+    frame = TextEncoder(tokenizers_twin(hf), ("input_ids", "attention_mask"), 64).id_frame()
+    ids = random_inputs(("input_ids",), Shape(3, 16), frame, np.random.default_rng(0))["input_ids"]
+    body = ids[:, len(prefix):16 - len(suffix)]
+    assert (ids[:, :len(prefix)] == prefix).all() and (ids[:, 16 - len(suffix):] == suffix).all()
+    assert not np.isin(body, hf.all_special_ids).any() and len(np.unique(body)) > 10
+    assert list(random_inputs(("input_ids",), Shape(1, 1), frame, np.random.default_rng(0))["input_ids"][0]) == \
+        (suffix or prefix)[-1:]
+
+
+def tokenizers_twin(hf_tokenizer):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())

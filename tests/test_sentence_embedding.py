@@ -86,6 +86,9 @@ CASES = {
     "weightedmean-dense-no-bias-dropout": ("bert", "weightedmean", ["dense-identity-nobias", "dropout"]),
     "lasttoken-dense-residual-normalize": ("xlm-roberta", "lasttoken", ["dense-residual", "normalize"]),
     "cls-max-mean-all-three": ("distilbert", ("cls", "max", "mean"), ["normalize"]),
+    # An encoder-decoder read by its encoder alone (T5EncoderModel), as sentence-t5 and GTR-T5 are.
+    "t5-encoder-mean-dense-normalize (sentence-t5 style)": ("t5", "mean", ["dense-identity-nobias", "normalize"]),
+    "pegasus-encoder-stack-cls": ("pegasus", "cls", ["normalize"]),
 }
 
 
@@ -97,6 +100,24 @@ def test_embeddings_equal_the_sentence_transformers_library(tmp_path, case):
     got = convert_and_embed(folder, tmp_path / "out")
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["t5", "pegasus"])
+def test_whole_encoder_decoder_checkpoints_embed_with_their_encoder(tmp_path, arch):
+    """A whole T5 or Pegasus checkpoint (encoder and decoder) for sentence embeddings: the encoder's token states,
+    mean-pooled, as sentence-transformers reads these models (T5's AutoModel needs decoder inputs; Pegasus's
+    would give the decoder's states)."""
+    import transformers
+
+    hf = build_tiny_model(tmp_path / "hf", arch, "feature-extraction")
+    got = convert_and_embed(hf, tmp_path / "out")
+    arrays = inferforge.load(tmp_path / "out").encoder.encode(TEXTS).arrays
+    encoder = transformers.AutoModel.from_pretrained(hf).eval().get_encoder()
+    with torch.no_grad():
+        states = encoder(input_ids=torch.from_numpy(arrays["input_ids"]),
+                         attention_mask=torch.from_numpy(arrays["attention_mask"])).last_hidden_state
+    mask = torch.from_numpy(arrays["attention_mask"]).unsqueeze(-1).float()
+    np.testing.assert_allclose(got, ((states * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4, rtol=1e-4)
 
 
 def test_legacy_pooling_flags_of_sentence_transformers_2(tmp_path):

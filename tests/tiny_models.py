@@ -159,6 +159,13 @@ MORE_SPECS: dict[str, Architecture] = {
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
         intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
         max_position_embeddings=64), XLMR_STYLE),
+    # Encoder-decoders: their classification heads pool the end-of-sequence token (and refuse a row without one);
+    # sentence embeddings read T5's encoder alone (T5EncoderModel), as sentence-transformers does.
+    "t5": Architecture("T5Config", dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                                        decoder_start_token_id=0), XLMR_STYLE),
+    "bart": Architecture("BartConfig", dict(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                                            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                            max_position_embeddings=64), XLMR_STYLE),
 }
 MORE_ARCHITECTURES = tuple(MORE_SPECS)
 
@@ -194,7 +201,14 @@ REFUSED_SPECS: dict[str, Architecture] = {
                                                 l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=8,
                                                 visual_pos_dim=4, num_qa_labels=3, max_position_embeddings=64)),
 }
-ALL_SPECS = {**SPECS, **MORE_SPECS, **REFUSED_SPECS}
+# Encoder-decoders with no encoder-only head, read for sentence embeddings by their encoder stack, as
+# sentence-transformers reads them (tests/test_sentence_embedding.py).
+EMBEDDING_SPECS: dict[str, Architecture] = {
+    "pegasus": Architecture("PegasusConfig", dict(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                                                  decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                                  max_position_embeddings=64), XLMR_STYLE),
+}
+ALL_SPECS = {**SPECS, **MORE_SPECS, **REFUSED_SPECS, **EMBEDDING_SPECS}
 
 
 def _training_texts() -> list[str]:

@@ -252,9 +252,9 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
         engines = {"fp32": fp32_engine, "full int8": full_engine}
         if result.fits and result.kept_fp32:
             engines[result.name] = result.engine
-        vocab = ctx.encoder.tokenizer.get_vocab_size()
+        frame = ctx.encoder.id_frame()
         timing_shape = Shape(timing_shape.batch, min(timing_shape.sequence, ctx.encoder.max_length))
-        stats = benchmark_engines(engines, timing_shape, vocab, nb_measures, warmup=2)
+        stats = benchmark_engines(engines, timing_shape, frame, nb_measures, warmup=2)
         result.latency_ms = {name: s.p50_ms for name, s in stats.items()}
         result.timing_shape = str(timing_shape)
         if result.fits and result.kept_fp32:

@@ -59,9 +59,37 @@ class LatencyStats:
         return asdict(self)
 
 
-def random_inputs(input_names, shape: Shape, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random token ids (avoiding the first ids, often special tokens), full attention mask."""
-    ids = rng.integers(1000 if vocab_size > 2000 else 5, vocab_size, size=(shape.batch, shape.sequence), dtype=np.int64)
+@dataclass(frozen=True)
+class IdFrame:
+    """What the benchmark's random token ids look like: drawn from the vocabulary, avoiding the first ids
+    (often special tokens) and the tokenizer's special tokens, framed by the special tokens the tokenizer
+    puts before and after every text. The frame matters to heads that read a special token: BART's and
+    T5's classification heads pool the end-of-sequence token (and refuse a row without one), XLNet's
+    reads its <cls>, put last."""
+
+    vocab_size: int
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    special: frozenset[int] = frozenset()
+
+    @property
+    def low(self) -> int:
+        return 1000 if self.vocab_size > 2000 else 5
+
+
+def random_inputs(input_names, shape: Shape, frame: IdFrame | int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random token ids in the tokenizer's frame of special tokens (an int: a bare vocabulary size, no
+    frame), full attention mask."""
+    frame = frame if isinstance(frame, IdFrame) else IdFrame(int(frame))
+    ids = rng.integers(frame.low, frame.vocab_size, size=(shape.batch, shape.sequence), dtype=np.int64)
+    if frame.special:
+        special = np.isin(ids, np.fromiter(frame.special, dtype=np.int64))
+        ids[special] = next(i for i in range(frame.low, frame.vocab_size) if i not in frame.special)
+    suffix = frame.suffix[-shape.sequence:]  # a sequence too short for the frame keeps its end first
+    prefix = frame.prefix[:shape.sequence - len(suffix)]
+    ids[:, :len(prefix)] = prefix
+    if suffix:
+        ids[:, shape.sequence - len(suffix):] = suffix
     values = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     return {n: values[n] for n in input_names}
 
@@ -76,7 +104,7 @@ SETTLE_SECONDS = 0.15
 BLOCKS = 5
 
 
-def benchmark_engines(engines: dict[str, Engine], shape: Shape, vocab_size: int, nb_measures: int = 50,
+def benchmark_engines(engines: dict[str, Engine], shape: Shape, frame: IdFrame | int, nb_measures: int = 50,
                       warmup: int = 5, seed: int = 0, on_round: Callable[[], None] | None = None,
                       settle_seconds: float | None = None) -> dict[str, LatencyStats]:
     """Times every engine `nb_measures` times on the same fresh inputs (new random ids for every call).
@@ -92,11 +120,11 @@ def benchmark_engines(engines: dict[str, Engine], shape: Shape, vocab_size: int,
     input_names = sorted({n for e in engines.values() for n in e.input_names})
     for engine in engines.values():
         for _ in range(warmup):
-            engine.run(random_inputs(input_names, shape, vocab_size, rng))
+            engine.run(random_inputs(input_names, shape, frame, rng))
     times: dict[str, list[float]] = {n: [] for n in names}
     block = max(1, -(-nb_measures // BLOCKS))
     for round_index, first in enumerate(range(0, nb_measures, block)):
-        inputs = [random_inputs(input_names, shape, vocab_size, rng) for _ in range(min(block, nb_measures - first))]
+        inputs = [random_inputs(input_names, shape, frame, rng) for _ in range(min(block, nb_measures - first))]
         order = names if round_index % 2 == 0 else names[::-1]
         for name in order:
             if settle:

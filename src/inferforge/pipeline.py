@@ -340,7 +340,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     if not any(r.deployable and r.usable for r in rows):  # before the benchmark: nothing to time
         raise no_servable_variant(rows, budget, Path(options.output), max_drop)
 
-    vocab = getattr(source.config, "vocab_size", 30000)
+    frame = encoder.id_frame(getattr(source.config, "vocab_size", None))
     timed = {r.name: engines[r.name] for r in rows if r.name in engines}
     for i, shape in enumerate(shapes):
         done = [0]
@@ -349,7 +349,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
             done[0] += 1
             progress(f"benchmark {shape}", done[0], options.nb_measures)
 
-        stats: dict[str, LatencyStats] = benchmark_engines(timed, shape, vocab, options.nb_measures, options.warmup,
+        stats: dict[str, LatencyStats] = benchmark_engines(timed, shape, frame, options.nb_measures, options.warmup,
                                                            seed=i, on_round=tick)
         for row in rows:
             if row.name in stats:

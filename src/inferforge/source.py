@@ -191,6 +191,56 @@ def _fast_twin(tokenizer, task: TaskSpec):
     return fast if same_tokens(tokenizer, fast, texts, pairs) else None
 
 
+# Encoder-decoder models whose sentence embeddings come from the encoder alone, as sentence-transformers
+# reads them: through the `<Model>EncoderModel` class transformers has (T5, mT5, UMT5, LongT5, Switch
+# Transformers, T5Gemma), or else the encoder stack of these (their AutoModel reads the decoder's states;
+# BART's stays as AutoModel reads it, which is what sentence-transformers does too).
+ENCODER_STACK_TYPES = ("pegasus", "pegasus_x", "marian", "m2m_100", "blenderbot", "blenderbot-small", "prophetnet")
+
+
+def _saved_encoder_class(config):
+    """The class of an encoder saved alone, as sentence-transformers saves them (`architectures`:
+    T5EncoderModel, PegasusEncoder, ...), or None."""
+    import importlib
+
+    import transformers
+
+    folder = str(getattr(config, "model_type", "")).replace("-", "_")
+    for name in getattr(config, "architectures", None) or ():
+        if not name.endswith(("Encoder", "EncoderModel")):
+            continue
+        found = getattr(transformers, name, None)
+        if found is None and folder:
+            try:
+                found = getattr(importlib.import_module(f"transformers.models.{folder}.modeling_{folder}"), name, None)
+            except ImportError:
+                found = None
+        if found is not None:
+            return found
+    return None
+
+
+def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bool):
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    kwargs = dict(config=config, trust_remote_code=trust_remote_code, use_safetensors=None)
+    auto = task.auto_model_class()
+    if task.name == "feature-extraction":
+        encoder_class = _saved_encoder_class(config)
+        if encoder_class is not None:
+            return encoder_class.from_pretrained(source, **kwargs)
+        if getattr(config, "is_encoder_decoder", False):  # a whole checkpoint: read by its encoder
+            base = MODEL_MAPPING_NAMES.get(config.model_type)
+            encoder_class = getattr(transformers, base.removesuffix("Model") + "EncoderModel", None) \
+                if isinstance(base, str) else None
+            if encoder_class is not None:
+                return encoder_class.from_pretrained(source, **kwargs)
+            if config.model_type in ENCODER_STACK_TYPES:
+                return auto.from_pretrained(source, **kwargs).get_encoder()
+    return auto.from_pretrained(source, **kwargs)
+
+
 def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                 prompt_name: str | None = None) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError.
@@ -209,9 +259,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     try:
         config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        torch_model = task.auto_model_class().from_pretrained(
-            source, config=config, trust_remote_code=trust_remote_code, use_safetensors=None
-        )
+        torch_model = _load_torch_model(task, config, source, trust_remote_code)
     except OSError as error:
         if local:
             raise UserError(f"Could not load the model in '{model}': {str(error).splitlines()[0]}") from None

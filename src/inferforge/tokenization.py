@@ -96,6 +96,19 @@ class TextEncoder:
                 "prefix": self.prefix}
         (directory / "encoder.json").write_text(json.dumps(meta, indent=2))
 
+    def id_frame(self, vocab_size: int | None = None):
+        """The special tokens this tokenizer puts before and after a text, for the benchmark's random ids
+        (`vocab_size`: the model's embedding rows, default the tokenizer's vocabulary)."""
+        from inferforge.benchmark import IdFrame
+
+        encoding = self.tokenizer.encode(self.prefix + "a", add_special_tokens=True)
+        content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
+        first, last = (content[0], content[-1]) if content else (len(encoding.ids), len(encoding.ids) - 1)
+        special = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
+        special.update(i for i, mark in zip(encoding.ids, encoding.special_tokens_mask) if mark)
+        return IdFrame(int(vocab_size or self.tokenizer.get_vocab_size()), tuple(encoding.ids[:first]),
+                       tuple(encoding.ids[last + 1:]), frozenset(special))
+
     def encode(self, texts: list[str], pairs: list[str] | None = None, pad_to: int | None = None) -> Encoded:
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string")
