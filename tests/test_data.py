@@ -205,6 +205,8 @@ def test_glue_pair_csv_columns_are_detected_and_reported(tmp_path):
     ("premise,hypothesis,label", "premise", "hypothesis"),       # MNLI / SNLI
     ("question1,question2,label", "question1", "question2"),     # QQP
     ("question,sentence,label", "question", "sentence"),         # QNLI
+    ("question,passage,idx,label", "question", "passage"),       # SuperGLUE BoolQ (was: the question alone)
+    ("query,passage,label", "query", "passage"),                 # reranker relevance grades
     ("idx,sentence,label", "sentence", None),                    # SST-2
     ("review,label", "review", None),
     ("text,sentence,label", "text", None),                       # the default wins over the usual names

@@ -331,14 +331,19 @@ def _gold_and_expected_f1(hf_dir, sentences, labels):
 
 def _torch_word_tags(hf_dir, sentences, labels):
     tokenizer, out = _torch_logits_split(hf_dir, sentences)
-    encoded = tokenizer(sentences, is_split_into_words=True, padding=True)
+    return _first_token_tags(tokenizer(sentences, is_split_into_words=True, padding=True), out.logits, sentences, labels)
+
+
+def _first_token_tags(encoded, logits, sentences, labels):
+    """Each word's tag: the prediction on its first token, as the tokenizer's word_ids() number the words."""
     tags = []
     for row, words in enumerate(sentences):
         row_tags, seen = ["O"] * len(words), set()
         for token, word in enumerate(encoded.word_ids(row)):
             if word is not None and word not in seen:
                 seen.add(word)
-                row_tags[word] = labels[int(out.logits[row, token].argmax())]
+                row_tags[word] = labels[int(logits[row, token].argmax())]
+        assert len(seen) == len(words)  # the tokenizer's words are the whitespace words
         tags.append(row_tags)
     return tags
 
@@ -647,3 +652,118 @@ def test_evaluate_command_reads_short_label_names_from_jsonl(tiny_converted, tmp
     assert ("note: label names matched to the model's ignoring punctuation or as a prefix: pos = POSITIVE, "
             "neg = NEGATIVE") in result.stdout.splitlines()
     assert json.loads((tmp_path / "scores.json").read_text())["variants"][0]["rows"] == 3
+
+
+# Word-level tags on the tokenizers multilingual NER models use: SentencePiece ("▁re" starts on the space before
+# "rejects", a lone "▁" opens "German") and byte-level BPE (a lone zero-width "Ġ"). The reference is PyTorch's
+# prediction on the first token of each word as the Hugging Face tokenizer's own word_ids() number them.
+NER_SENTENCES = [["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+                 ["Peter", "Blackburn"], ["Alice", "met", "Bob", "in", "Paris", ",", "1996", "."],
+                 ["naïve", "café", "über", "Zürich"]]
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "modernbert"])
+def test_word_tags_are_the_first_subword_of_each_word_on_sentencepiece_and_bpe(tmp_path, arch):
+    import torch
+    import transformers
+
+    import inferforge
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import entities
+    from tiny_models import LABELS, build_tiny_model
+
+    hf = build_tiny_model(tmp_path / "hf", arch, "token-classification")
+    folder = tmp_path / "out"
+    inferforge.convert(str(hf), "token-classification", folder, variants="ort-fp32", shapes="1x8", nb_measures=2,
+                       warmup=1, threads=1)
+    labels = LABELS["token-classification"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(hf).eval()
+    batch = tokenizer([" ".join(words) for words in NER_SENTENCES], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        gold = _first_token_tags(batch, model(**batch).logits, NER_SENTENCES, labels)
+    assert sum(len(entities(tags)) for tags in gold) >= 5
+    data = _jsonl(tmp_path / "wikiann.jsonl", [{"tokens": w, "ner_tags": t} for w, t in zip(NER_SENTENCES, gold)])
+    assert _row(evaluate(folder, data, threads=1), "ort-fp32").metrics == {
+        "entity_f1": 100.0, "entity_precision": 100.0, "entity_recall": 100.0}
+
+
+def test_boolq_question_and_passage_are_read_as_a_pair(tiny_converted, tmp_path):
+    from inferforge.evaluate import evaluate
+
+    hf, folder = tiny_converted("text-classification")
+    questions, passages = [a for a, _ in PAIRS], [b for _, b in PAIRS]
+    _, pair_out = _torch_logits(hf, "AutoModelForSequenceClassification", questions, passages)
+    _, alone_out = _torch_logits(hf, "AutoModelForSequenceClassification", questions)
+    gold = pair_out.logits.argmax(-1).tolist()
+    alone = alone_out.logits.argmax(-1).tolist()
+    assert gold != alone  # the question alone would score differently
+    path = tmp_path / "boolq.jsonl"
+    _jsonl(path, [{"question": q, "passage": p, "idx": i, "label": g}
+                  for i, (q, p, g) in enumerate(zip(questions, passages, gold))])
+    report = evaluate(folder, path, threads=1)
+    assert (report.columns["text"], report.columns["pair"]) == ("question", "passage")
+    assert _row(report, "ort-fp32").value == 100.0
+
+
+def test_rank_correlation_needs_two_gold_scores_and_a_collapsed_variant_scores_zero(tiny_converted, tmp_path):
+    from inferforge.artifacts import load
+    from inferforge.errors import UserError
+    from inferforge.evaluate import drop_points, evaluate, read_eval_set
+
+    _, folder = tiny_converted("feature-extraction")
+    rows = [{"sentence1": a, "sentence2": b, "label": 3.0} for a, b in PAIRS]
+    with pytest.raises(UserError, match=r"Every score in column 'label' of .*sts\.jsonl is 3: a rank correlation "
+                                        r"needs at least two different gold scores"):
+        evaluate(folder, _jsonl(tmp_path / "sts.jsonl", rows), threads=1)
+    gold = [5.0, 0.4, 3.2, 1.0, 2.2, 4.8, 0.0, 3.9]
+    model = load(folder, "ort-fp32")
+    eval_set = read_eval_set(_jsonl(tmp_path / "sts2.jsonl", [{**r, "label": g} for r, g in zip(rows, gold)]),
+                             model.task, model.encoder, None)
+    outputs = eval_set.outputs(model.engine)
+    reference = eval_set.score_outputs(outputs)
+    collapsed = [{**out, "sentence_embedding": np.ones_like(out["sentence_embedding"])} for out in outputs]
+    score = eval_set.score_outputs(collapsed)  # every cosine 1.0: no ranking at all (was NaN, inside any budget)
+    assert score.value == 0.0
+    assert drop_points(reference, score) == pytest.approx(reference.value)
+
+
+def test_one_output_model_with_class_names_says_it_wants_numbers(tmp_path):
+    import torch
+    import transformers
+
+    import inferforge
+    from inferforge.errors import UserError
+    from inferforge.evaluate import evaluate
+    from tiny_models import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=1, id2label={0: "RELEVANCE"}, label2id={"RELEVANCE": 0}, ignore_mismatched_sizes=True)
+    model.save_pretrained(tmp_path / "hf")
+    transformers.AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "hf")
+    inferforge.convert(str(tmp_path / "hf"), "text-classification", tmp_path / "out", variants="ort-fp32",
+                       shapes="1x8", nb_measures=2, warmup=1, threads=1)
+    path = tmp_path / "imdb.csv"
+    path.write_text("text,label\nthe movie was great,positive\na terrible boring film,negative\n")
+    with pytest.raises(UserError) as error:
+        evaluate(tmp_path / "out", path, threads=1)
+    assert str(error.value) == ("Label 'positive' at line 2 of " + str(path) + " is not a number; the model has one "
+                                "output (RELEVANCE), so each row's label is a number (a relevance grade, a regression "
+                                "target) ranked against it.")
+
+
+def test_evaluate_json_into_a_new_folder_and_a_folder_as_the_file(tiny_converted, tmp_path):
+    _, folder = tiny_converted("text-classification")
+    data = tmp_path / "sst2.tsv"
+    data.write_text("sentence\tlabel\tidx\nthe movie was great\t1\t0\na terrible boring film\t0\t1\n")
+    target = tmp_path / "results" / "run1" / "scores.json"
+    result = _cli_to_pipe("evaluate", folder, data, "--threads", "1", "--json", target)
+    assert result.returncode == 0, result.stderr  # was a FileNotFoundError traceback after every variant ran
+    assert json.loads(target.read_text())["variants"][0]["rows"] == 2
+    assert [p.name for p in target.parent.iterdir()] == ["scores.json"]
+    result = _cli_to_pipe("evaluate", folder, data, "--threads", "1", "--json", target.parent)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.strip() == (f"error: --json {target.parent} is a folder; name the JSON file to write, "
+                                     f"e.g. {target}.")

@@ -72,6 +72,13 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _rank_correlation(predicted: np.ndarray, gold: np.ndarray) -> float:
+    """Spearman of a variant's scores with the gold ones; a variant whose scores are all equal (a collapsed int8
+    model) ranks nothing: 0, not NaN, so that it falls outside any budget instead of passing every comparison."""
+    value = spearman(predicted, gold)
+    return 0.0 if np.isnan(value) else value
+
+
 class EvalSet:
     """Labelled rows tokenized once, scored on any engine with the task's metric."""
 
@@ -92,7 +99,8 @@ class EvalSet:
         # One output (a reranker, a regression head): gold values are numbers, judged by rank correlation.
         self.single_output = task.name == "text-classification" and labels is not None and len(labels) == 1
         if self.single_output:
-            self.gold = similarity_scores(data)
+            self.gold = similarity_scores(data, "Label", f"; the model has one output ({labels[0]}), so each row's label "
+                                          f"is a number (a relevance grade, a regression target) ranked against it")
         elif task.name == "text-classification":
             resolver = LabelResolver(data, labels)
             self.gold = class_ids(data, labels, resolver)
@@ -107,6 +115,9 @@ class EvalSet:
             self.gold = similarity_scores(data)
         else:
             raise UserError(f"No metric is defined for task {task.name}.")
+        if self.primary == "spearman" and len(np.unique(self.gold)) < 2:
+            raise UserError(f"Every score in column '{data.columns.label}' of {data.name} is {self.gold[0]:g}: a rank "
+                            f"correlation needs at least two different gold scores; give rows with different scores.")
         self.batches = self._encode()
 
     def __len__(self) -> int:
@@ -164,7 +175,7 @@ class EvalSet:
             predicted_scores = np.empty(len(self), dtype=np.float64)
             for (idx, _), out in zip(self.batches, outputs):
                 predicted_scores[idx] = out["logits"][:, 0]
-            metrics = {"spearman": spearman(predicted_scores, self.gold)}
+            metrics = {"spearman": _rank_correlation(predicted_scores, self.gold)}
         elif name == "text-classification":
             predicted = np.empty(len(self), dtype=np.int64)
             for (idx, _), out in zip(self.batches, outputs):
@@ -197,19 +208,25 @@ class EvalSet:
                 for row, vector in zip(idx, out["sentence_embedding"]):
                     vectors[row] = vector
             first, second = np.stack(vectors[:n]), np.stack(vectors[n:])
-            metrics = {"spearman": spearman(cosine_similarities(first, second), self.gold)}
+            metrics = {"spearman": _rank_correlation(cosine_similarities(first, second), self.gold)}
         return TaskScore({k: 100.0 * float(v) for k, v in metrics.items()}, self.primary, len(self))
 
     def _word_tags(self, encoded: Encoded, row: int, best: np.ndarray) -> list[str]:
-        """The tag of each whitespace word: the prediction of its first token ('O' if truncated away)."""
+        """The tag of each whitespace word: the prediction of its first token ('O' if truncated away).
+
+        A token belongs to the word of its first character that is not a space: SentencePiece's "▁re" starts on
+        the space before "rejects", and a lone "▁" or "Ġ" (a space only, or no character at all) is the first
+        token of the word after it, as the tokenizer's `word_ids()` count it when a model is trained on words."""
         text = encoded.texts[row]
         spans = _word_spans(text)
         tags = ["O"] * len(spans)
         seen = [False] * len(spans)
         word = 0
-        for token, (start, end) in enumerate(encoded.offsets[row]):
-            if encoded.special_mask[row][token] or end <= start:
+        for token, (start, _) in enumerate(encoded.offsets[row]):
+            if encoded.special_mask[row][token]:
                 continue
+            while start < len(text) and text[start].isspace():
+                start += 1
             while word < len(spans) and spans[word][1] <= start:
                 word += 1
             if word < len(spans) and spans[word][0] <= start and not seen[word]:
@@ -361,6 +378,21 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
 # ---------------------------------------------------------------- CLI
 
 
+def write_json(path: Path, content: dict) -> None:
+    """Write `content` to `path` whole or not at all (its folder is created); a path that cannot be written is a
+    UserError."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(content, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as error:
+        if tmp.is_file():
+            tmp.unlink()
+        raise UserError(f"Cannot write --json {path} ({error.strerror or error}); name a file in a folder you can "
+                        f"write to.") from None
+
+
 def register(app) -> None:
     """Adds `inferforge evaluate DIR --data FILE` to the Typer app."""
     import typer
@@ -400,6 +432,8 @@ def register(app) -> None:
         if data is None:
             raise UserError("Name the labelled data to score on: inferforge evaluate DIR DATA (or --data DATA).")
         names = [n.strip() for n in variants.split(",") if n.strip()] if variants else None
+        if json_output is not None and json_output.is_dir():  # said before the variants run, not after
+            raise UserError(f"--json {json_output} is a folder; name the JSON file to write, e.g. {json_output / 'scores.json'}.")
         report = evaluate(model_dir, data, variants=names, text_column=text_column, pair_column=pair_column,
                           label_column=label_column, split=eval_split, threads=threads)
         out = output_console()  # to a file or pipe: the table's rows and the notes are never wrapped
@@ -412,4 +446,4 @@ def register(app) -> None:
             out.print(f"note: {message}", **line)
         out.print(report.markdown(), **line)
         if json_output is not None:
-            json_output.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+            write_json(json_output, report.to_dict())

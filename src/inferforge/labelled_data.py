@@ -61,7 +61,8 @@ OPTION = {"text": "--text-column", "pair": "--pair-column", "label": "--label-co
 # label). Pairs are found as layouts: both columns of one layout must be present.
 _PAIR_LAYOUTS = (("text", "text_pair"), ("sentence1", "sentence2"), ("premise", "hypothesis"),
                  ("question1", "question2"), ("question", "context"), ("question", "sentence"),
-                 ("sentence_a", "sentence_b"), ("text_a", "text_b"), ("text1", "text2"))
+                 ("sentence_a", "sentence_b"), ("text_a", "text_b"), ("text1", "text2"),
+                 ("question", "passage"), ("query", "passage"), ("query", "document"))  # BoolQ; rerankers
 _SINGLE_TEXTS = ("text", "sentence", "review", "content", "document", "review_body")
 COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "text-classification": {
@@ -1247,16 +1248,17 @@ def answer_texts(data: LabelledData) -> list[list[str]]:
     return answers
 
 
-def similarity_scores(data: LabelledData) -> np.ndarray:
-    """Gold similarity score of each text pair, as a number."""
+def similarity_scores(data: LabelledData, noun: str = "Similarity score", why: str = "") -> np.ndarray:
+    """Gold similarity score of each text pair (or gold value of a one-output model), as a number. `why` ends
+    the message about a value that is not one (what the rows should hold instead)."""
     scores = np.empty(len(data), dtype=np.float64)
     for row, label in enumerate(data.labels):
         try:
             scores[row] = float(label)
         except (TypeError, ValueError):
-            raise UserError(f"Similarity score '{label}' at {data.where(row)} is not a number.") from None
+            raise UserError(f"{noun} '{label}' at {data.where(row)} is not a number{why}.") from None
         if not np.isfinite(scores[row]):
-            raise UserError(f"Similarity score '{label}' at {data.where(row)} is not a finite number.")
+            raise UserError(f"{noun} '{label}' at {data.where(row)} is not a finite number{why}.")
     return scores
 
 
