@@ -55,7 +55,7 @@ def transformers_reference(hf_dir, task: str, texts, pairs=None) -> dict[str, np
 
     spec = get_task(task)
     tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
-    model = spec.auto_model_class().from_pretrained(hf_dir).eval()
+    model = spec.auto_model_class().from_pretrained(hf_dir, dtype=torch.float32).eval()  # a half checkpoint too
     batch = tokenizer(texts, pairs, padding=True, truncation=True, return_tensors="pt")
     with torch.no_grad():
         out = model(**batch)
@@ -508,3 +508,23 @@ def tokenizers_twin(hf_tokenizer):
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_checkpoints_are_read_in_fp32(tmp_path, dtype):
+    """A checkpoint saved in fp16 or bf16 (common on the hub; transformers 5 loads a model in the dtype it was
+    saved in): the reference and the exported graph are fp32, and the answers transformers' in fp32."""
+    import onnx
+    import transformers
+
+    hf = build_tiny_model(tmp_path / "hf", "bert", "text-classification")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(hf)
+    model.to(getattr(torch, dtype)).save_pretrained(hf)
+    assert transformers.AutoModelForSequenceClassification.from_pretrained(hf).dtype == getattr(torch, dtype)
+    result = inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="ort-fp32,ort-int8-dynamic",
+                                shapes="1x8", nb_measures=1, warmup=0, threads=1)
+    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
+    assert result.row("ort-int8-dynamic").status in ("passed", "failed", "selected")  # built and judged
+    graph = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    assert {t.data_type for t in graph.graph.initializer if t.data_type in (1, 10, 16)} == {onnx.TensorProto.FLOAT}
+    assert_matches_transformers(inferforge.load(result.output, variant="ort-fp32"), hf, "text-classification", TEXTS)

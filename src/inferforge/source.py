@@ -224,7 +224,12 @@ def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bo
     import transformers
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
-    kwargs = dict(config=config, trust_remote_code=trust_remote_code, use_safetensors=None)
+    import torch
+
+    # fp32 whatever the checkpoint holds: transformers 5 loads a model in the dtype it was saved in (fp16 and
+    # bf16 checkpoints are common on the hub), which would make the reference, the export and every variant
+    # half precision (a bf16 graph onnxruntime cannot even run on a CPU).
+    kwargs = dict(config=config, trust_remote_code=trust_remote_code, use_safetensors=None, dtype=torch.float32)
     auto = task.auto_model_class()
     if task.name == "feature-extraction":
         encoder_class = _saved_encoder_class(config)
