@@ -288,6 +288,10 @@ def test_squad_jsonl_from_datasets_and_v2_unanswerable(tmp_path):
     assert (data.columns.text, data.columns.pair, data.columns.label) == ("question", "context", "answers")
     assert data.pairs[1] == "Paris is the capital of France."
     assert answer_texts(data) == [["Paris", "Paris"], ["France", "of France"], [""]]
+    # SQuAD 2.0's own layout flattened: a list of {"text", "answer_start"} objects, [] when unanswerable
+    flat = [{**r, "answers": [{"text": t, "answer_start": 0} for t in r["answers"]["text"]]} for r in rows]
+    flat_path = _write(tmp_path / "squad-flat.jsonl", "".join(json.dumps(r) + "\n" for r in flat))
+    assert answer_texts(read_labelled_data(flat_path, _task_columns("question-answering"))) == answer_texts(data)
     # a CSV written by to_csv holds pandas' repr of the answers dict
     csv_path = _write(tmp_path / "squad.csv", "question,context,answers\nOf what?,Paris is the capital of France.,"
                       "\"{'text': array(['France', 'of France'], dtype=object), 'answer_start': array([24, 21], dtype=int32)}\"\n")

@@ -86,8 +86,12 @@ def test_evaluate_scores_every_variant_against_fp32(sentiment_tiny):
     _, converted, test_csv = sentiment_tiny
     report = evaluate(converted, test_csv, threads=1)
     assert report.reference == "ort-fp32" and report.metric == "accuracy"
-    assert [r.variant for r in report.rows] == ["ort-fp32", "ort-int8-dynamic"]
-    fp32, int8 = report.rows
+    # every deployable variant the folder stores: the verification search adds ort-int8-dynamic-keepN on the runs
+    # where full int8 misses the verification budget on this tiny model
+    stored = [n for n, e in json.loads((converted / "inferforge.json").read_text())["variants"].items()
+              if e.get("deployable")]
+    assert [r.variant for r in report.rows] == stored and stored[:2] == ["ort-fp32", "ort-int8-dynamic"]
+    fp32, int8 = report.rows[:2]
     assert fp32.drop_points == 0.0
     assert int8.drop_points == pytest.approx(fp32.score.value - int8.score.value)
     assert abs(int8.drop_points) < 3.0 and int8.score.rows == 2000
@@ -767,3 +771,62 @@ def test_evaluate_json_into_a_new_folder_and_a_folder_as_the_file(tiny_converted
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.strip() == (f"error: --json {target.parent} is a folder; name the JSON file to write, "
                                      f"e.g. {target}.")
+
+
+def test_multi_label_scores_against_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    from inferforge.metrics import multi_label_scores
+
+    rng = np.random.default_rng(1)
+    gold = rng.random((40, 5)) < 0.3
+    predicted = gold ^ (rng.random((40, 5)) < 0.2)
+    gold[:, 4] = predicted[:, 4] = False  # a class nobody has: left out of the macro average, as macro_f1 does
+    found = multi_label_scores(gold, predicted)
+    assert found.micro_f1 == pytest.approx(metrics.f1_score(gold, predicted, average="micro"), abs=1e-12)
+    assert found.macro_f1 == pytest.approx(metrics.f1_score(gold, predicted, average="macro", labels=[0, 1, 2, 3]),
+                                           abs=1e-12)
+    assert found.subset_accuracy == pytest.approx(metrics.accuracy_score(gold, predicted), abs=1e-12)
+
+
+def test_multi_label_data_scores_label_sets_by_sigmoid(tmp_path):
+    """go_emotions-style labels (a list of classes per row, none to all) on a multi-label model: a class is
+    predicted where PyTorch's sigmoid passes 0.5; micro F1, macro F1 and subset accuracy from sklearn."""
+    import torch
+    import transformers
+
+    import inferforge
+    from inferforge.evaluate import evaluate
+    from tiny_models import build_tiny_model
+
+    metrics = pytest.importorskip("sklearn.metrics")
+    names = ["anger", "joy", "sadness"]
+    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
+    torch.manual_seed(1)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=3, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        problem_type="multi_label_classification", ignore_mismatched_sizes=True).eval()
+    model.save_pretrained(tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+    tokenizer.save_pretrained(tmp_path / "hf")
+    inferforge.convert(str(tmp_path / "hf"), "text-classification", tmp_path / "out", variants="ort-fp32",
+                       shapes="1x8", nb_measures=2, warmup=1, threads=1)
+    texts = [a for a, _ in PAIRS] + [b for _, b in PAIRS]
+    with torch.no_grad():
+        predicted = torch.sigmoid(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits).numpy() > 0.5
+    gold = predicted.copy()
+    gold[0, 0], gold[3, 1], gold[7] = ~gold[0, 0], ~gold[3, 1], False  # two classes flipped, one row with none
+    expected = {"micro_f1": 100 * metrics.f1_score(gold, predicted, average="micro"),
+                "macro_f1": 100 * metrics.f1_score(gold, predicted, average="macro",
+                                                   labels=np.flatnonzero(gold.any(0) | predicted.any(0))),
+                "subset_accuracy": 100 * metrics.accuracy_score(gold, predicted)}
+    assert 0 < expected["micro_f1"] < 100 and expected["subset_accuracy"] == 100 * 13 / 16
+    jsonl = _jsonl(tmp_path / "go_emotions.jsonl", [{"text": t, "labels": [names[c] if c % 2 else c for c in
+                                                                           np.flatnonzero(g).tolist()]}
+                                                    for t, g in zip(texts, gold)])
+    csv = tmp_path / "go_emotions.csv"  # as to_csv writes a list column
+    csv.write_text("text,labels\n" + "".join(f"{t},\"{np.flatnonzero(g).tolist()}\"\n" for t, g in zip(texts, gold)))
+    for path in (jsonl, csv):
+        report = evaluate(tmp_path / "out", path, threads=1)
+        assert report.metric == "micro_f1"
+        assert _row(report, "ort-fp32").metrics == pytest.approx(expected, abs=1e-9)
+        assert any("multi-label" in m for m in report.messages)

@@ -23,9 +23,11 @@ import numpy as np
 import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError
-from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids,
+from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
+                                      is_multi_label,
                                       read_labelled_data, similarity_scores, tag_sequences)
-from inferforge.metrics import answer_scores, cosine_similarities, entity_scores, macro_f1, spearman
+from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
+                                spearman)
 from inferforge.metrics import accuracy as accuracy_metric
 from inferforge.tasks import TaskSpec
 from inferforge.tokenization import Encoded, TextEncoder
@@ -83,7 +85,7 @@ class EvalSet:
     """Labelled rows tokenized once, scored on any engine with the task's metric."""
 
     def __init__(self, task: TaskSpec, encoder: TextEncoder, data: LabelledData, labels: list[str] | None,
-                 batch_size: int = EVAL_BATCH):
+                 batch_size: int = EVAL_BATCH, multi_label: bool | None = None):
         self.task = task
         self.encoder = encoder
         self.data = data
@@ -98,12 +100,15 @@ class EvalSet:
         self.label_mapping: dict | None = None  # how labels became the model's ids (LabelResolver.mapping)
         # One output (a reranker, a regression head): gold values are numbers, judged by rank correlation.
         self.single_output = task.name == "text-classification" and labels is not None and len(labels) == 1
+        # Labels that are lists of classes (go_emotions): a set per row, predicted where a class's sigmoid passes 0.5.
+        self.multi_label = task.name == "text-classification" and not self.single_output and (
+            is_multi_label(data) if multi_label is None else multi_label)  # a subset is scored as its whole set
         if self.single_output:
             self.gold = similarity_scores(data, "Label", f"; the model has one output ({labels[0]}), so each row's label "
                                           f"is a number (a relevance grade, a regression target) ranked against it")
         elif task.name == "text-classification":
             resolver = LabelResolver(data, labels)
-            self.gold = class_ids(data, labels, resolver)
+            self.gold = class_sets(data, labels, resolver) if self.multi_label else class_ids(data, labels, resolver)
             self.label_mapping = resolver.mapping()
         elif task.name == "token-classification":
             resolver = LabelResolver(data, labels)
@@ -125,6 +130,8 @@ class EvalSet:
 
     @property
     def primary(self) -> str:
+        if self.multi_label:
+            return "micro_f1"
         return "spearman" if self.single_output else PRIMARY_METRIC[self.task.name]
 
     def record(self) -> dict:
@@ -134,7 +141,9 @@ class EvalSet:
     def messages(self) -> list[str]:
         """What to tell the user about how the data was read: the split chosen, how labels became the model's ids."""
         note = (self.label_mapping or {}).get("note")
-        return list(self.data.notes) + ([note] if note else [])
+        multi = ["labels are lists of classes (multi-label): a class is predicted where its sigmoid is over 0.5, and "
+                 "scored by micro F1"] if self.multi_label else []
+        return list(self.data.notes) + ([note] if note else []) + multi
 
     def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
         """(row indices, encoded batch) pairs, rows sorted by length.
@@ -160,7 +169,8 @@ class EvalSet:
         if size >= len(self):
             return self
         rows = np.linspace(0, len(self) - 1, size).round().astype(int)
-        return EvalSet(self.task, self.encoder, self.data.subset(rows.tolist()), self.labels, self.batch_size)
+        return EvalSet(self.task, self.encoder, self.data.subset(rows.tolist()), self.labels, self.batch_size,
+                       self.multi_label)
 
     def outputs(self, engine: Engine) -> list[dict[str, np.ndarray]]:
         """Raw outputs of every batch, in batch order (for comparing engines output to output)."""
@@ -176,6 +186,12 @@ class EvalSet:
             for (idx, _), out in zip(self.batches, outputs):
                 predicted_scores[idx] = out["logits"][:, 0]
             metrics = {"spearman": _rank_correlation(predicted_scores, self.gold)}
+        elif self.multi_label:
+            chosen = np.empty(self.gold.shape, dtype=bool)
+            for (idx, _), out in zip(self.batches, outputs):
+                chosen[idx] = out["logits"] > 0  # sigmoid > 0.5
+            found = multi_label_scores(self.gold, chosen)
+            metrics = {"micro_f1": found.micro_f1, "macro_f1": found.macro_f1, "subset_accuracy": found.subset_accuracy}
         elif name == "text-classification":
             predicted = np.empty(len(self), dtype=np.int64)
             for (idx, _), out in zip(self.batches, outputs):

@@ -962,7 +962,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         if pairs is not None:
             pairs.append(_cell_text(record.get(used.pair), used.pair, where))
         label = record.get(used.label)
-        if label is None or (isinstance(label, str) and not label.strip()) or label == []:
+        if label is None or (isinstance(label, str) and not label.strip()):  # [] is a row of no class (multi-label)
             raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label.")
         labels.append(label)
     class_names = records.class_names.get(used.label)
@@ -1197,6 +1197,27 @@ def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelRes
     return ids
 
 
+def is_multi_label(data: LabelledData) -> bool:
+    """Labels given as lists of classes (go_emotions' `labels`, a Sequence of ClassLabel; `[0, 2]` in a CSV cell):
+    each row has a set of classes, none to all."""
+    return any(isinstance(parse_cell(label), list) for label in data.labels)
+
+
+def class_sets(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
+    """(rows, classes) booleans: the classes of each row, a list of names or ids (a single one is a set of one; an
+    empty list, no class), each resolved as `class_ids` resolves a label."""
+    resolver = resolver or LabelResolver(data, label_names)
+    gold = np.zeros((len(data), len(label_names)), dtype=bool)
+    for row, label in enumerate(data.labels):
+        parsed = parse_cell(label)
+        for value in parsed if isinstance(parsed, list) else [label]:
+            if isinstance(value, (list, dict)) or value is None:
+                raise UserError(f"Label list {label} at {data.where(row)} holds {value!r}; give each row a list of "
+                                f"class names or ids, e.g. [0, 2] or [\"joy\"].")
+            gold[row, resolver(value, row)] = True
+    return gold
+
+
 def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> list[list[str]]:
     """One tag per whitespace-separated word of each text: a list (of names or ids), or tags separated by
     spaces. Names match the model's as labels do (`LabelResolver`); ids go through the dataset's tag names (a Sequence of
@@ -1231,15 +1252,15 @@ def answer_texts(data: LabelledData) -> list[list[str]]:
             if "text" not in label:
                 raise UserError(f"The answers at {data.where(row)} have no 'text'; give {{\"text\": [...]}} as SQuAD does.")
             value = label["text"]
-            if isinstance(value, list) and not value:
-                answers.append([""])
-                continue
         elif isinstance(label, list) and label and all(isinstance(x, dict) for x in label):
             if not all("text" in x for x in label):
                 raise UserError(f"The answers at {data.where(row)} have no 'text'; give {{\"text\": [...]}} as SQuAD does.")
             value = [x["text"] for x in label]
         else:
             value = label
+        if isinstance(value, list) and not value:  # {"text": []} or SQuAD 2.0's own "answers": []: unanswerable
+            answers.append([""])
+            continue
         options = value if isinstance(value, list) else [value]
         options = [str(o) for o in options if o is not None and str(o).strip()]
         if not options:

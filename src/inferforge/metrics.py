@@ -186,3 +186,28 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
     return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+
+
+# --- Multi-label classification: every (row, class) decision ---
+
+@dataclass(frozen=True)
+class MultiLabelScores:
+    micro_f1: float
+    macro_f1: float
+    subset_accuracy: float
+
+
+def multi_label_scores(gold: np.ndarray, predicted: np.ndarray) -> MultiLabelScores:
+    """`gold` and `predicted` are (rows, classes) booleans. Micro F1 counts every (row, class) decision; macro F1
+    is the mean per-class F1 over the classes present in the gold or the predictions (as `macro_f1`); subset
+    accuracy is the share of rows whose whole set of classes is right."""
+    gold, predicted = np.asarray(gold, dtype=bool), np.asarray(predicted, dtype=bool)
+    if gold.shape != predicted.shape:
+        raise ValueError(f"gold {gold.shape} and predictions {predicted.shape} differ in shape")
+    _same_length(gold, predicted)
+    tp, fp, fn = (gold & predicted).sum(0), (~gold & predicted).sum(0), (gold & ~predicted).sum(0)
+    present = gold.any(0) | predicted.any(0)
+    per_class = [_f1(int(tp[c]), int(fp[c]), int(fn[c])) for c in np.flatnonzero(present)]
+    return MultiLabelScores(micro_f1=_f1(int(tp.sum()), int(fp.sum()), int(fn.sum())),
+                            macro_f1=float(np.mean(per_class)) if per_class else 0.0,
+                            subset_accuracy=float((gold == predicted).all(1).mean()))
