@@ -830,3 +830,55 @@ def test_multi_label_data_scores_label_sets_by_sigmoid(tmp_path):
         assert report.metric == "micro_f1"
         assert _row(report, "ort-fp32").metrics == pytest.approx(expected, abs=1e-9)
         assert any("multi-label" in m for m in report.messages)
+
+
+def _iob2(tags):
+    """IO tags (I-PER I-PER O) as IOB2 (B-PER I-PER O), the scheme WikiANN and conll2003 write."""
+    return [t if t == "O" else ("I-" if i and tags[i - 1] == t else "B-") + t[2:] for i, t in enumerate(tags)]
+
+
+def test_iob2_data_on_a_model_that_tags_io_only(tmp_path):
+    """A model tagging I-PER / I-LOC only (as camembert-ner) judged on IOB2 data (B-PER...): entities are compared,
+    so B-PER, a tag the model lacks for a type it knows, is read as written (was "Unknown tag 'B-PER'")."""
+    import torch
+    import transformers
+
+    import inferforge
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import entities, entity_scores
+    from tiny_models import build_tiny_model
+
+    labels = ["O", "I-PER", "I-LOC"]
+    base = build_tiny_model(tmp_path / "base", "bert", "token-classification")
+    torch.manual_seed(2)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(
+        base, num_labels=3, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        ignore_mismatched_sizes=True).eval()
+    model.save_pretrained(tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+    tokenizer.save_pretrained(tmp_path / "hf")
+    inferforge.convert(str(tmp_path / "hf"), "token-classification", tmp_path / "out", variants="ort-fp32",
+                       shapes="1x8", nb_measures=2, warmup=1, threads=1)
+    batch = tokenizer(NER_SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predicted = _first_token_tags(batch, model(**batch).logits, NER_SENTENCES, labels)
+    gold = [_iob2(tags) for tags in predicted]
+    assert any(t.startswith("B-") for tags in gold for t in tags) and sum(map(len, map(entities, gold))) >= 3
+    path = _jsonl(tmp_path / "wikiann.jsonl", [{"tokens": w, "ner_tags": t} for w, t in zip(NER_SENTENCES, gold)])
+    report = evaluate(tmp_path / "out", path, threads=1)
+    assert _row(report, "ort-fp32").value == 100.0
+    assert report.messages[-1].startswith("tags the model does not have, for entity types it has, are compared as "
+                                          "written (entities, not tags, are scored): B-")
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # WikiANN's ner_tags: ids of a Sequence of ClassLabel
+    _hf_parquet(tmp_path / "test.parquet", {"tokens": NER_SENTENCES, "ner_tags": [[names.index(t) for t in g] for g in gold]},
+                {"ner_tags": {"feature": _class_label(names), "_type": "Sequence"}})
+    assert _row(evaluate(tmp_path / "out", tmp_path / "test.parquet", threads=1), "ort-fp32").value == 100.0
+    gold[0] = ["B-PER"] + ["O"] * (len(gold[0]) - 1)
+    expected = 100 * entity_scores(gold, predicted).f1
+    assert 0 < expected < 100
+    conll = tmp_path / "wikiann.iob2"
+    conll.write_text("\n".join("".join(f"{w} {t}\n" for w, t in zip(ws, g)) for ws, g in zip(NER_SENTENCES, gold)))
+    assert _row(evaluate(tmp_path / "out", conll, threads=1), "ort-fp32").value == pytest.approx(expected, abs=1e-9)
+    conll.write_text("Paris B-ORG\n")  # a type the model does not know is still refused
+    with pytest.raises(Exception, match="Unknown tag 'B-ORG' at line 1"):
+        evaluate(tmp_path / "out", conll, threads=1)

@@ -1082,6 +1082,7 @@ class LabelResolver:
         self.names_seen: dict[str, NameMatch] = {}  # each label name of the data and how it matched
         self.by_name = 0
         self.ids_seen: set[int] = set()
+        self.as_written: dict[str, None] = {}  # tags of another scheme kept for entity types the model knows
 
     def _match_names(self, names: list[str]) -> dict[int, NameMatch]:
         """The model's label of each of the dataset's class names; a prefix is only taken by one name (the
@@ -1167,8 +1168,9 @@ class LabelResolver:
         note = None
         if seen and self.through_names:
             same = all(p["dataset_id"] == p["model_id"] for p in pairs)
-            listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> " + (f"{p['model_id']} {p['model_label']}"
-                               if p["model_id"] is not None else "none (unused)") for p in pairs])
+            listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> " + (
+                f"{p['model_id']} {p['model_label']}" if p["model_id"] is not None
+                else "as written" if p["dataset_name"] in self.as_written else "none (unused)") for p in pairs])
             note = (f"label ids mapped through the dataset's class names to the model's labels: {listed}"
                     + (" (same ids)" if same else ""))
         elif seen and names:
@@ -1183,6 +1185,10 @@ class LabelResolver:
                  if m.id is not None and m.how in ("punctuation", "prefix")]
         if loose:  # neg = NEGATIVE is said, as the dataset's class names are
             said = f"label names matched to the model's ignoring punctuation or as a prefix: {_listing(loose)}"
+            note = f"{note}; {said}" if note else said
+        if self.as_written:
+            said = (f"tags the model does not have, for entity types it has, are compared as written (entities, not "
+                    f"tags, are scored): {_listing(list(self.as_written))}")
             note = f"{note}; {said}" if note else said
         return {"how": how, "dataset_class_names": names, "pairs": pairs, "note": note}
 
@@ -1221,8 +1227,27 @@ def class_sets(data: LabelledData, label_names: Sequence[str], resolver: LabelRe
 def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> list[list[str]]:
     """One tag per whitespace-separated word of each text: a list (of names or ids), or tags separated by
     spaces. Names match the model's as labels do (`LabelResolver`); ids go through the dataset's tag names (a Sequence of
-    ClassLabel, as conll2003's ner_tags) when it has them, else they are the model's ids (config.json id2label)."""
+    ClassLabel, as conll2003's ner_tags) when it has them, else they are the model's ids (config.json id2label).
+
+    Entities are compared, not tags: a tag in another scheme than the model's (WikiANN's B-PER for a model tagging
+    I-PER only, IO tags such as PER) is kept as written when the model knows its entity type."""
+    from inferforge.metrics import split_tag
+
     resolver = resolver or LabelResolver(data, label_names)
+    types = {kind.casefold(): kind for _, kind in map(split_tag, resolver.model) if kind}
+
+    def tag_name(tag: Any, row: int) -> str:
+        try:
+            return resolver.model[resolver(tag, row, "tag")]
+        except UserError:
+            as_id, names = _as_class_id(tag), resolver.dataset_names
+            name = names[as_id] if as_id is not None and names and 0 <= as_id < len(names) else str(tag).strip()
+            prefix, kind = split_tag(name)
+            if kind.casefold() not in types:
+                raise
+            resolver.as_written[name] = None
+            return f"{prefix}-{types[kind.casefold()]}"
+
     sequences: list[list[str]] = []
     for row, (text, label) in enumerate(zip(data.texts, data.labels)):
         parsed = parse_cell(label)
@@ -1233,7 +1258,7 @@ def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: Labe
                 f"{data.where(row)} has {len(words)} words but {len(tags)} tags; give one tag per "
                 f"whitespace-separated word."
             )
-        sequences.append([resolver.model[resolver(tag, row, "tag")] for tag in tags])
+        sequences.append([tag_name(tag, row) for tag in tags])
     return sequences
 
 

@@ -50,7 +50,7 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 Entity = tuple[str, int, int]  # type, first word, last word (inclusive)
 
 
-def _split_tag(tag: str) -> tuple[str, str]:
+def split_tag(tag: str) -> tuple[str, str]:
     """('B', 'PER') for 'B-PER'; a tag without a B/I/E/S prefix is an inside tag of its own type."""
     if tag in ("O", ""):
         return "O", ""
@@ -80,7 +80,7 @@ def entities(tags: Sequence[str]) -> list[Entity]:
     found: list[Entity] = []
     prev_prefix, prev_type, begin = "O", "", 0
     for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, kind = _split_tag(tag)
+        prefix, kind = split_tag(tag)
         if _ends_chunk(prev_prefix, prefix, prev_type, kind):
             found.append((prev_type, begin, i - 1))
         if _starts_chunk(prev_prefix, prefix, prev_type, kind):
