@@ -101,6 +101,9 @@ BAD_FILES = [
     ("notext.csv", "phrase,label\na,1\n", "no text column .columns found: phrase, label; looked for text, sentence"),
     ("array.json", '[{"text": "a", "label": 1},\n {"text": "b" "label": 2}]', "Line 2 of .* not valid JSON"),
     ("tagless.conll", "EU B-ORG\nrejects\n", "Line 2 of .* has no tag"),
+    # json.dumps writes a missing value as NaN: a missing cell, not the text 'nan' or the label 'nan'
+    ("nantext.jsonl", '{"text": "ok", "label": 0}\n{"text": NaN, "label": 1}\n', "'text' is empty at line 2"),
+    ("nanlabel.json", '[{"text": "ok", "label": 0},\n {"text": "fine", "label": NaN}]', "'label' is empty at line 2"),
 ]
 
 
@@ -690,6 +693,11 @@ def test_split_slices_and_a_test_file_without_labels(tmp_path):
     assert data.split == "dev" and data.texts == ["fine", "bad"] and data.file_format == "TSV"
     assert data.notes == (f"split 'test' of {repo} has no label column, so 'dev' is used",)
     assert data.where(1) == f"line 3 of {repo / 'dev.tsv'}"
+    # a single file has no splits, but a slice still applies to it: the notes say both, in order
+    dev = read_labelled_data(repo / "dev.tsv", _task_columns("text-classification"), split="test[:1]")
+    assert dev.texts == ["fine"]
+    assert dev.notes == (f"--eval-split 'test' does not apply to a single file: all of {repo / 'dev.tsv'} is read, "
+                         f"then sliced", f"rows [:1] of {repo / 'dev.tsv'} are used: 1 of 2")
 
 
 # ---- Texts without labels: --calibration-data and --validation-texts read every source --eval-data reads ----

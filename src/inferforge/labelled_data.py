@@ -848,8 +848,14 @@ def parse_cell(value: Any) -> Any:
         return value
 
 
+def _missing(value: Any) -> bool:
+    """No value: None, a blank string, or NaN (what pandas and json.dumps write for a missing cell)."""
+    return (value is None or (isinstance(value, str) and not value.strip())
+            or (isinstance(value, (float, np.floating)) and bool(np.isnan(value))))
+
+
 def _cell_text(value: Any, column: str, where: str) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _missing(value):
         raise UserError(f"Column '{column}' is empty at {where}; every row needs a value.")
     if isinstance(value, (dict, list)):
         raise UserError(f"Column '{column}' at {where} holds {type(value).__name__}, not text.")
@@ -898,8 +904,9 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
             return _sliced(replace(data, notes=tuple(notes)), rows)
     _check_file(path)
     data = _labelled(_read_file(path), path, columns, text_is_list, None)
-    if split is not None:
-        data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read",))
+    if split is not None:  # the slice of test[:200] still applies, to the whole file
+        data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read"
+                                    + (", then sliced" if rows is not None else ""),))
     return _sliced(data, rows)
 
 
@@ -962,7 +969,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         if pairs is not None:
             pairs.append(_cell_text(record.get(used.pair), used.pair, where))
         label = record.get(used.label)
-        if label is None or (isinstance(label, str) and not label.strip()):  # [] is a row of no class (multi-label)
+        if _missing(label):  # [] is a row of no class (multi-label)
             raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label.")
         labels.append(label)
     class_names = records.class_names.get(used.label)
