@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -202,6 +203,24 @@ def test_glue_pair_csv_columns_are_detected_and_reported(tmp_path):
     assert data.detected == ("text", "pair", "label")
     assert data.describe() == "text 'Sentence1', pair 'sentence2', label 'LABEL' (detected: text, pair, label), read as CSV"
     assert class_ids(data, ["ENTAILMENT", "NOT_ENTAILMENT"]).tolist() == [1, 1]
+
+
+def test_raw_tsv_with_quotes_in_texts_keeps_one_row_per_line(tmp_path):
+    # GLUE's own TSV files do not quote: a sentence that opens with a quote swallowed the next rows into one cell
+    raw = _write(tmp_path / "dev_matched.tsv", 'index\tsentence1\tsentence2\tgold_label\n'
+                 '0\t"Hello," he said.\tHe greeted someone.\tentailment\n'
+                 '1\tThe 12" vinyl sold out.\tIt was a record.\tneutral\n'
+                 '2\tNo quotes here.\tNone "at all.\tcontradiction\n')
+    data = read_labelled_data(raw, _task_columns("text-classification"))
+    assert data.texts == ['"Hello," he said.', 'The 12" vinyl sold out.', "No quotes here."]
+    assert data.pairs == ["He greeted someone.", "It was a record.", 'None "at all.']
+    assert data.labels == ["entailment", "neutral", "contradiction"] and data.lines == [2, 3, 4]
+    # a TSV written with the csv module (or pandas) quotes as CSV does, and is read so
+    quoted = tmp_path / "quoted.tsv"
+    with quoted.open("w", newline="") as f:
+        csv.writer(f, delimiter="\t").writerows([["text", "label"], ['"Hello," he said.', "1"], ["two\nlines", "0"]])
+    data = read_labelled_data(quoted, _task_columns("text-classification"))
+    assert data.texts == ['"Hello," he said.', "two\nlines"] and data.labels == ["1", "0"]
 
 
 @pytest.mark.parametrize("header,text,pair", [

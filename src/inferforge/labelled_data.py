@@ -293,10 +293,33 @@ def _read_json_object(whole: dict, path: Path) -> _Records | None:
 
 
 def _read_csv(f, path: Path, fmt: str) -> _Records:
-    reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
+    if fmt == "tsv":
+        # A raw TSV (GLUE's, and most written without a csv module) does not quote: a text that starts with a quote
+        # ('"Hello," he said') loses its quotes, or swallows the rows after it up to the next quote into one cell.
+        # Unless the file reads as properly quoted (strictly, no cell holding a tab), it is read with quotes as plain
+        # characters, as datasets reads GLUE, when every line then has a cell per column.
+        try:
+            records = _csv_records(f, path, fmt, strict=True)
+            if not any("\t" in v for r in records.rows for v in r.values() if isinstance(v, str)):
+                return records
+        except (csv.Error, UserError):  # a quote out of place, or a row of too many cells once quotes swallowed tabs
+            pass
+        for quoting in (csv.QUOTE_NONE, csv.QUOTE_MINIMAL):
+            with path.open(encoding="utf-8-sig", newline="") as again:
+                records = _csv_records(again, path, fmt, quoting=quoting)
+            if records is not None:
+                return records
+    return _csv_records(f, path, fmt)
+
+
+def _csv_records(f, path: Path, fmt: str, quoting: int = csv.QUOTE_MINIMAL, strict: bool = False) -> _Records | None:
+    """The rows of a CSV/TSV file; with QUOTE_NONE, None unless every line has as many cells as the header."""
+    reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t", quoting=quoting, strict=strict)
     header = [name for name in (reader.fieldnames or []) if name is not None]
     records, lines = [], []
     for record in reader:
+        if quoting == csv.QUOTE_NONE and (None in record or None in record.values()):
+            return None
         if None in record:
             raise UserError(
                 f"Line {reader.line_num} of {path} has more cells than the header row "
@@ -1090,6 +1113,7 @@ class LabelResolver:
         self.by_name = 0
         self.ids_seen: set[int] = set()
         self.as_written: dict[str, None] = {}  # tags of another scheme kept for entity types the model knows
+        self.numbers_seen: dict[str, int | None] = {}  # "1" -> the model's id when it is one of its names
 
     def _match_names(self, names: list[str]) -> dict[int, NameMatch]:
         """The model's label of each of the dataset's class names; a prefix is only taken by one name (the
@@ -1127,8 +1151,10 @@ class LabelResolver:
             if as_id is None:
                 hit = self._name(value, row, noun)
             else:  # "1" is a name only when the model has it; otherwise an id, never the start of "1 star"
-                found = self.index.match(value)
-                hit = found.id if found.how in ("exact", "case") else None
+                if value not in self.numbers_seen:  # once per spelling: a file has millions of "0" and "1"
+                    found = self.index.match(value)
+                    self.numbers_seen[value] = found.id if found.how in ("exact", "case") else None
+                hit = self.numbers_seen[value]
             if hit is not None:
                 self.by_name += 1
                 return hit
