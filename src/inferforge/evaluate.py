@@ -110,6 +110,11 @@ class EvalSet:
             resolver = LabelResolver(data, labels)
             self.gold = class_sets(data, labels, resolver) if self.multi_label else class_ids(data, labels, resolver)
             self.label_mapping = resolver.mapping()
+            if self.multi_label:  # in the mapping's note, which convert prints and report.json keeps too
+                said = ("labels are lists of classes (multi-label): a class is predicted where its sigmoid is over "
+                        "0.5, and scored by micro F1")
+                note = self.label_mapping["note"]
+                self.label_mapping["note"] = f"{note}; {said}" if note else said
         elif task.name == "token-classification":
             resolver = LabelResolver(data, labels)
             self.gold = tag_sequences(data, labels, resolver)
@@ -141,9 +146,7 @@ class EvalSet:
     def messages(self) -> list[str]:
         """What to tell the user about how the data was read: the split chosen, how labels became the model's ids."""
         note = (self.label_mapping or {}).get("note")
-        multi = ["labels are lists of classes (multi-label): a class is predicted where its sigmoid is over 0.5, and "
-                 "scored by micro F1"] if self.multi_label else []
-        return list(self.data.notes) + ([note] if note else []) + multi
+        return list(self.data.notes) + ([note] if note else [])
 
     def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
         """(row indices, encoded batch) pairs, rows sorted by length.
