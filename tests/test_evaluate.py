@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from inferforge.metrics import (accuracy, answer_scores, entities, entity_scores, macro_f1, normalize_answer, ranks,
-                                spearman)
+from inferforge.metrics import (accuracy, answer_scores, entities, entity_scores, macro_f1, normalize_answer, pearson,
+                                ranks, spearman)
 
 
 def test_accuracy_and_macro_f1_by_hand():
@@ -54,6 +54,7 @@ def test_spearman_against_scipy():
     y = x + rng.normal(scale=0.7, size=200)
     y[:20] = y[0]  # ties
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-12)
     assert ranks([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
     assert np.isnan(spearman([1, 2, 3], [4, 4, 4]))
 
@@ -439,11 +440,13 @@ def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path
     cosines = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     gold = [5.0, 0.4, 3.2, 1.0, 2.2, 4.8, 0.0, 3.9]
     expected = 100.0 * stats.spearmanr(cosines, gold).statistic
+    expected_pearson = 100.0 * stats.pearsonr(cosines, gold).statistic
     path = tmp_path / "sts-dev.csv"
     path.write_text("sentence1,sentence2,score\n" + "".join(f"{x},{y},{s}\n" for (x, y), s in zip(PAIRS, gold)))
     report = evaluate(folder, path, threads=1)
     assert (report.columns["text"], report.columns["pair"], report.columns["label"]) == ("sentence1", "sentence2", "score")
     assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-6)
+    assert _row(report, "ort-fp32").metrics["pearson"] == pytest.approx(expected_pearson, abs=1e-4)
     assert abs(expected) < 99.0  # the gold is not the model's own ranking: a wrong pairing would show
 
 
@@ -728,7 +731,7 @@ def test_rank_correlation_needs_two_gold_scores_and_a_collapsed_variant_scores_z
     reference = eval_set.score_outputs(outputs)
     collapsed = [{**out, "sentence_embedding": np.ones_like(out["sentence_embedding"])} for out in outputs]
     score = eval_set.score_outputs(collapsed)  # every cosine 1.0: no ranking at all (was NaN, inside any budget)
-    assert score.value == 0.0
+    assert score.metrics == {"spearman": 0.0, "pearson": 0.0}
     assert drop_points(reference, score) == pytest.approx(reference.value)
 
 

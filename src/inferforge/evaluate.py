@@ -27,7 +27,7 @@ from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, 
                                       is_multi_label,
                                       read_labelled_data, similarity_scores, tag_sequences)
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
-                                spearman)
+                                pearson, spearman)
 from inferforge.metrics import accuracy as accuracy_metric
 from inferforge.tasks import TaskSpec
 from inferforge.tokenization import Encoded, TextEncoder
@@ -74,11 +74,12 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _rank_correlation(predicted: np.ndarray, gold: np.ndarray) -> float:
-    """Spearman of a variant's scores with the gold ones; a variant whose scores are all equal (a collapsed int8
-    model) ranks nothing: 0, not NaN, so that it falls outside any budget instead of passing every comparison."""
-    value = spearman(predicted, gold)
-    return 0.0 if np.isnan(value) else value
+def _correlations(predicted: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    """Spearman (the primary metric) and Pearson (GLUE's STS-B gives both) of a variant's scores with the gold ones;
+    a variant whose scores are all equal (a collapsed int8 model) ranks nothing: 0, not NaN, so that it falls
+    outside any budget instead of passing every comparison."""
+    found = {"spearman": spearman(predicted, gold), "pearson": pearson(predicted, gold)}
+    return {name: 0.0 if np.isnan(value) else value for name, value in found.items()}
 
 
 class EvalSet:
@@ -188,7 +189,7 @@ class EvalSet:
             predicted_scores = np.empty(len(self), dtype=np.float64)
             for (idx, _), out in zip(self.batches, outputs):
                 predicted_scores[idx] = out["logits"][:, 0]
-            metrics = {"spearman": _rank_correlation(predicted_scores, self.gold)}
+            metrics = _correlations(predicted_scores, self.gold)
         elif self.multi_label:
             chosen = np.empty(self.gold.shape, dtype=bool)
             for (idx, _), out in zip(self.batches, outputs):
@@ -227,7 +228,7 @@ class EvalSet:
                 for row, vector in zip(idx, out["sentence_embedding"]):
                     vectors[row] = vector
             first, second = np.stack(vectors[:n]), np.stack(vectors[n:])
-            metrics = {"spearman": _rank_correlation(cosine_similarities(first, second), self.gold)}
+            metrics = _correlations(cosine_similarities(first, second), self.gold)
         return TaskScore({k: 100.0 * float(v) for k, v in metrics.items()}, self.primary, len(self))
 
     def _word_tags(self, encoded: Encoded, row: int, best: np.ndarray) -> list[str]:

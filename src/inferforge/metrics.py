@@ -211,3 +211,12 @@ def multi_label_scores(gold: np.ndarray, predicted: np.ndarray) -> MultiLabelSco
     return MultiLabelScores(micro_f1=_f1(int(tp.sum()), int(fp.sum()), int(fn.sum())),
                             macro_f1=float(np.mean(per_class)) if per_class else 0.0,
                             subset_accuracy=float((gold == predicted).all(1).mean()))
+
+
+def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Pearson correlation (GLUE's STS-B reports it beside Spearman); NaN when either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    _same_length(x, y)
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((dx**2).sum() * (dy**2).sum())
+    return float((dx * dy).sum() / denominator) if denominator > 0 else float("nan")
