@@ -205,6 +205,36 @@ def test_glue_pair_csv_columns_are_detected_and_reported(tmp_path):
     assert class_ids(data, ["ENTAILMENT", "NOT_ENTAILMENT"]).tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("suffix,module", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+def test_compressed_text_files_and_hub_folders(tmp_path, suffix, module):
+    import importlib
+
+    opener = importlib.import_module(module).open
+
+    def packed(path, text):
+        with opener(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    jsonl = packed(tmp_path / f"test.jsonl{suffix}", '{"text": "fine", "label": "positive"}\n{"text": "bad", "label": 0}\n')
+    data = read_labelled_data(jsonl, _task_columns("text-classification"))
+    assert data.texts == ["fine", "bad"] and data.file_format == "JSON Lines" and data.where(1) == f"line 2 of {jsonl}"
+    tsv = packed(tmp_path / f"dev.tsv{suffix}", 'sentence\tlabel\n"Hello," he said.\t1\n')
+    assert read_labelled_data(tsv, _task_columns("text-classification")).texts == ['"Hello," he said.']
+    repo = tmp_path / "hub"
+    (repo / "data").mkdir(parents=True)
+    packed(repo / "data" / f"train.jsonl{suffix}", '{"text": "for calibration", "label": 1}\n')
+    packed(repo / "data" / f"test.jsonl{suffix}", '{"text": "judged", "label": 1}\n')
+    (repo / "data" / f"extra.parquet{suffix}").write_bytes(b"not read")
+    assert read_labelled_data(repo).texts == ["judged"]
+    assert read_calibration_texts(repo)[0] == ["for calibration"]
+    assert read_calibration_texts(packed(tmp_path / f"calib.txt{suffix}", "one\ntwo\n"))[0] == ["one", "two"]
+    broken = tmp_path / f"cut.csv{suffix}"
+    broken.write_bytes(b"text,label\nnot compressed,1\n")
+    with pytest.raises(UserError, match=rf"cut.csv{suffix} is not a readable {module} file \(.*\); download it again"):
+        read_labelled_data(broken)
+
+
 def test_raw_tsv_with_quotes_in_texts_keeps_one_row_per_line(tmp_path):
     # GLUE's own TSV files do not quote: a sentence that opens with a quote swallowed the next rows into one cell
     raw = _write(tmp_path / "dev_matched.tsv", 'index\tsentence1\tsentence2\tgold_label\n'

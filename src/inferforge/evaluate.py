@@ -424,7 +424,8 @@ def register(app) -> None:
                                                    help="Labelled data (same as --data)."),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data: CSV, TSV, JSON Lines (.jsonl, "
                                             "or .json as datasets' to_json writes it), a JSON array or columns, a SQuAD "
-                                            ".json, CoNLL (.conll, .iob, .bio) or CoNLL-U (.conllu), Parquet, Arrow, or a "
+                                            ".json, CoNLL (.conll, .iob, .bio) or CoNLL-U (.conllu), these also as .gz, "
+                                            ".bz2 or .xz, Parquet, Arrow, or a "
                                             "folder written by datasets' save_to_disk (Dataset or DatasetDict) or of "
                                             "files named by split."),
         eval_split: Optional[str] = typer.Option(None, "--eval-split", "--split", help="Split of a dataset folder "

@@ -8,6 +8,7 @@ Files are read as they are:
 * the original SQuAD v1.1/v2.0 `.json` file (data -> paragraphs -> qas);
 * CoNLL-style token/tag text (`.conll`, `.iob`, `.iob2`, `.bio`): one token per line with its tag in the
   last column, a blank line between sentences, `-DOCSTART-` lines skipped; CoNLL-U (`.conllu`);
+* any of these text formats compressed as the Hub often ships them (`test.jsonl.gz`, `.bz2`, `.xz`);
 * Parquet (`.parquet`, the Hub's format) and Arrow (`.arrow`, `.feather`), read with pyarrow;
 * a folder: what `datasets`' `save_to_disk` writes (a Dataset: state.json + .arrow files; a DatasetDict:
   dataset_dict.json + one folder per split), or a Hub repository's files named by split
@@ -32,6 +33,7 @@ import ast
 import csv
 import hashlib
 import json
+import lzma
 import os
 import re
 import subprocess
@@ -168,12 +170,39 @@ class LabelledData:
                 "notes": list(self.notes)}
 
 
+# Text data compressed as the Hub often ships it (train.jsonl.gz, dev.tsv.bz2): read through the module named.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _data_suffix(path: Path) -> str:
+    """The suffix that names a file's format, under a compression suffix: '.jsonl' for test.jsonl.gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def _compression(path: Path) -> str | None:
+    return COMPRESSIONS.get(path.suffix.lower()) if len(path.suffixes) > 1 else None
+
+
+def _open_text(path: Path, newline: str | None = ""):
+    """A data file opened as UTF-8 text (a BOM skipped), decompressed on the fly when its name says so."""
+    module = _compression(path)
+    if module is None:
+        return path.open(encoding="utf-8-sig", newline=newline)
+    import importlib
+
+    return importlib.import_module(module).open(path, "rt", encoding="utf-8-sig", newline=newline)
+
+
 def _data_format(path: Path) -> str:
-    fmt = DATA_SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
+    fmt = DATA_SUFFIXES.get(_data_suffix(path))
+    if fmt is None or (fmt in ARROW_FORMATS and _compression(path)):
         raise UserError(
             f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or "
-            f".conllu file, or a folder written by datasets' save_to_disk (got '{path.suffix or 'no suffix'}')."
+            f".conllu file (the text ones may be .gz, .bz2 or .xz), or a folder written by datasets' save_to_disk "
+            f"(got '{''.join(path.suffixes[-2:]) or 'no suffix'}')."
         )
     return fmt
 
@@ -220,7 +249,7 @@ def _read_file(path: Path) -> _Records:
     if fmt in ARROW_FORMATS:
         return _ArrowFiles([path], fmt, str(path)).records()
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
+        with _open_text(path) as f:
             if fmt in ("csv", "tsv"):
                 return _read_csv(f, path, fmt)
             if fmt == "conll":
@@ -232,6 +261,12 @@ def _read_file(path: Path) -> _Records:
         raise UserError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
     except csv.Error as exc:
         raise UserError(f"{path} is not a readable CSV file ({exc}).") from None
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:  # gzip.BadGzipFile, a cut-short archive
+        if _compression(path) is None:
+            raise
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise UserError(f"{path} is not a readable {_compression(path)} file ({detail}); download it again or "
+                        f"decompress it first.") from None
     stripped = content.lstrip()
     if fmt == "json" and stripped.startswith("["):
         return _read_json_array(content, path)
@@ -305,7 +340,7 @@ def _read_csv(f, path: Path, fmt: str) -> _Records:
         except (csv.Error, UserError):  # a quote out of place, or a row of too many cells once quotes swallowed tabs
             pass
         for quoting in (csv.QUOTE_NONE, csv.QUOTE_MINIMAL):
-            with path.open(encoding="utf-8-sig", newline="") as again:
+            with _open_text(path) as again:
                 records = _csv_records(again, path, fmt, quoting=quoting)
             if records is not None:
                 return records
@@ -609,6 +644,8 @@ _SHARD = re.compile(r"[-_.]?\d{3,}-of-\d{3,}$")
 def _split_of_file(folder: Path, path: Path) -> str:
     """A Hub repository's split name of a data file: test-00000-of-00001.parquet, test.jsonl, test/0000.parquet."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    if _compression(path):  # test.jsonl.gz
+        stem = stem[: -len(Path(stem).suffix)]
     stem = _SHARD.sub("", stem)
     if re.fullmatch(r"\d*", stem) or stem in ("data", "part") or stem.startswith("part-"):
         return path.parent.name if path.parent != folder else stem
@@ -616,7 +653,8 @@ def _split_of_file(folder: Path, path: Path) -> str:
 
 
 def _find_split_files(folder: Path) -> dict[str, list[Path]]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and _data_suffix(p) in DATA_SUFFIXES
+                   and not (_compression(p) and DATA_SUFFIXES[_data_suffix(p)] in ARROW_FORMATS)
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                    and p.name not in ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"))
     splits: dict[str, list[Path]] = {}
@@ -627,7 +665,7 @@ def _find_split_files(folder: Path) -> dict[str, list[Path]]:
         if len(parents) > 1:
             raise UserError(f"{folder} has '{split}' files in several folders ({', '.join(parents)}); point at the "
                             f"folder of the configuration you want.")
-        kinds = {DATA_SUFFIXES[p.suffix.lower()] for p in paths}
+        kinds = {DATA_SUFFIXES[_data_suffix(p)] for p in paths}
         if len(kinds) > 1:
             raise UserError(f"{folder} has '{split}' files of several formats ({', '.join(p.name for p in paths[:4])}); "
                             f"point at one file.")
@@ -662,7 +700,7 @@ def _saved_dataset(folder: Path) -> _Records:
 def _split_files(files: list[Path], folder: Path) -> _Records:
     """One split of a Hub-style folder: its files read as one table (Parquet, Arrow) or one after another (text
     files, whose rows then say their own file in messages)."""
-    fmt = DATA_SUFFIXES[files[0].suffix.lower()]
+    fmt = DATA_SUFFIXES[_data_suffix(files[0])]
     if fmt in ARROW_FORMATS:
         return _ArrowFiles(files, fmt, str(folder)).records()
     merged = _Records([], [], [], "")
@@ -1367,7 +1405,8 @@ class TextRows:
 
 def _text_lines(path: Path, option: str, task: Any) -> TextRows:
     try:
-        content = path.read_text(encoding="utf-8-sig")
+        with _open_text(path, newline=None) as f:
+            content = f.read()
     except UnicodeDecodeError:
         raise UserError(f"{option} file '{path}' is not UTF-8 text; save it as UTF-8.") from None
     lines = [line.strip() for line in content.splitlines() if line.strip()]
@@ -1387,12 +1426,12 @@ def _text_lines(path: Path, option: str, task: Any) -> TextRows:
 def _headerless_tsv(path: Path, text_column: str | None, candidates: Sequence[str]) -> bool:
     """A .tsv whose first line names no text column is text lines, question<TAB>context pairs (the layout of the
     built-in validation_qa.tsv), not a table."""
-    if path.suffix.lower() != ".tsv":
+    if _data_suffix(path) != ".tsv":
         return False
     try:
-        with path.open(encoding="utf-8-sig") as f:
+        with _open_text(path, newline=None) as f:
             first = f.readline()
-    except (OSError, UnicodeDecodeError):
+    except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError):
         return False
     header = _Header([c.strip() for c in first.rstrip("\r\n").split("\t")], path)
     return not any(header.has(c) for c in ([text_column] if text_column else candidates))
@@ -1423,7 +1462,7 @@ def read_texts(path: Path | str, task: Any = None, text_column: str | None = Non
         choices, _ = _dataset_splits(path, None, defaults,
                                      f"point {option} at the folder or file of the split to use")
         records, split = choices[0].load(), choices[0].name
-    elif (path.suffix.lower() not in DATA_SUFFIXES or path.suffix.lower() in TEXT_SUFFIXES
+    elif (_data_suffix(path) not in DATA_SUFFIXES or _data_suffix(path) in TEXT_SUFFIXES
           or _headerless_tsv(path, text_column, spec["text"])):
         return _text_lines(path, option, task)
     else:
