@@ -885,3 +885,39 @@ def test_iob2_data_on_a_model_that_tags_io_only(tmp_path):
     conll.write_text("Paris B-ORG\n")  # a type the model does not know is still refused
     with pytest.raises(Exception, match="Unknown tag 'B-ORG' at line 1"):
         evaluate(tmp_path / "out", conll, threads=1)
+
+
+def test_a_model_with_generic_tag_names_is_chunked_by_the_datasets_tag_names(tmp_path):
+    """An NER model whose config names its ids LABEL_0... and a dataset whose ClassLabel names them (B-PER...):
+    entities are chunked by the dataset's names (was LABEL_1 LABEL_2: two one-word entities of two 'types')."""
+    import torch
+    import transformers
+
+    import inferforge
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import entity_scores
+    from tiny_models import build_tiny_model
+
+    hf = build_tiny_model(tmp_path / "hf", "bert", "token-classification")
+    config = json.loads((hf / "config.json").read_text())
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(5)}
+    config["label2id"] = {f"LABEL_{i}": i for i in range(5)}
+    (hf / "config.json").write_text(json.dumps(config))
+    inferforge.convert(str(hf), "token-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                       nb_measures=2, warmup=1, threads=1)
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # the dataset's ClassLabel, in the model's id order
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(hf).eval()
+    batch = tokenizer(NER_SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predicted = _first_token_tags(batch, model(**batch).logits, NER_SENTENCES, names)
+    gold = [list(tags) for tags in predicted]
+    gold[0][:4] = ["B-PER", "I-PER", "B-LOC", "I-LOC"]
+    gold[1] = ["B-PER", "I-PER"]
+    expected = 100 * entity_scores(gold, predicted).f1
+    generic = [[f"LABEL_{names.index(t)}" for t in tags] for tags in gold + predicted]
+    assert expected != 100 * entity_scores(generic[:len(gold)], generic[len(gold):]).f1
+    _hf_parquet(tmp_path / "test.parquet", {"tokens": NER_SENTENCES, "ner_tags": [[names.index(t) for t in g] for g in gold]},
+                {"ner_tags": {"feature": _class_label(names), "_type": "Sequence"}})
+    report = evaluate(tmp_path / "out", tmp_path / "test.parquet", threads=1)
+    assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-9)

@@ -99,6 +99,7 @@ class EvalSet:
             self.data = data
         # Gold values are checked now, so a bad label fails before any model runs.
         self.label_mapping: dict | None = None  # how labels became the model's ids (LabelResolver.mapping)
+        self.tag_names = labels  # the tag each of the model's ids stands for (token classification)
         # One output (a reranker, a regression head): gold values are numbers, judged by rank correlation.
         self.single_output = task.name == "text-classification" and labels is not None and len(labels) == 1
         # Labels that are lists of classes (go_emotions): a set per row, predicted where a class's sigmoid passes 0.5.
@@ -120,6 +121,11 @@ class EvalSet:
             resolver = LabelResolver(data, labels)
             self.gold = tag_sequences(data, labels, resolver)
             self.label_mapping = resolver.mapping()
+            names = resolver.dataset_names
+            if resolver.generic_model and names and len(names) == len(labels):
+                # LABEL_0, LABEL_1... are no tags to chunk: the dataset's names of the same ids (B-PER...) are
+                self.tag_names = list(names)
+                self.gold = [[names[labels.index(tag)] for tag in tags] for tags in self.gold]
         elif task.name == "question-answering":
             self.gold = answer_texts(data)
         elif task.name == "feature-extraction":
@@ -251,7 +257,7 @@ class EvalSet:
                 word += 1
             if word < len(spans) and spans[word][0] <= start and not seen[word]:
                 seen[word] = True
-                tags[word] = self.labels[int(best[token])]
+                tags[word] = self.tag_names[int(best[token])]
         return tags
 
 
