@@ -528,3 +528,24 @@ def test_half_precision_checkpoints_are_read_in_fp32(tmp_path, dtype):
     graph = onnx.load(str(tmp_path / "out" / "model.onnx"))
     assert {t.data_type for t in graph.graph.initializer if t.data_type in (1, 10, 16)} == {onnx.TensorProto.FLOAT}
     assert_matches_transformers(inferforge.load(result.output, variant="ort-fp32"), hf, "text-classification", TEXTS)
+
+
+def test_mixture_of_experts_graphs_hold_for_any_routing(tmp_path):
+    """The OpenAI privacy filter's experts: transformers routes tokens with sizes and loops the exporter froze at
+    the traced input (the graph then failed on about a quarter of other inputs, or dropped experts). Exported
+    with every token computed the same way, it gives transformers' logits on any ids, batch and length."""
+    import transformers
+
+    from inferforge.benchmark import Shape, random_inputs
+
+    hf = build_tiny_model(tmp_path / "hf", "openai-privacy-filter", "token-classification")
+    result = inferforge.convert(str(hf), "token-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                                nb_measures=1, warmup=0, threads=1)
+    model = inferforge.load(result.output)
+    reference = transformers.AutoModelForTokenClassification.from_pretrained(hf).eval()
+    rng = np.random.default_rng(0)
+    for batch, length in [(1, 5), (2, 12), (3, 30), (1, 64)] * 6:
+        arrays = random_inputs(("input_ids", "attention_mask"), Shape(batch, length), model.encoder.id_frame(), rng)
+        with torch.no_grad():
+            expected = reference(**{k: torch.from_numpy(v) for k, v in arrays.items()}).logits.numpy()
+        np.testing.assert_allclose(model.run(arrays)["logits"], expected, atol=1e-4, rtol=1e-4)

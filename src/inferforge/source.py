@@ -221,10 +221,24 @@ def _saved_encoder_class(config):
 
 
 def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bool):
+    return _traceable_experts(_load_weights(task, config, source, trust_remote_code))
+
+
+def _traceable_experts(model):
+    """Mixture-of-experts layers computed for every token the same way (`batched_mm`: each token gathers its
+    experts' weights). transformers' default (`grouped_mm`) and its eager loop route tokens with Python-level
+    sizes and loops that the exporter freezes at the traced input: the graph then fails or drops experts on
+    other texts."""
+    can_set = getattr(model, "_can_set_experts_implementation", None)
+    if can_set is not None and can_set():
+        model.set_experts_implementation("batched_mm")
+    return model
+
+
+def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
+    import torch
     import transformers
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
-
-    import torch
 
     # fp32 whatever the checkpoint holds: transformers 5 loads a model in the dtype it was saved in (fp16 and
     # bf16 checkpoints are common on the hub), which would make the reference, the export and every variant
