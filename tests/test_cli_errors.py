@@ -305,3 +305,14 @@ def test_python_convert_takes_lists_and_says_force_true(tmp_path, tiny_bert):
         with pytest.raises(UserError, match=re.escape(words)):
             model.predict(texts, pairs)
     assert model.predict(np.array([["good"], ["bad"]])) == model.predict(["good", "bad"])
+
+
+def test_a_model_with_its_own_code_needs_trust_remote_code(tmp_path):
+    """Custom code (config.json auto_map) is never run unless asked: one sentence naming the files and the flag."""
+    from tiny_models import build_custom_code_model
+
+    hf = build_custom_code_model(tmp_path / "hf")
+    result = run_cli("convert", str(hf), "--task", "text-classification", "--output", str(tmp_path / "out"))
+    assert_user_error(result, "runs its own Python code (configuration_custom.py, modeling_custom.py)",
+                      "--trust-remote-code")
+    assert not (tmp_path / "out").exists()

@@ -549,3 +549,19 @@ def test_mixture_of_experts_graphs_hold_for_any_routing(tmp_path):
         with torch.no_grad():
             expected = reference(**{k: torch.from_numpy(v) for k, v in arrays.items()}).logits.numpy()
         np.testing.assert_allclose(model.run(arrays)["logits"], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_trust_remote_code_converts_a_model_with_its_own_code(tmp_path):
+    """With trust_remote_code the model's own classes are loaded (as transformers loads them) and exported."""
+    import transformers
+
+    hf = tiny_models.build_custom_code_model(tmp_path / "hf")
+    result = inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                                nb_measures=1, warmup=0, threads=1, trust_remote_code=True)
+    reference = transformers.AutoModelForSequenceClassification.from_pretrained(hf, trust_remote_code=True).eval()
+    assert type(reference).__name__ == "CustomForSequenceClassification"
+    model = inferforge.load(result.output)
+    encoded = model.encoder.encode(TEXTS)
+    with torch.no_grad():
+        expected = reference(**{k: torch.from_numpy(v) for k, v in encoded.arrays.items()}).logits.numpy()
+    np.testing.assert_allclose(model.run(encoded.arrays)["logits"], expected, atol=1e-4, rtol=1e-4)

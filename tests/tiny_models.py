@@ -298,3 +298,24 @@ def build_tiny_model(folder: Path, arch: str, task_name: str, seed: int = 0) -> 
     model = get_task(task_name).auto_model_class().from_config(config)
     model.save_pretrained(folder)
     return folder
+
+
+def build_custom_code_model(folder: Path) -> Path:
+    """A tiny BERT classifier that ships its own Python code (config.json `auto_map`), as nomic-embed, Jina v2 or
+    gte-v1.5 checkpoints do: transformers loads it only with trust_remote_code."""
+    import json
+
+    build_tiny_model(folder, "bert", "text-classification")
+    (folder / "configuration_custom.py").write_text(
+        "from transformers import BertConfig\n\n\nclass CustomConfig(BertConfig):\n    model_type = 'custom-bert'\n")
+    (folder / "modeling_custom.py").write_text(
+        "from transformers import BertForSequenceClassification, BertModel\n\n"
+        "from .configuration_custom import CustomConfig\n\n\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n\n\n"
+        "class CustomForSequenceClassification(BertForSequenceClassification):\n    config_class = CustomConfig\n")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="custom-bert", architectures=["CustomForSequenceClassification"], auto_map={
+        "AutoConfig": "configuration_custom.CustomConfig", "AutoModel": "modeling_custom.CustomModel",
+        "AutoModelForSequenceClassification": "modeling_custom.CustomForSequenceClassification"})
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

@@ -260,6 +260,17 @@ def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
     return auto.from_pretrained(source, **kwargs)
 
 
+def _custom_code(folder: Path | None) -> str:
+    """The Python files a model's config.json `auto_map` names (\"auto_map in its config.json\" for a hub id)."""
+    try:
+        auto_map = json.loads((folder / "config.json").read_text()).get("auto_map") or {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return "auto_map in its config.json"
+    files = sorted({str(ref).split("--")[-1].split(".")[0] + ".py" for refs in auto_map.values()
+                    for ref in (refs if isinstance(refs, list) else [refs]) if ref})
+    return ", ".join(files) if files else "auto_map in its config.json"
+
+
 def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                 prompt_name: str | None = None) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError.
@@ -287,6 +298,9 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
             "download it and pass its local directory instead."
         ) from None
     except ValueError as error:
+        if "contains custom code" in str(error) and not trust_remote_code:
+            raise UserError(f"'{model}' runs its own Python code ({_custom_code(path if local else None)}): read it, "
+                            "and if you trust it pass --trust-remote-code (Python: trust_remote_code=True).") from None
         raise UserError(
             f"'{model}' cannot be loaded for {task.name}: {str(error).splitlines()[0]}"
         ) from None
