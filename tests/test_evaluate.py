@@ -833,6 +833,27 @@ def test_multi_label_data_scores_label_sets_by_sigmoid(tmp_path):
         assert report.metric == "micro_f1"
         assert _row(report, "ort-fp32").metrics == pytest.approx(expected, abs=1e-9)
         assert "multi-label" in report.eval_data["labels"]["note"]  # printed by evaluate and convert alike
+    # one class per row, as lists: still sets for this multi-label model (its config says so)
+    single = [[int(np.argmax(p))] for p in predicted]
+    report = evaluate(tmp_path / "out", _jsonl(tmp_path / "one.jsonl", [{"text": t, "labels": c} for t, c in
+                                                                         zip(texts, single)]), threads=1)
+    assert report.metric == "micro_f1"
+    one_hot = np.zeros_like(gold)
+    one_hot[np.arange(len(single)), [c for c, in single]] = True
+    assert _row(report, "ort-fp32").value == pytest.approx(100 * metrics.f1_score(one_hot, predicted, average="micro"))
+
+
+def test_single_labels_written_as_lists_of_one_are_single_labels(tiny_converted, tmp_path):
+    from inferforge.evaluate import evaluate
+
+    hf, folder = tiny_converted("text-classification")
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", [a for a, _ in PAIRS])
+    gold = [1 - p if i % 3 == 0 else p for i, p in enumerate(out.logits.argmax(-1).tolist())]
+    expected = 100.0 * np.mean(np.array(gold) == out.logits.argmax(-1).numpy())
+    path = _jsonl(tmp_path / "sst.jsonl", [{"text": a, "label": [g]} for (a, _), g in zip(PAIRS, gold)])
+    report = evaluate(folder, path, threads=1)  # a softmax model: argmax, not a sigmoid per class
+    assert report.metric == "accuracy" and _row(report, "ort-fp32").value == pytest.approx(expected)
+    assert 0 < expected < 100
 
 
 def _iob2(tags):

@@ -29,7 +29,7 @@ from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, 
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
                                 pearson, spearman)
 from inferforge.metrics import accuracy as accuracy_metric
-from inferforge.tasks import TaskSpec
+from inferforge.tasks import MULTI_LABEL, TaskSpec
 from inferforge.tokenization import Encoded, TextEncoder
 
 EVAL_BATCH = 32
@@ -86,7 +86,7 @@ class EvalSet:
     """Labelled rows tokenized once, scored on any engine with the task's metric."""
 
     def __init__(self, task: TaskSpec, encoder: TextEncoder, data: LabelledData, labels: list[str] | None,
-                 batch_size: int = EVAL_BATCH, multi_label: bool | None = None):
+                 batch_size: int = EVAL_BATCH, multi_label: bool | None = None, problem_type: str | None = None):
         self.task = task
         self.encoder = encoder
         self.data = data
@@ -102,9 +102,10 @@ class EvalSet:
         self.tag_names = labels  # the tag each of the model's ids stands for (token classification)
         # One output (a reranker, a regression head): gold values are numbers, judged by rank correlation.
         self.single_output = task.name == "text-classification" and labels is not None and len(labels) == 1
-        # Labels that are lists of classes (go_emotions): a set per row, predicted where a class's sigmoid passes 0.5.
+        # Labels that are lists of classes (go_emotions): a set per row, predicted where a class's sigmoid passes 0.5
+        # (a subset is scored as its whole set is).
         self.multi_label = task.name == "text-classification" and not self.single_output and (
-            is_multi_label(data) if multi_label is None else multi_label)  # a subset is scored as its whole set
+            is_multi_label(data, problem_type == MULTI_LABEL) if multi_label is None else multi_label)
         if self.single_output:
             self.gold = similarity_scores(data, "Label", f"; the model has one output ({labels[0]}), so each row's label "
                                           f"is a number (a relevance grade, a regression target) ranked against it")
@@ -270,12 +271,13 @@ def read_eval_data(path: Path | str, task: TaskSpec, text_column: str | None = N
 
 def read_eval_set(path: Path | str | LabelledData, task: TaskSpec, encoder: TextEncoder, labels: list[str] | None,
                   text_column: str | None = None, pair_column: str | None = None,
-                  label_column: str | None = None, split: str | None = None) -> EvalSet:
+                  label_column: str | None = None, split: str | None = None,
+                  problem_type: str | None = None) -> EvalSet:
     """Read a labelled file (or take rows already read by `read_eval_data`) for `task` and tokenize it (the
-    convert and evaluate entry point)."""
+    convert and evaluate entry point). `problem_type` is the model's config.problem_type, when known."""
     data = path if isinstance(path, LabelledData) else read_eval_data(path, task, text_column, pair_column,
                                                                        label_column, split)
-    return EvalSet(task, encoder, data, labels)
+    return EvalSet(task, encoder, data, labels, problem_type=problem_type)
 
 
 # ---------------------------------------------------------------- evaluate(DIR)
@@ -368,7 +370,8 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
     manifest = Manifest.read(folder)
     task = get_task(manifest.task)
     encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length, task.windows)
-    eval_set = read_eval_set(data_path, task, encoder, manifest.labels, text_column, pair_column, label_column, split)
+    eval_set = read_eval_set(data_path, task, encoder, manifest.labels, text_column, pair_column, label_column, split,
+                             manifest.problem_type)
     stored = {n: e for n, e in manifest.variants.items() if e.get("deployable")}
     names = variants or list(stored)
     for name in names:

@@ -1270,14 +1270,17 @@ def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelRes
     resolver = resolver or LabelResolver(data, label_names)
     ids = np.empty(len(data), dtype=np.int64)
     for row, label in enumerate(data.labels):
-        ids[row] = resolver(label, row)
+        parsed = parse_cell(label)  # a list of one class ([3]) is that class
+        ids[row] = resolver(parsed[0] if isinstance(parsed, list) and len(parsed) == 1 else label, row)
     return ids
 
 
-def is_multi_label(data: LabelledData) -> bool:
+def is_multi_label(data: LabelledData, model_says: bool = False) -> bool:
     """Labels given as lists of classes (go_emotions' `labels`, a Sequence of ClassLabel; `[0, 2]` in a CSV cell):
-    each row has a set of classes, none to all."""
-    return any(isinstance(parse_cell(label), list) for label in data.labels)
+    each row has a set of classes, none to all. Lists of exactly one class everywhere are single labels written as
+    lists, unless the model is multi-label (`model_says`: config.problem_type multi_label_classification)."""
+    lists = [parsed for parsed in map(parse_cell, data.labels) if isinstance(parsed, list)]
+    return bool(lists) and (model_says or any(len(parsed) != 1 for parsed in lists))
 
 
 def class_sets(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
