@@ -328,6 +328,19 @@ def _read_json_object(whole: dict, path: Path) -> _Records | None:
 
 
 def _read_csv(f, path: Path, fmt: str) -> _Records:
+    records = _read_delimited(f, path, fmt)
+    delimiter = "," if fmt == "csv" else "\t"
+    other = next((d for d in (";", "\t", ",", "|") if d != delimiter and len(records.header) == 1
+                  and d in records.header[0]), None)
+    if other is not None:  # Excel in many locales writes "text;label"
+        shown = {"\t": "tabs", ";": "semicolons", ",": "commas", "|": "'|'"}[other]
+        raise UserError(f"The header of {path} is one column, '{records.header[0][:60]}': its cells look separated by "
+                        f"{shown}, not {'commas' if fmt == 'csv' else 'tabs'}; save it as a comma-separated .csv "
+                        f"or a tab-separated .tsv.")
+    return records
+
+
+def _read_delimited(f, path: Path, fmt: str) -> _Records:
     if fmt == "tsv":
         # A raw TSV (GLUE's, and most written without a csv module) does not quote: a text that starts with a quote
         # ('"Hello," he said') loses its quotes, or swallows the rows after it up to the next quote into one cell.
