@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -306,13 +307,19 @@ def text_array(*texts) -> np.ndarray:
 BAD_REQUESTS = {
     "empty text": ("tiny_cls", [("text", "BYTES", text_array(""))], "empty"),
     "invalid UTF-8": ("tiny_cls", [("text", "BYTES", text_array(b"caf\xc3 \xff\xfe"))], "UTF-8"),
-    "one bad text among good ones": ("tiny_cls", [("text", "BYTES", text_array("fine", b"\xff"))], "UTF-8"),
+    # Which text of the request is bad (was "input 'text' is not valid UTF-8": no way to tell which of 8 texts).
+    "one bad text among good ones": ("tiny_cls", [("text", "BYTES", text_array("fine", b"\xff"))],
+                                     r"input 'text' \(text 2 of 2\) is not valid UTF-8"),
     "wrong input name": ("tiny_cls", [("txt", "BYTES", text_array("hello"))], "txt"),
     "wrong input type": ("tiny_cls", [("text", "INT32", np.array([[7]], dtype=np.int32))], "INT32|TYPE_STRING|BYTES"),
     "batch over max_batch_size": ("tiny_cls", [("text", "BYTES", text_array(*["x"] * (MAX_BATCH + 1)))], "batch"),
     "question without context": ("tiny_qa", [("text", "BYTES", text_array("who?"))], "text_pair|pair"),
     "one hop: empty context": ("tiny_qa_1hop", [("text", "BYTES", text_array("who?")),
                                                 ("text_pair", "BYTES", text_array(" "))], "empty"),
+    "one hop: the second of three contexts empty": (
+        "tiny_qa_1hop", [("text", "BYTES", text_array("who?", "what?", "where?")),
+                         ("text_pair", "BYTES", text_array("a context", "", "another"))],
+        r"input 'text_pair' \(text 2 of 3\) is empty"),
     "one hop: invalid UTF-8": ("tiny_qa_1hop", [("text", "BYTES", text_array(b"\xc3(")),
                                                 ("text_pair", "BYTES", text_array("a context"))], "UTF-8"),
     "one hop: question without context": ("tiny_qa_1hop", [("text", "BYTES", text_array("who?"))], "pair"),
@@ -386,28 +393,51 @@ def test_plain_http_json_request(served, local_models):
     assert "empty" in json.loads(error.value.read())["error"]
 
 
+def generate(server, name: str, body: dict) -> dict:
+    """Triton's generate extension: one JSON object in (a key per input), one out."""
+    request = urllib.request.Request(f"http://{server.http_url}/v2/models/{name}/generate",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
 @pytest.mark.parametrize("name", ["tiny_cls", "tiny_qa"])
 def test_plain_text_through_the_generate_endpoint(served, local_models, name):
     """Triton's generate extension maps JSON keys to inputs: `{"text": ...}` is the whole request (curl)."""
     server, _ = served
-
-    def generate(body):
-        request = urllib.request.Request(f"http://{server.http_url}/v2/models/{name}/generate",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
     pairs = CONTEXTS[:2] if name == "tiny_qa" else None
     for row in range(2):
         body = {"text": TEXTS[row], **({"text_pair": pairs[row]} if pairs else {})}
-        reply = generate(body)
+        reply = generate(server, name, body)
         assert_same_answers([json.loads(reply["answer_json"])],
                             local_answers(local_models[name], TEXTS[row:row + 1], pairs[row:row + 1] if pairs else None))
-    both = generate({"text": TEXTS[:2], **({"text_pair": pairs} if pairs else {})})  # a list: one answer each
+    both = generate(server, name, {"text": TEXTS[:2], **({"text_pair": pairs} if pairs else {})})  # a list: one answer each
     assert_same_answers([json.loads(a) for a in both["answer_json"]], local_answers(local_models[name], TEXTS[:2], pairs))
     with pytest.raises(urllib.error.HTTPError) as error:
-        generate({"text": " ", **({"text_pair": pairs[0]} if pairs else {})})
+        generate(server, name, {"text": " ", **({"text_pair": pairs[0]} if pairs else {})})
     assert error.value.code == 400 and "empty" in json.loads(error.value.read())["error"]
+
+
+@pytest.mark.parametrize("name", ["tiny_ner", "tiny_ner_1hop", "tiny_emb"])
+def test_generate_refuses_a_text_pair_the_model_cannot_read(served, local_models, name):
+    """Triton passes a generate key that is no input of the model as a request parameter, so a `text_pair` sent to a
+    single-text model was dropped without a word and the text answered alone; it is a 400 now, as through /infer.
+    Other parameters are still ignored."""
+    server, _ = served
+    with pytest.raises(urllib.error.HTTPError) as error:
+        generate(server, name, {"text": TEXTS[0], "text_pair": CONTEXTS[0]})
+    assert error.value.code == 400
+    assert "takes single texts, not text pairs" in json.loads(error.value.read())["error"]
+    reply = generate(server, name, {"text": TEXTS[0], "temperature": 0})
+    assert_same_answers([json.loads(reply["answer_json"])], local_answers(local_models[name], TEXTS[:1]))
+
+
+def test_generate_reads_a_text_pair_for_a_pair_classifier(served, local_models):
+    server, _ = served
+    reply = generate(server, "tiny_cls", {"text": TEXTS[0], "text_pair": CONTEXTS[0]})
+    expected = local_answers(local_models["tiny_cls"], TEXTS[:1], CONTEXTS[:1])
+    assert_same_answers([json.loads(reply["answer_json"])], expected)
+    assert expected != local_answers(local_models["tiny_cls"], TEXTS[:1])  # the pair changes the answer
 
 
 def _answers_of(json_values) -> list:
@@ -446,8 +476,21 @@ def _tritonclient_aio(url: str, protocol: str, name: str, texts: np.ndarray, pai
     return asyncio.run(infer())
 
 
-def _grpc_stream(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
-    """Bidirectional gRPC streaming, one text per request, answers matched back by request id."""
+def grpc_text_inputs(texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    """tritonclient gRPC inputs `text` (and `text_pair`) from [n, 1] arrays of UTF-8 bytes."""
+    import tritonclient.grpc as grpcclient
+
+    inputs = []
+    for input_name, array in (("text", texts), ("text_pair", pairs)):
+        if array is not None:
+            inputs.append(grpcclient.InferInput(input_name, list(array.shape), "BYTES"))
+            inputs[-1].set_data_from_numpy(array)
+    return inputs
+
+
+@contextmanager
+def grpc_stream(url: str):
+    """(client, queue of (result, error)) of an open tritonclient gRPC bidirectional stream, closed at the end."""
     import queue
 
     import tritonclient.grpc as grpcclient
@@ -456,21 +499,23 @@ def _grpc_stream(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | Non
     replies: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: replies.put((result, error)))
     try:
+        yield client, replies
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def _grpc_stream(url: str, name: str, texts: np.ndarray, pairs: np.ndarray | None) -> list:
+    """Bidirectional gRPC streaming, one text per request, answers matched back by request id."""
+    with grpc_stream(url) as (client, replies):
         for row in range(len(texts)):
-            inputs = []
-            for input_name, array in (("text", texts), ("text_pair", pairs)):
-                if array is not None:
-                    inputs.append(grpcclient.InferInput(input_name, [1, 1], "BYTES"))
-                    inputs[-1].set_data_from_numpy(array[row:row + 1])
+            inputs = grpc_text_inputs(texts[row:row + 1], pairs[row:row + 1] if pairs is not None else None)
             client.async_stream_infer(name, inputs, request_id=str(row))
         by_id = {}
         for _ in range(len(texts)):
             result, error = replies.get(timeout=60)
             assert error is None, error
             by_id[int(result.get_response().id)] = _answers_of(result.as_numpy("answer_json"))[0]
-    finally:
-        client.stop_stream()
-        client.close()
     return [by_id[row] for row in range(len(texts))]
 
 
@@ -499,6 +544,26 @@ def _generate_stream(url: str, name: str, texts: np.ndarray, pairs: np.ndarray |
         assert len(events) == 1, events
         answers.append(json.loads(json.loads(events[0])["answer_json"]))
     return answers
+
+
+@pytest.mark.parametrize("name", ["tiny_qa", "tiny_qa_1hop"])
+def test_a_failed_request_in_a_grpc_stream_names_its_request_id(served, local_models, name):
+    """tritonclient's stream callback gets a failed request's error without a result, so without its id: the
+    message names the request id (as Triton's own errors do), or a client with several requests in flight cannot
+    tell which one failed. The others are answered as locally."""
+    server, _ = served
+    contexts = [CONTEXTS[0], " ", CONTEXTS[2]]  # the second request's context is empty
+    with grpc_stream(server.grpc_url) as (client, replies):
+        for row, context in enumerate(contexts):
+            client.async_stream_infer(name, grpc_text_inputs(text_array(TEXTS[row]), text_array(context)),
+                                      request_id=f"req-{row}")
+        got = [replies.get(timeout=60) for _ in contexts]
+    errors = [error.message() for result, error in got if error is not None]
+    assert len(errors) == 1 and "[request id: req-1]" in errors[0] and "is empty" in errors[0], errors
+    answers = {result.get_response().id: _answers_of(result.as_numpy("answer_json"))[0]
+               for result, error in got if error is None}
+    expected = local_answers(local_models[name], [TEXTS[0], TEXTS[2]], [CONTEXTS[0], CONTEXTS[2]])
+    assert_same_answers([answers["req-0"], answers["req-2"]], expected)
 
 
 OFF_THE_SHELF_CLIENTS = {
@@ -587,10 +652,45 @@ def test_taken_port_is_one_sentence(served):
         TritonServer(server.repository, ServerOptions(http_port=taken)).start()
 
 
+def tokenizer_alone(converted_tiny, tmp_path: Path, name: str) -> Path:
+    """A repository holding only the tiny classifier's tokenizer model, `<name>_tokenize` (one Python model: it
+    starts fast), for the tests of starting and stopping a server."""
+    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name=name)
+    alone = tmp_path / "alone"
+    shutil.move(str(repo.path / f"{name}_tokenize"), str(alone / f"{name}_tokenize"))
+    return alone
+
+
+def test_a_port_whose_last_server_stopped_with_clients_connected_is_free(converted_tiny, tmp_path):
+    """A server stopped while clients keep connections open leaves its side of them in FIN-WAIT/TIME-WAIT for up
+    to a minute. tritonserver binds over those (SO_REUSEADDR), so `inferforge serve` started again right away on
+    the same port must start; it was refused with "Port ... is already in use" by the check before launching."""
+    import socket
+
+    from inferforge.triton.server import port_is_free
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tritonserver's own listeners
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first, as a stopping server does, and the client keeps its end
+    listener.close()
+    try:
+        assert port_is_free("127.0.0.1", port)
+        alone = tokenizer_alone(converted_tiny, tmp_path, "reuse")
+        with TritonServer(alone, ServerOptions(python_models=1, http_port=port)) as server:
+            assert server.ports.http == port and server.is_ready()
+            with urllib.request.urlopen(f"http://{server.http_url}/v2/models/reuse_tokenize/ready", timeout=10) as ready:
+                assert ready.status == 200
+    finally:
+        client.close()
+
+
 def test_a_server_that_never_gets_ready_is_stopped_with_the_reason(converted_tiny, tmp_path):
-    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="broken")
-    alone = tmp_path / "alone"  # the tokenizer model alone: it starts fast
-    shutil.move(str(repo.path / "broken_tokenize"), str(alone / "broken_tokenize"))
+    alone = tokenizer_alone(converted_tiny, tmp_path, "broken")
     model_py = alone / "broken_tokenize" / "1" / "model.py"
     model_py.write_text(model_py.read_text().replace("def initialize(self, args):",
                                                      "def initialize(self, args):\n        raise RuntimeError('boom')"))
@@ -675,9 +775,7 @@ def test_example_clients_print_the_local_answers(served, local_models, script):
 def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(converted_tiny, tmp_path):
     import socket
 
-    repo = write_repository(converted_tiny("text-classification"), tmp_path / "repo", name="race")
-    alone = tmp_path / "alone"  # the tokenizer model alone: it starts fast
-    shutil.move(str(repo.path / "race_tokenize"), str(alone / "race_tokenize"))
+    alone = tokenizer_alone(converted_tiny, tmp_path, "race")
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()

@@ -13,7 +13,13 @@ import json
 import numpy as np
 
 from inferforge.tokenization import Encoded
-from inferforge.triton.backend_models.text_checks import BadText, checked_texts, decode_texts  # noqa: F401 (re-exported)
+from inferforge.triton.backend_models.text_checks import (  # noqa: F401 (re-exported)
+    BadText,
+    checked_texts,
+    decode_texts,
+    for_request,
+    refuse_pair_parameter,
+)
 
 ANSWER_OUTPUT = "answer_json"
 TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")

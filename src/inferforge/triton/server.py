@@ -128,6 +128,17 @@ class ServerOptions:
                             "to bind, such as 127.0.0.1 (the default) or 0.0.0.0.") from None
 
 
+def exit_description(returncode: int) -> str:
+    """How the server process ended: "exited with code 1", or the signal that ended it ("was ended by signal
+    SIGFPE", which is how Triton 2.51 dies on a classification request for a BYTES output)."""
+    if returncode < 0:
+        try:
+            return f"was ended by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was ended by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -145,7 +156,11 @@ def address_is_local(host: str) -> bool:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether tritonserver can listen on `port`. It binds with SO_REUSEADDR, as this check does: a port whose
+    last server just stopped with clients connected (its connections in TIME-WAIT/FIN-WAIT for up to a minute)
+    is free to it, and a port another process listens on is not (Linux refuses that bind even with the option)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -280,7 +295,7 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise UserError(
-                    f"The Triton server exited with code {self.process.returncode} before it was ready: "
+                    f"The Triton server {exit_description(self.process.returncode)} before it was ready: "
                     f"{self._log_reason()}"
                 )
             if self.is_ready():
@@ -301,7 +316,7 @@ class TritonServer:
         if self.process is None:
             return "not started"
         if self.process.poll() is not None:
-            return f"exited with code {self.process.returncode}"
+            return exit_description(self.process.returncode)
         if not self.is_ready():
             return "not ready"
         return None

@@ -35,6 +35,7 @@ from typing import Callable
 
 from inferforge.triton.hardening import HardenedServer
 from inferforge.triton.raw_requests import RawRequest, send
+from inferforge.triton.server import exit_description
 
 STUB_BINARY = b"triton_python_backend_stub"
 RESTARTING_MESSAGE = "the server is restarting after a worker crash; retry in a few seconds"
@@ -221,7 +222,7 @@ class Watchdog:
         if process is None:
             return "the Triton server is not running"
         if process.poll() is not None:
-            return f"the Triton server exited with code {process.returncode}"
+            return f"the Triton server {exit_description(process.returncode)}"
         for stub in self._stubs:
             if process_state(stub.pid) in (None, "Z", "X"):
                 return f"the Python worker of model '{stub.model}' (pid {stub.pid}) died"

@@ -35,6 +35,8 @@ from inferforge.triton.answers import (
     checked_texts,
     decode_texts,
     encoded_from_details,
+    for_request,
+    refuse_pair_parameter,
 )
 
 
@@ -42,7 +44,8 @@ def _names(value):
     return [name for name in value.split(",") if name]
 
 
-def _error(message, code=None):
+def _error(request, message, code=None):
+    message = for_request(request, message)
     error = pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
@@ -76,9 +79,9 @@ class TritonPythonModel:
             try:
                 prepared.append(self._prepare(request))
             except BadText as error:
-                prepared.append(_error(str(error), pb_utils.TritonError.INVALID_ARG))
+                prepared.append(_error(request, str(error), pb_utils.TritonError.INVALID_ARG))
             except Exception as error:
-                prepared.append(_error(f"bad request: {error}"))
+                prepared.append(_error(request, f"bad request: {error}"))
         runnable = [p for p in prepared if isinstance(p, tuple)]
         try:
             outputs = iter(self._run_joined([arrays for arrays, _ in runnable])) if runnable else iter(())
@@ -94,7 +97,7 @@ class TritonPythonModel:
                 raw = next(outputs) if outputs is not None else self._run_joined([arrays])[0]
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(request, raw, encoded)))
             except Exception as error:  # one request's failure never fails the batch
-                responses.append(_error(f"model run failed: {error}"))
+                responses.append(_error(request, f"model run failed: {error}"))
         return responses
 
     def _prepare(self, request):
@@ -112,6 +115,8 @@ class TritonPythonModel:
         return encoded.arrays, encoded
 
     def _pairs(self, request, count):
+        if "text_pair" not in self.input_names:
+            refuse_pair_parameter(request)
         tensor = pb_utils.get_input_tensor_by_name(request, "text_pair") if "text_pair" in self.input_names else None
         if tensor is None:
             if self.model.task.needs_pairs:

@@ -13,6 +13,7 @@ import json
 
 import triton_python_backend_utils as pb_utils
 from execute_deadline import bounded_execute
+from text_checks import for_request
 
 from inferforge.tasks import get_task
 from inferforge.triton.answers import (
@@ -48,12 +49,9 @@ class TritonPythonModel:
                 wanted = set(request.requested_output_names())
                 tensors = [pb_utils.Tensor(name, value) for name, value in self._answer(request, wanted).items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            except Exception as error:  # one request's failure never fails the batch
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        output_tensors=[], error=pb_utils.TritonError(f"post-processing failed: {error}")
-                    )
-                )
+            except Exception as failure:  # one request's failure never fails the batch
+                error = pb_utils.TritonError(for_request(request, f"post-processing failed: {failure}"))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
         return responses
 
     def _answer(self, request, wanted):

@@ -6,6 +6,8 @@ and imported by `inferforge.triton.answers` for the models that tokenize themsel
 checks, one set of messages, whichever model reads the text.
 """
 
+import json
+
 import numpy as np
 
 
@@ -21,22 +23,44 @@ def checked_texts(array, name: str, max_chars=None) -> list:
     """Texts of one request input (None: the input is missing); any bad one raises `BadText`."""
     if array is None:
         raise BadText(f"missing input '{name}'")
+    values = array.reshape(-1)
     texts = []
-    for value in array.reshape(-1):
+    for index, value in enumerate(values):
+        # Which one, when the request holds several: a batch of 32 texts with one bad text is otherwise a hunt.
+        where = f"input '{name}'" + (f" (text {index + 1} of {len(values)})" if len(values) > 1 else "")
         try:
             text = bytes(value).decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
         except UnicodeDecodeError as error:
-            raise BadText(f"input '{name}' is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+            raise BadText(f"{where} is not valid UTF-8 ({error.reason} at byte {error.start})") from None
         if "\x00" in text:
-            raise BadText(f"input '{name}' contains a NUL byte (at character {text.index(chr(0))}); send plain text")
+            raise BadText(f"{where} contains a NUL byte (at character {text.index(chr(0))}); send plain text")
         if max_chars is not None and len(text) > max_chars:
             raise BadText(
-                f"input '{name}' has {len(text):,} characters; this server takes at most {max_chars:,} "
+                f"{where} has {len(text):,} characters; this server takes at most {max_chars:,} "
                 "(the model reads only the first tokens anyway): send a shorter text"
             )
         if not text.strip():
-            raise BadText(f"input '{name}' is empty: send some text")
+            raise BadText(f"{where} is empty: send some text")
         texts.append(text)
     if not texts:
         raise BadText(f"input '{name}' holds no text")
     return texts
+
+
+def refuse_pair_parameter(request) -> None:
+    """For a model without a `text_pair` input: a request naming `text_pair` among its parameters is refused rather
+    than answered for the text alone (Triton's generate endpoint passes JSON keys that are not inputs as parameters,
+    so `{"text": ..., "text_pair": ...}` to a single-text model would otherwise lose the pair without a word).
+    `request`: a Python-backend request (`parameters()` is its JSON; older backends without it pass)."""
+    parameters = request.parameters() if hasattr(request, "parameters") else ""
+    if '"text_pair"' in (parameters or "") and "text_pair" in json.loads(parameters):
+        raise BadText("this model takes single texts, not text pairs: 'text_pair' is not one of its inputs; "
+                      "leave it out")
+
+
+def for_request(request, message: str) -> str:
+    """`message` as Triton words its own errors: "[request id: ID] ..." when the client gave the request an id. A
+    gRPC stream client with several requests in flight gets a failed one's error without its id (tritonclient's
+    callback receives no result), so the id in the message is how it tells which request failed."""
+    request_id = request.request_id() if hasattr(request, "request_id") else ""
+    return f"[request id: {request_id}] {message}" if request_id else message

@@ -31,7 +31,8 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 from execute_deadline import bounded_execute  # copied beside this file (standard library only)
-from text_checks import BadText, checked_texts  # copied beside this file (numpy only)
+# copied beside this file (numpy only)
+from text_checks import BadText, checked_texts, for_request, refuse_pair_parameter
 from token_windows import Windows, encode_windows, special_marks  # copied beside this file (tokenizers only)
 
 DETAIL_OUTPUTS = ("offsets", "special_mask", "word_ids", "sequence_ids")
@@ -47,6 +48,7 @@ class TritonPythonModel:
         self.input_names = tuple(params["input_names"].split(","))
         self.pad_id = int(params["pad_id"])
         self.pair_required = params.get("pair_required", "false") == "true"
+        self.takes_pairs = any(i["name"] == "text_pair" for i in config["input"])
         # Longer texts are refused: the tokenizer truncates only after reading the whole text (1 MB: seconds).
         self.max_text_chars = int(params.get("max_text_chars") or 0) or None
         model_dir = os.path.join(args["model_repository"], args["model_version"])
@@ -70,19 +72,15 @@ class TritonPythonModel:
         responses = []
         for request, p in zip(requests, self._encode(parsed)):
             if isinstance(p, BadText):
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        output_tensors=[], error=pb_utils.TritonError(str(p), pb_utils.TritonError.INVALID_ARG)
-                    )
-                )
+                error = pb_utils.TritonError(for_request(request, str(p)), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 continue
             try:
                 wanted = set(request.requested_output_names())
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._tensors(*p, wanted)))
-            except Exception as error:  # one request's failure never fails the batch
-                responses.append(
-                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"tokenization failed: {error}"))
-                )
+            except Exception as failure:  # one request's failure never fails the batch
+                error = pb_utils.TritonError(for_request(request, f"tokenization failed: {failure}"))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
         return responses
 
     def _encode(self, parsed):
@@ -118,6 +116,8 @@ class TritonPythonModel:
         if self.prefix:
             texts = [self.prefix + text for text in texts]
         pair_tensor = pb_utils.get_input_tensor_by_name(request, "text_pair")
+        if not self.takes_pairs:
+            refuse_pair_parameter(request)
         if pair_tensor is None:
             if self.pair_required:
                 raise BadText("this model needs a text pair: send the second text as input 'text_pair'")
