@@ -841,6 +841,11 @@ def test_multi_label_data_scores_label_sets_by_sigmoid(tmp_path):
     one_hot = np.zeros_like(gold)
     one_hot[np.arange(len(single)), [c for c, in single]] = True
     assert _row(report, "ort-fp32").value == pytest.approx(100 * metrics.f1_score(one_hot, predicted, average="micro"))
+    # convert reads the model's problem_type too: the same lists are label sets there
+    result = inferforge.convert(str(tmp_path / "hf"), "text-classification", tmp_path / "out2", variants="ort-fp32",
+                                shapes="1x8", nb_measures=1, warmup=0, threads=1, eval_data=tmp_path / "one.jsonl")
+    assert result.report["accuracy"]["metric"] == "micro_f1"
+    assert result.row("ort-fp32").extra["accuracy"]["value"] == pytest.approx(_row(report, "ort-fp32").value)
 
 
 def test_single_labels_written_as_lists_of_one_are_single_labels(tiny_converted, tmp_path):

@@ -138,3 +138,17 @@ def test_windows_are_saved_with_the_tokenizer(qa_models):
     meta = json.loads((model.folder / "tokenizer" / "encoder.json").read_text())
     assert meta["windows"] == {"length": 384, "stride": 128}
     assert meta["cls_id"] == model.encoder.tokenizer.token_to_id("[CLS]")
+
+
+def test_threads_sharing_a_loaded_model_answer_as_one_thread(qa_models):
+    """Reading windows changes the tokenizer's truncation for the call: threads sharing one loaded model (a web
+    app's workers) once saw each other's settings (a tokenizer 'Truncation error' or an ONNX Runtime shape error,
+    3 calls in 120). Long contexts and short texts mixed, from 4 threads: every answer the single-thread one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, model = qa_models("bert")
+    jobs = [(QUESTIONS[:2], [LONG_CONTEXT, CONTEXTS[1]]), (QUESTIONS[:1], CONTEXTS[:1])] * 40
+    expected = [model.predict(texts, pairs) for texts, pairs in jobs[:2]]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda job: model.predict(*job), jobs))
+    assert answers == expected * 40

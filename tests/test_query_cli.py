@@ -164,8 +164,12 @@ def test_the_hint_serve_prints_works_for_the_task(server, converted_tiny, monkey
     import inferforge.triton.serve
     from inferforge.triton import commands
 
-    def stop(seconds):
-        raise KeyboardInterrupt
+    real_sleep = commands.time.sleep
+
+    def stop(seconds):  # Ctrl-C in serve's wait loop only: time.sleep is global, other callers (threads) sleep on
+        if sys._getframe(1).f_code.co_filename == commands.__file__:
+            raise KeyboardInterrupt
+        real_sleep(seconds)
 
     monkeypatch.setattr(inferforge.triton.serve, "serve_converted",
                         lambda model_dir, *args, **kwargs: _pretend_served(server, name, MODELS[name]))

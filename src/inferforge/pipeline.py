@@ -294,7 +294,8 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     if options.eval_data is not None:  # rows read by read_eval_rows before the model loaded
         from inferforge.evaluate import read_eval_set
 
-        eval_set = read_eval_set(options.eval_data, task, encoder, source.labels)
+        eval_set = read_eval_set(options.eval_data, task, encoder, source.labels,
+                                 problem_type=getattr(source.config, "problem_type", None))
     if options.calibration_data is not None:  # read by read_texts before the model loaded
         ctx.calibration_texts, ctx.calibration_pairs = options.calibration_data.texts, options.calibration_data.pairs
     export_onnx(source, task, ctx.fp32_onnx)

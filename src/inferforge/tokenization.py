@@ -7,6 +7,7 @@ model, so the server and the local engine see identical tokens.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,9 @@ class TextEncoder:
         # Put before every (first) text: a sentence-transformers model's default prompt. Sentence embeddings
         # only, which read no character offsets (they would count the prefix).
         self.prefix = prefix
+        # Reading windows changes the tokenizer's truncation for the call: one call at a time, so that threads
+        # sharing a loaded model (a web app's workers) never see each other's settings.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_dir(cls, directory: Path | str, input_names=None, max_length=None,
@@ -101,7 +105,8 @@ class TextEncoder:
         (`vocab_size`: the model's embedding rows, default the tokenizer's vocabulary)."""
         from inferforge.benchmark import IdFrame
 
-        encoding = self.tokenizer.encode(self.prefix + "a", add_special_tokens=True)
+        with self._lock:
+            encoding = self.tokenizer.encode(self.prefix + "a", add_special_tokens=True)
         content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
         first, last = (content[0], content[-1]) if content else (len(encoding.ids), len(encoding.ids) - 1)
         special = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
@@ -119,12 +124,13 @@ class TextEncoder:
         firsts = [self.prefix + text for text in texts] if self.prefix else texts
         items = list(zip(firsts, pairs)) if pairs is not None else list(firsts)
         sample = None
-        if pairs is not None and self.windows is not None:
-            encodings, sample = encode_windows(self.tokenizer, items, self.max_length, self.windows)
-            if len(encodings) == len(items):
-                sample = None  # every context fit in one window
-        else:
-            encodings = self.tokenizer.encode_batch(items, add_special_tokens=True)
+        with self._lock:
+            if pairs is not None and self.windows is not None:
+                encodings, sample = encode_windows(self.tokenizer, items, self.max_length, self.windows)
+                if len(encodings) == len(items):
+                    sample = None  # every context fit in one window
+            else:
+                encodings = self.tokenizer.encode_batch(items, add_special_tokens=True)
         length = max(len(e.ids) for e in encodings)
         if pad_to is not None:
             length = max(length, pad_to)
