@@ -15,10 +15,19 @@
  *     or no LD_PRELOAD at all), so the stubs the server starts do not load it.
  * It fails closed: a placeholder without a key, or a key without a placeholder, ends the process
  * (exit code 127) rather than let the server run with a known key. Without INFERFORGE_ADMIN_KEY and
- * without a placeholder it does nothing.
+ * without a placeholder it does nothing to the arguments.
+ *
+ * It also closes a crash any client could cause: Triton 2.51's classification extension (`class_count`
+ * on a requested output) divides the output's byte size by TRITONSERVER_DataTypeByteSize(BYTES), which is
+ * 0, and the whole server dies of SIGFPE (later releases check for 0 and answer "class result not
+ * available for output due to unsupported type 'BYTES'"). The wrapper below answers 1 for BYTES when the
+ * caller is the server's own frontend (the tritonserver executable); its classification code then reaches
+ * that same error, and the client gets it as a 400. Every other caller (the core library, the backends)
+ * gets the real size.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +37,7 @@
 #define PRELOAD_WAS_VARIABLE "INFERFORGE_LD_PRELOAD_WAS"
 #define PLACEHOLDER "@inferforge-admin-key@"
 #define REFUSED 127
+#define TRITONSERVER_TYPE_BYTES 13 /* tritonserver.h: INVALID, BOOL, UINT8..64, INT8..64, FP16..64, BYTES */
 
 extern char **environ;
 
@@ -114,11 +124,30 @@ static int main_with_key(int argc, char **argv, char **envp) {
     return real_main(argc, new_argv, environ);
 }
 
+static void *program_base; /* where the executable (tritonserver) is mapped */
+
+typedef uint32_t (*byte_size_function)(int);
+
+uint32_t TRITONSERVER_DataTypeByteSize(int datatype) {
+    static byte_size_function real;
+    if (real == NULL)
+        real = (byte_size_function)dlsym(RTLD_NEXT, "TRITONSERVER_DataTypeByteSize");
+    uint32_t size = real != NULL ? real(datatype) : 0;
+    Dl_info caller;
+    if (size == 0 && datatype == TRITONSERVER_TYPE_BYTES && program_base != NULL &&
+        dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
+        return 1;
+    return size;
+}
+
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
                       void (*rtld_fini)(void), void *stack_end) {
     start_main_function next = (start_main_function)dlsym(RTLD_NEXT, "__libc_start_main");
     if (next == NULL)
         refuse("glibc's __libc_start_main was not found");
     real_main = main;
+    Dl_info program;
+    if (dladdr((void *)main, &program) != 0)
+        program_base = program.dli_fbase;
     return next(main_with_key, argc, argv, init, fini, rtld_fini, stack_end);
 }
