@@ -565,3 +565,13 @@ def test_trust_remote_code_converts_a_model_with_its_own_code(tmp_path):
     with torch.no_grad():
         expected = reference(**{k: torch.from_numpy(v) for k, v in encoded.arrays.items()}).logits.numpy()
     np.testing.assert_allclose(model.run(encoded.arrays)["logits"], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_result_prints_as_one_line_and_as_its_table_in_a_notebook(converted):
+    """`print(inferforge.convert(...))` is one line (the dataclass repr printed every latency of every variant);
+    a notebook shows report.md's table."""
+    _, result = converted("bert", "text-classification")
+    text = repr(result)
+    assert "\n" not in text and f"selected={result.selected!r}" in text and len(text) < 600
+    assert all(f"{row.name}: {row.status}" in text for row in result.rows)
+    assert result._repr_markdown_() == (result.output / "report.md").read_text()

@@ -107,6 +107,22 @@ class ConvertResult:
 
         return load(self.output, variant, threads)
 
+    def __repr__(self) -> str:
+        """One line a person can read (the dataclass repr printed every latency of every variant)."""
+        target = self.report.get("optimize_for")
+        parts = []
+        for row in self.rows:
+            latency = row.latency.get(target) if target else None
+            parts.append(f"{row.name}: {row.status}" + (f" {latency.p50_ms:.2f} ms" if latency else ""))
+        return (f"ConvertResult(output='{self.output}', selected={self.selected!r}, "
+                f"p50 at {target}: {'; '.join(parts)})")
+
+    def _repr_markdown_(self) -> str:
+        """The report.md table, as a notebook shows the result."""
+        from inferforge.report import markdown_report
+
+        return markdown_report(self.report, self.rows)
+
 
 def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Variant]]:
     """Everything that can be checked before any model is loaded."""
