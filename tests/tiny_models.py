@@ -196,6 +196,12 @@ REFUSED_SPECS: dict[str, Architecture] = {
     "bros": Architecture("BrosConfig", dict(SMALL, max_position_embeddings=64)),
     "layoutlmv3": Architecture("LayoutLMv3Config", dict(ROBERTA_POSITIONS, visual_embed=False), XLMR_STYLE),
     "markuplm": Architecture("MarkupLMConfig", ROBERTA_POSITIONS, XLMR_STYLE),
+    # A mixture of experts whose experts run in a Python loop over the experts the tokens hit: the graph holds
+    # for the traced tokens only (transformers has no batched implementation for it to switch to).
+    "switch-transformers": Architecture("SwitchTransformersConfig", dict(d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                                                                         num_decoder_layers=1, num_heads=2,
+                                                                         num_experts=4, encoder_sparse_step=1,
+                                                                         decoder_sparse_step=1), XLMR_STYLE),
     # Image regions beside the text (visual_feats, visual_pos).
     "lxmert": Architecture("LxmertConfig", dict(hidden_size=32, num_attention_heads=2, intermediate_size=64,
                                                 l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=8,
