@@ -568,3 +568,22 @@ def test_onnx_external_data_outside_its_folder_is_refused(converted_tiny, tmp_pa
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 2 and words in " ".join(done.stderr.split()), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_stop_after_the_server_died_leaves_none_of_its_stubs(converted_tiny):
+    """Triton ended by a crash (SIGKILL here; SIGFPE on a class_count request once) leaves its Python stubs running:
+    stop() must end them too. It looked the process group up from the dead server, found nothing and left them,
+    seen alive an hour later."""
+    folder = converted_tiny("feature-extraction")
+    with serve_converted(folder, RepositoryOptions(name="rel_dead", max_batch_size=4, threads=1),
+                         ServerOptions(ready_timeout_s=300), supervise=False) as serving:
+        server = serving.server
+        pid = server.process.pid
+        stubs = [s.pid for s in stub_processes(pid)]
+        assert len(stubs) == 2  # the tokenizer and the model
+        os.kill(pid, signal.SIGKILL)  # the server alone, as a crash ends it
+        server.process.wait()
+        assert any(Path(f"/proc/{stub}").exists() for stub in stubs)  # orphaned, still running
+    for stub in stubs:
+        state = Path(f"/proc/{stub}/stat")
+        assert not state.exists() or state.read_text().split(")")[-1].split()[0] == "Z", f"stub {stub} outlived stop()"

@@ -415,10 +415,10 @@ class TritonServer:
         return " | ".join(picked) + f" (log: {self.log_path})" if picked else "the server log is empty"
 
     def _terminate_group(self, process: subprocess.Popen) -> None:
-        try:
-            pgid = os.getpgid(process.pid)
-        except ProcessLookupError:
-            pgid = None
+        # Started in a session of its own, the server leads its process group: the group id is its pid, and
+        # stays the stubs' after the server itself is gone (a crash: asking getpgid of the dead server found
+        # nothing, and its stubs were left running for good).
+        pgid = process.pid if _group_alive(process.pid) or process.poll() is None else None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
