@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -76,6 +77,15 @@ class IdFrame:
     def low(self) -> int:
         return 1000 if self.vocab_size > 2000 else 5
 
+    @functools.cached_property
+    def special_ids(self) -> np.ndarray:
+        return np.fromiter(sorted(self.special), dtype=np.int64)
+
+    @functools.cached_property
+    def filler(self) -> int:
+        """The id put where a random draw hit a special token (found once, not per measure)."""
+        return next(i for i in range(self.low, self.vocab_size) if i not in self.special)
+
 
 def random_inputs(input_names, shape: Shape, frame: IdFrame | int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random token ids in the tokenizer's frame of special tokens (an int: a bare vocabulary size, no
@@ -83,8 +93,7 @@ def random_inputs(input_names, shape: Shape, frame: IdFrame | int, rng: np.rando
     frame = frame if isinstance(frame, IdFrame) else IdFrame(int(frame))
     ids = rng.integers(frame.low, frame.vocab_size, size=(shape.batch, shape.sequence), dtype=np.int64)
     if frame.special:
-        special = np.isin(ids, np.fromiter(frame.special, dtype=np.int64))
-        ids[special] = next(i for i in range(frame.low, frame.vocab_size) if i not in frame.special)
+        ids[np.isin(ids, frame.special_ids)] = frame.filler
     suffix = frame.suffix[-shape.sequence:]  # a sequence too short for the frame keeps its end first
     prefix = frame.prefix[:shape.sequence - len(suffix)]
     ids[:, :len(prefix)] = prefix
