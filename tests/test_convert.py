@@ -429,7 +429,7 @@ MORE_REFUSALS = {
     ("markuplm", "text-classification"): "MarkupLMForSequenceClassification cannot be served by inferforge: besides the "
                                          "text it needs the HTML structure, an XPath per token (`xpath_tags_seq`)",
     ("switch-transformers", "feature-extraction"): "SwitchTransformersEncoderModel cannot be exported to ONNX "
-                                                   "faithfully (its computation follows the token values seen while "
+                                                   "faithfully (its graph follows the tokens and padding seen while "
                                                    "tracing, as experts routed by a Python loop do): the graph traced "
                                                    "on 2 texts of 8 tokens fails on",
     ("lxmert", "question-answering"): "LxmertForQuestionAnswering cannot be served by inferforge: besides the text it "

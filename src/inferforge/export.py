@@ -272,6 +272,32 @@ def check_tokens_mix(source: SourceModel, inputs: tuple[torch.Tensor, ...]) -> N
                         "without a GPU), so its outputs would mean nothing.")
 
 
+def traced_shape_probes(source: SourceModel, task: TaskSpec, batch: int = 2,
+                        sequence: int = 8) -> list[tuple[torch.Tensor, ...]]:
+    """Other tokens at the very shape traced: real texts other than the traced ones (random ids without a
+    tokenizer). A graph that fails or differs on them followed the traced token values, whatever it does at
+    other shapes."""
+    from inferforge.verify import builtin_texts
+
+    texts, pairs = builtin_texts(task)
+    probes = []
+    for start in (batch, 2 * batch + 1, 3 * batch + 3):
+        rows = [texts[(start + k) % len(texts)] for k in range(batch)]
+        second = [pairs[(start + k) % len(pairs)] for k in range(batch)] if pairs else None
+        inputs = _tokenized(source, rows, second, sequence, "max_length")
+        if inputs is not None and all(t.shape == (batch, sequence) for t in inputs):
+            probes.append(inputs)  # with their own attention mask: a short text is padded, as served
+    if probes:
+        return probes
+    generator_state = torch.random.get_rng_state()
+    try:  # no tokenizer: random ids, seeded so that a refusal repeats
+        torch.manual_seed(20261130)
+        return [dummy_inputs(source.input_names, batch, sequence, getattr(source.config, "vocab_size", None))
+                for _ in range(3)]
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
 def value_probes(source: SourceModel, task: TaskSpec, length: int) -> list[tuple[torch.Tensor, ...]]:
     """Other real texts than the first probe's: pairs at `length` tokens and single texts cut to a few tokens.
     A graph whose computation followed the traced token values (a mixture of experts routed by a Python
@@ -294,8 +320,9 @@ def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: Task
     Python numbers while tracing (padding to an attention window, pooling blocks, fixed landmark counts) give a
     graph that only runs at the traced 2 x 8, or gives other numbers; models that turn token values into Python
     control flow (experts routed by a loop) give one that holds for the traced tokens only. ONNX Runtime runs
-    at another batch and length (one row padded), then on other texts, long and short, against PyTorch: a
-    graph that fails one is refused in one sentence."""
+    on other texts at the traced shape first (a failure there is the tokens', whatever the shapes do), then at
+    another batch and length (one row padded), then on other texts, long and short, against PyTorch: a graph
+    that fails one is refused in one sentence."""
     import numpy as np
     import onnxruntime as ort
 
@@ -309,12 +336,15 @@ def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: Task
     options.intra_op_num_threads = 1
     options.log_severity_level = 4
     session = None
-    for index, probe in enumerate([inputs, *value_probes(source, task, length)]):
+    same_shape = traced_shape_probes(source, task)
+    probes = [*same_shape, inputs, *value_probes(source, task, length)]
+    for index, probe in enumerate(probes):
         rows, tokens = probe[0].shape
-        shape_probe = index == 0
-        seen = f"on {rows} text{'s' if rows > 1 else ''} of {tokens} tokens"
+        shape_probe = index == len(same_shape)  # other tokens at the traced shape first: a failure there is theirs
+        other = " other" if index < len(same_shape) else ""
+        seen = f"on {rows}{other} text{'s' if rows > 1 else ''} of {tokens} tokens"
         why = "with a dynamic batch and sequence length" if shape_probe else \
-            "faithfully (its computation follows the token values seen while tracing, as experts routed by a " \
+            "faithfully (its graph follows the tokens and padding seen while tracing, as experts routed by a " \
             "Python loop do)"
         try:
             with torch.inference_mode(False), torch.no_grad():
