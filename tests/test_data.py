@@ -337,12 +337,13 @@ SQUAD_ROWS = [
 
 
 def test_squad_jsonl_from_datasets_and_v2_unanswerable(tmp_path):
-    rows = SQUAD_ROWS + [{**SQUAD_ROWS[0], "id": "q3", "answers": {"text": [], "answer_start": []}}]
+    rows = SQUAD_ROWS + [{**SQUAD_ROWS[0], "id": "q3", "answers": {"text": [], "answer_start": []}},
+                         {**SQUAD_ROWS[0], "id": "q4", "answers": {"text": [""], "answer_start": [-1]}}]
     path = _write(tmp_path / "squad.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     data = read_labelled_data(path, _task_columns("question-answering"))
     assert (data.columns.text, data.columns.pair, data.columns.label) == ("question", "context", "answers")
     assert data.pairs[1] == "Paris is the capital of France."
-    assert answer_texts(data) == [["Paris", "Paris"], ["France", "of France"], [""]]
+    assert answer_texts(data) == [["Paris", "Paris"], ["France", "of France"], [""], [""]]  # q4: was "No answer text"
     # SQuAD 2.0's own layout flattened: a list of {"text", "answer_start"} objects, [] when unanswerable
     flat = [{**r, "answers": [{"text": t, "answer_start": 0} for t in r["answers"]["text"]]} for r in rows]
     flat_path = _write(tmp_path / "squad-flat.jsonl", "".join(json.dumps(r) + "\n" for r in flat))

@@ -204,37 +204,64 @@ def test_question_answering_exact_match_of_its_own_answers(converted_tiny, tmp_p
     assert _row(miss, "ort-fp32").metrics["exact_match"] == 0.0
 
 
-def test_squad2_unanswerable_questions_use_the_no_answer_score(converted_tiny, tmp_path):
-    """SQuAD 2.0 data (empty answer lists): the model says "no answer" where its no-answer score beats its best
-    span. The tiny random model never prefers [CLS], so the real outputs get their [CLS] logits raised on two
-    questions: the gold that says "no answer" exactly there scores 100, the gold flipped does not."""
-    from inferforge.artifacts import load
+SQUAD2_QUESTIONS = ["what is the capital of France", "who met Bob", "where did Alice meet Bob", "what did the fox do"]
+SQUAD2_CONTEXTS = ["Paris is the capital of France and its largest city", "Alice met Bob in Paris last summer",
+                   "Alice met Bob in Paris last summer", "the quick brown fox jumps over the lazy dog"]
+SQUAD2_UNANSWERED = [True, False, True, False]  # the questions on which the model is made to say "no answer"
+
+
+def _squad2_scores(model, path, gold_texts):
+    """The metrics of SQuAD 2.0 rows (answers {"text": gold_texts[i]}) on the real outputs of `model`, with the [CLS]
+    logits raised on the SQUAD2_UNANSWERED questions: the tiny random model never prefers [CLS] by itself."""
     from inferforge.evaluate import read_eval_set
 
-    folder = converted_tiny("question-answering")
-    model = load(folder, "ort-fp32")
-    questions = ["what is the capital of France", "who met Bob", "where did Alice meet Bob", "what did the fox do"]
-    contexts = ["Paris is the capital of France and its largest city", "Alice met Bob in Paris last summer",
-                "Alice met Bob in Paris last summer", "the quick brown fox jumps over the lazy dog"]
-    predicted = model.predict(questions, contexts)
+    rows = [{"question": q, "context": c, "answers": {"text": texts, "answer_start": []}}
+            for q, c, texts in zip(SQUAD2_QUESTIONS, SQUAD2_CONTEXTS, gold_texts)]
+    eval_set = read_eval_set(_jsonl(path, rows), model.task, model.encoder, None, "question", "context", "answers")
+    outputs = eval_set.outputs(model.engine)
+    for (idx, _), out in zip(eval_set.batches, outputs):
+        for position, row in enumerate(idx):
+            if SQUAD2_UNANSWERED[row]:
+                out["start_logits"][position, 0] = out["end_logits"][position, 0] = 40.0  # [CLS] is token 0
+    return eval_set.score_outputs(outputs).metrics
+
+
+def test_squad2_unanswerable_questions_use_the_no_answer_score(converted_tiny, tmp_path):
+    """SQuAD 2.0 data (empty answer lists): the model says "no answer" where its no-answer score beats its best
+    span. The gold that says "no answer" exactly where the model does scores 100, the gold flipped does not."""
+    from inferforge.artifacts import load
+
+    model = load(converted_tiny("question-answering"), "ort-fp32")
+    predicted = model.predict(SQUAD2_QUESTIONS, SQUAD2_CONTEXTS)
     for answer in predicted:
         assert 0.0 < answer["no_answer_score"] < answer["score"]  # BERT's [CLS] counts, and loses here
-    unanswerable = [True, False, True, False]
 
-    def scored(gold_empty):
-        rows = [{"question": q, "context": c, "answers": {"text": [] if empty else [a["answer"]], "answer_start": []}}
-                for q, c, a, empty in zip(questions, contexts, predicted, gold_empty)]
-        eval_set = read_eval_set(_jsonl(tmp_path / "squad2.jsonl", rows), model.task, model.encoder, None,
-                                 "question", "context", "answers")
-        outputs = eval_set.outputs(model.engine)
-        for (idx, _), out in zip(eval_set.batches, outputs):
-            for position, row in enumerate(idx):
-                if unanswerable[row]:
-                    out["start_logits"][position, 0] = out["end_logits"][position, 0] = 40.0  # [CLS] is token 0
-        return eval_set.score_outputs(outputs).metrics
+    def gold(empty):
+        return [[] if e else [a["answer"]] for a, e in zip(predicted, empty)]
 
-    assert scored(unanswerable) == {"f1": 100.0, "exact_match": 100.0}
-    assert scored([not u for u in unanswerable])["exact_match"] == 0.0
+    assert _squad2_scores(model, tmp_path / "squad2.jsonl", gold(SQUAD2_UNANSWERED)) == {"f1": 100.0, "exact_match": 100.0}
+    flipped = _squad2_scores(model, tmp_path / "flipped.jsonl", gold([not u for u in SQUAD2_UNANSWERED]))
+    assert flipped["exact_match"] == 0.0
+
+
+def test_squad2_gold_answers_without_text_follow_the_official_script(converted_tiny, tmp_path):
+    """Gold answers that normalize to "" ("the", "."), as the SQuAD v2.0 evaluation script reads them: dropped when
+    the question has others (was: "the" matched the model's "no answer", 100 points), else the question is
+    unanswerable, matched by "no answer" or an answer that normalizes to "" too."""
+    from inferforge.artifacts import load
+
+    model = load(converted_tiny("question-answering"), "ort-fp32")
+    spans = [a["answer"] for a in model.predict(SQUAD2_QUESTIONS, SQUAD2_CONTEXTS)]
+    assert all(normalize_answer(a) for a in spans)
+    gold = [["the", "Paris"],         # said "no answer": the gold is Paris alone, missed (0)
+            [spans[1], "."],          # answered with the gold span (1)
+            ["The", "", "."],         # said "no answer", and no gold has text: unanswerable, matched (1)
+            ["the"]]                  # answered with a span that has text: an unanswerable question missed (0)
+    assert _squad2_scores(model, tmp_path / "squad2.jsonl", gold) == {"f1": 50.0, "exact_match": 50.0}
+    # the script's own per-question rules, by hand
+    scores = answer_scores([["the", "Paris"], ["The", "."], [""], [""], ["an"], ["a Paris", "Paris!"]],
+                           ["", "", "", "Paris", "a", "Paris"])
+    assert (scores.exact_match, scores.f1) == (pytest.approx(4 / 6), pytest.approx(4 / 6))
 
 
 def test_feature_extraction_spearman_of_cosines(converted_tiny, tmp_path):

@@ -27,7 +27,7 @@ from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, 
                                       is_multi_label,
                                       read_labelled_data, similarity_scores, tag_sequences)
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
-                                pearson, spearman)
+                                pearson, spearman, squad_gold)
 from inferforge.metrics import accuracy as accuracy_metric
 from inferforge.tasks import MULTI_LABEL, TaskSpec
 from inferforge.tokenization import Encoded, TextEncoder
@@ -217,10 +217,10 @@ class EvalSet:
             scores = entity_scores(self.gold, predicted_tags)
             metrics = {"entity_f1": scores.f1, "entity_precision": scores.precision, "entity_recall": scores.recall}
         elif name == "question-answering":
-            # Data with unanswerable questions (SQuAD 2.0: the empty answer is their gold) asks the model to say
-            # "no answer": it does when its no-answer score beats its best span's, as the SQuAD 2.0 evaluation
-            # and the transformers pipeline (handle_impossible_answer) decide.
-            impossible = any("" in options for options in self.gold)
+            # Data with unanswerable questions (SQuAD 2.0: no gold answer with text once normalized, `squad_gold`)
+            # asks the model to say "no answer": it does when its no-answer score beats its best span's, as the
+            # SQuAD 2.0 evaluation and the transformers pipeline (handle_impossible_answer) decide.
+            impossible = any(squad_gold(options) == [""] for options in self.gold)
             answers = [""] * len(self)
             for (idx, encoded), out in zip(self.batches, outputs):
                 for row, answer in zip(idx, self.task.postprocess(out, encoded, self.labels)):

@@ -1352,7 +1352,8 @@ def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: Labe
 def answer_texts(data: LabelledData) -> list[list[str]]:
     """Gold answers of each question: a string, a list of strings, or SQuAD's {"text": [...], ...}.
 
-    SQuAD v2.0's unanswerable questions (an empty answer list) have the empty answer as their gold.
+    SQuAD v2.0's unanswerable questions (an answer list that is empty, or holds blank texts only) have the empty
+    answer as their gold.
     """
     answers: list[list[str]] = []
     for row, label in enumerate(data.labels):
@@ -1370,7 +1371,7 @@ def answer_texts(data: LabelledData) -> list[list[str]]:
             value = [x["text"] for x in label]
         else:
             value = label
-        if isinstance(value, list) and not value:  # {"text": []} or SQuAD 2.0's own "answers": []: unanswerable
+        if isinstance(value, list) and all(isinstance(o, str) and not o.strip() for o in value):  # [] or [""]: unanswerable
             answers.append([""])
             continue
         options = value if isinstance(value, list) else [value]

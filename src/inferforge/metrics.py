@@ -113,7 +113,7 @@ def entity_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]])
     return entity_scores(gold, predicted).f1
 
 
-# --- Question answering: SQuAD v1.1 exact match and token F1 ---
+# --- Question answering: exact match and token F1 as the SQuAD v2.0 evaluation script computes them ---
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -123,6 +123,12 @@ def normalize_answer(text: str) -> str:
     """Lower case, no punctuation, no articles, single spaces (the SQuAD evaluation script's rules)."""
     text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def squad_gold(options: Sequence[str]) -> list[str]:
+    """The gold answers the SQuAD v2.0 script compares a prediction with: those with text once normalized; when none
+    has (no answer, or only "the" or punctuation), the empty answer, matched by a prediction that normalizes to ""."""
+    return [g for g in options if normalize_answer(g)] or [""]
 
 
 def _token_f1(gold: str, predicted: str) -> float:
@@ -143,11 +149,12 @@ class AnswerScores:
 
 
 def answer_scores(gold: Sequence[Sequence[str]], predicted: Sequence[str]) -> AnswerScores:
-    """Mean over questions of the best exact match and the best token F1 against any gold answer."""
+    """Mean over questions of the best exact match and the best token F1 against any of its `squad_gold` answers."""
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} questions but {len(predicted)} answers")
     if not gold:
         raise ValueError("no answers to score")
+    gold = [squad_gold(options) for options in gold]
     em = [max(float(normalize_answer(g) == normalize_answer(p)) for g in options) for options, p in zip(gold, predicted)]
     f1 = [max(_token_f1(g, p) for g in options) for options, p in zip(gold, predicted)]
     return AnswerScores(float(np.mean(em)), float(np.mean(f1)))
