@@ -137,8 +137,16 @@ def test_unknown_labels_and_bad_values(tmp_path):
         class_ids(read_labelled_data(_write(tmp_path / "ids.csv", "text,label\nx,2\n")), ["negative", "positive"])
     with pytest.raises(UserError, match="3 words but 2 tags"):
         tag_sequences(read_labelled_data(_write(tmp_path / "t.csv", "text,label\na b c,O O\n")), ["O"])
-    with pytest.raises(UserError, match="Unknown tag 'B-ORG'"):
+    with pytest.raises(UserError, match=r"None of the entity types of .*t2.csv \(ORG\) is one the model tags \(PER\), "
+                                        r"e.g. tag 'B-ORG' at line 2 of .*; evaluate on data labelled with the model's"):
         tag_sequences(read_labelled_data(_write(tmp_path / "t2.csv", "text,label\na,B-ORG\n")), ["O", "B-PER"])
+    # a type the model lacks beside ones it has is scored (missed), and named; an id without a name has no type
+    mixed = read_labelled_data(_write(tmp_path / "t3.csv", "text,label\na b c,B-ORG I-ORG B-PER\nd,misc\n"))
+    resolver = LabelResolver(mixed, ["O", "B-PER"])
+    assert tag_sequences(mixed, ["O", "B-PER"], resolver) == [["B-ORG", "I-ORG", "B-PER"], ["I-misc"]]
+    assert resolver.mapping()["entity_types_missing_from_model"] == ["ORG", "misc"]
+    with pytest.raises(UserError, match="Unknown tag '7' at line 3"):
+        tag_sequences(read_labelled_data(_write(tmp_path / "t4.csv", "text,label\na,B-PER\nb,7\n")), ["O", "B-PER"])
     with pytest.raises(UserError, match="not a number"):
         similarity_scores(read_labelled_data(_write(tmp_path / "s.csv", "text,label\na,high\n")))
     with pytest.raises(UserError, match="no column 'context'"):

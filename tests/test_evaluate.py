@@ -936,8 +936,9 @@ def test_iob2_data_on_a_model_that_tags_io_only(tmp_path):
     conll = tmp_path / "wikiann.iob2"
     conll.write_text("\n".join("".join(f"{w} {t}\n" for w, t in zip(ws, g)) for ws, g in zip(NER_SENTENCES, gold)))
     assert _row(evaluate(tmp_path / "out", conll, threads=1), "ort-fp32").value == pytest.approx(expected, abs=1e-9)
-    conll.write_text("Paris B-ORG\n")  # a type the model does not know is still refused
-    with pytest.raises(Exception, match="Unknown tag 'B-ORG' at line 1"):
+    conll.write_text("Paris B-ORG\n")  # data of types the model does not know at all is still refused
+    with pytest.raises(Exception, match=r"None of the entity types of .* \(ORG\) is one the model tags \(PER, LOC\), "
+                                        r"e.g. tag 'B-ORG' at line 1"):
         evaluate(tmp_path / "out", conll, threads=1)
 
 
@@ -975,3 +976,52 @@ def test_a_model_with_generic_tag_names_is_chunked_by_the_datasets_tag_names(tmp
                 {"ner_tags": {"feature": _class_label(names), "_type": "Sequence"}})
     report = evaluate(tmp_path / "out", tmp_path / "test.parquet", threads=1)
     assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-9)
+
+
+CONLL2003_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+
+def test_gold_entity_types_the_model_does_not_tag_count_as_missed(tiny_converted, tmp_path):
+    """Gold B-MISC for a model tagging PER and LOC only (was "Unknown tag 'B-MISC'"): scored as seqeval does, the
+    MISC entities are missed: precision as when those words are tagged O, recall over the MISC entities too; the
+    report names the type. Data none of whose types the model tags is refused in one sentence."""
+    from inferforge.evaluate import evaluate
+    from inferforge.metrics import entities
+
+    hf, folder = tiny_converted("token-classification")
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # tests/tiny_models.py LABELS
+    predicted = _torch_word_tags(hf, NER_SENTENCES, labels)
+    misc = {0: 1, 2: 3}  # sentence -> first of two words tagged B-MISC I-MISC
+    without, gold = [list(tags) for tags in predicted], [list(tags) for tags in predicted]
+    for row, start in misc.items():
+        without[row][start:start + 2] = ["O", "O"]
+        gold[row][start:start + 2] = ["B-MISC", "I-MISC"]
+
+    def scored(tags, name):
+        path = _jsonl(tmp_path / name, [{"tokens": w, "ner_tags": t} for w, t in zip(NER_SENTENCES, tags)])
+        report = evaluate(folder, path, threads=1)
+        return report, _row(report, "ort-fp32").metrics
+
+    _, base = scored(without, "without.jsonl")
+    report, metrics = scored(gold, "misc.jsonl")
+    entity_count = sum(len(entities(tags)) for tags in without)
+    hits = base["entity_recall"] / 100 * entity_count
+    assert 0 < hits < entity_count
+    assert metrics["entity_precision"] == pytest.approx(base["entity_precision"], abs=1e-9)
+    assert metrics["entity_recall"] == pytest.approx(100 * hits / (entity_count + len(misc)), abs=1e-9)
+    assert metrics["entity_f1"] == pytest.approx(100 * entity_scores(gold, predicted).f1, abs=1e-9)
+    assert report.eval_data["labels"]["entity_types_missing_from_model"] == ["MISC"]
+    assert report.messages[-1].startswith("gold entity types the model does not tag: MISC (")
+    # conll2003's ner_tags: ids of a Sequence of ClassLabel whose names include B-MISC / I-MISC (ids 7, 8)
+    _hf_parquet(tmp_path / "test.parquet", {"tokens": NER_SENTENCES,
+                                            "ner_tags": [[CONLL2003_TAGS.index(t) for t in g] for g in gold]},
+                {"ner_tags": {"feature": _class_label(CONLL2003_TAGS), "_type": "Sequence"}})
+    report = evaluate(folder, tmp_path / "test.parquet", threads=1)
+    assert _row(report, "ort-fp32").metrics == pytest.approx(metrics, abs=1e-9)
+    assert "7 B-MISC -> as written" in report.messages[-1]
+    # no gold type is one of the model's: another model's data
+    other = _jsonl(tmp_path / "orgs.jsonl", [{"tokens": ["EU", "rejects", "German"], "ner_tags": ["B-ORG", "O", "B-MISC"]}])
+    result = _cli("evaluate", folder, "--data", other, "--threads", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("None of the entity types of " in result.stderr and "(ORG, MISC) is one the model tags (PER, LOC), e.g. "
+            "tag 'B-ORG' at line 1 of" in " ".join(result.stderr.split()))

@@ -126,7 +126,7 @@ class EvalSet:
             if resolver.generic_model and names and len(names) == len(labels):
                 # LABEL_0, LABEL_1... are no tags to chunk: the dataset's names of the same ids (B-PER...) are
                 self.tag_names = list(names)
-                self.gold = [[names[labels.index(tag)] for tag in tags] for tags in self.gold]
+                self.gold = [[names[labels.index(tag)] if tag in labels else tag for tag in tags] for tags in self.gold]
         elif task.name == "question-answering":
             self.gold = answer_texts(data)
         elif task.name == "feature-extraction":

@@ -1164,6 +1164,8 @@ class LabelResolver:
         self.by_name = 0
         self.ids_seen: set[int] = set()
         self.as_written: dict[str, None] = {}  # tags of another scheme kept for entity types the model knows
+        self.missing_types: dict[str, str] = {}  # gold entity types the model does not tag (casefolded -> as written)
+        self.missing_tags: dict[str, None] = {}  # the tags of those types, kept as written
         self.numbers_seen: dict[str, int | None] = {}  # "1" -> the model's id when it is one of its names
 
     def _match_names(self, names: list[str]) -> dict[int, NameMatch]:
@@ -1254,7 +1256,8 @@ class LabelResolver:
             same = all(p["dataset_id"] == p["model_id"] for p in pairs)
             listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> " + (
                 f"{p['model_id']} {p['model_label']}" if p["model_id"] is not None
-                else "as written" if p["dataset_name"] in self.as_written else "none (unused)") for p in pairs])
+                else "as written" if p["dataset_name"] in self.as_written or p["dataset_name"] in self.missing_tags
+                else "none (unused)") for p in pairs])
             note = (f"label ids mapped through the dataset's class names to the model's labels: {listed}"
                     + (" (same ids)" if same else ""))
         elif seen and names:
@@ -1274,7 +1277,13 @@ class LabelResolver:
             said = (f"tags the model does not have, for entity types it has, are compared as written (entities, not "
                     f"tags, are scored): {_listing(list(self.as_written))}")
             note = f"{note}; {said}" if note else said
-        return {"how": how, "dataset_class_names": names, "pairs": pairs, "note": note}
+        missing = list(self.missing_types.values())
+        if missing:
+            said = (f"gold entity types the model does not tag: {_listing(missing)} (the model can never predict "
+                    f"them, so their entities count as missed and lower the recall)")
+            note = f"{note}; {said}" if note else said
+        return {"how": how, "dataset_class_names": names, "pairs": pairs, "note": note,
+                "entity_types_missing_from_model": missing}
 
 
 def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
@@ -1317,23 +1326,34 @@ def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: Labe
     ClassLabel, as conll2003's ner_tags) when it has them, else they are the model's ids (config.json id2label).
 
     Entities are compared, not tags: a tag in another scheme than the model's (WikiANN's B-PER for a model tagging
-    I-PER only, IO tags such as PER) is kept as written when the model knows its entity type."""
+    I-PER only, IO tags such as PER) is kept as written when the model knows its entity type. A tag of an entity type
+    the model does not know (B-MISC for a PER/LOC/ORG model) is kept too, as seqeval would score it: the model never
+    predicts it, so its entities are missed (`resolver.missing_types` says which types); data none of whose entity
+    types the model knows is labelled for another model, and refused."""
     from inferforge.metrics import split_tag
 
     resolver = resolver or LabelResolver(data, label_names)
     types = {kind.casefold(): kind for _, kind in map(split_tag, resolver.model) if kind}
+    first_missing: list[tuple[str, int]] = []  # the first tag of a type the model does not know, and its row
 
     def tag_name(tag: Any, row: int) -> str:
         try:
             return resolver.model[resolver(tag, row, "tag")]
         except UserError:
             as_id, names = _as_class_id(tag), resolver.dataset_names
-            name = names[as_id] if as_id is not None and names and 0 <= as_id < len(names) else str(tag).strip()
+            named = as_id is None or bool(names and 0 <= as_id < len(names))  # an id without a name has no type
+            name = names[as_id] if as_id is not None and named else str(tag).strip()
             prefix, kind = split_tag(name)
-            if kind.casefold() not in types:
+            if not named or not kind:
                 raise
-            resolver.as_written[name] = None
-            return f"{prefix}-{types[kind.casefold()]}"
+            if kind.casefold() in types:
+                resolver.as_written[name] = None
+                return f"{prefix}-{types[kind.casefold()]}"
+            kind = resolver.missing_types.setdefault(kind.casefold(), kind)
+            resolver.missing_tags[name] = None
+            if not first_missing:
+                first_missing.append((name, row))
+            return f"{prefix}-{kind}"
 
     sequences: list[list[str]] = []
     for row, (text, label) in enumerate(zip(data.texts, data.labels)):
@@ -1346,6 +1366,11 @@ def tag_sequences(data: LabelledData, label_names: Sequence[str], resolver: Labe
                 f"whitespace-separated word."
             )
         sequences.append([tag_name(tag, row) for tag in tags])
+    if first_missing and not any(kind.casefold() in types for tags in sequences for _, kind in map(split_tag, tags)):
+        tag, row = first_missing[0]
+        raise UserError(f"None of the entity types of {data.name} ({_listing(list(resolver.missing_types.values()))}) "
+                        f"is one the model tags ({_listing(list(dict.fromkeys(types.values())))}), e.g. tag '{tag}' at "
+                        f"{data.where(row)}; evaluate on data labelled with the model's entity types.")
     return sequences
 
 
