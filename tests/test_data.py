@@ -336,6 +336,79 @@ def test_conll_file(tmp_path):
                                   text_is_list=True).texts == ["a"]
 
 
+SPAN_TEXT = "Dr. Jean-Luc Picard met Starfleet's (UFP) crew in Paris, 2364."
+SPAN_WORDS = ("Dr . Jean - Luc Picard met Starfleet ' s ( UFP ) crew in Paris , 2364 .")
+# Jean-Luc Picard (4-19); Starfleet (24-33), the span starting inside a word; UFP (37-40); Paris (50-55)
+SPAN_TAGS = ["O", "O", "B-PER", "I-PER", "I-PER", "I-PER", "O", "B-ORG", "O", "O", "O", "B-ORG", "O", "O", "O",
+             "B-LOC", "O", "O", "O"]
+SPAN_LAYOUTS = {  # the same entities as each tool exports them
+    "doccano.jsonl": {"id": 7, "text": SPAN_TEXT, "label": [[4, 19, "PER"], [25, 33, "ORG"], [37, 40, "ORG"],
+                                                             [50, 55, "LOC"]]},
+    "doccano-entities.jsonl": {"id": 7, "text": SPAN_TEXT, "relations": [], "entities": [
+        {"id": i, "label": k, "start_offset": a, "end_offset": b}
+        for i, (a, b, k) in enumerate([(50, 55, "LOC"), (4, 19, "PER"), (25, 33, "ORG"), (37, 40, "ORG")])]},
+    "spacy.jsonl": {"text": SPAN_TEXT, "entities": [[4, 19, "PER"], [25, 33, "ORG"], [37, 40, "ORG"], [50, 55, "LOC"]]},
+    "prodigy.jsonl": {"text": SPAN_TEXT, "tokens": [{"text": "Dr.", "start": 0, "end": 3, "id": 0}], "spans": [
+        {"start": a, "end": b, "label": k, "token_start": 0} for a, b, k in
+        [(4, 19, "PER"), (25, 33, "ORG"), (37, 40, "ORG"), (50, 55, "LOC")]], "answer": "accept"},
+    "doc-to-json.jsonl": {"text": SPAN_TEXT, "ents": [{"start": a, "end": b, "label": k} for a, b, k in
+                                                      [(4, 19, "PER"), (25, 33, "ORG"), (37, 40, "ORG"), (50, 55, "LOC")]]},
+}
+
+
+@pytest.mark.parametrize("name", list(SPAN_LAYOUTS))
+def test_entity_spans_become_words_tagged_bio(tmp_path, name):
+    """doccano / spaCy / Prodigy character spans (was "has 10 words but 4 tags", or no label column): words split at
+    spaces and punctuation, a word tagged when it overlaps a span; the model's tag scheme is then the tags' business."""
+    layout = SPAN_LAYOUTS[name]
+    rows = [layout, {**layout, "text": "nothing to see", **{k: [] for k in ("label", "entities", "spans", "ents")
+                                                            if k in layout}}]
+    path = _write(tmp_path / name, "".join(json.dumps(r) + "\n" for r in rows))
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == [SPAN_WORDS, "nothing to see"]
+    assert data.notes == ("entities given as character spans were read as words (split at spaces and punctuation) "
+                          "tagged B-/I- where they overlap an entity",)
+    iob2 = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    assert tag_sequences(data, iob2) == [SPAN_TAGS, ["O", "O", "O"]]
+    # IOB1 and plain IO models: B- tags of types they know are kept as written, and chunk into the same entities
+    from inferforge.metrics import entities
+
+    for scheme in (["O", "I-PER", "I-ORG", "I-LOC"], ["O", "PER", "ORG", "LOC"]):
+        assert list(map(entities, tag_sequences(data, scheme))) == [entities(SPAN_TAGS), []]
+
+
+def test_entity_spans_in_a_csv_cell_and_a_dataset_folder_note(tmp_path):
+    cell = json.dumps([[4, 19, "PER"], [25, 33, "ORG"], [37, 40, "ORG"], [50, 55, "LOC"]]).replace('"', '""')
+    path = _write(tmp_path / "test.csv", f'text,label\n"{SPAN_TEXT}","{cell}"\n')
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True, split="test")
+    assert tag_sequences(data, ["O", "B-PER", "I-PER", "B-ORG", "B-LOC"]) == [SPAN_TAGS]
+    assert len(data.notes) == 2 and data.notes[1].startswith("entities given as character spans")
+
+
+SPAN_ERRORS = [
+    ([[0, 80, "PER"]], "Entity span 0-80 \\('PER'\\) at line 1 of .* does not fit its text of 62 characters; give "
+                       "character offsets with 0 <= start < end <= 62 \\(end exclusive\\)."),
+    ([[5, 5, "PER"]], "Entity span 5-5 .* does not fit its text"),
+    ([[-1, 3, "PER"]], "Entity span -1-3 .* does not fit its text"),
+    ([[4, 19, "PER"], [13, 23, "LOC"]], "Entity spans 4-19 \\('PER'\\) and 13-23 \\('LOC'\\) at line 1 of .* overlap; "
+                                         "give each character to one entity at most."),
+    ([[4, 60, "PER"], [10, 12, "LOC"]], "Entity spans 4-60 \\('PER'\\) and 10-12 \\('LOC'\\) at line 1 .* overlap"),
+    ([[4, 10, "PER"], [10, 12, "PER"]], "Entity spans 4-10 \\('PER'\\) and 10-12 \\('PER'\\) at line 1 .* share the word "
+                                      "'Luc', which has one tag; make the spans cover whole words."),
+    ([[3, 4, "PER"]], "Entity span 3-4 \\('PER'\\) at line 1 .* covers no word \\(\" \"\\)"),
+    ([[4, 19]], "Entity \\[4, 19\\] at line 1 .* is not a span \\[start, end, label\\]"),
+    ([{"start": 4, "label": "PER"}], "Entity {\"start\": 4, \"label\": \"PER\"} at line 1 .* is not a span"),
+]
+
+
+@pytest.mark.parametrize("spans,message", SPAN_ERRORS)
+def test_bad_entity_spans_are_one_sentence_naming_the_line(tmp_path, spans, message):
+    path = _write(tmp_path / "bad.jsonl", json.dumps({"text": SPAN_TEXT, "label": spans}) + "\n")
+    with pytest.raises(UserError, match=message) as error:
+        read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert "\n" not in str(error.value) and str(error.value).endswith(".")
+
+
 SQUAD_ROWS = [
     {"id": "q1", "title": "Paris", "context": "Paris is the capital of France.", "question": "What is the capital?",
      "answers": {"text": ["Paris", "Paris"], "answer_start": [0, 0]}},

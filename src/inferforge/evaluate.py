@@ -446,7 +446,8 @@ def register(app) -> None:
                                                              "other sentence for similarity). Default: detected "
                                                              "(text_pair, sentence2, hypothesis, question2, context...)."),
         label_column: Optional[str] = typer.Option(None, help="Column with the label: class name or id, tags per word "
-                                                              "(token classification), answer text(s) (QA) or a "
+                                                              "or entity spans (token classification), answer text(s) "
+                                                              "(QA) or a "
                                                               "similarity score (feature extraction). Default: "
                                                               "detected (label, labels, ner_tags, answers, score...)."),
         variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all stored)."),

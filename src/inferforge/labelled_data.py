@@ -8,6 +8,9 @@ Files are read as they are:
 * the original SQuAD v1.1/v2.0 `.json` file (data -> paragraphs -> qas);
 * CoNLL-style token/tag text (`.conll`, `.iob`, `.iob2`, `.bio`): one token per line with its tag in the
   last column, a blank line between sentences, `-DOCSTART-` lines skipped; CoNLL-U (`.conllu`);
+* entities as character spans of a text, as doccano, spaCy and Prodigy export them (`{"text": ..., "label":
+  [[0, 5, "PER"]]}`, `"entities"` / `"spans"` / `"ents"` of `[start, end, label]` or `{"start", "end", "label"}`):
+  read as words tagged B-/I- (`_span_tags`);
 * any of these text formats compressed as the Hub often ships them (`test.jsonl.gz`, `.bz2`, `.xz`);
 * Parquet (`.parquet`, the Hub's format) and Arrow (`.arrow`, `.feather`), read with pyarrow;
 * a folder: what `datasets`' `save_to_disk` writes (a Dataset: state.json + .arrow files; a DatasetDict:
@@ -30,6 +33,7 @@ or dataset_info.json carries) to the model's own ids; ids without names are take
 from __future__ import annotations
 
 import ast
+import bisect
 import csv
 import hashlib
 import json
@@ -75,7 +79,7 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "token-classification": {
         "text": ("text", "tokens", "words"),
         "pairs": (),
-        "label": ("label", "ner_tags", "tags", "labels", "ner", "upos"),
+        "label": ("label", "ner_tags", "tags", "labels", "ner", "upos", "entities", "spans", "ents"),  # spans: doccano, spaCy
     },
     "question-answering": {
         "text": ("text", "question"),
@@ -946,6 +950,57 @@ def _word_list(value: Any, column: str, where: str) -> str | None:
     return " ".join(words)
 
 
+# A word of text annotated by character spans: a run of letters and digits, or one punctuation mark.
+_SPAN_WORD = re.compile(r"\w+|[^\w\s]")
+SPANS_NOTE = ("entities given as character spans were read as words (split at spaces and punctuation) tagged B-/I- "
+              "where they overlap an entity")
+
+
+def _span_tags(text: str, label: Any, where: str) -> tuple[str, list[str]] | None:
+    """Entities given as character spans (end exclusive) turned into words and IOB2 tags: (the words joined by
+    spaces, their tags), or None when `label` holds no spans. Spans come as doccano writes them ([[0, 5, "PER"]], or
+    {"start_offset", "end_offset", "label"}) or as spaCy and Prodigy do ([start, end, label], {"start", "end",
+    "label"}); an empty list is a text without entities. A word overlapping a span is tagged with it, so that the
+    words and tags are scored as any token/tag data (`tag_sequences`)."""
+    spans = parse_cell(label)
+    if not isinstance(spans, list) or (spans and not any(isinstance(x, (list, tuple, dict)) for x in spans)):
+        return None
+    found = []
+    for item in spans:
+        if isinstance(item, dict):
+            start, end, kind = (next((item[k] for k in keys if k in item), None)
+                                for keys in (("start", "start_offset"), ("end", "end_offset"), ("label",)))
+        else:
+            start, end, kind = item if isinstance(item, (list, tuple)) and len(item) == 3 else (None, None, None)
+        start, end = _as_class_id(start), _as_class_id(end)
+        if start is None or end is None or not isinstance(kind, str) or not kind.strip():
+            shown = json.dumps(item, default=str)[:60]
+            raise UserError(f"Entity {shown} at {where} is not a span [start, end, label] or {{\"start\", \"end\", "
+                            f"\"label\"}} (doccano's start_offset, end_offset too); write each entity so.")
+        if not 0 <= start < end <= len(text):
+            raise UserError(f"Entity span {start}-{end} ('{kind}') at {where} does not fit its text of {len(text)} "
+                            f"characters; give character offsets with 0 <= start < end <= {len(text)} (end exclusive).")
+        found.append((start, end, kind.strip()))
+    found.sort()
+    words = [(m.start(), m.end()) for m in _SPAN_WORD.finditer(text)]
+    starts, ends = [a for a, _ in words], [b for _, b in words]
+    tags = ["O"] * len(words)
+    for before, (start, end, kind) in zip([None, *found], found):
+        if before is not None and start < before[1]:  # sorted: a span overlapping any earlier one overlaps the last
+            raise UserError(f"Entity spans {before[0]}-{before[1]} ('{before[2]}') and {start}-{end} ('{kind}') at "
+                            f"{where} overlap; give each character to one entity at most.")
+        first, stop = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)  # the words it overlaps
+        if first >= stop:
+            raise UserError(f"Entity span {start}-{end} ('{kind}') at {where} covers no word "
+                            f"({json.dumps(text[start:end])}); give offsets of the entity's words.")
+        if tags[first] != "O":  # the word the last span ends in
+            raise UserError(f"Entity spans {before[0]}-{before[1]} ('{before[2]}') and {start}-{end} ('{kind}') at "
+                            f"{where} share the word '{text[words[first][0]:words[first][1]]}', which has one tag; "
+                            f"make the spans cover whole words.")
+        tags[first:stop] = [f"B-{kind}"] + [f"I-{kind}"] * (stop - first - 1)
+    return " ".join(text[a:b] for a, b in words), tags
+
+
 def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), text_is_list: bool = False,
                        split: str | None = None) -> LabelledData:
     """Read labelled rows from a file `_read_file` accepts or a dataset folder, with the columns of `resolve_columns`.
@@ -975,12 +1030,12 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
             if choice.by_default and not notes:
                 notes.append(f"split '{choice.name}' of {path} is used (the first of {', '.join(DEFAULT_SPLITS)} it has; "
                              f"choose another with --eval-split)")
-            return _sliced(replace(data, notes=tuple(notes)), rows)
+            return _sliced(replace(data, notes=tuple(notes) + data.notes), rows)
     _check_file(path)
     data = _labelled(_read_file(path), path, columns, text_is_list, None)
     if split is not None:  # the slice of test[:200] still applies, to the whole file
         data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read"
-                                    + (", then sliced" if rows is not None else ""),))
+                                    + (", then sliced" if rows is not None else ""),) + data.notes)
     return _sliced(data, rows)
 
 
@@ -1035,6 +1090,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     texts: list[str] = []
     pairs: list[str] | None = [] if used.pair is not None else None
     labels: list[Any] = []
+    spans = False
     for i, record in enumerate(rows):
         where = records.where(i, name)
         value = record.get(used.text)
@@ -1045,11 +1101,16 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         label = record.get(used.label)
         if _missing(label):  # [] is a row of no class (multi-label)
             raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label.")
+        tagged = _span_tags(texts[-1], label, where) if text_is_list and joined is None else None
+        if tagged is not None:  # entities as character spans: words and their tags from here on
+            texts[-1], label = tagged
+            spans = True
         labels.append(label)
     class_names = records.class_names.get(used.label)
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
                         detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
-                        split=split, class_names=tuple(class_names) if class_names else None)
+                        split=split, class_names=tuple(class_names) if class_names else None,
+                        notes=(SPANS_NOTE,) if spans else ())
 
 
 # ---------------------------------------------------------------- labels
