@@ -264,6 +264,45 @@ def test_raw_tsv_with_quotes_in_texts_keeps_one_row_per_line(tmp_path):
     assert data.texts == ['"Hello," he said.', "two\nlines"] and data.labels == ["1", "0"]
 
 
+RUNAWAY_QUOTES = [  # a quote that opens a cell and is not closed where the cell ends
+    ("open.csv", 'text,label\ngood movie,positive\n"bad start,negative\nfine,positive\nok then,negative\n',
+     'Line 3 of .*open.csv opens a quote \\("\\) that is never closed'),  # was "'label' is empty at line 5"
+    ("answers.csv", 'question,context,answers\nwho,Alice met Bob,Alice\nwhere,"Alice met Bob in Paris,Paris\n'
+                    'when,Alice left in 2001,2001\n', "Line 3 of .* opens a quote .* never closed"),
+    # closed by a quote in a later row: was 3 rows read without a word, the second 'bad start,negative\nfine,...'
+    ("later.csv", 'text,label\ngood movie,positive\n"bad start,negative\nfine,positive\nthe 12" vinyl,negative\n'
+                  'last,positive\n', "Line 3 of .* opens a quote .* that closes only on line 5, with more text after "
+                                     "it, so lines 3-5 would be read as one cell; close the quote where its cell ends"),
+    ("quoted.csv", 'text,label\ngood,1\n"bad start,0\nfine,1\n"quoted, fine",0\n', "Line 3 .* closes only on line 5"),
+    ("multi.tsv", 'text\tlabel\ngood\tpositive\n"bad start\tnegative\nfine\tpositive\n"two\nlines"\tnegative\n',
+     "Line 3 of .*multi.tsv opens a quote .* closes only on line 5"),
+    # the swallowed rows pass the csv module's field size limit: was "is not a readable CSV file (field larger ...)"
+    ("huge.csv", 'text,label\nfirst,1\n"opened here,0\n' + "".join(f"row {i} of many,{i % 2}\n" for i in range(9000)),
+     "Line 3 of .* opens a quote .* that is still open on line [0-9]+, so the lines after it would be read as one cell"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", RUNAWAY_QUOTES, ids=[r[0] for r in RUNAWAY_QUOTES])
+def test_a_quote_that_swallows_rows_is_one_sentence_naming_its_line(tmp_path, name, content, message):
+    with pytest.raises(UserError, match=message) as error:
+        read_labelled_data(_write(tmp_path / name, content))
+    assert "\n" not in str(error.value) and str(error.value).endswith('"").')
+
+
+def test_quoted_line_breaks_are_read_and_the_row_count_said(tmp_path):
+    """Quoted cells over several lines, well formed (the last one ends the file unclosed after its line break, as a
+    cut-short writer leaves it): read, with a note that the rows are fewer than the lines, so that a stray quote
+    closed right before a delimiter, which reads as well formed, is not silent either."""
+    content = 'text,label\n"two\nlines, with ""quotes""",1\nplain,0\n"a, b",1\n"The 12"" vinyl\nsold",0\nlast,"1\n'
+    data = read_labelled_data(_write(tmp_path / "multi.csv", content))
+    assert data.texts == ['two\nlines, with "quotes"', "plain", "a, b", 'The 12" vinyl\nsold', "last"]
+    assert data.labels == ["1", "0", "1", "0", "1\n"] and data.lines == [3, 4, 5, 7, 8]
+    assert data.notes == (f"quoted cells of {tmp_path / 'multi.csv'} hold line breaks, so its rows are fewer than its "
+                          f"lines (lines 2-3 are one row, and 1 more rows span several lines)",)
+    stray = read_labelled_data(_write(tmp_path / "stray.csv", 'text,label\ngood,1\n"bad start,0\nfine,1\nthe 12",0\n'))
+    assert len(stray) == 2 and stray.notes[0].endswith("(lines 3-5 are one row)")
+
+
 @pytest.mark.parametrize("header,text,pair", [
     ("premise,hypothesis,label", "premise", "hypothesis"),       # MNLI / SNLI
     ("question1,question2,label", "question1", "question2"),     # QQP

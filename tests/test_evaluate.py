@@ -1081,3 +1081,27 @@ def test_entity_spans_from_doccano_scored_as_words(tiny_converted, tmp_path):
     metrics = _row(evaluate(folder, _jsonl(tmp_path / "entities.jsonl", rows), threads=1), "ort-fp32").metrics
     assert metrics == pytest.approx({"entity_f1": 100 * expected.f1, "entity_precision": 100 * expected.precision,
                                      "entity_recall": 100 * expected.recall}, abs=1e-9)
+
+
+def test_csv_with_a_quote_left_open_exits_2_naming_its_line(tiny_converted, tmp_path):
+    """A CSV cell that opens a quote and never closes it: one sentence naming its line, exit 2 (was "'label' is empty
+    at line 6"; with a later quote, fewer rows scored without a word); once closed, the rows score as PyTorch does."""
+    hf, folder = tiny_converted("text-classification")
+    texts = ["the movie was great", "bad start, worse end", "a fine summer evening", "the soup was cold",
+             "it rained all day"]
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", texts)
+    predicted = out.logits.argmax(-1).tolist()
+    gold = [p if i % 2 else 1 - p for i, p in enumerate(predicted)]
+    cells = [f"{t},{['NEGATIVE', 'POSITIVE'][g]}\n" for t, g in zip(texts, gold)]
+    broken = tmp_path / "broken.csv"
+    broken.write_text("text,label\n" + "".join(cells[:1] + ['"' + cells[1]] + cells[2:]))
+    result = _cli("evaluate", folder, "--data", broken, "--threads", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f'Line 3 of {broken} opens a quote (") that is never closed, so the lines after it would be read as one '
+            f"cell" in " ".join(result.stderr.split()))
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(broken.read_text().replace("worse end,", 'worse end",'))
+    result = _cli("evaluate", folder, "--data", fixed, "--threads", "1", "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "scores.json").read_text())["variants"][0]
+    assert scores["rows"] == 5 and scores["metrics"]["accuracy"] == pytest.approx(100 * np.mean(np.array(gold) == predicted))

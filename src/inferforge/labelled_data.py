@@ -36,6 +36,7 @@ import ast
 import bisect
 import csv
 import hashlib
+import itertools
 import json
 import lzma
 import os
@@ -228,6 +229,7 @@ class _Records:
     unit: str = "line"
     class_names: dict[str, list[str]] = field(default_factory=dict)  # column -> datasets ClassLabel names
     table: "_ArrowFiles | None" = None
+    notes: tuple[str, ...] = ()  # what the output should say about how the file was read
 
     @property
     def count(self) -> int:
@@ -364,24 +366,98 @@ def _read_delimited(f, path: Path, fmt: str) -> _Records:
     return _csv_records(f, path, fmt)
 
 
+_QUOTED_CELL = re.compile(r'"((?:[^"]+|"")*)("?)')  # a quoted cell, and its closing quote unless the file ends first
+_UNQUOTED_CELL = {d: re.compile(r"[^" + d + r"\r\n]*") for d in (",", "\t")}
+
+
+def _runaway_quote(lines: list[str], delimiter: str) -> tuple[int, int | None] | None:
+    """A quote that opened a cell by mistake, in the lines of one row as the csv module read them: (the line it opens
+    on, the line it closes on or None: never), as indices of `lines`. The csv module reads a quoted cell on to the
+    next quote, anywhere: a quoted cell that runs over a line end and is never closed, or is closed with more text
+    after it (the quote that ends it was meant to open or end another cell), swallowed the rows in between.
+    None: every quoted cell ends where a cell ends."""
+    text = "".join(lines)
+    starts = list(itertools.accumulate(map(len, lines[:-1]), initial=0))
+    unquoted = _UNQUOTED_CELL[delimiter]
+    position = 0
+    while position < len(text):
+        if text[position] == '"':
+            cell = _QUOTED_CELL.match(text, position)
+            body, closed, position = cell.group(1), cell.group(2), cell.end()
+            if re.search(r"[\r\n]", body.rstrip("\r\n") if not closed else body):
+                opens = bisect.bisect_right(starts, cell.start()) - 1
+                if not closed:
+                    return opens, None
+                if position < len(text) and text[position] not in (delimiter, "\r", "\n"):
+                    return opens, bisect.bisect_right(starts, position - 1) - 1
+        # the cell, or what follows its closing quote (the csv module keeps it in the cell), then the delimiter
+        position = unquoted.match(text, position).end() + 1
+    return None
+
+
+def _check_quotes(lines: list[str], first: int, path: Path, delimiter: str, ended: bool = True) -> None:
+    """A UserError naming the line where a quote swallowed rows (`_runaway_quote`), if one did; `first` is the
+    number of lines[0] in the file, `ended` False when the csv module stopped before the end of the file."""
+    found = _runaway_quote(lines, delimiter)
+    if found is None:
+        return
+    opens, closes = found
+    advice = 'close the quote where its cell ends (a quote inside a quoted cell is written twice, "")'
+    if closes is None:
+        still = "is never closed" if ended else f"is still open on line {first + len(lines) - 1}"
+        raise UserError(f"Line {first + opens} of {path} opens a quote (\") that {still}, so the lines after it would "
+                        f"be read as one cell; {advice}.")
+    raise UserError(f"Line {first + opens} of {path} opens a quote (\") that closes only on line {first + closes}, with "
+                    f"more text after it, so lines {first + opens}-{first + closes} would be read as one cell; {advice}.")
+
+
 def _csv_records(f, path: Path, fmt: str, quoting: int = csv.QUOTE_MINIMAL, strict: bool = False) -> _Records | None:
-    """The rows of a CSV/TSV file; with QUOTE_NONE, None unless every line has as many cells as the header."""
-    reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t", quoting=quoting, strict=strict)
+    """The rows of a CSV/TSV file; with QUOTE_NONE, None unless every line has as many cells as the header.
+
+    A row read from several lines is checked for a quote that swallowed rows (`_check_quotes`): the csv module
+    reads such a file without complaint (strict mode refuses it, and well-formed files with it)."""
+    delimiter = "," if fmt == "csv" else "\t"
+    raw: list[str] = []  # the lines of the row being read
+
+    def file_lines():
+        for line in f:
+            raw.append(line)
+            yield line
+
+    reader = csv.DictReader(file_lines(), delimiter=delimiter, quoting=quoting, strict=strict)
     header = [name for name in (reader.fieldnames or []) if name is not None]
+    checked = quoting != csv.QUOTE_NONE and not strict
+    raw.clear()
     records, lines = [], []
-    for record in reader:
-        if quoting == csv.QUOTE_NONE and (None in record or None in record.values()):
-            return None
-        if None in record:
-            raise UserError(
-                f"Line {reader.line_num} of {path} has more cells than the header row "
-                f"({len(header)}); quote cells that contain the delimiter."
-            )
-        if all(v in (None, "") for v in record.values()):
-            continue
-        records.append(record)
-        lines.append(reader.line_num)
-    return _Records(records, lines, header, fmt.upper())
+    spanning: list[tuple[int, int]] = []  # the first and last line of each row read from several lines
+    try:
+        for record in reader:
+            if any(line.strip() for line in raw[:-1]):  # more than the row's line and blank lines before it
+                if checked:
+                    _check_quotes(raw, reader.line_num - len(raw) + 1, path, delimiter)
+                spanning.append((reader.line_num - len(raw) + 1, reader.line_num))
+            raw.clear()
+            if quoting == csv.QUOTE_NONE and (None in record or None in record.values()):
+                return None
+            if None in record:
+                raise UserError(
+                    f"Line {reader.line_num} of {path} has more cells than the header row "
+                    f"({len(header)}); quote cells that contain the delimiter."
+                )
+            if all(v in (None, "") for v in record.values()):
+                continue
+            records.append(record)
+            lines.append(reader.line_num)
+    except csv.Error:  # e.g. a swallowing cell over the field size limit
+        if checked:  # (DictReader counts lines at the rows it returns, its reader at each line)
+            _check_quotes(raw, reader.reader.line_num - len(raw) + 1, path, delimiter, ended=False)
+        raise
+    notes = ()
+    if spanning:  # the row count is not the line count: said, so that a quote that swallowed rows is seen
+        (first, last), more = spanning[0], len(spanning) - 1
+        notes = (f"quoted cells of {path} hold line breaks, so its rows are fewer than its lines (lines {first}-{last} "
+                 f"are one row" + (f", and {more} more rows span several lines)" if more else ")"),)
+    return _Records(records, lines, header, fmt.upper(), notes=notes)
 
 
 def _json_object(value: Any, number: int, path: Path, seen: dict[str, None]) -> dict[str, Any]:
@@ -729,6 +805,7 @@ def _split_files(files: list[Path], folder: Path) -> _Records:
         merged.lines.extend(part.lines)
         merged.header.extend(h for h in part.header if h not in merged.header)
         merged.fmt = part.fmt
+        merged.notes += part.notes
         places.extend(part.where(i, str(path)) for i in range(len(rows)))
     merged.places = places
     return merged
@@ -1110,7 +1187,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
                         detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
                         split=split, class_names=tuple(class_names) if class_names else None,
-                        notes=(SPANS_NOTE,) if spans else ())
+                        notes=records.notes + ((SPANS_NOTE,) if spans else ()))
 
 
 # ---------------------------------------------------------------- labels
