@@ -672,8 +672,9 @@ def test_output_to_a_pipe_keeps_table_rows_and_errors_on_one_line(tiny_converted
     data.write_text("".join(f"{w}\tB-ORGANISATION\n" for w in words))
     result = _cli_to_pipe("evaluate", folder, data, "--threads", "1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: Unknown tag 'B-ORGANISATION' at line 1 of {data}; the model's labels "
-                                    f"are: O, B-PER, I-PER, B-LOC, I-LOC (or their ids 0-4).")
+    assert result.stderr.startswith(f"error: None of the entity types of {data} (ORGANISATION) is one the model tags "
+                                    f"(PER, LOC), e.g. tag 'B-ORGANISATION' at line 1 of {data}; evaluate on data "
+                                    f"labelled with the model's entity types.")
     assert result.stderr.count("\n") == 1 and len(result.stderr) > 160  # one line, however long
 
 
