@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tiny_models import build_tiny_model
+from tiny_models import build_custom_code_model, build_tiny_model
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -25,16 +25,14 @@ def tiny_bert(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_fnet(tmp_path_factory):
-    """An architecture ONNX cannot express: FNet mixes tokens with a Fourier transform (aten::fft_fftn)."""
-    import transformers
-
-    folder = tmp_path_factory.mktemp("fnet")
-    build_tiny_model(folder, "bert", "feature-extraction")  # reuses the tokenizer files
-    config = transformers.FNetConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64, vocab_size=600,
-                                     max_position_embeddings=64)
-    transformers.FNetModel(config).save_pretrained(folder)
-    return folder
+def tiny_fourier(tmp_path_factory):
+    """An operator ONNX cannot express: a model (its own code) whose last step is a Fourier transform
+    (aten::fft_fft; inferforge rewrites FNet's own Fourier layers, not any model's)."""
+    folder = tmp_path_factory.mktemp("fourier")
+    return build_custom_code_model(folder, "\n    def forward(self, *args, **kwargs):\n"
+                                           "        out = super().forward(*args, **kwargs)\n"
+                                           "        out.last_hidden_state = torch.fft.fft(out.last_hidden_state).real\n"
+                                           "        return out\n")
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -63,10 +61,10 @@ def test_unknown_task(tmp_path, tiny_bert):
     assert_user_error(result, "Unknown task 'translation'", "feature-extraction")
 
 
-def test_unexportable_architecture_names_the_operator(tmp_path, tiny_fnet):
-    result = run_cli("convert", str(tiny_fnet), "--task", "feature-extraction", "--output", str(tmp_path / "out"),
-                     "--shapes", "1x8")
-    assert_user_error(result, "FNetModel cannot be exported", "fft")
+def test_unexportable_architecture_names_the_operator(tmp_path, tiny_fourier):
+    result = run_cli("convert", str(tiny_fourier), "--task", "feature-extraction", "--output", str(tmp_path / "out"),
+                     "--shapes", "1x8", "--trust-remote-code")
+    assert_user_error(result, "CustomModel cannot be exported to ONNX: operator aten::fft_fft is not supported")
     assert not list(tmp_path.iterdir())  # neither the output nor a temporary folder
 
 
@@ -318,3 +316,15 @@ def test_a_model_with_its_own_code_needs_trust_remote_code(tmp_path):
     assert_user_error(result, "runs its own Python code (configuration_custom.py, modeling_custom.py)",
                       "--trust-remote-code")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_error_that_says_nothing_is_named_by_its_type():
+    """A library's bare `assert` (onnxruntime's fusion optimizer asserts on a model without attention heads) has
+    no message: the variant's reason, and any sentence quoting an error, names its type instead of crashing on
+    an empty first line."""
+    from inferforge.errors import first_line
+
+    assert first_line(AssertionError()) == "AssertionError"
+    assert first_line(ValueError("\n\n  shape mismatch.\nmore")) == "shape mismatch"
+    long = ValueError("word " * 100)
+    assert first_line(long, 50).endswith("...") and len(first_line(long, 50)) <= 53

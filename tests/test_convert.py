@@ -358,7 +358,7 @@ def task_outputs(spec) -> tuple[str, ...]:
 def test_more_encoders(tmp_path, arch, task):
     """MobileBERT, SqueezeBERT, BigBird, RemBERT, RoFormer, ERNIE, Megatron-BERT, RoCBERT, NomicBERT, UltraBERT,
     YOSO, GTE, Data2VecText, XLM-RoBERTa-XL, RoBERTa-PreLayerNorm, I-BERT, LUKE, X-MOD, Jina v3, ESM, ESM C,
-    EuroBERT, XLM, FlauBERT, XLNet (left padding), Nystromformer, Splinter and the OpenAI privacy filter: a
+    EuroBERT, XLM, FlauBERT, XLNet (left padding), Nystromformer, Splinter, the OpenAI privacy filter and FNet: a
     sentence-level head (text and text pairs; the pooled embedding where there is none) and a per-token one,
     onnxruntime fp32 against transformers within 1e-4, answers with their character spans."""
     hf = build_tiny_model(tmp_path / "hf", arch, task)

@@ -159,6 +159,10 @@ MORE_SPECS: dict[str, Architecture] = {
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
         intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
         max_position_embeddings=64), XLMR_STYLE),
+    # No attention: tokens mixed by a 2-D Fourier transform (torch.fft, which has no ONNX export: inferforge
+    # exports it as matrix products).
+    "fnet": Architecture("FNetConfig", dict(hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+                                            max_position_embeddings=64)),
     # Encoder-decoders: their classification heads pool the end-of-sequence token (and refuse a row without one);
     # sentence embeddings read T5's encoder alone (T5EncoderModel), as sentence-transformers does.
     "t5": Architecture("T5Config", dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
@@ -306,18 +310,19 @@ def build_tiny_model(folder: Path, arch: str, task_name: str, seed: int = 0) -> 
     return folder
 
 
-def build_custom_code_model(folder: Path) -> Path:
+def build_custom_code_model(folder: Path, base_model_body: str = "") -> Path:
     """A tiny BERT classifier that ships its own Python code (config.json `auto_map`), as nomic-embed, Jina v2 or
-    gte-v1.5 checkpoints do: transformers loads it only with trust_remote_code."""
+    gte-v1.5 checkpoints do: transformers loads it only with trust_remote_code. `base_model_body`: Python lines
+    (indented 4 spaces, `torch` imported) added to the base model's class (AutoModel, feature extraction)."""
     import json
 
     build_tiny_model(folder, "bert", "text-classification")
     (folder / "configuration_custom.py").write_text(
         "from transformers import BertConfig\n\n\nclass CustomConfig(BertConfig):\n    model_type = 'custom-bert'\n")
     (folder / "modeling_custom.py").write_text(
-        "from transformers import BertForSequenceClassification, BertModel\n\n"
+        "import torch\nfrom transformers import BertForSequenceClassification, BertModel\n\n"
         "from .configuration_custom import CustomConfig\n\n\n"
-        "class CustomModel(BertModel):\n    config_class = CustomConfig\n\n\n"
+        f"class CustomModel(BertModel):\n    config_class = CustomConfig\n{base_model_body}\n\n"
         "class CustomForSequenceClassification(BertForSequenceClassification):\n    config_class = CustomConfig\n")
     config = json.loads((folder / "config.json").read_text())
     config.update(model_type="custom-bert", architectures=["CustomForSequenceClassification"], auto_map={

@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from inferforge.errors import UserError
+from inferforge.errors import UserError, first_line
 from inferforge.source import Pooling, SourceModel
 from inferforge.tasks import TaskSpec
 
@@ -165,11 +165,44 @@ def eager_attention(model: torch.nn.Module):
             model.set_attn_implementation(previous)
 
 
+def _dft_tables(positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of 2 pi j k / n for j, k < n = len(positions): the discrete Fourier matrix's two parts.
+    j k is reduced modulo n in integers first, so the angle stays exact at any length; n is read from the
+    positions tensor, so a trace keeps it dynamic."""
+    count = positions[-1:] + 1
+    angle = torch.remainder(positions[:, None] * positions[None, :], count) * (2 * torch.pi) / count
+    return torch.cos(angle).to(dtype), torch.sin(angle).to(dtype)
+
+
+def real_fourier_2d(hidden: torch.Tensor) -> torch.Tensor:
+    """The real part of the 2-D discrete Fourier transform over (sequence, hidden), FNet's token mixing, as
+    matrix products: Re(F_s X F_h) = C_s X C_h - S_s X S_h for a real X. torch.fft has no ONNX export;
+    matrix products export at any length and run on every runtime's fastest kernels."""
+    cos_s, sin_s = _dft_tables(torch.arange(hidden.shape[1], device=hidden.device), hidden.dtype)
+    cos_h, sin_h = _dft_tables(torch.arange(hidden.shape[2], device=hidden.device), hidden.dtype)
+    return torch.matmul(torch.matmul(cos_s, hidden), cos_h) - torch.matmul(torch.matmul(sin_s, hidden), sin_h)
+
+
+@contextmanager
+def traceable_fourier(model: torch.nn.Module):
+    """FNet's Fourier layers (forward: `(fourier_transform(hidden).real,)`) computed by `real_fourier_2d`
+    while exporting; the PyTorch reference keeps torch.fft."""
+    swapped = [m for m in model.modules() if type(m).__name__ == "FNetBasicFourierTransform"]
+    for module in swapped:
+        module.forward = lambda hidden_states: (real_fourier_2d(hidden_states),)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward  # the class's own forward again
+
+
 def _torch_export(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, path: Path, opset: int) -> None:
     names = source.input_names
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({n: task.output_axes(n) for n in task.output_names})
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model):
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model), \
+            traceable_fourier(source.model):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
@@ -207,7 +240,7 @@ def export_onnx(source: SourceModel, task: TaskSpec, path: Path) -> Path:
                 raise UserError(f"{arch} cannot be exported to ONNX: it runs Python code the exporter cannot trace "
                                 f"(custom torch.autograd.Function {', '.join(functions)}).") from None
             detail = (f"operator {op} is not supported at ONNX opset {opset}" if op
-                      else f"tracing it on 2 texts of 8 tokens fails ({_first_line(error)})")
+                      else f"tracing it on 2 texts of 8 tokens fails ({first_line(error)})")
             raise UserError(f"{arch} cannot be exported to ONNX: {detail}.") from None
     resave_onnx(path)
     check_dynamic_shapes(wrapper, source, task, path)
@@ -350,7 +383,7 @@ def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: Task
             with torch.inference_mode(False), torch.no_grad():
                 expected = [t.float().numpy() for t in wrapper(*probe)]
         except Exception as error:  # noqa: BLE001 - PyTorch itself fails on real text: nothing can be verified
-            raise UserError(f"{arch} fails in PyTorch {seen} ({_first_line(error, 200)}).") from None
+            raise UserError(f"{arch} fails in PyTorch {seen} ({first_line(error, 200)}).") from None
         try:
             if session is None:
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -359,7 +392,7 @@ def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: Task
             got = session.run(list(task.output_names), {n: v for n, v in feed.items() if n in taken})
         except Exception as error:  # noqa: BLE001 - the graph fixed a shape (or a routing) of the trace
             raise UserError(f"{arch} cannot be exported to ONNX {why}: {where} fails {seen} "
-                            f"({_first_line(error, 200)}).") from None
+                            f"({first_line(error, 200)}).") from None
         mask = probe[source.input_names.index("attention_mask")].numpy().astype(bool) \
             if "attention_mask" in source.input_names else np.ones(probe[0].shape, dtype=bool)
         for name, want, have in zip(task.output_names, expected, got):
@@ -372,13 +405,6 @@ def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: Task
             if not diff <= 1e-3:
                 raise UserError(f"{arch} cannot be exported to ONNX {why}: {where} gives other {name} than "
                                 f"PyTorch {seen}.")
-
-
-def _first_line(error: Exception, limit: int = 300) -> str:
-    """The error's first line, cut at a word within `limit` characters (with "...")."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    line = (lines[0] if lines else type(error).__name__).rstrip(".")
-    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
 
 
 def resave_onnx(path: Path, external_threshold: int = TWO_GB) -> None:

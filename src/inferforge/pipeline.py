@@ -17,7 +17,7 @@ from inferforge.artifacts import TOKENIZER_DIR, Manifest
 from inferforge.benchmark import LatencyStats, Shape, benchmark_engines, parse_shapes
 from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
-from inferforge.errors import UserError
+from inferforge.errors import UserError, first_line
 from inferforge.export import export_onnx, export_wrapper
 from inferforge.labelled_data import LabelledData, TextRows, read_texts
 from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
@@ -417,7 +417,7 @@ def _build_variants(variants: list[Variant], ctx: BuildContext, threads: int,
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - one variant failing must not stop the others
-            row.status, row.reason = "error", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            row.status, row.reason = "error", f"{type(error).__name__}: {first_line(error, 200)}"
         row.build_seconds = time.perf_counter() - start
     progress("build variants", len(variants), len(variants))
     return rows, engines
@@ -431,7 +431,7 @@ def _verify(rows, engines, batches, reference, task, budget, progress) -> None:
         try:
             row.check = compare(task, batches, reference, run_batches(engines[row.name], batches), budget)
         except Exception as error:  # noqa: BLE001 - a runtime failing on real text is that variant's failure
-            row.status, row.reason = "error", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            row.status, row.reason = "error", f"{type(error).__name__}: {first_line(error, 200)}"
             engines.pop(row.name)
             continue
         if not row.check.passed:

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inferforge.errors import UserError
+from inferforge.errors import UserError, first_line
 
 # Legacy flags, in the order sentence-transformers concatenates the vectors of several modes.
 LEGACY_FLAGS = {
@@ -222,7 +222,7 @@ def _torch_step(step: Step, directory: Path):
         layer.load_state_dict(own, strict=True)
     except RuntimeError as error:
         raise UserError(f"The weights in '{directory / step.path}' do not fit its configuration: "
-                        f"{str(error).splitlines()[0]}") from None
+                        f"{first_line(error)}.") from None
     return layer
 
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferforge.errors import UserError
+from inferforge.errors import UserError, first_line
 from inferforge.sentence_embedding import Pooling, module_files, read_pooling
 from inferforge.tasks import TaskSpec
 
@@ -292,7 +292,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         torch_model = _load_torch_model(task, config, source, trust_remote_code)
     except OSError as error:
         if local:
-            raise UserError(f"Could not load the model in '{model}': {str(error).splitlines()[0]}") from None
+            raise UserError(f"Could not load the model in '{model}': {first_line(error)}.") from None
         raise UserError(
             f"Could not fetch '{model}' from the Hugging Face Hub (unreachable or unknown id); "
             "download it and pass its local directory instead."
@@ -302,10 +302,10 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
             raise UserError(f"'{model}' runs its own Python code ({_custom_code(path if local else None)}): read it, "
                             "and if you trust it pass --trust-remote-code (Python: trust_remote_code=True).") from None
         raise UserError(
-            f"'{model}' cannot be loaded for {task.name}: {str(error).splitlines()[0]}"
+            f"'{model}' cannot be loaded for {task.name}: {first_line(error)}."
         ) from None
     except ImportError as error:  # a tokenizer or model that needs an optional package (RoFormer: rjieba)
-        raise UserError(f"'{model}' needs a package that is not installed: {str(error).splitlines()[0]}") from None
+        raise UserError(f"'{model}' needs a package that is not installed: {first_line(error)}.") from None
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
         # transformers builds an empty tokenizer (its special tokens only) when the folder has no tokenizer files.
         raise UserError(f"'{model}' has no tokenizer files (tokenizer.json, or vocab.txt / sentencepiece model): "

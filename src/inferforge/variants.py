@@ -176,8 +176,10 @@ class OrtFused(_OrtVariant):
         from onnxruntime.transformers.optimizer import optimize_model
 
         model_type = ctx.model_type if ctx.model_type in ("bert", "bart", "gpt2", "t5") else "bert"
-        optimized = optimize_model(str(ctx.fp32_onnx), model_type=model_type, num_heads=ctx.num_heads,
-                                   hidden_size=ctx.hidden_size, opt_level=1, use_gpu=False)
+        # Without attention heads (FNet mixes tokens by a Fourier transform) the fusions find the sizes themselves.
+        heads = ctx.num_heads if ctx.num_heads and ctx.hidden_size % ctx.num_heads == 0 else 0
+        optimized = optimize_model(str(ctx.fp32_onnx), model_type=model_type, num_heads=heads,
+                                   hidden_size=ctx.hidden_size if heads else 0, opt_level=1, use_gpu=False)
         out = ctx.variant_dir(self.name) / "model.onnx"
         optimized.save_model_to_file(str(out))
         return [str(out.relative_to(ctx.workdir))]
