@@ -22,7 +22,7 @@ import numpy as np
 
 import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
 from inferforge.engines.base import Engine
-from inferforge.errors import UserError
+from inferforge.errors import UserError, first_line
 from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
                                       is_multi_label,
                                       read_labelled_data, similarity_scores, tag_sequences)
@@ -394,7 +394,7 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - one runtime failing must not hide the others' scores
-            row.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            row.error = f"{type(error).__name__}: {first_line(error, 200)}"
         report.rows.append(row)
     tick("evaluate", len(names), len(names))
     ref_row = next((r for r in report.rows if r.variant == reference and r.score), None)

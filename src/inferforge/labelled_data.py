@@ -51,7 +51,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from inferforge.errors import UserError
+from inferforge.errors import UserError, first_line
 
 DATA_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
                  ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll", ".conllu": "conllu",
@@ -769,7 +769,7 @@ def _read_json_file(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not readable JSON ({str(error).splitlines()[0][:120]}); save the dataset again "
+        raise UserError(f"{path} is not readable JSON ({first_line(error, 120)}); save the dataset again "
                         f"with save_to_disk.") from None
 
 
