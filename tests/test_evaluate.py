@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_models import build_tiny_model
 
 from inferforge.metrics import (accuracy, answer_scores, entities, entity_scores, macro_f1, normalize_answer, pearson,
                                 ranks, spearman)
@@ -724,20 +725,33 @@ def test_word_tags_are_the_first_subword_of_each_word_on_sentencepiece_and_bpe(t
         "entity_f1": 100.0, "entity_precision": 100.0, "entity_recall": 100.0}
 
 
-def test_boolq_question_and_passage_are_read_as_a_pair(tiny_converted, tmp_path):
+def test_boolq_question_and_passage_are_read_as_a_pair(tmp_path):
+    import torch
+    import transformers
+
+    import inferforge
     from inferforge.evaluate import evaluate
 
-    hf, folder = tiny_converted("text-classification")
-    questions, passages = [a for a, _ in PAIRS], [b for _, b in PAIRS]
+    # Every question with every passage, on a tiny classifier whose bias puts half of these pairs in each class
+    # (a random one says NEGATIVE to everything): the question alone then answers otherwise on some rows.
+    questions, passages = [a for a, _ in PAIRS for _ in PAIRS], [b for _ in PAIRS for _, b in PAIRS]
+    hf = build_tiny_model(tmp_path / "hf", "bert", "text-classification")
+    _, pair_out = _torch_logits(hf, "AutoModelForSequenceClassification", questions, passages)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(hf)
+    with torch.no_grad():
+        model.classifier.bias[1] -= (pair_out.logits[:, 1] - pair_out.logits[:, 0]).median() - 1e-4
+    model.save_pretrained(hf)
+    inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                       nb_measures=1, warmup=0, threads=1)
     _, pair_out = _torch_logits(hf, "AutoModelForSequenceClassification", questions, passages)
     _, alone_out = _torch_logits(hf, "AutoModelForSequenceClassification", questions)
     gold = pair_out.logits.argmax(-1).tolist()
     alone = alone_out.logits.argmax(-1).tolist()
-    assert gold != alone  # the question alone would score differently
+    assert 0 < sum(gold) < len(gold) and gold != alone  # the question alone would score differently
     path = tmp_path / "boolq.jsonl"
     _jsonl(path, [{"question": q, "passage": p, "idx": i, "label": g}
                   for i, (q, p, g) in enumerate(zip(questions, passages, gold))])
-    report = evaluate(folder, path, threads=1)
+    report = evaluate(tmp_path / "out", path, threads=1)
     assert (report.columns["text"], report.columns["pair"]) == ("question", "passage")
     assert _row(report, "ort-fp32").value == 100.0
 

@@ -11,6 +11,7 @@ REFUSED_SPECS the encoders inferforge refuses in one sentence (layout boxes, lan
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,6 +230,20 @@ def _training_texts() -> list[str]:
     return texts + questions + contexts
 
 
+def _wordpiece_vocab(normalizer, pre_tokenizer, specials: list[str], size: int = 600) -> dict[str, int]:
+    """A WordPiece vocabulary counted here rather than by tokenizers' WordPieceTrainer, whose ties fall by hash
+    order (another vocabulary in every process, so tests saw other token ids in CI than at home): the specials,
+    every character alone and as a continuation, then the most frequent words (ties alphabetical)."""
+    from collections import Counter
+
+    counts = Counter(word for text in _training_texts()
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    vocab = [*specials, *chars, *("##" + c for c in chars)]
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if w not in vocab]
+    return {token: i for i, token in enumerate(vocab + words[:max(0, size - len(vocab))])}
+
+
 def build_tokenizer(folder: Path, arch: str):
     """A tokenizer of the architecture's style trained on real sentences, saved as a fast HF tokenizer."""
     import transformers
@@ -236,12 +251,13 @@ def build_tokenizer(folder: Path, arch: str):
 
     style = ALL_SPECS[arch].tokenizer
     special = list(style.specials)
+    trainer = None
     if style.model == "wordpiece":
-        tokenizer = Tokenizer(models.WordPiece(unk_token=style.unk))
-        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=style.lowercase)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        normalizer = normalizers.BertNormalizer(lowercase=style.lowercase)
+        pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer = Tokenizer(models.WordPiece(_wordpiece_vocab(normalizer, pre_tokenizer, special), unk_token=style.unk))
+        tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
         tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=special)
     elif style.model == "unigram":  # SentencePiece style: "▁" marks a word start, offsets include it
         tokenizer = Tokenizer(models.Unigram())
         tokenizer.normalizer = normalizers.Sequence(
@@ -255,7 +271,16 @@ def build_tokenizer(folder: Path, arch: str):
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(_training_texts() * 3, trainer)
+    if trainer is not None:
+        tokenizer.train_from_iterator(_training_texts() * 3, trainer)
+    if style.model == "unigram":  # scores summed, and characters ranked, otherwise in every process: made canonical
+        trained = json.loads(tokenizer.to_str())["model"]
+        pieces = {piece: round(score, 8) for piece, score in trained["vocab"]}
+        lowest = min(pieces.values())
+        pieces.update({piece: lowest for piece in pieces if len(piece) == 1 and piece not in special})
+        ordered = special + sorted(set(pieces) - set(special), key=lambda piece: (-pieces[piece], piece))
+        tokenizer.model = models.Unigram([(piece, pieces[piece]) for piece in ordered], ordered.index(style.unk),
+                                         trained.get("byte_fallback", False))
     if style.cls is not None:
         cls, sep = style.cls, style.sep
         second = f"{sep} $B:1 {sep}:1" if style.pair_double_sep else f"$B:1 {sep}:1"
