@@ -363,6 +363,51 @@ def test_bad_request_inside_a_dynamic_batch_fails_alone(served, local_models):
     assert_same_answers([a for _, a in sorted(good)], expected)
 
 
+def test_token_ids_outside_the_vocabulary_fail_alone_at_the_model_step(served, local_models):
+    """A client of the `_model` step sends token arrays itself (perf_analyzer sends random int64): ids past the
+    vocabulary, or inputs of two shapes, get one sentence naming the input, and the requests batched with them
+    are answered as the local engine answers (the lookup failed the whole batch before, retried one by one)."""
+    server, _ = served
+    model = local_models["tiny_cls"]
+    good_arrays = model.encoder.encode(TEXTS[:1]).arrays
+    vocab = json.loads((Path(model.folder) / "config.json").read_text())["vocab_size"]
+    expected = model.run(good_arrays)["logits"]
+    ids = good_arrays["input_ids"]
+    bad_cases = {
+        "past the vocabulary": {**good_arrays, "input_ids": np.where(ids == ids[0, 1], vocab + 7, ids)},
+        "negative": {**good_arrays, "input_ids": -ids},
+        "two shapes": {**good_arrays, "attention_mask": good_arrays["attention_mask"][:, :-1]},
+    }
+    results: dict = {}
+
+    def send(key: str, arrays: dict) -> None:
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            tensors = []
+            for name, array in arrays.items():
+                tensors.append(httpclient.InferInput(name, list(array.shape), "INT64"))
+                tensors[-1].set_data_from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+            results[key] = client.infer("tiny_cls_model", tensors,
+                                        outputs=[httpclient.InferRequestedOutput("logits")]).as_numpy("logits")
+        except Exception as error:  # noqa: BLE001
+            results[key] = str(error)
+        finally:
+            client.close()
+
+    jobs = [(f"good {i}", good_arrays) for i in range(6)] + list(bad_cases.items())
+    threads = [threading.Thread(target=send, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert f"input 'input_ids' holds {vocab + 7}, outside this model's {vocab} values" in results["past the vocabulary"]
+    assert "input 'input_ids' holds -" in results["negative"]
+    assert "input 'attention_mask' has shape" in results["two shapes"]
+    for i in range(6):
+        np.testing.assert_allclose(results[f"good {i}"], expected, atol=1e-4)
+    assert server.check_health() is None
+
+
 @pytest.mark.parametrize("name", ["tiny_ner", "tiny_ner_1hop"])
 def test_a_100000_character_text_is_truncated_and_answered(served, local_models, name):
     server, _ = served

@@ -16,9 +16,11 @@ from inferforge.tokenization import Encoded
 from inferforge.triton.backend_models.text_checks import (  # noqa: F401 (re-exported)
     BadText,
     checked_texts,
+    checked_token_arrays,
     decode_texts,
     for_request,
     refuse_pair_parameter,
+    token_limits,
 )
 
 ANSWER_OUTPUT = "answer_json"

@@ -33,10 +33,12 @@ from inferforge.triton.answers import (
     BadText,
     answer_tensors,
     checked_texts,
+    checked_token_arrays,
     decode_texts,
     encoded_from_details,
     for_request,
     refuse_pair_parameter,
+    token_limits,
 )
 
 
@@ -60,6 +62,8 @@ class TritonPythonModel:
         # Busy-waiting engine threads would take the cores the server and the client need (see engines/ort.py).
         os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or os.environ.get(ORT_SPINNING_ENV) or "0"
         self.model = load(artifact, variant=params.get("variant") or None, threads=threads)
+        config_path = os.path.join(artifact, "config.json")
+        self.token_limits = token_limits(json.load(open(config_path)) if os.path.exists(config_path) else {})
         self.array_inputs = _names(params["array_inputs"])
         self.model_outputs = _names(params["model_outputs"])
         self.per_token = set(_names(params.get("per_token_outputs", "")))
@@ -108,7 +112,8 @@ class TritonPythonModel:
             missing = [name for name, tensor in arrays.items() if tensor is None]
             if missing:
                 raise BadText(f"missing input(s) {', '.join(missing)}")
-            return {name: tensor.as_numpy() for name, tensor in arrays.items()}, None
+            return checked_token_arrays({name: tensor.as_numpy() for name, tensor in arrays.items()},
+                                        self.token_limits), None
         texts = checked_texts(_numpy(pb_utils.get_input_tensor_by_name(request, "text")), "text", self.max_text_chars)
         pairs = self._pairs(request, len(texts))
         encoded = self.model.encoder.encode(texts, pairs)

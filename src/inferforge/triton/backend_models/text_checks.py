@@ -47,6 +47,36 @@ def checked_texts(array, name: str, max_chars=None) -> list:
     return texts
 
 
+def token_limits(config: dict) -> dict:
+    """How many values each token input takes, from a model's config.json: its vocabulary rows, its segment
+    types, 0/1 for the mask. An id past them fails the model's embedding lookup, and with it every request
+    batched with it."""
+    limits = {"attention_mask": 2}
+    for name, key in (("input_ids", "vocab_size"), ("token_type_ids", "type_vocab_size")):
+        if isinstance(config.get(key), int) and config[key] > 0:
+            limits[name] = config[key]
+    return limits
+
+
+def checked_token_arrays(arrays: dict, limits: dict) -> dict:
+    """Token arrays sent directly (a client of the `_model` step): 2-D integers of one shape, each input's values
+    inside its `token_limits`; else `BadText` naming the input and what it holds."""
+    shape = None
+    for name, array in arrays.items():
+        if array.ndim != 2 or array.dtype.kind not in "iu":
+            raise BadText(f"input '{name}' must be integer token ids of shape [texts, tokens], not "
+                          f"{array.dtype} of shape {list(array.shape)}")
+        if shape is not None and array.shape != shape:
+            raise BadText(f"input '{name}' has shape {list(array.shape)} but the first input {list(shape)}: "
+                          "send every token input at one shape")
+        shape = array.shape
+        limit = limits.get(name)
+        if limit is not None and array.size and (array.min() < 0 or array.max() >= limit):
+            bad = array.min() if array.min() < 0 else array.max()
+            raise BadText(f"input '{name}' holds {int(bad)}, outside this model's {limit} values (0 to {limit - 1})")
+    return arrays
+
+
 def refuse_pair_parameter(request) -> None:
     """For a model without a `text_pair` input: a request naming `text_pair` among its parameters is refused rather
     than answered for the text alone (Triton's generate endpoint passes JSON keys that are not inputs as parameters,
