@@ -80,12 +80,19 @@ def test_tokenize_in_model_is_a_one_step_ensemble(converted_tiny, tmp_path):
 @pytest.mark.parametrize("flavour", ["python", "onnxruntime"])
 def test_question_answering_steps_carry_the_windows(converted_tiny, tmp_path, flavour):
     """The tokenizer cuts a long context into windows (a row each): the answering step reads each window's texts
-    and text index from it, never the request's texts (every input of a step must have the same rows)."""
+    and text index from it, never the request's texts (every input of a step must have the same rows), and the
+    steps after the tokenizer take WINDOW_ROWS_PER_TEXT rows per text of the ensemble's batch."""
+    from inferforge.triton.repository import WINDOW_ROWS_PER_TEXT
+
     repo = write_repository(converted_tiny("question-answering"), tmp_path / "qa", name="qa", flavour=flavour,
                             max_batch_size=6)
+    rows = 6 * WINDOW_ROWS_PER_TEXT
     tokenize = read_config(repo.path / "qa_tokenize")
     assert {p: tokenize.parameters[p].string_value for p in ("window_length", "window_stride", "max_windows")} == \
-        {"window_length": "384", "window_stride": "128", "max_windows": "6"}
+        {"window_length": "384", "window_stride": "128", "max_windows": str(rows)}
+    steps = ["qa_model"] + (["qa_postprocess"] if flavour == "onnxruntime" else [])
+    assert [read_config(repo.path / step).max_batch_size for step in steps] == [rows] * len(steps)
+    assert (tokenize.max_batch_size, read_config(repo.path / "qa").max_batch_size) == (6, 6)
     assert {"window_text", "window_text_pair", "window_sample"} <= {o.name for o in tokenize.output}
     answering = read_config(repo.path / "qa").ensemble_scheduling.step[-1]
     assert {k: v for k, v in answering.input_map.items() if k in ("text", "text_pair", "window_sample")} == \

@@ -189,18 +189,22 @@ def first_windows_answer(model, question: str, context: str, windows: int) -> di
 
 
 def test_a_context_of_more_windows_than_max_batch_size_is_read_from_its_start(served, local_models):
-    """The tokenizer model cannot hand the next model more rows than its max_batch_size: a context of 18
-    windows is answered from its first 8 (as any text is truncated to what the model reads); the model that
-    tokenizes itself reads all 18, as `predict` does."""
+    """The tokenizer model cannot hand the next model more rows than its max_batch_size (WINDOW_ROWS_PER_TEXT
+    rows per text of the ensemble's): a context of 63 windows is answered from its first 32 (as any text is
+    truncated to what the model reads); the model that tokenizes itself reads all 63, as `predict` does."""
+    from inferforge.triton.repository import WINDOW_ROWS_PER_TEXT
+
     server, _ = served
-    question, context = TEXTS[1], " ".join(CONTEXTS * 6)
+    rows = MAX_BATCH * WINDOW_ROWS_PER_TEXT
+    question, context = TEXTS[1], " ".join(CONTEXTS * 12)
+    assert local_models["tiny_qa"].encoder.encode([question], [context]).arrays["input_ids"].shape[0] > rows
     with TritonTextClient(server.http_url, "http", "tiny_qa") as client:
         cut = client.predict([question], [context])[0]
-        two = client.predict([question, question], [context, CONTEXTS[1]])  # 4 windows each at most
+        two = client.predict([question, question], [context, CONTEXTS[1]])  # rows / 2 windows each at most
     with TritonTextClient(server.http_url, "http", "tiny_qa_1hop") as client:
         whole = client.predict([question], [context])[0]
-    assert_same_answers(cut, first_windows_answer(local_models["tiny_qa"], question, context, MAX_BATCH))
-    assert_same_answers(two, [first_windows_answer(local_models["tiny_qa"], question, context, MAX_BATCH // 2),
+    assert_same_answers(cut, first_windows_answer(local_models["tiny_qa"], question, context, rows))
+    assert_same_answers(two, [first_windows_answer(local_models["tiny_qa"], question, context, rows // 2),
                               *local_answers(local_models["tiny_qa"], [question], [CONTEXTS[1]])])
     assert_same_answers(whole, local_answers(local_models["tiny_qa_1hop"], [question], [context])[0])
 
@@ -232,6 +236,9 @@ def concurrent_answers(server, name, texts, pairs=None, repeats=1) -> list:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_more_texts_than_max_batch_size_are_sent_in_batches(served, local_models, protocol):
+    """19 question-context pairs, sent in requests of max_batch_size: some contexts take two windows, so a request
+    of 8 texts is 11 rows for the model, answered whole (the model steps take WINDOW_ROWS_PER_TEXT rows per text;
+    with 8 rows, the second windows were dropped and answers changed)."""
     server, _ = served
     model = local_models["tiny_qa"]
     texts = [TEXTS[i % 3] + f" {i}" for i in range(2 * MAX_BATCH + 3)]

@@ -285,8 +285,20 @@ def _default_name(model_dir: Path) -> str:
 
 
 # ----- the four models ------------------------------------------------------------------------
-def _base_config(name: str, opts: RepositoryOptions, *, instances: int = 1, kind: str = "KIND_CPU") -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, max_batch_size=opts.max_batch_size)
+# A task read in windows (QA's long contexts) turns the ensemble's texts into more rows for the steps after the
+# tokenizer: they take this many rows per text, so that a full batch of contexts two or three windows long is read
+# whole, as `inferforge.load(DIR).predict` reads it (the tokenizer keeps a context's first windows past that).
+WINDOW_ROWS_PER_TEXT = 4
+
+
+def _rows(opts: RepositoryOptions, converted: "_ConvertedModel") -> int:
+    """The largest batch of rows a step after the tokenizer takes."""
+    return opts.max_batch_size * (WINDOW_ROWS_PER_TEXT if converted.task.windows is not None else 1)
+
+
+def _base_config(name: str, opts: RepositoryOptions, *, instances: int = 1, kind: str = "KIND_CPU",
+                 rows: int | None = None) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, max_batch_size=rows or opts.max_batch_size)
     config.dynamic_batching.max_queue_delay_microseconds = opts.queue_delay_us
     policy = config.dynamic_batching.default_queue_policy
     policy.max_queue_size = opts.max_queue_size
@@ -361,7 +373,7 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
     windows = converted.task.windows
     if windows is not None:
         _set_parameters(config, window_length=windows.length, window_stride=windows.stride,
-                        max_windows=opts.max_batch_size)
+                        max_windows=_rows(opts, converted))
     _set_parameters(
         config,
         max_length=converted.max_length,
@@ -382,7 +394,9 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
 
 def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_model"
-    config = _base_config(model_name, opts, instances=opts.instance_count, kind=opts.instance_kind)
+    # Texts sent straight here (tokenize_in_model) are read in all their windows, one run of the engine.
+    config = _base_config(model_name, opts, instances=opts.instance_count, kind=opts.instance_kind,
+                          rows=_rows(opts, converted))
     python = opts.flavour == "python"
     for input_name in converted.input_names:  # optional in python: a request may bring texts instead
         config.input.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,), optional=python, ragged=python).to_input())
@@ -469,7 +483,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_postprocess"
-    config = _base_config(model_name, opts)
+    config = _base_config(model_name, opts, rows=_rows(opts, converted))
     config.backend = "python"
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for spec in converted.model_outputs:
