@@ -98,13 +98,18 @@ def expected(served):
 # ----- poison batches ------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", [*BAD_REQUESTS, *MALFORMED_JSON])
 def test_each_bad_input_gets_its_4xx_and_the_next_request_is_right(served, expected, case):
-    """Each row of RELIABILITY.md's matrix; the bodies Triton's own JSON parser refuses get its 500."""
+    """Each row of RELIABILITY.md's matrix. The bodies Triton's own JSON parser refuses are 400s through the
+    preloaded library (Triton 2.51 alone answers 500, as it does where no C compiler built the library)."""
+    from inferforge.triton.hardening import admin_key_hiding
+
     serving, _, _ = served
     bad = BAD_REQUESTS.get(case) or MALFORMED_JSON[case]
+    parse_error = case in MALFORMED_JSON and case != "no batch dimension"  # the shape check is Triton's 400 anyway
+    status = 500 if parse_error and admin_key_hiding().library is None else bad.status
     connection = connect(serving.server.http_url)
     try:
         reply = send(connection, MODEL, bad.build(MAX_BATCH))
-        assert reply.status == bad.status, reply
+        assert reply.status == status, reply
         assert re.search(bad.words, reply.error), reply.error
         good = send(connection, MODEL, text_request(GOOD_TEXTS[:2]))
     finally:

@@ -24,6 +24,12 @@
  * caller is the server's own frontend (the tritonserver executable); its classification code then reaches
  * that same error, and the client gets it as a 400. Every other caller (the core library, the backends)
  * gets the real size.
+ *
+ * And it gives a request the frontend cannot parse the status of a bad request: Triton 2.51's HTTP frontend
+ * reports malformed JSON, a missing `shape` or a non-string BYTES element as TRITONSERVER_ERROR_INTERNAL, a
+ * 500 (a server fault, retried by clients and counted against the server). The wrapper of
+ * TRITONSERVER_ErrorNew turns INTERNAL into INVALID_ARG, a 400, for those parse messages only, and only when
+ * the caller is the frontend (the executable); everything else keeps its code.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -138,6 +144,30 @@ uint32_t TRITONSERVER_DataTypeByteSize(int datatype) {
         dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
         return 1;
     return size;
+}
+
+#define TRITONSERVER_ERROR_INTERNAL 1    /* tritonserver.h: UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, ... */
+#define TRITONSERVER_ERROR_INVALID_ARG 3
+
+typedef void *(*error_new_function)(int, const char *);
+
+static int is_parse_error(const char *message) {
+    static const char *const prefixes[] = {"failed to parse the request JSON buffer", "Unable to parse "};
+    for (size_t i = 0; message != NULL && i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(message, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+void *TRITONSERVER_ErrorNew(int code, const char *message) {
+    static error_new_function real;
+    if (real == NULL)
+        real = (error_new_function)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorNew");
+    Dl_info caller;
+    if (code == TRITONSERVER_ERROR_INTERNAL && program_base != NULL && is_parse_error(message) &&
+        dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
+        code = TRITONSERVER_ERROR_INVALID_ARG;
+    return real != NULL ? real(code, message) : NULL;
 }
 
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
