@@ -94,4 +94,3 @@ def test_a_class_count_on_a_text_output_is_a_client_error(supervised, protocol, 
         assert len(watchdog.recoveries) == before + 1, events
         assert "signal SIGFPE" in watchdog.recoveries[-1].problem, watchdog.recoveries[-1]
     assert took < 30, (took, events)
-
