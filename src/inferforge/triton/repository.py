@@ -394,7 +394,6 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
 
 def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_model"
-    # Texts sent straight here (tokenize_in_model) are read in all their windows, one run of the engine.
     config = _base_config(model_name, opts, instances=opts.instance_count, kind=opts.instance_kind,
                           rows=_rows(opts, converted))
     python = opts.flavour == "python"

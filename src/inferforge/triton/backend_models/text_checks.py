@@ -71,9 +71,12 @@ def checked_token_arrays(arrays: dict, limits: dict) -> dict:
                           "send every token input at one shape")
         shape = array.shape
         limit = limits.get(name)
-        if limit is not None and array.size and (array.min() < 0 or array.max() >= limit):
-            bad = array.min() if array.min() < 0 else array.max()
-            raise BadText(f"input '{name}' holds {int(bad)}, outside this model's {limit} values (0 to {limit - 1})")
+        if limit is None or not array.size:
+            continue
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high >= limit:
+            raise BadText(f"input '{name}' holds {low if low < 0 else high}, outside this model's {limit} values "
+                          f"(0 to {limit - 1})")
     return arrays
 
 
