@@ -4,9 +4,10 @@ The Triton tokenizer model re-implements what `TextEncoder` does (special tokens
 truncation, QA windows, offsets): XLNet (pads on the left, <cls> last), a T5 tokenizer as real checkpoints
 have it (no classifier token, "A </s> B </s>"), XLM-RoBERTa (SentencePiece, pad id 1), ModernBERT (byte-level
 BPE offsets), BART (end-of-sequence pooling), ALBERT (SentencePiece with token type ids), DistilBERT (no token
-type ids) and a BERT whose tokenizer adds no special tokens. Requests carry several texts of mixed lengths
-(longer than the model reads, non-ASCII, emoji; QA contexts of several windows) and are sent concurrently, so
-the dynamic batcher joins requests of different lengths.
+type ids), a BERT whose tokenizer adds no special tokens, and FNet (no attention mask: padding would change its
+answers). Requests carry several texts of mixed lengths (longer than the model reads, non-ASCII, emoji; QA
+contexts of several windows) and are sent concurrently, so the dynamic batcher joins requests of different
+lengths.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ STYLES = {  # served name: (architecture, task)
     "albert_cls": ("albert", "text-classification"),
     "distilbert_qa": ("distilbert", "question-answering"),
     "plain_ner": ("bert-plain", "token-classification"),
+    # No attention mask: padding changes every answer, so rows of each length run unpadded, here as in predict.
+    "fnet_cls": ("fnet", "text-classification"),
+    "fnet_ner": ("fnet", "token-classification"),
 }
 ODD = ["Ünïcödé text, with punctuation! And émojis 🙂 too.", "東京は日本の首都です。", "naïve café — “quoted” 🙂👍🏽 ok",
        "  leading and trailing spaces  "]

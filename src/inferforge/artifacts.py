@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from inferforge.engines.base import Engine
+from inferforge.engines.base import Engine, run_unpadded
 from inferforge.errors import UserError
 from inferforge.tasks import TaskSpec, get_task
-from inferforge.tokenization import TextEncoder
+from inferforge.tokenization import Encoded, TextEncoder
 from inferforge.variants import Variant, variant_from_dict
 
 MANIFEST = "inferforge.json"
@@ -34,6 +34,7 @@ class Manifest:
     variants: dict[str, dict]  # name -> {"config": {...}, "files": [...], "deployable": bool}
     format_version: int = FORMAT_VERSION
     problem_type: str | None = None  # transformers' config.problem_type (multi_label_classification: sigmoids)
+    reads_padding: bool = False  # the model takes no attention mask (FNet): padding changes its answers
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(self.__dict__, indent=2))
@@ -85,7 +86,15 @@ class LoadedModel:
         if pairs is None and self.task.needs_pairs:
             raise UserError(f"{self.task.name} needs a text pair for every text (question, context).")
         encoded = self.encoder.encode(list(texts), list(pairs) if pairs is not None else None)
-        return self.task.postprocess(self.engine.run(encoded.arrays), encoded, self.labels, self.manifest.problem_type)
+        return self.task.postprocess(self.run_encoded(encoded), encoded, self.labels, self.manifest.problem_type)
+
+    def run_encoded(self, encoded: Encoded) -> dict[str, np.ndarray]:
+        """The raw outputs of a tokenized batch. A model that takes no attention mask runs each length
+        unpadded, so each text gets the answer it gets alone (see `run_unpadded`)."""
+        if not self.manifest.reads_padding:
+            return self.engine.run(encoded.arrays)
+        return run_unpadded(self.engine.run, encoded.arrays, [len(offsets) for offsets in encoded.offsets],
+                            {name for name in self.engine.output_names if 1 in self.task.output_axes(name)})
 
     def __repr__(self) -> str:
         return f"LoadedModel(task={self.task.name!r}, variant={self.variant_name!r}, folder='{self.folder}')"

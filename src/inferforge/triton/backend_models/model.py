@@ -11,7 +11,9 @@ It returns the raw outputs and/or the answer (`answer_json` and typed tensors), 
 
 The requests of a dynamic batch have their own sequence lengths (`allow_ragged_batch`): they are
 right-padded with `pad_id` to the longest, run as one batch, and cut back to their own length on the
-per-token outputs. Bad text, or a failing run, fails that request alone: the rest of the batch is answered.
+per-token outputs. A model that takes no attention mask (FNet) runs each length unpadded instead, as
+`predict` does, so an answer never depends on the requests batched with it. Bad text, or a failing run,
+fails that request alone: the rest of the batch is answered.
 
 Config parameters (string values): `threads`, `variant`, `pad_id`, `array_inputs`, `model_outputs`,
 `per_token_outputs` (comma separated), `max_text_chars`.
@@ -25,6 +27,7 @@ import triton_python_backend_utils as pb_utils
 from execute_deadline import bounded_execute
 
 from inferforge.artifacts import load
+from inferforge.engines.base import run_unpadded
 from inferforge.engines.ort import SPINNING_ENV as ORT_SPINNING_ENV
 from inferforge.triton.answers import (
     ANSWER_OUTPUT,
@@ -174,7 +177,12 @@ class TritonPythonModel:
                     array = np.pad(array, ((0, 0), (0, missing)), constant_values=fill)
                 parts.append(array)
             joined[name] = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        result = self.model.run(joined)
+        if self.model.manifest.reads_padding:  # no attention mask: each row runs at its own length
+            real = joined["input_ids"] != self.pad_id  # rows are right-padded; the last real token is not padding
+            lengths = np.where(real.any(axis=1), length - np.argmax(real[:, ::-1], axis=1), 1)
+            result = run_unpadded(self.model.run, joined, lengths, self.per_token)
+        else:
+            result = self.model.run(joined)
         split = []
         start = 0
         for arrays in inputs:
