@@ -15,6 +15,7 @@ import numpy as np
 from inferforge.tokenization import Encoded
 from inferforge.triton.backend_models.text_checks import (  # noqa: F401 (re-exported)
     BadText,
+    checked_answer_inputs,
     checked_texts,
     checked_token_arrays,
     decode_texts,

@@ -19,8 +19,9 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
 - the same preloaded library turns Triton 2.51's crash on a classification request (`class_count`) for a
   text output (a division by the byte size of BYTES, 0: SIGFPE for the whole server) into Triton's own 400
   "unsupported type 'BYTES'" (see hide_args.c; without a C compiler the watchdog restarts the server), and
-  makes the front end's request-parsing errors (malformed JSON, no `shape`, a number as text) the 400s they
-  are rather than Triton 2.51's 500s;
+  makes the front end's request-parsing errors (malformed JSON, no `shape`, a number as text, a `classification`
+  or `parameters` of the wrong type) the 400s they are rather than Triton 2.51's 500s, and says what to send when a
+  body holds no JSON (empty, or not what its Content-Encoding says) instead of Triton's raw-tensor message;
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while

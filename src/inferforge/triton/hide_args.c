@@ -29,7 +29,8 @@
  * reports malformed JSON, a missing `shape` or a non-string BYTES element as TRITONSERVER_ERROR_INTERNAL, a
  * 500 (a server fault, retried by clients and counted against the server). The wrapper of
  * TRITONSERVER_ErrorNew turns INTERNAL into INVALID_ARG, a 400, for those parse messages only, and only when
- * the caller is the frontend (the executable); everything else keeps its code.
+ * the caller is the frontend (the executable); everything else keeps its code. It also rewords one message the
+ * frontend passes on for a body it finds no JSON in (see TRITONSERVER_ErrorMessage below).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -152,7 +153,11 @@ uint32_t TRITONSERVER_DataTypeByteSize(int datatype) {
 typedef void *(*error_new_function)(int, const char *);
 
 static int is_parse_error(const char *message) {
-    static const char *const prefixes[] = {"failed to parse the request JSON buffer", "Unable to parse "};
+    /* "Unable to set '...'": an output's `classification` that is not a count; "failed to get request params":
+     * `parameters` that is not an object; "attempt to get members ...": a generate body that is not an object. */
+    static const char *const prefixes[] = {"failed to parse the request JSON buffer", "Unable to parse ",
+                                           "Unable to set '", "failed to get request params",
+                                           "attempt to get members for non-object"};
     for (size_t i = 0; message != NULL && i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
         if (strncmp(message, prefixes[i], strlen(prefixes[i])) == 0)
             return 1;
@@ -168,6 +173,32 @@ void *TRITONSERVER_ErrorNew(int code, const char *message) {
         dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
         code = TRITONSERVER_ERROR_INVALID_ARG;
     return real != NULL ? real(code, message) : NULL;
+}
+
+/* A request body the HTTP frontend finds no JSON header in (an empty body, a body that is not what its
+ * Content-Encoding says, which Triton 2.51 decompresses to nothing, or a non-numeric Inference-Header-Content-Length)
+ * is read as one raw binary tensor. For a model of two inputs (text and text_pair) the core then answers "Raw request
+ * must only have 1 input (found 1) to be deduced but got 2 inputs in '<model>' model configuration", which tells a
+ * client who forgot the body nothing it can act on. The frontend (the executable) reads its message through
+ * TRITONSERVER_ErrorMessage: it gets this sentence instead; the code stays INVALID_ARG (400). */
+#define RAW_REQUEST_MESSAGE "Raw request must only have 1 input"
+#define RAW_REQUEST_SENTENCE                                                                                   \
+    "the request holds no KServe v2 JSON (its body is empty, is not what its Content-Encoding header says, or " \
+    "is a raw binary tensor, which only a model of one input takes): send JSON such as "                        \
+    "{\"inputs\": [{\"name\": \"text\", \"shape\": [1, 1], \"datatype\": \"BYTES\", \"data\": [\"your text\"]}]}"
+
+typedef const char *(*error_message_function)(void *);
+
+const char *TRITONSERVER_ErrorMessage(void *error) {
+    static error_message_function real;
+    if (real == NULL)
+        real = (error_message_function)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorMessage");
+    const char *message = real != NULL ? real(error) : NULL;
+    Dl_info caller;
+    if (message != NULL && program_base != NULL && strstr(message, RAW_REQUEST_MESSAGE) != NULL &&
+        dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
+        return RAW_REQUEST_SENTENCE;
+    return message;
 }
 
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),

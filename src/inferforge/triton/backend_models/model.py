@@ -8,6 +8,9 @@ holding only the selected variant, which runs through `inferforge.load` exactly 
   - texts alone (`tokenize_in_model` ensembles): tokenized here with the same `tokenizer.json`
     through `inferforge`'s TextEncoder, which saves a Python hop per request.
 It returns the raw outputs and/or the answer (`answer_json` and typed tensors), whichever is requested.
+A client of this step that sends token arrays itself and asks for the answer must send what the tokenizer
+model sends beside them (the texts, the pairs when the task needs them, the per-token details at the arrays'
+shape, valid window rows): what is missing or does not fit is that request's 400, before the run.
 
 The requests of a dynamic batch have their own sequence lengths (`allow_ragged_batch`): they are
 right-padded with `pad_id` to the longest, run as one batch, and cut back to their own length on the
@@ -35,9 +38,9 @@ from inferforge.triton.answers import (
     WINDOW_SAMPLE,
     BadText,
     answer_tensors,
+    checked_answer_inputs,
     checked_texts,
     checked_token_arrays,
-    decode_texts,
     encoded_from_details,
     for_request,
     refuse_pair_parameter,
@@ -115,8 +118,12 @@ class TritonPythonModel:
             missing = [name for name, tensor in arrays.items() if tensor is None]
             if missing:
                 raise BadText(f"missing input(s) {', '.join(missing)}")
-            return checked_token_arrays({name: tensor.as_numpy() for name, tensor in arrays.items()},
-                                        self.token_limits), None
+            arrays = checked_token_arrays({name: tensor.as_numpy() for name, tensor in arrays.items()},
+                                          self.token_limits)
+            wanted = set(request.requested_output_names())
+            if not any(name in wanted for name, _ in self.answer_outputs):
+                return arrays, None  # raw outputs only
+            return arrays, self._given_encoded(request, arrays[self.array_inputs[0]].shape)
         texts = checked_texts(_numpy(pb_utils.get_input_tensor_by_name(request, "text")), "text", self.max_text_chars)
         pairs = self._pairs(request, len(texts))
         encoded = self.model.encoder.encode(texts, pairs)
@@ -139,28 +146,25 @@ class TritonPythonModel:
         wanted = set(request.requested_output_names())
         tensors = [pb_utils.Tensor(n, np.ascontiguousarray(raw[n])) for n in self.model_outputs if n in wanted]
         if any(name in wanted for name, _ in self.answer_outputs):
-            for name, value in self._answer(request, raw, encoded, wanted).items():
+            answers = answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs, wanted,
+                                     self.model.manifest.problem_type)
+            for name, value in answers.items():
                 tensors.append(pb_utils.Tensor(name, value))
         return tensors
 
-    def _answer(self, request, raw, encoded, wanted):
-        if encoded is None:  # token arrays came from the tokenizer model: texts and details alongside
-            text = pb_utils.get_input_tensor_by_name(request, "text")
-            if text is None:
-                raise ValueError("the answer needs the input 'text' (or request only the raw outputs)")
-            pair = pb_utils.get_input_tensor_by_name(request, "text_pair") if "text_pair" in self.input_names else None
-            details = {}
-            if "offsets" in self.input_names:
-                for name in TOKEN_DETAILS:
-                    tensor = pb_utils.get_input_tensor_by_name(request, name)
-                    if tensor is None:
-                        raise ValueError(f"the answer needs the tokenizer's '{name}'")
-                    details[name] = tensor.as_numpy()
-            pairs = decode_texts(pair.as_numpy()) if pair is not None else None
-            sample = pb_utils.get_input_tensor_by_name(request, WINDOW_SAMPLE) if WINDOW_SAMPLE in self.input_names else None
-            encoded = encoded_from_details(decode_texts(text.as_numpy()), pairs, details, _numpy(sample))
-        return answer_tensors(self.model.task, self.model.labels, raw, encoded, self.typed_outputs, wanted,
-                              self.model.manifest.problem_type)
+    def _given_encoded(self, request, shape):
+        """The Encoded of token arrays that came with their texts and the tokenizer's details (from the tokenizer
+        model, or from a client of this step), checked against the arrays' `shape`: bad ones are `BadText`."""
+        def given(name):
+            return _numpy(pb_utils.get_input_tensor_by_name(request, name)) if name in self.input_names else None
+
+        texts, pairs = given("text"), given("text_pair")
+        texts = checked_texts(texts, "text", self.max_text_chars) if texts is not None else None
+        pairs = checked_texts(pairs, "text_pair", self.max_text_chars) if pairs is not None else None
+        details = {name: given(name) for name in TOKEN_DETAILS} if "offsets" in self.input_names else {}
+        sample = given(WINDOW_SAMPLE)
+        checked_answer_inputs(shape, texts, pairs, details, sample, self.model.task.needs_pairs)
+        return encoded_from_details(texts, pairs, details, sample)
 
     def _run_joined(self, inputs):
         """Pad every request to the longest sequence, run once, split back per request."""

@@ -80,6 +80,32 @@ def checked_token_arrays(arrays: dict, limits: dict) -> dict:
     return arrays
 
 
+def checked_answer_inputs(shape, texts, pairs, details: dict, sample, pair_needed: bool) -> None:
+    """What an answer to token arrays of `shape` ([rows, tokens]) is read from, when a client of the `_model` step
+    sends the arrays itself rather than the tokenizer model: the texts (`None`: not sent), the pairs when the task
+    needs them, the tokenizer's per-token details (name -> array or None) at the arrays' shape, and with windows
+    `sample`, each row's text index (0 to texts - 1, every text at least one row). Else `BadText`: such a request
+    was answered with a 500 naming an internal detail ("0 is not in list"), or answered from details that do not
+    fit its tokens."""
+    raw_only = "(or request only the model's raw outputs)"
+    if texts is None:
+        raise BadText(f"the answer needs the input 'text' beside the token arrays {raw_only}")
+    if pairs is None and pair_needed:
+        raise BadText(f"the answer needs the input 'text_pair' beside the token arrays {raw_only}")
+    rows, tokens = shape
+    for name, array in details.items():
+        if array is None:
+            raise BadText(f"the answer needs the tokenizer's '{name}' beside the token arrays {raw_only}")
+        expected = (rows, tokens, 2) if name == "offsets" else (rows, tokens)
+        if tuple(array.shape) != expected:
+            raise BadText(f"input '{name}' has shape {list(array.shape)} but the token arrays need {list(expected)}")
+    if sample is not None:
+        owners = np.asarray(sample).reshape(-1)
+        if owners.size and (owners.min() < 0 or len(set(owners.tolist())) != int(owners.max()) + 1):
+            raise BadText(f"input 'window_sample' holds {sorted(set(owners.tolist()))}; it gives each row the index "
+                          "of its text in the request: 0 to texts - 1, every text at least one row")
+
+
 def refuse_pair_parameter(request) -> None:
     """For a model without a `text_pair` input: a request naming `text_pair` among its parameters is refused rather
     than answered for the text alone (Triton's generate endpoint passes JSON keys that are not inputs as parameters,
