@@ -948,3 +948,121 @@ def test_bad_texts_are_one_sentence(tmp_path, content, task_name, kwargs, messag
     with pytest.raises(UserError) as error:
         read_texts(path, get_task(task_name), option="--calibration-data", **kwargs)
     assert str(error.value).startswith(message.format(path=path))
+
+
+# ----- layouts of public datasets that the tests above did not cover (an outside user's audit) -----
+
+
+def test_snli_rows_without_a_gold_label_are_left_out_and_said(tmp_path):
+    from inferforge.labelled_data import without_unlabelled_rows
+
+    model = ["ENTAILMENT", "NEUTRAL", "CONTRADICTION"]
+    # SNLI's own jsonl: gold_label '-' where the annotators had no majority; datasets' snli: label -1 for those rows
+    snli = _write(tmp_path / "snli_1.0_dev.jsonl", "".join(json.dumps(
+        {"gold_label": g, "sentence1": f"a {i}", "sentence2": f"b {i}", "annotator_labels": [g]}) + "\n"
+        for i, g in enumerate(["neutral", "-", "contradiction", "-", "entailment"])))
+    data = read_labelled_data(snli, _task_columns("text-classification"))
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("sentence1", "sentence2", "gold_label")
+    kept, note = without_unlabelled_rows(data, model)
+    assert kept.texts == ["a 0", "a 2", "a 4"] and class_ids(kept, model).tolist() == [1, 2, 0]
+    assert note == (f"rows without a gold label ('-', as SNLI marks pairs without a majority label) are left out: 2 of "
+                    f"the 5 rows of {snli} (the first at line 2 of {snli}); 3 are scored")
+    hf = read_labelled_data(_write(tmp_path / "snli.csv", "premise,hypothesis,label\na,b,-1\nc,d,2\ne,f,0\n"))
+    kept, note = without_unlabelled_rows(hf, model)
+    assert class_ids(kept, model).tolist() == [2, 0] and "'-1'" in note and "1 of the 3 rows" in note
+    # a model with a class named -1 (sentiment -1/0/1) keeps those rows; all rows unlabelled: refused by the label check
+    assert without_unlabelled_rows(hf, ["-1", "0", "1"]) == (hf, None)
+    dashes = read_labelled_data(_write(tmp_path / "dashes.jsonl", '{"text": "a", "label": "-"}\n'))
+    assert without_unlabelled_rows(dashes, model) == (dashes, None)
+    with pytest.raises(UserError, match="Unknown label '-' at line 1 .*'-' marks a row without a gold label"):
+        class_ids(dashes, model)
+
+
+def test_wikiann_tags_are_chosen_over_its_spans_summary(tmp_path):
+    # WikiANN: tokens, ner_tags, langs, and "spans" (["PER: Alice"]), a summary of the tags, not character spans
+    path = _write(tmp_path / "wikiann.jsonl", json.dumps(
+        {"tokens": ["Alice", "in", "Paris"], "ner_tags": [1, 0, 5], "langs": ["en"] * 3,
+         "spans": ["PER: Alice", "LOC: Paris"]}) + "\n")
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert (data.columns.text, data.columns.label) == ("tokens", "ner_tags")
+    # entity spans are still found when they are the only labels (doccano, spaCy)
+    spans = _write(tmp_path / "spacy.jsonl", json.dumps({"text": "Alice in Paris", "entities": [[0, 5, "PER"]]}) + "\n")
+    assert read_labelled_data(spans, _task_columns("token-classification"), text_is_list=True).labels == [
+        ["B-PER", "O", "O"]]
+
+
+def test_true_false_labels(tmp_path):
+    # google/boolq's answer, JSON true/false; "true"/"False" as a CSV writes them
+    data = read_labelled_data(_write(tmp_path / "boolq.jsonl", "".join(
+        json.dumps({"question": f"q{i}", "passage": "p", "answer": v}) + "\n"
+        for i, v in enumerate([True, False, "false", "TRUE"]))), _task_columns("text-classification"))
+    assert data.columns.label == "answer"
+    resolver = LabelResolver(data, ["NEGATIVE", "POSITIVE"])
+    assert class_ids(data, None, resolver).tolist() == [1, 0, 0, 1]
+    assert resolver.mapping()["how"] == ["booleans"]
+    assert resolver.mapping()["note"].startswith("labels true/false are taken as the model's ids 1 = POSITIVE and "
+                                                 "0 = NEGATIVE")
+    # a model whose labels are True and False, in any order, takes them by name
+    assert class_ids(data, ["True", "False"]).tolist() == [0, 1, 1, 0]
+    with pytest.raises(UserError, match="Label 'True' at line 1 of .* is true/false, but the model has 3 labels "
+                                        r"\(ENTAILMENT, NEUTRAL, CONTRADICTION\), none named so"):
+        class_ids(data, ["ENTAILMENT", "NEUTRAL", "CONTRADICTION"])
+
+
+def test_multi_hot_label_vectors_are_one_value_per_class(tmp_path):
+    from inferforge.labelled_data import class_sets, is_multi_label
+
+    model = ["anger", "joy", "sadness", "fear"]
+    path = _write(tmp_path / "ml.jsonl", "".join(json.dumps({"text": t, "labels": v}) + "\n" for t, v in
+                                                  [("a", [0, 1, 1, 0]), ("b", [0, 0, 0, 0]), ("c", [1.0, 0.0, 0.0, 1.0])]))
+    data = read_labelled_data(path)
+    resolver = LabelResolver(data, model)
+    assert is_multi_label(data)
+    assert class_sets(data, model, resolver).astype(int).tolist() == [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1]]
+    assert resolver.mapping()["how"] == ["indicators"] and "0/1 vectors" in resolver.mapping()["note"]
+    # pandas' to_csv writes the vectors as numpy does
+    csv_path = _write(tmp_path / "ml.csv", 'text,labels\na,"[0 1 1 0]"\nb,"[0 0 0 0]"\n')
+    assert class_sets(read_labelled_data(csv_path), model).astype(int).tolist() == [[0, 1, 1, 0], [0, 0, 0, 0]]
+    # lists of ids are still ids: [0, 1] names classes 0 and 1
+    ids = read_labelled_data(_write(tmp_path / "ids.jsonl", '{"text": "a", "labels": [0, 1]}\n{"text": "b", "labels": [2]}\n'))
+    assert class_sets(ids, model).astype(int).tolist() == [[1, 1, 0, 0], [0, 0, 1, 0]]
+    wrong = read_labelled_data(_write(tmp_path / "w.jsonl", '{"text": "a", "labels": [0, 1, 1, 0, 0]}\n'))
+    with pytest.raises(UserError, match=r"Label \[0, 1, 1, 0, 0\] at line 1 of .* is a vector of 5 0/1 values, one per "
+                                        r"class, but the model has 4 classes"):
+        class_sets(wrong, model)
+
+
+def test_squad_question_without_answers_is_not_unanswerable(tmp_path):
+    squad = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "q1", "question": "Where?", "answers": [], "is_impossible": True},
+        {"id": "q2", "question": "What?"}]}]}]}
+    path = _write(tmp_path / "dev.json", json.dumps(squad))
+    with pytest.raises(UserError, match="Column 'answers' is empty at question 'q2' .article 1, paragraph 1. of "):
+        read_labelled_data(path, _task_columns("question-answering"))
+    assert read_calibration_texts(path)[0] == ["Where?", "What?"]  # texts alone need no answers
+
+
+def test_conll_comment_lines_before_a_sentence_are_not_tokens(tmp_path):
+    # MultiCoNER: "# id ... domain=en" before each sentence, "_ _" columns; CoNLL-U style comments; the token "#" stays
+    path = _write(tmp_path / "en_dev.conll", "# id 1e6b2c6b-aaaa domain=en\nAlice _ _ B-PER\nmet _ _ O\n\n"
+                                              "# sent_id = 2\n# text = # Paris\n# _ _ O\nParis _ _ B-LOC\n\n"
+                                              "# O\nBob B-PER\n")
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    assert data.texts == ["Alice met", "# Paris", "# Bob"] and data.lines == [2, 7, 10]
+    assert data.labels == [["B-PER", "O"], ["O", "B-LOC"], ["O", "B-PER"]]
+
+
+def test_label_ids_named_by_a_label_text_column(tmp_path):
+    # SetFit's layout (SetFit/sst2, SetFit/emotion...): label ids with their names beside them, in label_text
+    path = _write(tmp_path / "sst2.jsonl", "".join(json.dumps({"text": t, "label": i, "label_text": n}) + "\n"
+                                                    for t, i, n in [("a", 1, "positive"), ("b", 0, "negative"),
+                                                                    ("c", 1, "positive")]))
+    data = read_labelled_data(path, _task_columns("text-classification"))
+    assert data.class_names == ("negative", "positive")
+    assert data.notes == ("the class names of the label ids are read from column 'label_text'",)
+    model = ["POSITIVE", "NEGATIVE"]  # another order than the dataset's ids
+    resolver = LabelResolver(data, model)
+    assert class_ids(data, model, resolver).tolist() == [0, 1, 0] and resolver.mapping()["how"] == ["class-names"]
+    # names that disagree with the ids are no names: the ids are the model's, as said
+    odd = read_labelled_data(_write(tmp_path / "odd.csv", "text,label,label_text\na,1,positive\nb,1,negative\n"))
+    assert odd.class_names is None and odd.notes == ()

@@ -871,7 +871,10 @@ def test_multi_label_data_scores_label_sets_by_sigmoid(tmp_path):
                                                     for t, g in zip(texts, gold)])
     csv = tmp_path / "go_emotions.csv"  # as to_csv writes a list column
     csv.write_text("text,labels\n" + "".join(f"{t},\"{np.flatnonzero(g).tolist()}\"\n" for t, g in zip(texts, gold)))
-    for path in (jsonl, csv):
+    # multi-hot vectors, one 0/1 per class (data prepared for training): [0, 1, 1] is joy and sadness, not ids 0 and 1
+    multi_hot = _jsonl(tmp_path / "multi_hot.jsonl", [{"text": t, "labels": g.astype(int).tolist()}
+                                                      for t, g in zip(texts, gold)])
+    for path in (jsonl, csv, multi_hot):
         report = evaluate(tmp_path / "out", path, threads=1)
         assert report.metric == "micro_f1"
         assert _row(report, "ort-fp32").metrics == pytest.approx(expected, abs=1e-9)
@@ -1120,3 +1123,38 @@ def test_csv_with_a_quote_left_open_exits_2_naming_its_line(tiny_converted, tmp_
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())["variants"][0]
     assert scores["rows"] == 5 and scores["metrics"]["accuracy"] == pytest.approx(100 * np.mean(np.array(gold) == predicted))
+
+
+def test_snli_rows_without_gold_label_left_out_of_the_score_and_said(tiny_converted, tmp_path):
+    """SNLI's validation and test splits hold rows labelled -1 (datasets) or '-' (its own files) among labelled ones:
+    they are left out, as SNLI's evaluation does, and the output says how many."""
+    from inferforge.evaluate import evaluate
+
+    hf, folder = tiny_converted("text-classification")
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", [a for a, _ in PAIRS], [b for _, b in PAIRS])
+    predicted = out.logits.argmax(-1).tolist()
+    gold = [1 - p if i == 0 else p for i, p in enumerate(predicted)]
+    cells = [-1 if i in (3, 6) else g for i, g in enumerate(gold)]
+    path = _jsonl(tmp_path / "snli.jsonl", [{"premise": a, "hypothesis": b, "label": c} for (a, b), c in zip(PAIRS, cells)])
+    report = evaluate(folder, path, threads=1)
+    kept = [i for i in range(len(PAIRS)) if i not in (3, 6)]
+    assert _row(report, "ort-fp32").rows == 6
+    assert _row(report, "ort-fp32").value == pytest.approx(100.0 * 5 / 6)
+    assert report.eval_data["rows"] == len(kept)
+    assert any("are left out: 2 of the 8 rows" in m for m in report.messages)
+    assert "are left out: 2 of the 8 rows" in report.eval_data["labels"]["note"]  # convert prints and keeps it too
+
+
+def test_words_past_the_models_length_are_said_to_count_as_missed(tiny_converted, tmp_path):
+    from inferforge.evaluate import evaluate
+
+    _, folder = tiny_converted("token-classification")
+    long = ("the quick brown fox jumps over the lazy dog " * 12).split() + ["Alice", "met", "Bob"]
+    rows = [{"tokens": long, "ner_tags": ["O"] * (len(long) - 3) + ["B-PER", "O", "B-PER"]},
+            {"tokens": ["Alice", "met", "Bob"], "ner_tags": ["B-PER", "O", "B-PER"]}]
+    report = evaluate(folder, _jsonl(tmp_path / "long.jsonl", rows), threads=1)
+    note = report.eval_data["labels"]["note"]
+    assert "1 of the 2 texts are longer than the model's 64 tokens (the first at line 1 of " in note
+    assert "so the 2 gold entities there count as missed" in note
+    assert not any("longer than" in m for m in evaluate(folder, _jsonl(tmp_path / "short.jsonl", rows[1:]),
+                                                          threads=1).messages)

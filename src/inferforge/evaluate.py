@@ -24,8 +24,8 @@ import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a fo
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError, first_line
 from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
-                                      is_multi_label,
-                                      read_labelled_data, similarity_scores, tag_sequences)
+                                      is_multi_label, read_labelled_data, similarity_scores, tag_sequences,
+                                      without_unlabelled_rows)
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
                                 pearson, spearman, squad_gold)
 from inferforge.metrics import accuracy as accuracy_metric
@@ -102,6 +102,11 @@ class EvalSet:
         self.tag_names = labels  # the tag each of the model's ids stands for (token classification)
         # One output (a reranker, a regression head): gold values are numbers, judged by rank correlation.
         self.single_output = task.name == "text-classification" and labels is not None and len(labels) == 1
+        said: list[str] = []  # notes on the rows scored, added to the labels' note (evaluate and convert print it)
+        if task.name == "text-classification" and not self.single_output:
+            data, left_out = without_unlabelled_rows(data, labels)  # SNLI's -1 / '-' rows among labelled ones
+            self.data = data
+            said += [left_out] if left_out else []
         # Labels that are lists of classes (go_emotions): a set per row, predicted where a class's sigmoid passes 0.5
         # (a subset is scored as its whole set is).
         self.multi_label = task.name == "text-classification" and not self.single_output and (
@@ -114,10 +119,8 @@ class EvalSet:
             self.gold = class_sets(data, labels, resolver) if self.multi_label else class_ids(data, labels, resolver)
             self.label_mapping = resolver.mapping()
             if self.multi_label:  # in the mapping's note, which convert prints and report.json keeps too
-                said = ("labels are lists of classes (multi-label): a class is predicted where its sigmoid is over "
-                        "0.5, and scored by micro F1")
-                note = self.label_mapping["note"]
-                self.label_mapping["note"] = f"{note}; {said}" if note else said
+                said.append("labels are lists of classes (multi-label): a class is predicted where its sigmoid is "
+                            "over 0.5, and scored by micro F1")
         elif task.name == "token-classification":
             resolver = LabelResolver(data, labels)
             self.gold = tag_sequences(data, labels, resolver)
@@ -137,6 +140,11 @@ class EvalSet:
             raise UserError(f"Every score in column '{data.columns.label}' of {data.name} is {self.gold[0]:g}: a rank "
                             f"correlation needs at least two different gold scores; give rows with different scores.")
         self.batches = self._encode()
+        if task.name == "token-classification":
+            said += self._cut_note()
+        if said and self.label_mapping is not None:  # in the mapping's note, which convert prints and report.json keeps
+            self.label_mapping["note"] = "; ".join(([self.label_mapping["note"]] if self.label_mapping["note"] else [])
+                                                   + said)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -155,6 +163,31 @@ class EvalSet:
         """What to tell the user about how the data was read: the split chosen, how labels became the model's ids."""
         note = (self.label_mapping or {}).get("note")
         return list(self.data.notes) + ([note] if note else [])
+
+    def _cut_note(self) -> list[str]:
+        """A note on the texts longer than the model reads (token classification): their words past the cut get no
+        prediction, so the gold entities there count as missed, which the score alone would not say."""
+        from inferforge.metrics import entities
+
+        rows, missed, first = 0, 0, None
+        for idx, encoded in self.batches:
+            for k, row in enumerate(idx):
+                offsets = [end for (start, end), special in zip(encoded.offsets[k], encoded.special_mask[k])
+                           if not special and end > start]
+                if len(encoded.offsets[k]) < self.encoder.max_length or not offsets:
+                    continue
+                spans = _word_spans(encoded.texts[k])
+                lost = next((w for w, (start, _) in enumerate(spans) if start >= max(offsets)), None)
+                if lost is None:
+                    continue
+                rows += 1
+                first = row if first is None else min(first, row)
+                missed += sum(1 for _, begin, _ in entities(self.gold[row]) if begin >= lost)
+        if not rows:
+            return []
+        return [f"{rows:,} of the {len(self):,} texts are longer than the model's {self.encoder.max_length} tokens (the "
+                f"first at {self.data.where(int(first))}): their words past the cut get no prediction, so the "
+                f"{missed:,} gold entities there count as missed; split long texts into sentences to score them"]
 
     def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
         """(row indices, encoded batch) pairs, rows sorted by length.

@@ -27,7 +27,10 @@ first. A missing or ambiguous column, an empty cell, an unreadable line or an em
 naming the file, the line and what to change. Labels are checked against the model only when they are
 turned into class ids (`class_ids`, `tag_sequences`), because only the model knows its labels: integer
 ids go through the dataset's class names (`ClassLabel` in the `datasets` features a Parquet/Arrow file
-or dataset_info.json carries) to the model's own ids; ids without names are taken as the model's ids.
+or dataset_info.json carries, or a `label_text` column beside the ids as SetFit's datasets have) to the model's own
+ids; ids without names are taken as the model's ids. true/false labels are ids 1/0 of a two-class model (unless
+it names its classes so); multi-label rows are lists of classes, or 0/1 vectors with one value per class. Rows
+marked as having no gold label (-1, SNLI's '-') are left out of the score, and said.
 """
 
 from __future__ import annotations
@@ -69,13 +72,14 @@ OPTION = {"text": "--text-column", "pair": "--pair-column", "label": "--label-co
 _PAIR_LAYOUTS = (("text", "text_pair"), ("sentence1", "sentence2"), ("premise", "hypothesis"),
                  ("question1", "question2"), ("question", "context"), ("question", "sentence"),
                  ("sentence_a", "sentence_b"), ("text_a", "text_b"), ("text1", "text2"),
-                 ("question", "passage"), ("query", "passage"), ("query", "document"))  # BoolQ; rerankers
+                 ("question", "passage"), ("query", "passage"), ("query", "document"),  # BoolQ; rerankers
+                 ("context", "hypothesis"))  # ANLI's own files
 _SINGLE_TEXTS = ("text", "sentence", "review", "content", "document", "review_body")
 COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "text-classification": {
         "text": _SINGLE_TEXTS + ("sentence1", "premise", "question1", "question", "sentence_a", "text_a", "text1"),
         "pairs": _PAIR_LAYOUTS,
-        "label": ("label", "labels", "gold_label", "class", "category", "sentiment"),
+        "label": ("label", "labels", "gold_label", "class", "category", "sentiment", "answer"),  # answer: google/boolq
     },
     "token-classification": {
         "text": ("text", "tokens", "words"),
@@ -93,6 +97,8 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
         "label": ("label", "score", "similarity_score", "similarity", "relatedness_score"),
     },
 }
+# Label columns of entities as character spans (doccano, spaCy, Prodigy): taken only when no column of tags is there.
+SPAN_COLUMNS = ("entities", "spans", "ents")
 _ANY_TASK = {role: tuple(dict.fromkeys(c for spec in COLUMN_CANDIDATES.values() for c in spec[role]))
              for role in ("text", "pairs", "label")}
 
@@ -528,13 +534,25 @@ def _read_squad(whole: dict, path: Path) -> _Records:
                 answers = qa.get("answers") or []
                 if not isinstance(answers, list) or not all(isinstance(x, dict) for x in answers):
                     raise UserError(f"Question {qa.get('id', q + 1)} of {path} has 'answers' that are not a list of objects.")
+                # No "answers" at all is no gold (a test file), not SQuAD 2.0's unanswerable question ("answers": [],
+                # "is_impossible": true): left empty, so that scoring it is refused (texts alone are still read).
+                given = "answers" in qa or bool(qa.get("is_impossible"))
                 records.append({"id": qa.get("id"), "title": article.get("title"), "context": paragraph.get("context"),
                                 "question": qa.get("question"),
                                 "answers": {"text": [x.get("text") for x in answers],
-                                            "answer_start": [x.get("answer_start") for x in answers]}})
+                                            "answer_start": [x.get("answer_start") for x in answers]} if given else None})
                 places.append(f"question '{qa.get('id', q + 1)}' (article {a + 1}, paragraph {p + 1}) of {path}")
     header = ["id", "title", "context", "question", "answers"] if records else []
     return _Records(records, list(range(1, len(records) + 1)), header, "SQuAD JSON", places)
+
+
+_COMMENT_KEYS = ("id", "sent_id", "text", "doc_id", "newdoc", "newpar", "domain")
+
+
+def _conll_comment(cells: list[str]) -> bool:
+    """A comment line before a sentence of a CoNLL file: "# id 1e6b... domain=en" (MultiCoNER), "# sent_id = 3" or
+    "# text = ..." (as CoNLL-U writes them); not the token "#" with its tag ("# O", "# # B-NP O")."""
+    return len(cells) > 1 and cells[0] == "#" and (cells[1].lower() in _COMMENT_KEYS or any("=" in c for c in cells))
 
 
 def _read_conll(f, path: Path) -> _Records:
@@ -546,6 +564,8 @@ def _read_conll(f, path: Path) -> _Records:
         cells = line.split()
         if cells and cells[0] == "-DOCSTART-":
             cells = []
+        if not tokens and _conll_comment(cells):  # MultiCoNER's "# id 1e6b... domain=en" before each sentence
+            continue
         if not cells:
             if tokens:
                 records.append({"tokens": tokens, "ner_tags": tags})
@@ -952,7 +972,9 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
         label = _named_column(header, "label", columns.label)
     else:
         detected.append("label")
-        label = _one_of(header, "label", spec["label"], "label")
+        # Tags per word before entity spans: WikiANN has both ner_tags and "spans" (["PER: Alice"]), a summary.
+        tags = [c for c in spec["label"] if c not in SPAN_COLUMNS]
+        label = _one_of(header, "label", tags if any(header.has(c) for c in tags) else spec["label"], "label")
     used = [c for c in (text, pair, label) if c is not None]
     if len(set(used)) != len(used):
         raise UserError(f"{header.path}: column '{max(used, key=used.count)}' cannot be both the text and the label "
@@ -1163,7 +1185,11 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     if not records.count:
         raise UserError(f"{name} has no data rows; it needs a header (or JSON keys) and at least one labelled row.")
     used, detected = resolve_columns(records.header, columns, name)
-    rows = records.rows_for([c for c in (used.text, used.pair, used.label) if c is not None])
+    header = _Header(records.header, Path(name))
+    named_by = None if used.label in records.class_names else next(
+        (header.find(c) for c in (f"{used.label}_text", f"{used.label}_name", "label_text", "label_name")
+         if header.has(c) and header.find(c) not in (used.text, used.pair, used.label)), None)
+    rows = records.rows_for([c for c in (used.text, used.pair, used.label, named_by) if c is not None])
     texts: list[str] = []
     pairs: list[str] | None = [] if used.pair is not None else None
     labels: list[Any] = []
@@ -1184,13 +1210,44 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
             spans = True
         labels.append(label)
     class_names = records.class_names.get(used.label)
+    notes = records.notes + ((SPANS_NOTE,) if spans else ())
+    if named_by is not None:
+        class_names = _names_column(labels, [record.get(named_by) for record in rows])
+        if class_names is not None:
+            notes += (f"the class names of the label ids are read from column '{named_by}'",)
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
                         detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
-                        split=split, class_names=tuple(class_names) if class_names else None,
-                        notes=records.notes + ((SPANS_NOTE,) if spans else ()))
+                        split=split, class_names=tuple(class_names) if class_names else None, notes=notes)
+
+
+def _names_column(labels: list[Any], names: list[Any]) -> list[str] | None:
+    """The class names of integer label ids from a column beside them that names each row's class (SetFit's
+    label_text: label 0, label_text "sadness"), indexed by id ("" for an id no row has); None when the labels are
+    not ids, or an id has two names."""
+    found: dict[int, str] = {}
+    for label, name in zip(labels, names):
+        as_id = _as_class_id(label)
+        if as_id is None or as_id < 0 or not isinstance(name, str) or not name.strip():
+            if as_id == -1:
+                continue  # a row without gold label (SNLI's -1): no name to learn
+            return None
+        if found.setdefault(as_id, name.strip()) != name.strip():
+            return None
+    if not found or max(found) > 10_000:
+        return None
+    return [found.get(i, "") for i in range(max(found) + 1)]
 
 
 # ---------------------------------------------------------------- labels
+
+
+def _as_flag(value: Any) -> bool | None:
+    """A boolean label: JSON true/false (a bool), or "true"/"false" in any case (a CSV cell); else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().casefold() in ("true", "false"):
+        return value.strip().casefold() == "true"
+    return None
 
 
 def _as_class_id(value: Any) -> int | None:
@@ -1257,6 +1314,8 @@ class _LabelIndex:
         generic = all(re.fullmatch(r"LABEL_\d+", str(n)) for n in self.names)
         if _as_class_id(value) == -1:
             return " (-1 marks an unlabelled row, as in a GLUE test split; use a split with labels)"
+        if str(value).strip() == "-":
+            return " ('-' marks a row without a gold label, as in SNLI's files; use rows with labels)"
         if generic and isinstance(value, str) and _as_class_id(value) is None:
             return " (the model's config.json names its classes generically, so give the class ids)"
         return ""
@@ -1305,6 +1364,8 @@ class LabelResolver:
         self.missing_types: dict[str, str] = {}  # gold entity types the model does not tag (casefolded -> as written)
         self.missing_tags: dict[str, None] = {}  # the tags of those types, kept as written
         self.numbers_seen: dict[str, int | None] = {}  # "1" -> the model's id when it is one of its names
+        self.flags_seen: set[bool] = set()  # true/false labels taken as the ids 1/0 of a two-class model
+        self.indicators = False  # labels are 0/1 vectors, one value per class of the model (`class_sets`)
 
     def _match_names(self, names: list[str]) -> dict[int, NameMatch]:
         """The model's label of each of the dataset's class names; a prefix is only taken by one name (the
@@ -1337,6 +1398,18 @@ class LabelResolver:
                 else f"it is {labels} when punctuation is ignored")
 
     def __call__(self, value: Any, row: int, noun: str = "label") -> int:
+        flag = _as_flag(value)
+        if flag is not None:  # JSON true/false, "True"/"false" in a CSV (google/boolq's answer)
+            hit = self._name(str(flag), row, noun)  # a model whose labels are True/False (or a unique prefix)
+            if hit is not None:
+                self.by_name += 1
+                return hit
+            if len(self.model) == 2:  # as datasets numbers ClassLabel(names=["False", "True"])
+                self.flags_seen.add(flag)
+                return int(flag)
+            raise UserError(f"{noun.capitalize()} '{value}' at {self.data.where(row)} is true/false, but the model has "
+                            f"{len(self.model)} labels ({_listing(self.model)}), none named so; write the model's "
+                            f"label names.")
         as_id = _as_class_id(value)
         if isinstance(value, str):
             if as_id is None:
@@ -1383,7 +1456,8 @@ class LabelResolver:
         seen = sorted(self.ids_seen)
         names = self.dataset_names
         how = [h for h, used in (("names", self.by_name), ("class-names", seen and self.through_names),
-                                  ("ids", seen and not self.through_names)) if used]
+                                  ("ids", seen and not self.through_names), ("booleans", self.flags_seen),
+                                  ("indicators", self.indicators)) if used]
         pairs = []
         for i in (range(len(names)) if seen and self.through_names else seen):  # every class the dataset names
             m = self.to_model[i] if self.through_names else i
@@ -1395,7 +1469,7 @@ class LabelResolver:
             listed = _listing([f"{p['dataset_id']} {p['dataset_name']} -> " + (
                 f"{p['model_id']} {p['model_label']}" if p["model_id"] is not None
                 else "as written" if p["dataset_name"] in self.as_written or p["dataset_name"] in self.missing_tags
-                else "none (unused)") for p in pairs])
+                else "none (unused)") for p in pairs if p["dataset_name"]])  # "": an id no row has
             note = (f"label ids mapped through the dataset's class names to the model's labels: {listed}"
                     + (" (same ids)" if same else ""))
         elif seen and names:
@@ -1406,6 +1480,14 @@ class LabelResolver:
             listed = _listing([f"{i} = {self.model[i]}" for i in seen])
             note = (f"labels are integer ids and {self.data.name} gives no class names, so they are taken as the "
                     f"model's ids ({listed}); if the data numbers its classes differently, write the class names")
+        if self.flags_seen:
+            said = (f"labels true/false are taken as the model's ids 1 = {self.model[1]} and 0 = {self.model[0]} (as "
+                    f"datasets numbers the classes False, True); if the model means otherwise, write its label names")
+            note = f"{note}; {said}" if note else said
+        if self.indicators:
+            said = (f"labels are 0/1 vectors, one value per class in the model's order "
+                    f"({_listing([f'{i} = {n}' for i, n in enumerate(self.model)], 6)})")
+            note = f"{note}; {said}" if note else said
         loose = [f"{name} = {self.model[m.id]}" for name, m in self.names_seen.items()
                  if m.id is not None and m.how in ("punctuation", "prefix")]
         if loose:  # neg = NEGATIVE is said, as the dataset's class names are
@@ -1422,6 +1504,35 @@ class LabelResolver:
             note = f"{note}; {said}" if note else said
         return {"how": how, "dataset_class_names": names, "pairs": pairs, "note": note,
                 "entity_types_missing_from_model": missing}
+
+
+# Labels that say a row has no gold label: datasets' -1 for a missing ClassLabel value (SNLI's pairs without a
+# majority label, GLUE's test splits), and "-", the gold_label of those pairs in SNLI's and MNLI's own files.
+NO_GOLD_LABELS = ("-1", "-")
+
+
+def _no_gold(value: Any, model: set[str]) -> bool:
+    if isinstance(value, bool):
+        return False
+    text = str(value).strip()
+    return (text == "-" or _as_class_id(value) == -1) and not ({text, str(_as_class_id(value))} & model)
+
+
+def without_unlabelled_rows(data: LabelledData, label_names: Sequence[str]) -> tuple[LabelledData, str | None]:
+    """`data` without its rows whose label is a mark of no gold label (`NO_GOLD_LABELS`, unless the model has a label
+    so named), and a note saying how many were left out (None: none): SNLI's validation and test splits hold such rows
+    among labelled ones, which its evaluation leaves out too. Data whose every label is such a mark is returned whole,
+    for the label check to refuse with its reason."""
+    model = {str(n).strip() for n in label_names}
+    gone = [row for row, label in enumerate(data.labels) if _no_gold(label, model)]
+    if not gone or len(gone) == len(data):
+        return data, None
+    left = sorted(set(range(len(data))) - set(gone))
+    shown = ", ".join(dict.fromkeys(repr(str(data.labels[row]).strip()) for row in gone))
+    note = (f"rows without a gold label ({shown}, as SNLI marks pairs without a majority label) are left out: "
+            f"{len(gone):,} of the {len(data):,} rows of {data.name} (the first at {data.where(gone[0])}); "
+            f"{len(left):,} are scored")
+    return data.subset(left), note
 
 
 def class_ids(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
@@ -1443,11 +1554,41 @@ def is_multi_label(data: LabelledData, model_says: bool = False) -> bool:
     return bool(lists) and (model_says or any(len(parsed) != 1 for parsed in lists))
 
 
+def _shown(label: Any) -> str:
+    return " ".join(str(label).split())[:60]
+
+
+def _indicator_vectors(data: LabelledData) -> list[list] | None:
+    """The labels as 0/1 vectors with a value per class (multi-hot, as multi-label data prepared for training often
+    holds them: [0, 1, 1, 0], [0.0, 1.0, ...]), or None when they are lists of class names or ids. A list of ids names
+    each class once, so 0/1 lists are vectors as soon as one of them repeats a value (every one of three classes or
+    more does)."""
+    lists = [parse_cell(label) for label in data.labels]
+    if not all(isinstance(x, list) and x for x in lists):
+        return None
+    binary = all(isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, float, np.integer, np.floating))
+                                                      and v in (0, 1)) for x in lists for v in x)
+    if not binary or not any(len(set(map(float, x))) < len(x) for x in lists):
+        return None
+    return lists
+
+
 def class_sets(data: LabelledData, label_names: Sequence[str], resolver: LabelResolver | None = None) -> np.ndarray:
     """(rows, classes) booleans: the classes of each row, a list of names or ids (a single one is a set of one; an
     empty list, no class), each resolved as `class_ids` resolves a label."""
     resolver = resolver or LabelResolver(data, label_names)
     gold = np.zeros((len(data), len(label_names)), dtype=bool)
+    vectors = _indicator_vectors(data)
+    if vectors is not None:  # multi-hot: [0, 1, 1, 0] is classes 1 and 2, not the ids 0 and 1
+        for row, vector in enumerate(vectors):
+            if len(vector) != len(label_names):
+                raise UserError(f"Label {_shown(data.labels[row])} at {data.where(row)} is a vector of {len(vector)} "
+                                f"0/1 values, one per class, but the model has {len(label_names)} classes "
+                                f"({_listing(resolver.model, 6)}); give one value per class of the model, or the "
+                                f"list of class names or ids of each row.")
+            gold[row] = np.asarray(vector, dtype=np.float64) > 0.5
+        resolver.indicators = True
+        return gold
     for row, label in enumerate(data.labels):
         parsed = parse_cell(label)
         for value in parsed if isinstance(parsed, list) else [label]:
