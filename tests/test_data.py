@@ -276,9 +276,9 @@ RUNAWAY_QUOTES = [  # a quote that opens a cell and is not closed where the cell
     ("quoted.csv", 'text,label\ngood,1\n"bad start,0\nfine,1\n"quoted, fine",0\n', "Line 3 .* closes only on line 5"),
     ("multi.tsv", 'text\tlabel\ngood\tpositive\n"bad start\tnegative\nfine\tpositive\n"two\nlines"\tnegative\n',
      "Line 3 of .*multi.tsv opens a quote .* closes only on line 5"),
-    # the swallowed rows pass the csv module's field size limit: was "is not a readable CSV file (field larger ...)"
+    # the swallowed rows pass the csv module's default field size limit: was "is not a readable CSV file (field larger ...)"
     ("huge.csv", 'text,label\nfirst,1\n"opened here,0\n' + "".join(f"row {i} of many,{i % 2}\n" for i in range(9000)),
-     "Line 3 of .* opens a quote .* that is still open on line [0-9]+, so the lines after it would be read as one cell"),
+     "Line 3 of .* opens a quote .* that is never closed, so the lines after it would be read as one cell"),
 ]
 
 
@@ -1066,3 +1066,12 @@ def test_label_ids_named_by_a_label_text_column(tmp_path):
     # names that disagree with the ids are no names: the ids are the model's, as said
     odd = read_labelled_data(_write(tmp_path / "odd.csv", "text,label,label_text\na,1,positive\nb,1,negative\n"))
     assert odd.class_names is None and odd.notes == ()
+
+
+@pytest.mark.parametrize("suffix,row", [(".csv", '"{}",1\n'), (".tsv", "{}\t1\n")])
+def test_texts_longer_than_the_csv_modules_field_limit(tmp_path, suffix, row):
+    long = "word " * 30000  # 150,000 characters: the csv module's default limit is 131,072
+    path = _write(tmp_path / f"long{suffix}", "text,label\n".replace(",", "," if suffix == ".csv" else "\t")
+                  + row.format(long) + row.format("short"))
+    assert read_labelled_data(path).texts == [long, "short"]
+    assert csv.field_size_limit() == 131072  # the limit is lifted for the reading only

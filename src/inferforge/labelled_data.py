@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -256,12 +257,24 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[int], list[str
     return records.rows_for(records.header), records.lines, records.header
 
 
+@contextlib.contextmanager
+def _long_cells():
+    """The csv module's field size limit lifted while a file is read: a text is as long as it is (a long document of
+    131,073 characters or more was "not a readable CSV file"); a quote that swallows rows is found by `_check_quotes`."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # the largest a C long holds everywhere
+    try:
+        yield
+    finally:
+        csv.field_size_limit(limit)
+
+
 def _read_file(path: Path) -> _Records:
     fmt = _data_format(path)
     if fmt in ARROW_FORMATS:
         return _ArrowFiles([path], fmt, str(path)).records()
     try:
-        with _open_text(path) as f:
+        with _open_text(path) as f, _long_cells():
             if fmt in ("csv", "tsv"):
                 return _read_csv(f, path, fmt)
             if fmt == "conll":
