@@ -31,6 +31,9 @@ def test_entities_follow_conlleval_chunking():
     assert entities(["B-PER", "B-PER"]) == [("PER", 0, 0), ("PER", 1, 1)]
     assert entities(["S-LOC", "B-ORG", "E-ORG", "O"]) == [("LOC", 0, 0), ("ORG", 1, 2)]
     assert entities(["PER", "PER", "O", "LOC"]) == [("PER", 0, 1), ("LOC", 3, 3)]  # plain IO tags
+    # BILOU (spaCy's offsets_to_biluo_tags): L- ends an entity, U- is one of a single word, as IOBES's E- and S-
+    assert entities(["U-LOC", "B-ORG", "I-ORG", "L-ORG", "U-PER", "U-PER"]) == [("LOC", 0, 0), ("ORG", 1, 3),
+                                                                               ("PER", 4, 4), ("PER", 5, 5)]
 
 
 def test_entity_f1_matches_seqeval_readme_example():

@@ -50,12 +50,17 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 Entity = tuple[str, int, int]  # type, first word, last word (inclusive)
 
 
+# BILOU (spaCy's BILUO tags) spells IOBES's E and S as L (last) and U (unit).
+_PREFIXES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
+
+
 def split_tag(tag: str) -> tuple[str, str]:
-    """('B', 'PER') for 'B-PER'; a tag without a B/I/E/S prefix is an inside tag of its own type."""
+    """('B', 'PER') for 'B-PER' (BILOU's L- and U- as E- and S-); a tag without a prefix is an inside tag of its own
+    type."""
     if tag in ("O", ""):
         return "O", ""
-    if len(tag) > 2 and tag[0] in "BIES" and tag[1] in "-_":
-        return tag[0], tag[2:]
+    if len(tag) > 2 and tag[0] in _PREFIXES and tag[1] in "-_":
+        return _PREFIXES[tag[0]], tag[2:]
     return "I", tag
 
 
