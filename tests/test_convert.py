@@ -316,8 +316,31 @@ def test_unexportable_operator_is_one_sentence(tmp_path, monkeypatch):
     assert message == f"BertModel cannot be exported to ONNX: operator aten::fft_fftn is not supported at ONNX opset {export_module.MAX_OPSET}."
 
 
+def test_repeat_interleave_along_a_negative_dim_exports(tmp_path):
+    """CANINE repeats its molecules with repeat_interleave(dim=-2), which the TorchScript exporter recorded with the
+    wrong shape: the attention after it got a wrong transpose and its graph failed on every input, the traced one
+    too. Exported with the dim counted from the front, the graph gives transformers' per-character logits at the
+    traced shape (CANINE stays refused: its local attention is cut into chunks by a Python loop over the length)."""
+    import onnxruntime as ort
+
+    from inferforge import export as export_module
+    from inferforge.source import load_source
+
+    task = get_task("token-classification")
+    source = load_source(str(build_tiny_model(tmp_path / "hf", "canine", task.name)), task)
+    wrapper = export_module.export_wrapper(source, task)
+    export_module._torch_export(wrapper, source, task, tmp_path / "model.onnx", export_module.OPSET)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    taken = {i.name for i in session.get_inputs()}
+    for inputs in export_module.traced_shape_probes(source, task):
+        with torch.no_grad():
+            expected = source.model(**dict(zip(source.input_names, inputs))).logits.numpy()
+        got = session.run(["logits"], {n: t.numpy() for n, t in zip(source.input_names, inputs) if n in taken})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
 # transformers has no question-answering head for these: their per-token head is checked instead.
-NO_QA_HEAD = ("esm", "esmc", "eurobert", "gte", "nomic-bert", "openai-privacy-filter")
+NO_QA_HEAD = ("esm", "esmc", "eurobert", "gte", "nomic-bert", "openai-privacy-filter", "t5gemma")
 # ... nor a sequence-classification head for these: the base model's pooled embedding is the sentence-level check.
 NO_SEQUENCE_HEAD = ("splinter", "openai-privacy-filter")
 
@@ -358,7 +381,8 @@ def task_outputs(spec) -> tuple[str, ...]:
 def test_more_encoders(tmp_path, arch, task):
     """MobileBERT, SqueezeBERT, BigBird, RemBERT, RoFormer, ERNIE, Megatron-BERT, RoCBERT, NomicBERT, UltraBERT,
     YOSO, GTE, Data2VecText, XLM-RoBERTa-XL, RoBERTa-PreLayerNorm, I-BERT, LUKE, X-MOD, Jina v3, ESM, ESM C,
-    EuroBERT, XLM, FlauBERT, XLNet (left padding), Nystromformer, Splinter, the OpenAI privacy filter and FNet: a
+    EuroBERT, XLM, FlauBERT, XLNet (left padding), Nystromformer, Splinter, the OpenAI privacy filter, FNet and the
+    encoder-decoders T5, BART, UMT5, mBART and T5Gemma: a
     sentence-level head (text and text pairs; the pooled embedding where there is none) and a per-token one,
     onnxruntime fp32 against transformers within 1e-4, answers with their character spans."""
     hf = build_tiny_model(tmp_path / "hf", arch, task)
@@ -434,13 +458,22 @@ MORE_REFUSALS = {
                                                    "on 2 texts of 8 tokens fails on",
     ("lxmert", "question-answering"): "LxmertForQuestionAnswering cannot be served by inferforge: besides the text it "
                                       "needs image regions (`visual_feats` and their boxes)",
+    ("tapas", "text-classification"): "TapasForSequenceClassification cannot be served by inferforge: besides the text "
+                                      "it needs a table, the column, row and rank of every token (`token_type_ids` of "
+                                      "several kinds), and inferforge gives a model text only.",
+    # Longformer's windowed attention: its Python branches on the mask are frozen by the trace.
+    ("led", "question-answering"): "LEDForQuestionAnswering cannot be exported to ONNX faithfully (its graph follows "
+                                   "the tokens and padding seen while tracing, as experts routed by a Python loop do): "
+                                   "the graph traced on 2 texts of 8 tokens gives other start_logits than PyTorch on 2 "
+                                   "other texts of 8 tokens.",
 }
 
 
 @pytest.mark.parametrize("arch, task", sorted(MORE_REFUSALS))
 def test_more_refused_encoders_are_one_sentence(tmp_path, arch, task):
     """Reformer (its reversible layers are Python the exporter cannot trace: said so, not "unordered_map::at"),
-    LiLT, BROS, LayoutLMv3 (layout boxes) and MarkupLM (XPaths): one sentence, nothing written."""
+    LiLT, BROS, LayoutLMv3 (layout boxes), MarkupLM (XPaths), TAPAS (tables) and LED (Longformer's attention windows):
+    one sentence, nothing written."""
     from inferforge.errors import UserError
 
     hf = build_tiny_model(tmp_path / "hf", arch, task)
@@ -452,10 +485,12 @@ def test_more_refused_encoders_are_one_sentence(tmp_path, arch, task):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
-@pytest.mark.parametrize("arch", ["canine", "perceiver"])
-def test_python_only_tokenizers_are_one_sentence(tmp_path, arch):
-    """CANINE (Unicode code points) and Perceiver (UTF-8 bytes) export (checked with a WordPiece tokenizer when this
-    test was written), but their checkpoints' tokenizers exist in Python only: refused in one sentence."""
+@pytest.mark.parametrize("arch", ["canine", "tapas"])
+def test_checkpoints_with_python_only_tokenizers_are_one_sentence(tmp_path, arch):
+    """As their checkpoints come, with the tokenizer transformers has in Python only. CANINE (Unicode code points as
+    ids, 1.1 million of them; past its tokenizer, its local attention is cut into chunks by a Python loop over the
+    length, and texts under 4 characters fail in PyTorch itself): refused for its tokenizer. TAPAS: refused for the
+    table it reads, whatever its tokenizer. One sentence, nothing written."""
     import transformers
 
     from inferforge.errors import UserError
@@ -466,21 +501,82 @@ def test_python_only_tokenizers_are_one_sentence(tmp_path, arch):
         config = transformers.CanineConfig(**tiny_models.SMALL, downsampling_rate=4, num_hash_buckets=64,
                                            max_position_embeddings=256)
         model = transformers.CanineForSequenceClassification(config)
-    else:
-        tokenizer = transformers.PerceiverTokenizer(model_max_length=64)
-        config = transformers.PerceiverConfig(d_model=32, d_latents=32, num_latents=8, num_blocks=1,
-                                              num_self_attends_per_block=1, num_self_attention_heads=2,
-                                              num_cross_attention_heads=2, max_position_embeddings=64, vocab_size=262)
-        model = transformers.PerceiverForSequenceClassification(config)
-    tokenizer.save_pretrained(hf)
+        expected = (f"'{hf}' has no fast tokenizer (tokenizer.json; its CanineTokenizer exists in Python only); "
+                    "inferforge needs one to serve the model.")
+        assert not tokenizer.is_fast
+        tokenizer.save_pretrained(hf)
+    else:  # TapasTokenizer's files as its checkpoints hold them (it needs pandas even to load: refused before that)
+        hf.mkdir()
+        (hf / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[EMPTY]", *"abcdef"]))
+        (hf / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "TapasTokenizer",
+                                                              "model_max_length": 64}))
+        model = transformers.TapasForSequenceClassification(transformers.TapasConfig(
+            **tiny_models.SMALL, vocab_size=12, max_position_embeddings=64))
+        expected = MORE_REFUSALS["tapas", "text-classification"]
     model.save_pretrained(hf)
     with pytest.raises(UserError) as error:
         inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
                            nb_measures=1, warmup=0, threads=1)
-    name = type(tokenizer).__name__
-    assert str(error.value) == (f"'{hf}' has no fast tokenizer (tokenizer.json; its {name} exists in Python only); "
-                                "inferforge needs one to serve the model.")
+    assert str(error.value) == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+@pytest.mark.parametrize("arch, task", [("perceiver", "text-classification"), ("byt5", "token-classification")])
+def test_byte_tokenizers(tmp_path, arch, task):
+    """Perceiver and ByT5 read UTF-8 bytes, with tokenizers transformers has in Python only: inferforge builds their
+    tokenizer.json twin (each byte's id, the special tokens where they go), used because it gives the same ids, and
+    the answers are transformers' (the Python tokenizer's ids), accented and non-Latin text too."""
+    import transformers
+
+    hf = tmp_path / "hf"
+    labels = tiny_models.LABELS[task]
+    head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)), **tiny_models.INIT)
+    if arch == "perceiver":  # 128 bytes: no text pair below is cut (the Python tokenizer cuts a tie in another place)
+        tokenizer = transformers.PerceiverTokenizer(model_max_length=128)
+        config = transformers.PerceiverConfig(d_model=32, d_latents=32, num_latents=8, num_blocks=1,
+                                              num_self_attends_per_block=1, num_self_attention_heads=2,
+                                              num_cross_attention_heads=2, max_position_embeddings=128,
+                                              vocab_size=len(tokenizer), **head)
+    else:
+        tokenizer = transformers.ByT5Tokenizer(model_max_length=128)
+        config = transformers.T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                                       num_decoder_layers=1, num_heads=2, pad_token_id=0, eos_token_id=1,
+                                       decoder_start_token_id=0, **head)
+    tokenizer.save_pretrained(hf)
+    torch.manual_seed(0)
+    get_task(task).auto_model_class().from_config(config).save_pretrained(hf)
+    assert not transformers.AutoTokenizer.from_pretrained(hf).is_fast
+    result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
+                                warmup=0, threads=1)
+    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
+    model = inferforge.load(result.output)
+    texts = [*TEXTS, "Zoë fuhr nach Köln, 東京 und São Paulo.", "naïve café 🙂"]
+    assert_matches_transformers(model, hf, task, texts)
+    if task == "text-classification":
+        assert_matches_transformers(model, hf, task, texts[:3], texts[3:])
+    else:  # one entity never spans two words unless tagged I-: words end at white space
+        for entities, text in zip(model.predict(texts), texts):
+            for entity in entities:
+                assert text[entity["start"]:entity["end"]] == entity["word"]
+    assert_longest_input_matches_transformers(model, hf, task)
+
+
+def test_t5gemma_sentence_embeddings_read_its_encoder(tmp_path):
+    """T5Gemma's encoder-only class refuses a whole checkpoint's config: its sentence embeddings are its encoder
+    stack's tokens, mean-pooled (was refused: "T5GemmaEncoderModel only supports encoder-only model")."""
+    import transformers
+
+    hf = build_tiny_model(tmp_path / "hf", "t5gemma", "feature-extraction")
+    result = inferforge.convert(str(hf), "feature-extraction", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                                nb_measures=1, warmup=0, threads=1)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    encoder = transformers.AutoModel.from_pretrained(hf).get_encoder().eval()
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = encoder(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = ((states * mask).sum(1) / mask.sum(1)).numpy()
+    np.testing.assert_allclose(np.asarray(inferforge.load(result.output).predict(TEXTS)), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "xlnet", "t5"])

@@ -5,8 +5,9 @@ trained here on the built-in sentences, in the style its real checkpoints use: W
 and token type ids (BERT, ELECTRA, ConvBERT), WordPiece with <s>/</s> (MPNet), SentencePiece-style Unigram
 with [CLS]/[SEP] (ALBERT, DeBERTa-v2) or <s>/</s> and <pad> = 1 (XLM-RoBERTa, CamemBERT), byte-level BPE
 (DeBERTa, ModernBERT), and a BERT whose tokenizer adds no special tokens and gives no token type ids.
-MORE_SPECS holds two dozen more encoders (checked on fewer tasks), XLNet's left-padding tokenizer among them;
-REFUSED_SPECS the encoders inferforge refuses in one sentence (layout boxes, language ids, shapes fixed by tracing).
+MORE_SPECS holds three dozen more encoders (checked on fewer tasks), XLNet's left-padding tokenizer among them;
+REFUSED_SPECS the encoders inferforge refuses in one sentence (layout boxes, tables, language ids, shapes fixed by
+tracing).
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ ARCHITECTURES = tuple(SPECS)
 
 # More encoders transformers has, checked on fewer tasks (tests/test_convert.py::test_more_encoders).
 ROBERTA_POSITIONS = dict(SMALL, max_position_embeddings=66, type_vocab_size=1)
+ENCODER_DECODER = dict(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64)
+GEMMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+             head_dim=16, max_position_embeddings=64, sliding_window=4, layer_types=["sliding_attention", "full_attention"])
 MORE_SPECS: dict[str, Architecture] = {
     "mobilebert": Architecture("MobileBertConfig", dict(SMALL, embedding_size=16, intra_bottleneck_size=16,
                                                         true_hidden_size=16, num_feedforward_networks=1,
@@ -171,6 +176,13 @@ MORE_SPECS: dict[str, Architecture] = {
     "bart": Architecture("BartConfig", dict(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                                             decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
                                             max_position_embeddings=64), XLMR_STYLE),
+    # Encoder-decoders again: UMT5 (a relative position bias in every layer), mBART (pre-layer-norm BART), T5Gemma
+    # (Gemma blocks with sliding-window attention on both sides; a token-classification head too).
+    "umt5": Architecture("UMT5Config", dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=1,
+                                            num_heads=2, decoder_start_token_id=0), XLMR_STYLE),
+    "mbart": Architecture("MBartConfig", dict(ENCODER_DECODER, max_position_embeddings=64), XLMR_STYLE),
+    "t5gemma": Architecture("T5GemmaConfig", dict(encoder=dict(GEMMA, vocab_size=600), decoder=dict(
+        GEMMA, vocab_size=600, num_hidden_layers=1, layer_types=["full_attention"])), XLMR_STYLE),
 }
 MORE_ARCHITECTURES = tuple(MORE_SPECS)
 
@@ -207,6 +219,15 @@ REFUSED_SPECS: dict[str, Architecture] = {
                                                                          num_decoder_layers=1, num_heads=2,
                                                                          num_experts=4, encoder_sparse_step=1,
                                                                          decoder_sparse_step=1), XLMR_STYLE),
+    # A table beside the question: a segment, column, row and ranks per token (token_type_ids of 7 kinds).
+    "tapas": Architecture("TapasConfig", dict(SMALL, max_position_embeddings=64)),
+    # Longformer's attention windows in an encoder-decoder: the same Python branches on the mask, frozen by the trace.
+    "led": Architecture("LEDConfig", dict(ENCODER_DECODER, max_encoder_position_embeddings=64,
+                                          max_decoder_position_embeddings=64, attention_window=4), XLMR_STYLE),
+    # Unicode code points in, cut to molecules of 4 by a strided convolution: a text under 4 characters fails in
+    # PyTorch (its checkpoints' CanineTokenizer is refused first, being Python only).
+    "canine": Architecture("CanineConfig", dict(SMALL, max_position_embeddings=64, num_hash_buckets=64,
+                                                downsampling_rate=4)),
     # Image regions beside the text (visual_feats, visual_pos).
     "lxmert": Architecture("LxmertConfig", dict(hidden_size=32, num_attention_heads=2, intermediate_size=64,
                                                 l_layers=1, x_layers=1, r_layers=1, visual_feat_dim=8,

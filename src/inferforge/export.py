@@ -197,12 +197,35 @@ def traceable_fourier(model: torch.nn.Module):
             del module.forward  # the class's own forward again
 
 
+@contextmanager
+def non_negative_repeat_dims():
+    """`repeat_interleave` along a negative dim given as the same dim counted from the front while exporting. The
+    TorchScript exporter records the result of a negative dim with the wrong shape, and a later `transpose(-1, -2)`
+    is then written with the wrong permutation: CANINE's graph failed on every input, its traced one too."""
+    function, method = torch.repeat_interleave, torch.Tensor.repeat_interleave
+
+    def counted_from_front(original):
+        def repeat_interleave(tensor, *args, **kwargs):
+            if len(args) > 1 and isinstance(args[1], int) and args[1] < 0:
+                args = (args[0], args[1] + tensor.dim(), *args[2:])
+            if isinstance(kwargs.get("dim"), int) and kwargs["dim"] < 0:
+                kwargs["dim"] += tensor.dim()
+            return original(tensor, *args, **kwargs)
+        return repeat_interleave
+
+    torch.repeat_interleave, torch.Tensor.repeat_interleave = counted_from_front(function), counted_from_front(method)
+    try:
+        yield
+    finally:
+        torch.repeat_interleave, torch.Tensor.repeat_interleave = function, method
+
+
 def _torch_export(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, path: Path, opset: int) -> None:
     names = source.input_names
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({n: task.output_axes(n) for n in task.output_names})
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model), \
-            traceable_fourier(source.model):
+            traceable_fourier(source.model), non_negative_repeat_dims():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,

@@ -81,6 +81,9 @@ NON_TEXT_INPUTS = {
     # XLM with language embeddings: a language id per token (without them the model reads no language at all).
     "langs": ("a language id per token (`langs`)",
               lambda config: not getattr(config, "use_lang_emb", False) or getattr(config, "n_langs", 1) <= 1),
+    # TAPAS: a table flattened after the question, each token with its segment, column, row and ranks.
+    "token_type_ids": ("a table, the column, row and rank of every token (`token_type_ids` of several kinds)",
+                       lambda config: len(getattr(config, "type_vocab_sizes", None) or ()) <= 1),
 }
 
 
@@ -254,7 +257,10 @@ def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
             encoder_class = getattr(transformers, base.removesuffix("Model") + "EncoderModel", None) \
                 if isinstance(base, str) else None
             if encoder_class is not None:
-                return encoder_class.from_pretrained(source, **kwargs)
+                try:
+                    return encoder_class.from_pretrained(source, **kwargs)
+                except ValueError:  # T5Gemma's takes an encoder-only config, not a whole checkpoint's: its stack then
+                    return auto.from_pretrained(source, **kwargs).get_encoder()
             if config.model_type in ENCODER_STACK_TYPES:
                 return auto.from_pretrained(source, **kwargs).get_encoder()
     return auto.from_pretrained(source, **kwargs)
@@ -288,8 +294,10 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     source = str(path) if local else model
     try:
         config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        torch_model = _load_torch_model(task, config, source, trust_remote_code).eval()
+        # First: no tokenizer (nor a package it needs, as TAPAS's needs pandas) would make such a model servable.
+        check_text_only(torch_model, config)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        torch_model = _load_torch_model(task, config, source, trust_remote_code)
     except OSError as error:
         if local:
             raise UserError(f"Could not load the model in '{model}': {first_line(error)}.") from None
@@ -321,8 +329,6 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         raise UserError(f"'{model}' has a tokenizer that runs Python code ({type(tokenizer).__name__} splits words "
                         "with a custom pre-tokenizer) which tokenizer.json cannot hold, so inferforge cannot serve "
                         "it.") from None
-    torch_model.eval()
-    check_text_only(torch_model, config)
     labels = None
     if task.name in ("text-classification", "token-classification"):
         id2label = getattr(config, "id2label", None) or {}

@@ -169,6 +169,9 @@ def fast_from_python_tokenizer(tokenizer):
     import transformers
     from tokenizers import Regex, models, pre_tokenizers, processors
 
+    byte_twin = _byte_twin(tokenizer)
+    if byte_twin is not None:
+        return byte_twin
     if type(tokenizer).__name__ != "EsmTokenizer" or not getattr(tokenizer, "all_tokens", None):
         return None
     vocab = {token: i for i, token in enumerate(tokenizer.all_tokens)}
@@ -182,6 +185,72 @@ def fast_from_python_tokenizer(tokenizer):
         special_tokens=[(cls, vocab[cls]), (eos, vocab[eos])])
     specials = {name: getattr(tokenizer, name) for name in ("unk_token", "cls_token", "pad_token", "mask_token",
                                                             "eos_token") if getattr(tokenizer, name, None)}
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, model_max_length=tokenizer.model_max_length,
+        model_input_names=list(tokenizer.model_input_names), padding_side=tokenizer.padding_side, **specials)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's printable character for each byte: the alphabet of tokenizers' ByteLevel pre-tokenizer."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[byte] = chr(byte)
+        else:
+            chars[byte] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+def _byte_twin(tokenizer):
+    """A fast twin of a tokenizer whose ids are the text's UTF-8 bytes plus an offset (ByT5's, Perceiver's), or None.
+
+    Its vocabulary says so: one id per byte, each character below 256 at its byte's id, all in a row. The twin reads
+    the text as bytes (tokenizers' ByteLevel, words split at white space only) and looks each byte up; it matches the
+    tokenizer's added tokens in the text first, as the Python tokenizer does, and puts the special tokens where the
+    Python tokenizer puts them around "a" and the pair "a", "b"."""
+    import transformers
+    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+
+    convert = getattr(tokenizer, "_convert_token_to_id", None)
+    if convert is None or len(tokenizer) > 1024:
+        return None
+    try:
+        offset = convert(chr(0))
+        if not isinstance(offset, int) or any(convert(chr(byte)) != offset + byte for byte in range(256)):
+            return None
+        single, pair = tokenizer("a")["input_ids"], tokenizer("a", "b")["input_ids"]
+    except Exception:  # noqa: BLE001 - not a byte tokenizer
+        return None
+    a, b = offset + ord("a"), offset + ord("b")
+    added = {i: str(token) for i, token in tokenizer.added_tokens_decoder.items()}
+    marks = {i: added.get(i) for i in single + pair if i not in (a, b)}
+    if single.count(a) != 1 or pair.count(a) != 1 or pair.count(b) != 1 or None in marks.values():
+        return None
+    byte_chars = _bytes_to_unicode()
+    vocab = {byte_chars[byte]: offset + byte for byte in range(256)}
+    if set(vocab.values()) & set(added) or len(set(added.values())) != len(added):
+        return None
+    vocab.update({name: i for i, name in added.items()})
+    backend = Tokenizer(models.BPE(vocab, [], unk_token=getattr(tokenizer, "unk_token", None)))
+    # Words and the white space between them as their own pieces (one word id each: an entity's bytes are grouped
+    # by word), then every byte of a piece as its own token.
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\s+"), "isolated"),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    backend.decoder = decoders.ByteLevel()
+    backend.add_tokens([AddedToken(str(token), single_word=token.single_word, lstrip=token.lstrip, rstrip=token.rstrip,
+                                   normalized=False, special=token.special)
+                        for _, token in sorted(tokenizer.added_tokens_decoder.items())])
+
+    def template(ids):  # "[CLS] $A [SEP]": where the special tokens go
+        return " ".join("$A" if i == a else "$B:1" if i == b else marks[i] for i in ids)
+
+    backend.post_processor = processors.TemplateProcessing(single=template(single), pair=template(pair),
+                                                           special_tokens=[(name, i) for i, name in marks.items()])
+    specials = {name: str(getattr(tokenizer, name)) for name in ("unk_token", "cls_token", "sep_token", "pad_token",
+                                                                 "mask_token", "bos_token", "eos_token")
+                if getattr(tokenizer, name, None)}
     return transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend, model_max_length=tokenizer.model_max_length,
         model_input_names=list(tokenizer.model_input_names), padding_side=tokenizer.padding_side, **specials)
