@@ -143,8 +143,9 @@ REFUSALS = {
                      f"language id per token (`langs`), {TEXT_ONLY}",
     # Its Python branches on the attention mask (padding, global attention) are frozen by the trace.
     "longformer": "LongformerForSequenceClassification cannot be exported to ONNX faithfully (its graph follows the "
-                  "tokens and padding seen while tracing, as experts routed by a Python loop do): the graph traced on "
-                  "2 texts of 8 tokens gives other logits than PyTorch on 2 other texts of 8 tokens.",
+                  "tokens and padding seen while tracing: Python code that branches on them, such as expert routing or "
+                  "windowed attention, is frozen at the traced input): the graph traced on 2 texts of 8 tokens gives "
+                  "other logits than PyTorch on 2 other texts of 8 tokens.",
     "funnel": f"FunnelForSequenceClassification {DYNAMIC_SHAPES} fails on 2 texts of 64 tokens (",
     "nystromformer": "NystromformerForSequenceClassification cannot be exported to ONNX: tracing it on 2 texts of 8 "
                      "tokens fails (shape '[-1, 2, 4, 16, 16]' is invalid for input of size 512).",

@@ -454,8 +454,9 @@ MORE_REFUSALS = {
                                          "text it needs the HTML structure, an XPath per token (`xpath_tags_seq`)",
     ("switch-transformers", "feature-extraction"): "SwitchTransformersEncoderModel cannot be exported to ONNX "
                                                    "faithfully (its graph follows the tokens and padding seen while "
-                                                   "tracing, as experts routed by a Python loop do): the graph traced "
-                                                   "on 2 texts of 8 tokens fails on",
+                                                   "tracing: Python code that branches on them, such as expert "
+                                                   "routing or windowed attention, is frozen at the traced input): "
+                                                   "the graph traced on 2 texts of 8 tokens fails on",
     ("lxmert", "question-answering"): "LxmertForQuestionAnswering cannot be served by inferforge: besides the text it "
                                       "needs image regions (`visual_feats` and their boxes)",
     ("tapas", "text-classification"): "TapasForSequenceClassification cannot be served by inferforge: besides the text "
@@ -463,9 +464,10 @@ MORE_REFUSALS = {
                                       "several kinds), and inferforge gives a model text only.",
     # Longformer's windowed attention: its Python branches on the mask are frozen by the trace.
     ("led", "question-answering"): "LEDForQuestionAnswering cannot be exported to ONNX faithfully (its graph follows "
-                                   "the tokens and padding seen while tracing, as experts routed by a Python loop do): "
-                                   "the graph traced on 2 texts of 8 tokens gives other start_logits than PyTorch on 2 "
-                                   "other texts of 8 tokens.",
+                                   "the tokens and padding seen while tracing: Python code that branches on them, such "
+                                   "as expert routing or windowed attention, is frozen at the traced input): the graph "
+                                   "traced on 2 texts of 8 tokens gives other start_logits than PyTorch on 2 other "
+                                   "texts of 8 tokens.",
 }
 
 

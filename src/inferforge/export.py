@@ -400,8 +400,8 @@ def check_dynamic_shapes(wrapper: ExportWrapper, source: SourceModel, task: Task
         other = " other" if index < len(same_shape) else ""
         seen = f"on {rows}{other} text{'s' if rows > 1 else ''} of {tokens} tokens"
         why = "with a dynamic batch and sequence length" if shape_probe else \
-            "faithfully (its graph follows the tokens and padding seen while tracing, as experts routed by a " \
-            "Python loop do)"
+            "faithfully (its graph follows the tokens and padding seen while tracing: Python code that " \
+            "branches on them, such as expert routing or windowed attention, is frozen at the traced input)"
         try:
             with torch.inference_mode(False), torch.no_grad():
                 expected = [t.float().numpy() for t in wrapper(*probe)]
