@@ -6,6 +6,7 @@ what it cannot compute is refused in one sentence before anything is written."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,125 @@ def test_what_it_cannot_compute_is_one_sentence_and_no_folder(tmp_path, case):
                           "--output", str(out), "--variants", "ort-fp32"], capture_output=True, text=True)
     assert cli.returncode == 2 and "Traceback" not in cli.stderr + cli.stdout
     assert not out.exists()
+
+
+def _modules_path(folder: Path, index: int, path: str) -> None:
+    _edit_modules(folder, lambda mods: [{**m, "path": path} if i == index else m for i, m in enumerate(mods)])
+
+
+def test_the_transformer_modules_own_settings_and_truncate_dim(tmp_path):
+    """What the Transformer module's configuration changes, as encode() reads it: a Transformer kept in
+    0_Transformer/ with the older per-model config name (sentence_xlm-roberta_config.json), whose max_seq_length
+    (12) replaces a smaller tokenizer limit (8) and whose do_lower_case lowercases for a cased tokenizer; and
+    config_sentence_transformers.json's truncate_dim, which keeps the first dimensions of the finished vector."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = save_sentence_transformer(tmp_path / "st", "xlm-roberta", "mean", ["dense-tanh", "normalize"])
+    sub = folder / "0_Transformer"
+    sub.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).rename(sub / name)
+    (folder / "sentence_bert_config.json").unlink()
+    (sub / "sentence_xlm-roberta_config.json").write_text(json.dumps({"max_seq_length": 12, "do_lower_case": True}))
+    _edit_json(sub / "tokenizer_config.json", model_max_length=8)
+    _modules_path(folder, 0, "0_Transformer")
+    _edit_json(folder / "config_sentence_transformers.json", truncate_dim=6)
+    texts = TEXTS + ["ALICE MET BOB IN PARIS", "The Movie Was GREAT and the actors were wonderful"]
+    library = SentenceTransformer(str(folder), device="cpu")
+    expected = library.encode(texts, batch_size=len(texts))
+    assert expected.shape == (len(texts), 6)
+    assert library[0].max_seq_length == 12 and library[0].do_lower_case  # what the edits mean to the library
+    inferforge.convert(str(folder), "feature-extraction", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                       nb_measures=2, warmup=1, threads=1)
+    got = np.asarray(inferforge.load(tmp_path / "out", threads=1).predict(texts), dtype=np.float32)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_cross_encoder_default_prompt_goes_before_the_query(tmp_path):
+    """A CrossEncoder saved by sentence-transformers with prompts and a default_prompt_name: predict() puts it
+    before the first text of every pair; inferforge's scores (the sigmoid of its one output) equal predict()."""
+    from sentence_transformers import CrossEncoder
+
+    hf = build_tiny_model(tmp_path / "hf", "bert", "feature-extraction")
+    torch.manual_seed(0)
+    CrossEncoder(str(hf), num_labels=1, device="cpu", prompts={"rerank": "Query: "},
+                 default_prompt_name="rerank").save(str(tmp_path / "ce"))
+    queries, documents = TEXTS[:3] + ["what was great?"], TEXTS[1:] + ["the movie"]
+    expected = CrossEncoder(str(tmp_path / "ce"), device="cpu").predict(list(zip(queries, documents)))
+    inferforge.convert(str(tmp_path / "ce"), "text-classification", tmp_path / "out", variants="ort-fp32",
+                       shapes="1x8", nb_measures=2, warmup=1, threads=1)
+    answers = inferforge.load(tmp_path / "out", threads=1).predict(queries, pairs=documents)
+    np.testing.assert_allclose([a["score"] for a in answers], expected, atol=1e-4, rtol=1e-4)
+
+
+def _static_embedding(folder: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(build_tiny_model(folder.parent / "hf", "bert",
+                                                                            "feature-extraction"))
+    SentenceTransformer(modules=[StaticEmbedding(tokenizer.backend_tokenizer, embedding_dim=16)],
+                        device="cpu").save(str(folder))
+
+
+def _router_of_two_encoders(folder: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Router, Transformer
+
+    hf = build_tiny_model(folder.parent / "hf", "bert", "feature-extraction")
+    router = Router.for_query_document(query_modules=[Transformer(str(hf)), Pooling(32, "mean")],
+                                       document_modules=[Transformer(str(hf)), Pooling(32, "cls")])
+    SentenceTransformer(modules=[router], device="cpu").save(str(folder))
+
+
+def _splade(folder: Path) -> None:
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SpladePooling
+
+    hf = build_tiny_model(folder.parent / "hf", "bert", "token-classification")  # a BERT with a head, as an MLM
+    SparseEncoder(modules=[MLMTransformer(str(hf)), SpladePooling("max")], device="cpu").save(str(folder))
+
+
+def _outside(path: str):
+    def edit(folder: Path) -> None:
+        shutil.copytree(folder / "2_Dense", folder.parent / "elsewhere")
+        _modules_path(folder, 2, path.format(elsewhere=folder.parent / "elsewhere"))
+    return edit
+
+
+LIBRARY_DIRECTORIES = {
+    # name: (how the directory is made (an edit of a saved Transformer+Pooling+Dense model, or a whole model
+    # saved by the library), task, what the sentence says)
+    "a StaticEmbedding model": (_static_embedding, "feature-extraction", "StaticEmbedding.*not one inferforge"),
+    "a Router between query and document encoders": (_router_of_two_encoders, "feature-extraction",
+                                                     "Router.*not one inferforge"),
+    "a sparse SPLADE encoder": (_splade, "feature-extraction", "MLMTransformer.*not one inferforge"),
+    "a module folder given by an absolute path": (_outside("{elsewhere}"), "feature-extraction",
+                                                  "outside the model directory"),
+    "a module folder outside through '..'": (_outside("../elsewhere"), "feature-extraction",
+                                             "outside the model directory"),
+    "an embedding model converted for text-classification": (None, "text-classification",
+                                                             "Pooling, Dense.*feature-extraction only"),
+}
+
+
+@pytest.mark.parametrize("case", list(LIBRARY_DIRECTORIES))
+def test_library_directories_it_cannot_compute_are_one_sentence(tmp_path, case):
+    """Directories the library writes (or one a user edited to reach outside itself) that inferforge cannot
+    serve as the library would: one sentence naming what, exit code 2 (checked once), no output folder."""
+    make, task, words = LIBRARY_DIRECTORIES[case]
+    folder = tmp_path / "st"
+    if make is None or make.__name__ == "edit":
+        save_sentence_transformer(folder, "bert", "mean", ["dense-tanh"])
+    if make is not None:
+        make(folder)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=words):
+        inferforge.convert(str(folder), task, out, variants="ort-fp32", shapes="1x8")
+    assert not out.exists()
+    if case == "a Router between query and document encoders":  # no config.json at its root: still the module
+        cli = subprocess.run([sys.executable, "-m", "inferforge", "convert", str(folder), "--task", task,
+                              "--output", str(out), "--variants", "ort-fp32"], capture_output=True, text=True)
+        assert cli.returncode == 2 and "Traceback" not in cli.stderr + cli.stdout
+        assert "Router" in cli.stderr + cli.stdout and not out.exists()

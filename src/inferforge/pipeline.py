@@ -298,7 +298,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     encoder = TextEncoder(Tokenizer.from_str(source.tokenizer.backend_tokenizer.to_str()),
                           source.input_names, source.max_length, source.pad_id,
                           cls_id=_cls_id(source.tokenizer), windows=task.windows,
-                          prefix=source.pooling.prompt if source.pooling else "")
+                          prefix=source.prompt)
     encoder.save(workdir / TOKENIZER_DIR)
 
     progress("export to ONNX", 0, 1)

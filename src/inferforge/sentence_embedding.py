@@ -7,16 +7,20 @@ configuration files of sentence-transformers 2.x to 6.x, legacy `pooling_mode_*_
 newer `pooling_mode` name or list), and `sentence_head` computes them in PyTorch, so they become part of
 the exported graph and every runtime and the server return the finished embedding. The default prompt
 (`config_sentence_transformers.json`: `default_prompt_name` in `prompts`), which `encode` puts before every
-text, is put there too, by the tokenizer. A module this cannot compute (a word-embedding or LSTM model, a
-router between a query and a document encoder, a prompt excluded from pooling) is a `UserError` naming it,
-never a silently different vector.
+text, is put there too, by the tokenizer, and `truncate_dim` (Matryoshka models) keeps the vector's first
+dimensions, as `encode` does. The Transformer module's own configuration (`sentence_bert_config.json`, or
+the older `sentence_<model>_config.json`, in its folder, which may be a sub-folder): `max_seq_length` (or a
+`model_max_length` among its tokenizer arguments) and `do_lower_case` (`transformer_settings`). A module this
+cannot compute (a word-embedding, static-embedding or LSTM model, a sparse SPLADE encoder, a router between
+a query and a document encoder, a prompt excluded from pooling) or a module folder outside the model
+directory is a `UserError` naming it, never a silently different vector.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from inferforge.errors import UserError, first_line
 
@@ -66,6 +70,7 @@ class Pooling:
     source: str = "default (mean pooling)"
     directory: str | None = field(default=None, compare=False)  # where the steps' weights are
     prompt: str = ""  # put before every text (the default prompt of sentence-transformers' encode)
+    truncate_dim: int | None = None  # keep the first dimensions of the finished vector (Matryoshka)
 
     @property
     def mode(self) -> str:
@@ -77,7 +82,8 @@ class Pooling:
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "modes": list(self.modes), "normalize": self.normalize,
-                "steps": [s.to_dict() for s in self.steps], "source": self.source, "prompt": self.prompt}
+                "steps": [s.to_dict() for s in self.steps], "source": self.source, "prompt": self.prompt,
+                "truncate_dim": self.truncate_dim}
 
     def head(self):
         """The PyTorch module computing this pooling and its steps: (token states, attention mask) -> vector."""
@@ -120,6 +126,94 @@ def _dense_step(config: dict, path: str, where: Path) -> Step:
                 activation, bool(config.get("use_residual", False)))
 
 
+def module_list(directory: Path) -> list[tuple[str, str]] | None:
+    """(kind, folder) of each module in `directory`'s modules.json, in order (None: no modules.json). A folder
+    must lie inside the directory (sentence-transformers refuses the others too), and a module must be one
+    inferforge computes (the Transformer, or what follows it: MODULE_KINDS)."""
+    modules_file = directory / "modules.json"
+    if not modules_file.exists():
+        return None
+    modules = _json(modules_file, "module list")
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise UserError(f"'{modules_file}' is not a sentence-transformers module list (a JSON list of modules).")
+    listed = []
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = str(module.get("path", "") or "")
+        if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or PureWindowsPath(path).drive \
+                or ".." in PurePosixPath(path.replace("\\", "/")).parts:
+            raise UserError(f"'{modules_file}' puts the module {kind or '?'} in {path!r}, outside the model "
+                            "directory; module paths must be relative to it, without '..'.")
+        if kind not in MODULE_KINDS:
+            raise UserError(f"The sentence-transformers module {module.get('type')!r} in '{modules_file}' is not one "
+                            f"inferforge can compute ({', '.join(MODULE_KINDS)}).")
+        listed.append((kind, path))
+    return listed
+
+
+# The Transformer module's configuration: sentence-transformers reads the first of these that exists.
+TRANSFORMER_CONFIG_FILES = ("sentence_bert_config.json", "sentence_roberta_config.json",
+                            "sentence_distilbert_config.json", "sentence_camembert_config.json",
+                            "sentence_albert_config.json", "sentence_xlm-roberta_config.json",
+                            "sentence_xlnet_config.json")
+
+
+@dataclass(frozen=True)
+class TransformerSettings:
+    """What a sentence-transformers Transformer module changes in how its texts are read."""
+
+    folder: Path  # the Hugging Face folder (the directory, or the module's sub-folder)
+    max_length: int | None = None  # tokens read per text, as the library truncates (None: the tokenizer's)
+    lower_case: bool = False  # do_lower_case: lowercase every text first, whatever the tokenizer does
+
+
+def transformer_settings(directory: Path) -> TransformerSettings:
+    """The Transformer module's folder and settings in a sentence-transformers directory (a plain Hugging Face
+    directory: itself, no settings). sentence-transformers truncates at a `model_max_length` among the module's
+    tokenizer arguments, else at `max_seq_length`, whatever the tokenizer's own limit (which it uses, capped at
+    the model's positions, only without either)."""
+    listed = module_list(directory) or []
+    folder = directory
+    for kind, path in listed:
+        if kind == "Transformer":
+            if path and (directory / path / "config.json").exists():
+                folder = directory / path
+            break
+    else:
+        if listed:  # no Transformer module: nothing of it to read
+            return TransformerSettings(folder)
+    config: dict = {}
+    for name in TRANSFORMER_CONFIG_FILES:
+        if (folder / name).exists():
+            config = _json(folder / name, "Transformer configuration")
+            break
+    if not isinstance(config, dict):
+        config = {}
+    tokenizer_args = config.get("processor_kwargs") or config.get("tokenizer_args") or {}
+    length = tokenizer_args.get("model_max_length") if isinstance(tokenizer_args, dict) else None
+    if length is None:
+        length = config.get("max_seq_length")
+    try:
+        length = int(length) if length is not None else None
+    except (TypeError, ValueError):
+        raise UserError(f"The max_seq_length {length!r} in the sentence-transformers configuration of '{folder}' "
+                        "is not a number of tokens.") from None
+    return TransformerSettings(folder, length if length and length > 0 else None, bool(config.get("do_lower_case")))
+
+
+def lowercase_first(tokenizer) -> None:
+    """Make a fast tokenizer lowercase every text before its own normalizer, as sentence-transformers does for
+    `do_lower_case` (and as it does: not again when its normalizer starts with or is a Lowercase)."""
+    from tokenizers import normalizers
+
+    backend = tokenizer.backend_tokenizer
+    current = backend.normalizer
+    inner = list(current) if isinstance(current, normalizers.Sequence) else [current] if current is not None else []
+    if any(isinstance(step, normalizers.Lowercase) for step in inner):
+        return
+    backend.normalizer = normalizers.Sequence([normalizers.Lowercase(), *inner])
+
+
 PROMPTS_FILE = "config_sentence_transformers.json"
 NO_PROMPT = "none"  # --prompt-name none: no prompt, even where the model names a default one
 
@@ -142,6 +236,17 @@ def read_prompt(directory: Path, name: str | None = None) -> str:
     return str(prompts[chosen])
 
 
+def read_truncate_dim(directory: Path) -> int | None:
+    """`truncate_dim` of config_sentence_transformers.json: `encode` keeps the first so many dimensions."""
+    path = directory / PROMPTS_FILE
+    value = (_json(path, "configuration") if path.exists() else {}).get("truncate_dim")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"The truncate_dim {value!r} in '{path}' is not a positive number of dimensions.")
+    return value
+
+
 def read_pooling(directory: Path | None, prompt_name: str | None = None) -> Pooling:
     """Pooling and the modules after it, from a sentence-transformers directory (None: a hub model without
     one); else mean pooling. The prompt: `prompt_name` of the model's prompts (NO_PROMPT: none), else its
@@ -152,17 +257,12 @@ def read_pooling(directory: Path | None, prompt_name: str | None = None) -> Pool
             raise UserError(f"--prompt-name {prompt_name} needs a sentence-transformers model (modules.json and "
                             f"{PROMPTS_FILE}); '{directory}' is a plain transformers model without prompts.")
         return Pooling()
-    modules = _json(modules_file, "module list")
+    modules = module_list(directory) or []
     prompt = read_prompt(directory, prompt_name)
     modes: tuple[str, ...] = ("mean",)
     steps: list[Step] = []
-    for module in modules:
-        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-        path = str(module.get("path", ""))
+    for kind, path in modules:
         config_file = directory / path / "config.json"
-        if kind not in MODULE_KINDS:
-            raise UserError(f"The sentence-transformers module {module.get('type')!r} in '{modules_file}' is not one "
-                            f"inferforge can compute ({', '.join(MODULE_KINDS)}).")
         if kind == "Pooling":
             modes = _pooling_modes(_json(config_file, "pooling configuration") if config_file.exists() else {},
                                    config_file, prompt)
@@ -173,7 +273,8 @@ def read_pooling(directory: Path | None, prompt_name: str | None = None) -> Pool
             steps.append(Step("layernorm", path, dimension, dimension))
         elif kind == "Normalize":
             steps.append(Step("normalize"))
-    return Pooling(modes, tuple(steps), "sentence-transformers modules.json", str(directory), prompt)
+    return Pooling(modes, tuple(steps), "sentence-transformers modules.json", str(directory), prompt,
+                   read_truncate_dim(directory))
 
 
 def module_files(modules: list[dict]) -> list[str]:
@@ -182,6 +283,8 @@ def module_files(modules: list[dict]) -> list[str]:
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         path = str(module.get("path", ""))
+        if ".." in path.replace("\\", "/").split("/") or path.startswith(("/", "\\")) or ":" in path:
+            continue  # outside the snapshot: read_pooling refuses the model
         if kind in ("Pooling", "Dense", "LayerNorm") and path:
             names.append(f"{path}/config.json")
             if kind != "Pooling":
@@ -236,6 +339,7 @@ def sentence_head(pooling: Pooling):
             self.modes = pooling.modes
             self.kinds = [s.kind for s in pooling.steps]
             self.residual = [s.residual for s in pooling.steps]
+            self.truncate_dim = pooling.truncate_dim
             directory = Path(pooling.directory) if pooling.directory else Path(".")
             self.layers = torch.nn.ModuleList(
                 [_torch_step(s, directory) or torch.nn.Identity() for s in pooling.steps])
@@ -272,6 +376,34 @@ def sentence_head(pooling: Pooling):
                     if residual:
                         out = out + (layer["residual"](vector) if "residual" in layer else vector)
                     vector = out
+            if self.truncate_dim is not None:
+                vector = vector[:, : self.truncate_dim]
             return vector
 
     return Head()
+
+
+def check_task_modules(directory: Path, task_name: str) -> None:
+    """Refuse, for a task other than sentence embeddings, a sentence-transformers directory whose answer comes
+    from modules after the transformer (an embedding model's pooling, a cross-encoder's Dense scores): the
+    task's head would be missing from its weights, and made up."""
+    if task_name == "feature-extraction":
+        return
+    after = [kind for kind, _ in module_list(directory) or [] if kind != "Transformer"]
+    if after:
+        raise UserError(f"'{directory}' is a sentence-transformers model whose output comes from its modules after "
+                        f"the transformer ({', '.join(dict.fromkeys(after))}), not from a {task_name} head; "
+                        "inferforge computes those modules for --task feature-extraction only.")
+
+
+def pair_prompt(directory: Path, task_name: str) -> str:
+    """The default prompt a sentence-transformers CrossEncoder directory puts before the first text of every
+    pair (`predict` does, from config_sentence_transformers.json), for text-classification; ''. Other tasks
+    read character offsets, which a prompt would shift: refused."""
+    if task_name == "feature-extraction" or not (directory / "modules.json").exists():
+        return ""
+    prompt = read_prompt(directory)
+    if prompt and task_name != "text-classification":
+        raise UserError(f"'{directory / PROMPTS_FILE}' puts the default prompt {prompt!r} before every text, which "
+                        f"inferforge does for text-classification and feature-extraction only, not {task_name}.")
+    return prompt

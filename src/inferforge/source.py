@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferforge.errors import UserError, first_line
-from inferforge.sentence_embedding import Pooling, module_files, read_pooling
+from inferforge.sentence_embedding import (Pooling, check_task_modules, lowercase_first, module_files, pair_prompt,
+                                           read_pooling, transformer_settings)
 from inferforge.tasks import TaskSpec
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -29,6 +30,7 @@ class SourceModel:
     labels: list[str] | None
     pooling: Pooling | None
     pad_id: int = 0
+    prompt: str = ""  # put before every (first) text: a sentence-transformers model's default prompt
 
 
 def _quiet_transformers() -> None:
@@ -39,10 +41,7 @@ def _quiet_transformers() -> None:
 
 
 def _sentence_transformers_max_length(directory: Path) -> int | None:
-    cfg = directory / "sentence_bert_config.json"
-    if cfg.exists():
-        return json.loads(cfg.read_text()).get("max_seq_length")
-    return None
+    return transformer_settings(directory).max_length
 
 
 def model_input_names(model, config, tokenizer=None) -> tuple[str, ...]:
@@ -125,8 +124,10 @@ def pad_token_id(tokenizer, config) -> int:
 
 def _max_length(tokenizer, config, directory: Path | None, model=None) -> int:
     candidates = []
+    # A sentence-transformers max_seq_length replaces the tokenizer's limit (the library truncates there).
+    st = _sentence_transformers_max_length(directory) if directory is not None else None
     tok_max = getattr(tokenizer, "model_max_length", None)
-    if tok_max and tok_max < 1_000_000:
+    if tok_max and tok_max < 1_000_000 and not st:
         candidates.append(int(tok_max))
     positions = getattr(config, "max_position_embeddings", None)
     # Relative-position models (DeBERTa-v2/v3: position_biased_input false) are not bound by the table.
@@ -141,7 +142,7 @@ def _max_length(tokenizer, config, directory: Path | None, model=None) -> int:
     # graph holds the full-attention path only, so longer texts are truncated to where the two agree.
     if getattr(config, "attention_type", None) == "block_sparse" and getattr(config, "block_size", None):
         candidates.append((5 + 2 * int(getattr(config, "num_random_blocks", 0) or 0)) * int(config.block_size))
-    if directory is not None and (st := _sentence_transformers_max_length(directory)):
+    if st:
         candidates.append(int(st))
     return min(candidates) if candidates else 512
 
@@ -169,13 +170,9 @@ def _hub_snapshot_with_modules(model: str) -> Path | None:
 def transformer_folder(directory: Path) -> Path:
     """The Hugging Face folder inside a local model directory: the directory itself, or the Transformer
     module's folder of a sentence-transformers directory that keeps it in a sub-folder."""
-    if (directory / "config.json").exists():
-        return directory
-    modules_file = directory / "modules.json"
-    if modules_file.exists():
-        for module in json.loads(modules_file.read_text()):
-            if module.get("type", "").endswith("Transformer") and (directory / module.get("path", "") / "config.json").exists():
-                return directory / module["path"]
+    folder = transformer_settings(directory).folder  # checks modules.json's modules and their folders
+    if (folder / "config.json").exists():
+        return folder
     raise UserError(f"'{directory}' is not a Hugging Face model directory: it has no config.json.")
 
 
@@ -291,6 +288,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     root = path
     if local:
         path = transformer_folder(path)
+        check_task_modules(root, task.name)
     source = str(path) if local else model
     try:
         config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -333,9 +331,14 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     if task.name in ("text-classification", "token-classification"):
         id2label = getattr(config, "id2label", None) or {}
         labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels)]
+    # The sentence-transformers files (a hub model's: its cached snapshot, when it has modules.json).
+    folder = root if local else _hub_snapshot_with_modules(model)
+    if not local and folder is not None:
+        check_task_modules(folder, task.name)
+    if folder is not None and transformer_settings(folder).lower_case:
+        lowercase_first(tokenizer)
     pooling = None
     if task.name == "feature-extraction":
-        folder = root if local else _hub_snapshot_with_modules(model)
         pooling = read_pooling(folder, prompt_name)
     return SourceModel(
         name=model,
@@ -343,8 +346,9 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         tokenizer=tokenizer,
         config=config,
         input_names=graph_input_names(torch_model, config, task, tokenizer),
-        max_length=_max_length(tokenizer, config, root if local else None, torch_model),
+        max_length=_max_length(tokenizer, config, folder, torch_model),
         labels=labels,
         pooling=pooling,
         pad_id=pad_token_id(tokenizer, config),
+        prompt=pooling.prompt if pooling is not None else pair_prompt(folder, task.name) if folder else "",
     )
