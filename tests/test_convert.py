@@ -677,3 +677,32 @@ def test_a_result_prints_as_one_line_and_as_its_table_in_a_notebook(converted):
     assert "\n" not in text and f"selected={result.selected!r}" in text and len(text) < 600
     assert all(f"{row.name}: {row.status}" in text for row in result.rows)
     assert result._repr_markdown_() == (result.output / "report.md").read_text()
+
+
+def test_a_base_checkpoint_converted_for_classification_is_warned_about_its_random_head(tmp_path, converted):
+    """A checkpoint without its task's head (bert-base-uncased for text-classification) converts, verified and
+    timed as any model, but transformers initialized the head at random: report.json, report.md and the
+    command line say so. A checkpoint with its head, or an embedding model without a pooler, is not warned."""
+    import transformers
+    from typer.testing import CliRunner
+
+    from inferforge.cli import app
+
+    hf, _ = converted("bert", "feature-extraction")
+    base = tmp_path / "base"
+    model = transformers.AutoModel.from_pretrained(hf, add_pooling_layer=False)
+    model.save_pretrained(base)
+    transformers.AutoTokenizer.from_pretrained(hf).save_pretrained(base)
+    out = tmp_path / "cls"
+    run = CliRunner().invoke(app, ["convert", str(base), "--task", "text-classification", "--output", str(out),
+                                   "--variants", "ort-fp32", "--shapes", "1x8", "--nb-measures", "1", "--threads", "1"])
+    assert run.exit_code == 0, run.output
+    warnings = json.loads((out / "report.json").read_text())["warnings"]
+    assert len(warnings) == 1 and "classifier.weight" in warnings[0] and "pooler" in warnings[0], warnings
+    assert "initialized them at random" in warnings[0]
+    assert f"**Warning:** {warnings[0]}" in (out / "report.md").read_text()
+    assert "warning: " in run.output and "at random" in " ".join(run.output.split())
+    embedded = inferforge.convert(str(base), "feature-extraction", tmp_path / "emb", variants="ort-fp32",
+                                  shapes="1x8", nb_measures=1, warmup=0, threads=1)
+    assert embedded.report["warnings"] == []
+    assert converted("bert", "text-classification")[1].report["warnings"] == []

@@ -61,6 +61,8 @@ def print_variant_table(result) -> None:
         out.print(note, highlight=False)
     out.print(f"Selected: [bold]{result.selected}[/bold] at {result.report['optimize_for']}. "
               f"Output: {result.output} (report.md, report.json, latency.png)")
+    for warning in result.report.get("warnings") or ():
+        out.print(f"warning: {warning}", style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def read_eval_data(options):

@@ -328,7 +328,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
     batches = validation_batches(encoder, texts, pairs)
     reference = run_batches(engines[REFERENCE], batches)
     _verify(rows, engines, batches, reference, task, budget, progress)
-    extra = {}
+    extra = {"warnings": list(source.warnings)}
     if options.calibration_data is not None:
         extra["calibration"] = options.calibration_data.record()
     if eval_set is not None:

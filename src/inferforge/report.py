@@ -157,6 +157,7 @@ def markdown_report(report: dict, rows: list[VariantResult]) -> str:
         "",
         f"Selected variant: **{report['selected'] or 'none passed the accuracy budget'}** ({why}).",
         "",
+        *(line for warning in report.get("warnings") or () for line in (f"**Warning:** {warning}", "")),
         f"Accuracy budget: difference <= {report['budget']['atol']} (scaled by max(1, |reference|)), "
         f"agreement >= {report['budget']['min_agreement']}; checked on {report['validation']['count']} "
         f"{report['validation']['source']} texts against PyTorch fp32.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferforge.errors import UserError, first_line
@@ -31,6 +31,7 @@ class SourceModel:
     pooling: Pooling | None
     pad_id: int = 0
     prompt: str = ""  # put before every (first) text: a sentence-transformers model's default prompt
+    warnings: list[str] = field(default_factory=list)  # what the user should know about the checkpoint
 
 
 def _quiet_transformers() -> None:
@@ -221,7 +222,24 @@ def _saved_encoder_class(config):
 
 
 def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bool):
-    return _traceable_experts(_load_weights(task, config, source, trust_remote_code))
+    """The model, and the names of the weights its checkpoint lacked (transformers initialized them at random)."""
+    loaded = _load_weights(task, config, source, trust_remote_code)
+    model, info = loaded if isinstance(loaded, tuple) else (loaded, {})
+    missing = sorted(str(key) for key in (info.get("missing_keys") or ()))
+    if task.name == "feature-extraction":  # the pooler is not read: embeddings pool the token states
+        missing = [key for key in missing if "pooler" not in key.split(".")]
+    return _traceable_experts(model), missing
+
+
+def missing_weights_warning(model: str, task: TaskSpec, missing: list[str]) -> str | None:
+    """One sentence for a checkpoint that lacks weights of the model it is loaded as (a base model converted for
+    classification: its head is random), or None."""
+    if not missing:
+        return None
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    return (f"'{model}' has no weights for {shown}: transformers initialized {'it' if len(missing) == 1 else 'them'} "
+            f"at random, so its {task.name} answers mean nothing until it is fine-tuned (speed and the checks "
+            "against PyTorch still hold).")
 
 
 def _traceable_experts(model):
@@ -243,7 +261,8 @@ def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
     # fp32 whatever the checkpoint holds: transformers 5 loads a model in the dtype it was saved in (fp16 and
     # bf16 checkpoints are common on the hub), which would make the reference, the export and every variant
     # half precision (a bf16 graph onnxruntime cannot even run on a CPU).
-    kwargs = dict(config=config, trust_remote_code=trust_remote_code, use_safetensors=None, dtype=torch.float32)
+    kwargs = dict(config=config, trust_remote_code=trust_remote_code, use_safetensors=None, dtype=torch.float32,
+                  output_loading_info=True)
     auto = task.auto_model_class()
     if task.name == "feature-extraction":
         encoder_class = _saved_encoder_class(config)
@@ -257,9 +276,9 @@ def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
                 try:
                     return encoder_class.from_pretrained(source, **kwargs)
                 except ValueError:  # T5Gemma's takes an encoder-only config, not a whole checkpoint's: its stack then
-                    return auto.from_pretrained(source, **kwargs).get_encoder()
+                    return auto.from_pretrained(source, **kwargs)[0].get_encoder()
             if config.model_type in ENCODER_STACK_TYPES:
-                return auto.from_pretrained(source, **kwargs).get_encoder()
+                return auto.from_pretrained(source, **kwargs)[0].get_encoder()
     return auto.from_pretrained(source, **kwargs)
 
 
@@ -292,7 +311,8 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     source = str(path) if local else model
     try:
         config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-        torch_model = _load_torch_model(task, config, source, trust_remote_code).eval()
+        torch_model, missing = _load_torch_model(task, config, source, trust_remote_code)
+        torch_model.eval()
         # First: no tokenizer (nor a package it needs, as TAPAS's needs pandas) would make such a model servable.
         check_text_only(torch_model, config)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -351,4 +371,5 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         pooling=pooling,
         pad_id=pad_token_id(tokenizer, config),
         prompt=pooling.prompt if pooling is not None else pair_prompt(folder, task.name) if folder else "",
+        warnings=[w for w in [missing_weights_warning(model, task, missing)] if w],
     )
