@@ -329,3 +329,160 @@ def test_an_error_that_says_nothing_is_named_by_its_type():
     assert first_line(ValueError("\n\n  shape mismatch.\nmore")) == "shape mismatch"
     long = ValueError("word " * 100)
     assert first_line(long, 50).endswith("...") and len(first_line(long, 50)) <= 53
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`inferforge ARGS` in this process, through the CLI's own main() (its error handling and exit codes); the
+    signal handlers main() installs are put back afterwards."""
+    import signal
+
+    from inferforge import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sys, "argv", ["inferforge", *args])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    captured = capsys.readouterr()
+    return code, captured.out, " ".join(captured.err.split())
+
+
+def test_force_replaces_only_a_folder_inferforge_wrote(tmp_path, tiny_bert, monkeypatch, capsys):
+    """--force used to rmtree whatever --output named, after the conversion: a folder of the user's files, the
+    model's own folder (its weights gone), and a file ended in a traceback after the whole run. Each is refused
+    before the model loads, and nothing is touched."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine too")
+    model_files = sorted(p.name for p in tiny_bert.iterdir())
+    monkeypatch.chdir(tmp_path)
+    for output, words in [(mine, "was not written by inferforge (it has no inferforge.json), so --force does not "
+                                 "replace it"),
+                          (tiny_bert, "was not written by inferforge"),
+                          (afile, f"Output '{afile}' is a file, not a folder"),
+                          (afile / "sub", f"cannot be created: '{afile}' is a file"),
+                          (tmp_path, "is the current folder (or holds it)")]:
+        code, _, err = run_main(monkeypatch, capsys, "convert", str(tiny_bert), "--task", "text-classification",
+                                "--output", str(output), "--force")
+        assert code == 2 and words in err and err.count("error:") == 1, err
+    assert (mine / "thesis.txt").read_text() == "years of work" and afile.read_text() == "mine too"
+    assert sorted(p.name for p in tiny_bert.iterdir()) == model_files
+    # The model's folder is refused even when it holds an inferforge.json, and a folder inferforge wrote is
+    # still replaced: with it, the run goes on to the model (missing here) and leaves the folder as it was.
+    (tiny_bert / "inferforge.json").write_text("{}")
+    try:
+        code, _, err = run_main(monkeypatch, capsys, "convert", str(tiny_bert), "--task", "text-classification",
+                                "--output", str(tiny_bert), "--force")
+        assert code == 2 and "is the model's own folder (or holds it)" in err, err
+    finally:
+        (tiny_bert / "inferforge.json").unlink()
+    (mine / "inferforge.json").write_text("{}")
+    code, _, err = run_main(monkeypatch, capsys, "convert", str(tmp_path / "no-model"), "--task",
+                            "text-classification", "--output", str(mine), "--force")
+    assert code == 2 and "no-model" in err and "--force" not in err, err
+    assert sorted(p.name for p in mine.iterdir()) == ["inferforge.json", "thesis.txt"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--shapes", "1x8,2x8,1x8"], "--shapes names 1x8 more than once; give each shape once."),
+    (["--max-accuracy-drop", "nan", "--eval-data", __file__], "--max-accuracy-drop is in accuracy points"),
+    (["--max-accuracy-drop", "2"], "--max-accuracy-drop applies to --eval-data, which was not given"),
+    (["--label-column", "y"], "--label-column applies to --eval-data, which was not given"),
+    (["--text-column", "t"], "--text-column applies to --eval-data or --validation-texts or --calibration-data, "
+                             "which were not given"),
+])
+def test_options_that_would_be_ignored_or_repeated_are_refused(tmp_path, monkeypatch, capsys, args, words):
+    """Accepted before, then ignored (no data for them to apply to; NaN compares false to every drop) or run
+    twice (a shape named twice: two identical columns in the table)."""
+    code, _, err = run_main(monkeypatch, capsys, "convert", str(tmp_path / "no-model-needed"), "--task",
+                            "text-classification", "--output", str(tmp_path / "out"), *args)
+    assert code == 2 and words in err and err.count("error:") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_more_threads_than_cores_is_said(tmp_path, monkeypatch, capsys):
+    from inferforge.cpu import machine_info
+
+    cores = machine_info().cores
+    code, _, err = run_main(monkeypatch, capsys, "convert", str(tmp_path / "no-model"), "--task",
+                            "text-classification", "--output", str(tmp_path / "out"), "--threads", str(cores + 1))
+    assert code == 2 and f"note: --threads {cores + 1} is more than the {cores} cores this process may use" in err
+
+
+@pytest.mark.parametrize("signum", [2, 15])  # SIGINT (Ctrl-C), SIGTERM
+def test_a_signal_during_convert_leaves_nothing(tmp_path, tiny_bert, signum):
+    """SIGTERM killed the run and left its temporary folder; Ctrl-C exited 130 without a word (typer swallowed
+    the KeyboardInterrupt). Both now unwind: one sentence, 128 + the signal, and nothing left, not even the
+    folders created above the output."""
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "inferforge", "convert", str(tiny_bert), "--task",
+                                "text-classification", "--output", str(tmp_path / "new" / "deeper" / "out"),
+                                "--shapes", "1x8", "--threads", "1"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "new" / "deeper").glob(".out.inferforge-tmp-*")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    name = {2: "SIGINT", 15: "SIGTERM"}[signum]
+    assert process.returncode == 128 + signum, err
+    assert "Traceback" not in err and f"interrupted ({name}); nothing was left half-written." in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_table_keeps_every_number_on_a_narrow_terminal(monkeypatch):
+    """At 60 columns rich cut every cell to "0.…" and "pas…": the table said nothing. A table that does not fit is
+    printed one variant per line, every value whole."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from inferforge import cli
+    from inferforge.benchmark import LatencyStats
+    from inferforge.report import VariantResult
+    from inferforge.verify import VerifyResult
+
+    rows = []
+    for name, ms in (("pytorch-fp32", 2.55), ("ort-int8-dynamic", 0.77)):
+        row = VariantResult(name, {}, "fp32" if name.startswith("pytorch") else "int8", name != "pytorch-fp32")
+        row.status = "passed" if name.startswith("pytorch") else "selected"
+        row.check = VerifyResult(True, 0.366, 0.217, 1.0, "top1")
+        row.latency = {"1x8": LatencyStats(ms, ms, ms, ms, 1000 / ms, 2), "2x16": LatencyStats(ms, ms, ms, ms, 1, 2)}
+        rows.append(row)
+    result = SimpleNamespace(rows=rows, selected="ort-int8-dynamic", output="out",
+                             report={"task": "text-classification", "shapes": ["1x8", "2x16"], "optimize_for": "1x8"})
+    for width, boxed in ((60, False), (200, True)):
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli, "out", Console(file=buffer, width=width, color_system=None))
+        cli.print_variant_table(result)
+        text = buffer.getvalue()
+        assert "…" not in text and ("┃" in text) == boxed, text
+        assert "3.66e-01" in text and "0.77 (3.3x)" in text and "2.55 (1.0x)" in text and "selected" in text, text
+        assert max(map(len, text.splitlines())) <= width or not boxed, text
+
+
+def test_help_in_a_pipe_keeps_option_names_whole_and_version_completion_work(monkeypatch, capsys):
+    """Piped (`| cat`, `| less`) the boxed help at 80 columns cut names: "--trust-remote-co…", "--no-accuracy-se…"."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, out, _ = run_main(monkeypatch, capsys, "convert", "--help")
+    assert code == 0 and "…" not in out and "╭" not in out, out
+    for flag in ("--trust-remote-code / --no-trust-remote-code", "--accuracy-search / --no-accuracy-search",
+                 "--max-accuracy-drop", "--force"):
+        assert flag in out, out
+    from inferforge import __version__
+
+    assert run_main(monkeypatch, capsys, "--version")[:2] == (0, f"inferforge {__version__}\n")
+    code, out, _ = run_main(monkeypatch, capsys, "--show-completion", "bash")
+    assert code == 0 and "_INFERFORGE_COMPLETE=complete_bash" in out

@@ -192,3 +192,9 @@ def test_the_hint_serve_prints_works_for_the_task(server, converted_tiny, monkey
     request = urllib.request.Request(f"http://{url}", data=body.encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         assert "answer_json" in json.loads(response.read())
+
+
+def test_serve_on_a_missing_folder_says_it_does_not_exist(tmp_path):
+    done = run_cli("serve", str(tmp_path / "no-such-folder"))
+    assert_user_error(done, f"'{tmp_path / 'no-such-folder'}' does not exist; give a folder written by `inferforge convert`.")
+    assert "Starting Triton" not in done.stderr

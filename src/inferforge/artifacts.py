@@ -42,6 +42,8 @@ class Manifest:
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
         path = Path(folder) / MANIFEST
+        if not Path(folder).exists():
+            raise UserError(f"'{folder}' does not exist; give a folder written by `inferforge convert`.")
         if not path.is_file():
             raise UserError(f"'{folder}' is not an inferforge output folder: it has no {MANIFEST}.")
         data = json.loads(path.read_text())

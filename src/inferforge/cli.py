@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,14 +21,63 @@ app = typer.Typer(
     help=(
         "Make Hugging Face transformer inference fast and serve it on NVIDIA Triton.\n\n"
         "Typical session:\n\n"
-        "  inferforge convert sentence-transformers/all-MiniLM-L6-v2 --task feature-extraction --output out/minilm\n\n"
-        "  inferforge serve out/minilm        (a real Triton server, tokenizer inside)\n\n"
+        "\b\n"  # click's plain help keeps these lines as they are (rich's help does anyway)
+        "  inferforge convert sentence-transformers/all-MiniLM-L6-v2 --task feature-extraction --output out/minilm\n"
+        "  inferforge serve out/minilm        (a real Triton server, tokenizer inside)\n"
         "  inferforge query \"Some text\"       (from another shell)"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from inferforge import __version__
+
+        typer.echo(f"inferforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Print inferforge's version and exit.")) -> None:
+    pass
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: not an Exception, so no `except Exception` on the way counts it as a failure, and not a
+    KeyboardInterrupt, which typer turns into a silent exit 130."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_stopped_by: list[int] = []  # the signal that stopped this run, if one did
+
+
+def _interrupt(signum, frame) -> None:
+    import signal
+
+    _stopped_by.append(signum)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _help_style() -> None:
+    """Rich's boxed help only on a terminal wide enough for it: in a pipe or a file, or under 100 columns, rich cut
+    option names and words short ("--trust-remote-co…", "text-classi…"); click's plain help wraps them whole."""
+    import os
+    import shutil
+
+    terminal = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    if not terminal or shutil.get_terminal_size().columns < 100:
+        app.rich_markup_mode = None
+
+
 # A file or pipe (CI logs, `make demo`, `> out.txt`) gets whole lines: tables as wide as they need, text and
 # errors never wrapped (rich would wrap both at 80 columns); a terminal keeps rich's width.
 console = output_console(stderr=True)
@@ -42,6 +92,8 @@ class RichProgress:
         self.tasks: dict[str, int] = {}
 
     def __call__(self, step: str, done: int, total: int) -> None:
+        if _stopped_by:  # a signal a library swallowed (an import that failed "initialization") still stops the run
+            raise Interrupted(_stopped_by[0])
         if step not in self.tasks:
             self.tasks[step] = self.progress.add_task(step, total=total)
         self.progress.update(self.tasks[step], completed=done, total=total)
@@ -56,13 +108,26 @@ def print_variant_table(result) -> None:
         table.add_column(column.replace("p50 ms ", ""), no_wrap=column == "variant")
     for row in cells:
         table.add_row(*row, style="bold green" if row[0].startswith("* ") else None)
-    out.print(table)
+    if Measurement.get(out, out.options.update_width(10_000), table).maximum <= out.width:
+        out.print(table)
+    else:  # a narrow terminal: rich would cut the numbers to "0.…"; one line per variant keeps every value whole
+        out.print(table.title, highlight=False, markup=False)
+        for row in cells:
+            out.print("; ".join(f"{name.replace('p50 ms ', '')}: {value}" for name, value in zip(header, row)),
+                      highlight=False, markup=False, style="bold green" if row[0].startswith("* ") else None)
     for note in notes:
         out.print(note, highlight=False)
     out.print(f"Selected: [bold]{result.selected}[/bold] at {result.report['optimize_for']}. "
               f"Output: {result.output} (report.md, report.json, latency.png)")
     for warning in result.report.get("warnings") or ():
         out.print(f"warning: {warning}", style="bold yellow", highlight=False, markup=False, soft_wrap=True)
+
+
+def _tasks(incomplete: str) -> list[str]:
+    """Shell completion of --task."""
+    from inferforge.tasks import task_names
+
+    return [name for name in task_names() if name.startswith(incomplete)]
 
 
 def read_eval_data(options):
@@ -82,10 +147,12 @@ def read_eval_data(options):
 
 @app.command()
 def convert(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Hub id (e.g. bert-base-uncased) or local Hugging Face directory "
                                           "(a sentence-transformers directory too)."),
-    task: str = typer.Option(..., "--task", "-t", help="text-classification, token-classification, "
-                                                       "feature-extraction or question-answering."),
+    task: str = typer.Option(..., "--task", "-t", autocompletion=lambda incomplete: _tasks(incomplete),
+                             help="text-classification, token-classification, feature-extraction or "
+                                  "question-answering."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to create with everything needed to serve."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated subset, e.g. ort-fp32,openvino-default "
                                                       "(default: all; PyTorch fp32 is always the reference). If none "
@@ -120,8 +187,8 @@ def convert(
                                                                "per line, TAB-separated pairs), CSV, TSV, JSONL/JSON, "
                                                                "Parquet, Arrow or a dataset folder (its train split "
                                                                "first; point at a split's folder or file for another)."),
-    max_accuracy_drop: float = typer.Option(1.0, help="Largest loss of task accuracy, in points, a reduced-"
-                                                      "precision variant may have against fp32."),
+    max_accuracy_drop: float = typer.Option(1.0, help="With --eval-data: largest loss of task accuracy, in points, "
+                                                      "a reduced-precision variant may have against fp32."),
     accuracy_search: bool = typer.Option(True, help="When an int8 variant is outside the budget (the "
                                                     "--eval-data drop, or without labels the verification budget), keep its most "
                                                     "sensitive nodes in fp32 one at a time until it passes."),
@@ -129,8 +196,10 @@ def convert(
                                                          "--validation-texts tables (default: detected; text first)."),
     pair_column: Optional[str] = typer.Option(None, help="Second-text column (default: detected, e.g. text_pair, "
                                                          "sentence2, hypothesis, context; none if absent)."),
-    label_column: Optional[str] = typer.Option(None, help="Label column (default: detected; label first)."),
-    force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
+    label_column: Optional[str] = typer.Option(None, help="Label column of --eval-data (default: detected; label "
+                                                          "first)."),
+    force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists and inferforge wrote "
+                                                      "it (a folder without inferforge.json is never deleted)."),
     trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (only if you trust it)."),
     prompt_name: Optional[str] = typer.Option(None, help="feature-extraction with a sentence-transformers model: the "
                                                          "prompt put before every text, by name from the model's "
@@ -141,7 +210,19 @@ def convert(
     """Convert, optimize, verify and benchmark every variant, then select the fastest one inside the budget."""
     from dataclasses import replace
 
+    from inferforge.cpu import machine_info
     from inferforge.pipeline import ConvertOptions, check_options, convert as run_convert
+
+    # Options that only apply to data given with another option would otherwise be silently ignored.
+    given = {name for name in ("max_accuracy_drop", "label_column", "text_column", "pair_column")
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+    sources = {"--eval-data": eval_data, "--validation-texts": validation_texts, "--calibration-data": calibration_data}
+    for name, needs in (("max_accuracy_drop", ["--eval-data"]), ("label_column", ["--eval-data"]),
+                        ("text_column", list(sources)), ("pair_column", list(sources))):
+        if name in given and not any(sources[flag] is not None for flag in needs):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} applies to {' or '.join(needs)}, which {'was' if len(needs) == 1 else 'were'} "
+                            f"not given; give {' or '.join(needs)} too, or leave {flag} out.")
 
     # Every flag maps onto the ConvertOptions field of the same name (inferforge.convert takes them as keywords).
     options = ConvertOptions(task=task, output=output, variants=variants, shapes=shapes, optimize_for=optimize_for,
@@ -152,6 +233,11 @@ def convert(
                              text_column=text_column, pair_column=pair_column, label_column=label_column,
                              prompt_name=prompt_name)
     check_options(options)  # a bad flag stops here, before the data is read
+    cores = machine_info().cores
+    if threads is not None and threads > cores:
+        console.print(f"note: --threads {threads} is more than the {cores} cores this process may use: the threads "
+                      f"compete for them, and every timing is slower than with --threads {cores}.",
+                      highlight=False, markup=False, soft_wrap=True)
     options = replace(options, eval_data=read_eval_data(options), eval_split=None)
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -186,15 +272,30 @@ for _module in ("inferforge.triton.commands", "inferforge.evaluate"):
 
 
 def main() -> None:
-    """Usage errors are click's (message + exit 2); UserErrors print one sentence and exit 2."""
+    """Usage errors are click's (message + exit 2); UserErrors print one sentence and exit 2; Ctrl-C and SIGTERM
+    unwind (a conversion removes its temporary folder), print one sentence and exit 130 or 143."""
+    import signal
+
+    _help_style()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup` and background jobs keep ignoring them
+            signal.signal(sig, _interrupt)
     try:
-        app()
+        app(prog_name="inferforge")  # `python -m inferforge` too: shell completion is for the `inferforge` command
     except UserError as error:
         console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        console.print("interrupted; nothing was left half-written.")
-        sys.exit(130)
+    except Exception:
+        if not _stopped_by:
+            raise
+        # The interrupt landed in a library that wrapped it (a C extension's import says "initialization failed").
+        console.print(f"interrupted ({signal.Signals(_stopped_by[0]).name}); nothing was left half-written.",
+                      highlight=False)
+        sys.exit(128 + _stopped_by[0])
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        console.print(f"interrupted ({signal.Signals(signum).name}); nothing was left half-written.", highlight=False)
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from tokenizers import Tokenizer
 
-from inferforge.artifacts import TOKENIZER_DIR, Manifest
+from inferforge.artifacts import MANIFEST, TOKENIZER_DIR, Manifest
 from inferforge.benchmark import LatencyStats, Shape, benchmark_engines, parse_shapes
 from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
@@ -147,9 +147,10 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
         raise UserError("--threads must be at least 1.")
     if options.prompt_name is not None and get_task(options.task).name != "feature-extraction":
         raise UserError("--prompt-name chooses a sentence-transformers prompt, for --task feature-extraction only.")
-    output = Path(options.output)
-    if output.exists() and not options.force:
-        raise UserError(f"Output folder '{output}' already exists; pass --force (force=True in Python) to replace it.")
+    if len(set(shapes)) < len(shapes):
+        twice = next(s for i, s in enumerate(shapes) if s in shapes[:i])
+        raise UserError(f"--shapes names {twice} more than once; give each shape once.")
+    check_output(Path(options.output), options.force)
     for flag, path in (("--validation-texts", options.validation_texts), ("--calibration-data", options.calibration_data)):
         if isinstance(path, (str, Path)) and not Path(path).exists():  # a file or a dataset folder
             raise UserError(f"{flag} file '{path}' does not exist.")
@@ -160,13 +161,35 @@ def check_options(options: ConvertOptions) -> tuple[list[Shape], Shape, list[Var
     if options.eval_split is not None and isinstance(options.eval_data, LabelledData):
         raise UserError("--eval-split applies to an --eval-data path, not to rows already read; read them with "
                         "evaluate.read_eval_data(..., split=...) or pass the path.")
-    if options.max_accuracy_drop < 0:
+    if not options.max_accuracy_drop >= 0:  # NaN too
         raise UserError("--max-accuracy-drop is in accuracy points and cannot be negative.")
     if options.atol is not None and not options.atol >= 0:
         raise UserError(f"--atol is the largest output difference allowed and cannot be negative (got {options.atol:g}).")
     if options.min_agreement is not None and not 0 <= options.min_agreement <= 1:
         raise UserError(f"--min-agreement is a fraction between 0 and 1, such as 0.99 (got {options.min_agreement:g}).")
     return shapes, target, variants
+
+
+def check_output(output: Path, force: bool, model: str | None = None) -> None:
+    """The output folder can be written, and --force replaces only a folder inferforge wrote: never a file, the
+    model's own folder, the current folder, or a folder of the user's files (rmtree would delete them)."""
+    if output.exists() and not output.is_dir():
+        raise UserError(f"Output '{output}' is a file, not a folder; give the path of a folder to create.")
+    above = next((p for p in output.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"Output folder '{output}' cannot be created: '{above}' is a file.")
+    here = Path.cwd().resolve()
+    if output.resolve() == here or output.resolve() in here.parents:
+        raise UserError(f"Output folder '{output}' is the current folder (or holds it); give another folder to create.")
+    if model is not None and Path(model).exists():
+        if Path(model).resolve() == output.resolve() or output.resolve() in Path(model).resolve().parents:
+            raise UserError(f"Output folder '{output}' is the model's own folder (or holds it); give another folder.")
+    if output.exists() and not force:
+        raise UserError(f"Output folder '{output}' already exists; pass --force (force=True in Python) to replace it.")
+    if output.exists() and not (output / MANIFEST).is_file() and any(output.iterdir()):
+        raise UserError(f"Output folder '{output}' already exists and was not written by inferforge (it has no "
+                        f"{MANIFEST}), so --force does not replace it: it may hold your files; remove it yourself "
+                        f"or choose another folder.")
 
 
 def no_servable_variant(rows: list[VariantResult], budget: AccuracyBudget, output: Path,
@@ -257,11 +280,19 @@ def convert(model: str | Path, task: str | None = None, output: str | Path | Non
                       calibration_data=_read_text_option(options, "calibration_data", "--calibration-data"))
     model = str(model)  # a pathlib.Path is as good as a string
     output = Path(options.output)
+    check_output(output, options.force, model)
     report_progress = progress or (lambda step, done, total: None)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    # Folders above the output that this run creates are removed again if it fails.
+    created = [p for p in (output.parent, *output.parent.parents) if not p.exists()]
     workdir = output.parent / f".{output.name}.inferforge-tmp-{os.getpid()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir()
+    except OSError as error:
+        _remove_empty(created)
+        raise UserError(f"Cannot create the output folder '{output}': {error.strerror or error}.") from None
+    done = False
     try:
         result = _convert_into(model, options, shapes, target, variants, workdir, report_progress)
         if output.exists():
@@ -270,9 +301,21 @@ def convert(model: str | Path, task: str | None = None, output: str | Path | Non
         result.output = output
         result.report["output"] = str(output)
         (output / "report.json").write_text(json.dumps(result.report, indent=2))
+        done = True
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if not done:
+            _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created above its output, deepest first, if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _convert_into(model, options, shapes, target, variants, workdir: Path, progress: ProgressCallback) -> ConvertResult:

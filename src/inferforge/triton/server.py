@@ -356,14 +356,15 @@ class TritonServer:
             raise UserError(f"'{o.host}' is not an address of this machine, so the server cannot listen on it; "
                             "use 127.0.0.1 (the default), 0.0.0.0 or one of this machine's addresses.")
         chosen: list[int] = []
-        for given in (o.http_port, o.grpc_port, o.metrics_port):
+        for kind, given in (("http", o.http_port), ("grpc", o.grpc_port), ("metrics", o.metrics_port)):
             if given is None:
                 port = free_port(o.host)
                 while port in chosen:
                     port = free_port(o.host)
             else:
                 if not port_is_free(o.host, given):
-                    raise UserError(f"Port {given} on {o.host} is already in use; choose another port or leave it out.")
+                    raise UserError(f"Port {given} on {o.host} is already in use; choose another with --{kind}-port "
+                                    f"({kind}_port in Python; 0 picks a free port).")
                 port = given
             chosen.append(port)
         return ServerPorts(*chosen)
