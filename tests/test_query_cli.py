@@ -101,9 +101,17 @@ def test_repository_into_an_existing_folder_names_the_overwrite_flag(converted_t
     (occupied / "keep.txt").write_text("mine")
     assert_user_error(run_cli("repository", model_dir, "--output", str(occupied)), "already exists", "--overwrite")
     assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
-    done = run_cli("repository", model_dir, "--output", str(occupied), "--overwrite")  # the flag named works
+    # --overwrite used to rmtree any folder: the user's files (or the converted model itself) were gone.
+    assert_user_error(run_cli("repository", model_dir, "--output", str(occupied), "--overwrite"),
+                      "is not a Triton model repository", "so --overwrite does not replace it")
+    assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
+    assert_user_error(run_cli("repository", model_dir, "--output", model_dir, "--overwrite"),
+                      "is the converted model's folder (or holds it)")
+    (occupied / "keep.txt").unlink()
+    assert run_cli("repository", model_dir, "--output", str(occupied)).returncode == 0  # an empty folder is fine
+    done = run_cli("repository", model_dir, "--output", str(occupied), "--overwrite")  # a repository is replaced
     assert done.returncode == 0, done.stderr
-    assert any(p.name.endswith("_tokenize") for p in occupied.iterdir()) and not (occupied / "keep.txt").exists()
+    assert any(p.name.endswith("_tokenize") for p in occupied.iterdir())
 
 
 # ----- against a real server --------------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def repository(
     execute_timeout: float = EXECUTE_TIMEOUT,
     max_text_chars: int = MAX_TEXT_CHARS,
     accelerator: str = typer.Option("none", help="onnxruntime flavour: none, openvino (CPU) or tensorrt (GPU)."),
-    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is a Triton model repository (a folder of "
+                                               "other files is never deleted)."),
 ) -> None:
     """Write the Triton model repository (tokenizer, model, post-processing, ensemble) for a Triton deployment."""
     from inferforge.triton.repository import write_repository

@@ -198,9 +198,19 @@ def write_repository(model_dir: Path | str, output: Path | str, *, overwrite: bo
     """
     opts = options.pop("options", None) or RepositoryOptions(**options)
     model_dir, output = Path(model_dir), Path(output)
-    if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} is a file; give the path of a folder to create.")
+    if output.resolve() == model_dir.resolve() or output.resolve() in model_dir.resolve().parents:
+        raise UserError(f"{output} is the converted model's folder (or holds it); give another output folder.")
+    if output.exists() and not overwrite and any(output.iterdir()):
         raise UserError(f"{output} already exists; remove it, choose another output folder or pass --overwrite "
                         "(overwrite=True) to replace it.")
+    # --overwrite replaces a Triton model repository (a folder per model, each with its config.pbtxt), never a
+    # folder of other files: rmtree would delete them.
+    if output.exists() and any(not (entry / "config.pbtxt").is_file() for entry in output.iterdir()):
+        raise UserError(f"{output} already exists and is not a Triton model repository (a folder per model, each "
+                        "with its config.pbtxt), so --overwrite does not replace it: it may hold your files; remove "
+                        "it yourself or choose another output folder.")
     converted = _read_converted(model_dir, opts)
     name = opts.name or _default_name(model_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
