@@ -147,3 +147,15 @@ def time_interleaved(
             else accuracy(outputs[peer.name], reference_output),
         ))
     return timings
+
+
+def replace_section(path: Path, section: str, start: str, end: str) -> None:
+    """Create or replace only the part of a Markdown file (BENCHMARKS.md) between the `start` and `end` markers
+    (`section` holds them)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)

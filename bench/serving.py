@@ -356,15 +356,9 @@ def render(model_dir, local, args, token_counts, levels, latency, rates, batch_s
 
 def write_section(path: Path, section: str) -> None:
     """Create or replace only the serving section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    from peer_timing import replace_section
 
+    replace_section(path, section, START, END)
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import inferforge
-from inferforge.engines.base import run_unpadded
+from inferforge.engines.base import length_groups, run_by_length
 from tiny_models import build_tiny_model
 
 torch = pytest.importorskip("torch")
@@ -52,7 +52,7 @@ def test_each_text_gets_its_answer_alone(tmp_path, task):
             np.testing.assert_allclose(np.asarray(together[index]), mean, atol=1e-4, rtol=1e-4)
 
 
-def test_run_unpadded_groups_rows_by_length_and_pads_per_token_outputs_back():
+def test_rows_of_one_length_run_together_and_per_token_outputs_are_padded_back():
     calls = []
 
     def run(arrays):
@@ -61,7 +61,17 @@ def test_run_unpadded_groups_rows_by_length_and_pads_per_token_outputs_back():
         return {"pooled": ids.sum(axis=1, keepdims=True) * 1.0 + ids.shape[1], "tokens": ids * 10}
 
     ids = np.array([[5, 6, 0, 0], [7, 8, 9, 4], [1, 2, 0, 0]])
-    out = run_unpadded(run, {"input_ids": ids}, [2, 4, 2], {"tokens"})
+    out = run_by_length(run, {"input_ids": ids}, [2, 4, 2], {"tokens"}, slack=1.0)
     assert sorted(calls) == [(1, 4), (2, 2)]
     np.testing.assert_array_equal(out["pooled"][:, 0], [11 + 2, 28 + 4, 3 + 2])
     np.testing.assert_array_equal(out["tokens"], [[50, 60, 0, 0], [70, 80, 90, 40], [10, 20, 0, 0]])
+
+
+def test_length_groups_bound_the_padding_computed():
+    lengths = [30, 5, 6, 28, 7, 120, 29, 5]
+    groups = length_groups(lengths, slack=1.25)
+    assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
+    for group in groups:  # each group padded to its longest computes at most 1.25x its real tokens
+        assert len(group) * max(lengths[r] for r in group) <= 1.25 * sum(lengths[r] for r in group)
+    assert [sorted(lengths[r] for r in group) for group in groups] == [[5, 5, 6, 7], [28, 29, 30], [120]]
+    assert length_groups([4, 4, 9], slack=1.0) == [[0, 1], [2]]

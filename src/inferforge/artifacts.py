@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inferforge.engines.base import Engine, run_unpadded
+from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError
 from inferforge.tasks import TaskSpec, get_task
 from inferforge.tokenization import Encoded, TextEncoder
@@ -91,12 +91,12 @@ class LoadedModel:
         return self.task.postprocess(self.run_encoded(encoded), encoded, self.labels, self.manifest.problem_type)
 
     def run_encoded(self, encoded: Encoded) -> dict[str, np.ndarray]:
-        """The raw outputs of a tokenized batch. A model that takes no attention mask runs each length
-        unpadded, so each text gets the answer it gets alone (see `run_unpadded`)."""
-        if not self.manifest.reads_padding:
-            return self.engine.run(encoded.arrays)
-        return run_unpadded(self.engine.run, encoded.arrays, [len(offsets) for offsets in encoded.offsets],
-                            {name for name in self.engine.output_names if 1 in self.task.output_axes(name)})
+        """The raw outputs of a tokenized batch, its rows run in groups of similar length so that little padding
+        is computed; a model that takes no attention mask runs each length unpadded, so each text gets the answer
+        it gets alone (see `run_by_length`)."""
+        return run_by_length(self.engine.run, encoded.arrays, [len(offsets) for offsets in encoded.offsets],
+                             {name for name in self.engine.output_names if 1 in self.task.output_axes(name)},
+                             slack=1.0 if self.manifest.reads_padding else BUCKET_SLACK)
 
     def __repr__(self) -> str:
         return f"LoadedModel(task={self.task.name!r}, variant={self.variant_name!r}, folder='{self.folder}')"

@@ -14,8 +14,9 @@ shape, valid window rows): what is missing or does not fit is that request's 400
 
 The requests of a dynamic batch have their own sequence lengths (`allow_ragged_batch`): they are
 right-padded with `pad_id` to the longest, run as one batch, and cut back to their own length on the
-per-token outputs. A model that takes no attention mask (FNet) runs each length unpadded instead, as
-`predict` does, so an answer never depends on the requests batched with it. Bad text, or a failing run,
+per-token outputs. As in `predict`, rows of similar length run together (little padding is computed), and
+a model that takes no attention mask (FNet) runs each length unpadded, so an answer never depends on the
+requests batched with it. Bad text, or a failing run,
 fails that request alone: the rest of the batch is answered.
 
 Config parameters (string values): `threads`, `variant`, `pad_id`, `array_inputs`, `model_outputs`,
@@ -30,7 +31,7 @@ import triton_python_backend_utils as pb_utils
 from execute_deadline import bounded_execute
 
 from inferforge.artifacts import load
-from inferforge.engines.base import run_unpadded
+from inferforge.engines.base import BUCKET_SLACK, run_by_length
 from inferforge.engines.ort import SPINNING_ENV as ORT_SPINNING_ENV
 from inferforge.triton.answers import (
     ANSWER_OUTPUT,
@@ -181,12 +182,15 @@ class TritonPythonModel:
                     array = np.pad(array, ((0, 0), (0, missing)), constant_values=fill)
                 parts.append(array)
             joined[name] = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        if self.model.manifest.reads_padding:  # no attention mask: each row runs at its own length
-            real = joined["input_ids"] != self.pad_id  # rows are right-padded; the last real token is not padding
-            lengths = np.where(real.any(axis=1), length - np.argmax(real[:, ::-1], axis=1), 1)
-            result = run_unpadded(self.model.run, joined, lengths, self.per_token)
+        # A row's length: up to its last attended token or, without an attention mask (FNet), its last token that
+        # is not padding. Rows of similar length run together; without a mask each row runs at its own length.
+        if "attention_mask" in joined and not self.model.manifest.reads_padding:
+            real = joined["attention_mask"] != 0
         else:
-            result = self.model.run(joined)
+            real = joined["input_ids"] != self.pad_id
+        lengths = np.where(real.any(axis=1), length - np.argmax(real[:, ::-1], axis=1), 1)
+        result = run_by_length(self.model.run, joined, lengths, self.per_token,
+                               slack=1.0 if self.model.manifest.reads_padding else BUCKET_SLACK)
         split = []
         start = 0
         for arrays in inputs:
