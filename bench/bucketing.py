@@ -44,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="a folder written by `inferforge convert`")
     parser.add_argument("--variant", default=None, help="variant to run (default: the selected one)")
-    parser.add_argument("--batches", default="8,32", help="batch sizes (comma separated)")
+    parser.add_argument("--batches", default="8,32,64", help="batch sizes (comma separated)")
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds per batch size")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -77,8 +77,8 @@ def main() -> None:
               f"({padded / grouped:.2f}x), max abs diff {diff:.1e}", flush=True)
 
     machine = machine_info()
-    command = f".venv/bin/python bench/bucketing.py {args.model_dir}" + (f" --variant {args.variant}"
-                                                                         if args.variant else "")
+    command = (f".venv/bin/python bench/bucketing.py {args.model_dir} --batches {args.batches}"
+               + (f" --variant {args.variant}" if args.variant else ""))
     lines = [
         START,
         "## Padding that is not computed: mixed-length batches (issue 5)",
