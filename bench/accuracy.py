@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peer_timing import wait_for_quiet  # noqa: E402
+from peer_timing import replace_section as write_between_markers, wait_for_quiet  # noqa: E402
 
 from inferforge.accuracy_search import search_int8  # noqa: E402
 from inferforge.benchmark import Shape, benchmark_engines  # noqa: E402
@@ -53,14 +53,7 @@ def fine_tuned_model(model_dir: Path | None, epochs: float, threads: int) -> Pat
 
 
 def replace_section(markdown_path: Path, section: str) -> None:
-    block = f"{START_MARKER}\n{section.strip()}\n{END_MARKER}"
-    text = markdown_path.read_text() if markdown_path.exists() else "# Benchmarks\n"
-    if START_MARKER in text and END_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        text = head + block + rest.split(END_MARKER, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    markdown_path.write_text(text)
+    write_between_markers(markdown_path, f"{START_MARKER}\n{section.strip()}\n{END_MARKER}", START_MARKER, END_MARKER)
 
 
 def main() -> None:

@@ -431,13 +431,7 @@ def test_esm_with_its_python_tokenizer(tmp_path, task):
                                     position_embedding_type="rotary", num_labels=len(labels),
                                     id2label=dict(enumerate(labels)), **tiny_models.SMALL, **tiny_models.INIT,
                                     max_position_embeddings=66)
-    torch.manual_seed(0)
-    get_task(task).auto_model_class().from_config(config).save_pretrained(hf)
-    assert not transformers.AutoTokenizer.from_pretrained(hf).is_fast
-    result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
-                                warmup=0, threads=1)
-    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
-    model = inferforge.load(result.output)
+    model = convert_with_python_tokenizer(hf, task, config, tmp_path / "out")
     assert_matches_transformers(model, hf, task, PROTEINS)  # the first is cut at 64 tokens, as transformers cuts it
     if task == "text-classification":
         assert_matches_transformers(model, hf, task, PROTEINS[:2], PROTEINS[2:])
@@ -523,6 +517,20 @@ def test_checkpoints_with_python_only_tokenizers_are_one_sentence(tmp_path, arch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
+def convert_with_python_tokenizer(hf, task: str, config, out):
+    """A random-weight model of `config` saved beside a tokenizer transformers has in Python only, converted
+    (ort-fp32, verified within 1e-4) and loaded."""
+    import transformers
+
+    torch.manual_seed(0)
+    get_task(task).auto_model_class().from_config(config).save_pretrained(hf)
+    assert not transformers.AutoTokenizer.from_pretrained(hf).is_fast
+    result = inferforge.convert(str(hf), task, out, variants="ort-fp32", shapes="1x8", nb_measures=1, warmup=0,
+                                threads=1)
+    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
+    return inferforge.load(result.output)
+
+
 @pytest.mark.parametrize("arch, task", [("perceiver", "text-classification"), ("byt5", "token-classification")])
 def test_byte_tokenizers(tmp_path, arch, task):
     """Perceiver and ByT5 read UTF-8 bytes, with tokenizers transformers has in Python only: inferforge builds their
@@ -545,13 +553,7 @@ def test_byte_tokenizers(tmp_path, arch, task):
                                        num_decoder_layers=1, num_heads=2, pad_token_id=0, eos_token_id=1,
                                        decoder_start_token_id=0, **head)
     tokenizer.save_pretrained(hf)
-    torch.manual_seed(0)
-    get_task(task).auto_model_class().from_config(config).save_pretrained(hf)
-    assert not transformers.AutoTokenizer.from_pretrained(hf).is_fast
-    result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
-                                warmup=0, threads=1)
-    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
-    model = inferforge.load(result.output)
+    model = convert_with_python_tokenizer(hf, task, config, tmp_path / "out")
     texts = [*TEXTS, "Zoë fuhr nach Köln, 東京 und São Paulo.", "naïve café 🙂"]
     assert_matches_transformers(model, hf, task, texts)
     if task == "text-classification":
