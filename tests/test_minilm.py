@@ -22,10 +22,15 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def minilm(minilm_dir, tmp_path_factory):
+    from inferforge.cpu import machine_info
+
     out = tmp_path_factory.mktemp("minilm") / "out"
+    # Without int8 kernels (no VNNI/AMX) the search for an int8 MiniLM inside the budget fails after building
+    # 57 int8 models (about 4 minutes on 2 cores): it is left out here, and tested on tiny models in
+    # test_quantize.py. With them it is what this module checks.
     return inferforge.convert(str(minilm_dir), "feature-extraction", out,
                               variants="ort-fp32,ort-int8-dynamic,openvino-default,openvino-int8", shapes="1x16",
-                              nb_measures=3, warmup=1, threads=2)
+                              nb_measures=3, warmup=1, threads=2, accuracy_search=machine_info().has_vnni)
 
 
 def sentence_transformers_embeddings(model_dir: Path, texts: list[str]) -> np.ndarray:
@@ -85,13 +90,12 @@ def test_an_int8_variant_is_inside_the_default_budget(minilm, minilm_dir):
     if not machine_info().has_vnni:
         # Without VNNI/AMX int8 OpenVINO's int8 is slower than fp32 (measured on an AVX2 EPYC), so it is
         # skipped, and onnxruntime's dynamic int8 spreads its error over all 48 MatMuls (worst cosine
-        # 0.955): no int8 model keeping a fifth of them in fp32 passes. It must be failed, searched, said, and
-        # never selected.
+        # 0.955): no int8 model keeping a fifth of them in fp32 passes (measured; the search is not run here,
+        # see the fixture). It must be failed, said, and never selected.
         assert minilm.row("openvino-int8").reason.startswith("the CPU has neither AVX512-VNNI nor AMX int8")
+        int8 = minilm.row("ort-int8-dynamic")
+        assert int8.status == "failed" and "cosine agreement" in int8.reason and int8.check.agreement < 0.99
         assert not passing and minilm.row(minilm.selected).precision != "int8"
-        search = minilm.report["accuracy_search"]["searches"][0]
-        assert search["base_variant"] == "ort-int8-dynamic" and search["full_int8_drop"] > 1.0
-        assert search["fits"] is False and "no int8 model with up to 9 nodes kept in fp32" in search["message"]
         pytest.skip("no int8 kernels on this CPU (no VNNI/AMX): int8 checked to be failed and never selected")
     assert passing, [(r.name, r.reason) for r in minilm.rows]
     int8 = passing[0]
