@@ -806,6 +806,30 @@ def test_cli_serve_query_and_sigterm_leave_nothing_behind(converted_tiny):
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_interrupted_while_starting_says_so_and_leaves_nothing(converted_tiny, stop):
+    """Ctrl-C (or SIGTERM) before the server is ready: one sentence, exit 128+signal, no process, no /dev/shm."""
+    model_dir = converted_tiny("text-classification")
+    serve = subprocess.Popen([sys.executable, "-c", "from inferforge.cli import main; main()", "serve", str(model_dir),
+                              "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stderr.readline().startswith("Starting Triton on")
+        time.sleep(1.0)  # the server and its Python stubs are starting (ready takes several seconds)
+        serve.send_signal(stop)
+        assert serve.wait(timeout=60) == 128 + stop
+        said = serve.stderr.read()
+        assert "Interrupted while the server was starting" in said and "Traceback" not in said, said
+        assert "Serving" not in serve.stdout.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    marker = f"inferforge_{serve.pid}_"
+    assert not running_processes_with(marker)
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

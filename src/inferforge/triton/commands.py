@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import List, Optional
@@ -83,7 +84,15 @@ def serve(
         typer.echo(f"Starting Triton on {model_dir} ...", err=True)
         key = admin_key or new_admin_key()
         echo_event = partial(typer.echo, err=True)
-        with serve_converted(model_dir, repo_options, server_options, admin_key=key, on_event=echo_event) as served:
+        with ExitStack() as stack:
+            try:
+                served = stack.enter_context(serve_converted(model_dir, repo_options, server_options, admin_key=key,
+                                                             on_event=echo_event))
+            except KeyboardInterrupt:
+                # Ctrl-C or SIGTERM while Triton was starting: serve_converted stopped it and removed its files.
+                typer.echo("Interrupted while the server was starting: it was stopped, nothing is left behind.",
+                           err=True)
+                raise typer.Exit(128 + (_signals_received[-1] if _signals_received else signal.SIGINT))
             server, repo = served.server, served.repository
             typer.echo(f"Serving '{repo.name}' ({repo.task}): inputs {', '.join(repo.inputs)} -> "
                        f"outputs {', '.join(repo.outputs)}")
@@ -223,5 +232,9 @@ def _limits(max_queue_size: int, queue_timeout_ms: int, execute_timeout: float, 
                 execute_timeout_s=execute_timeout, max_text_chars=max_text_chars)
 
 
+_signals_received: list[int] = []
+
+
 def _raise_interrupt(signum, frame) -> None:
+    _signals_received.append(signum)
     raise KeyboardInterrupt
