@@ -68,6 +68,50 @@ def test_a_file_mixing_pairs_and_single_texts_names_the_real_line(tmp_path):
     assert_user_error(done, "(line 5 has none)")
 
 
+def _same(got, expected, tol=1e-6) -> None:
+    """JSON answers against `LoadedModel.predict`'s (floats within `tol`, everything else equal)."""
+    import numpy as np
+
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and set(got) == set(expected), (got, expected)
+        for key in expected:
+            _same(got[key], expected[key], tol)
+    elif isinstance(expected, (list, tuple, np.ndarray)) and not isinstance(expected, str):
+        assert len(got) == len(expected), (got, expected)
+        for g, e in zip(got, expected):
+            _same(g, e, tol)
+    elif isinstance(expected, (float, np.floating)):
+        assert abs(got - float(expected)) <= tol, (got, expected)
+    else:
+        assert got == expected, (got, expected)
+
+
+@pytest.mark.parametrize("task", ["text-classification", "question-answering"])
+def test_predict_answers_on_this_machine_like_the_python_api(converted_tiny, task):
+    """`inferforge predict DIR TEXTS` (no server): one JSON answer per line, LoadedModel.predict's answers."""
+    import inferforge
+
+    model_dir = converted_tiny(task)
+    texts = ["Where do the ducks go in winter?", "Who wrote it?", "The café opened in 1999 — a small place."]
+    contexts = ["In winter the ducks fly south to warmer lakes.", "It was written by Mary Shelley in 1818.",
+                "Nobody knows when it opened."]
+    model = inferforge.load(model_dir)
+    if task == "question-answering":
+        expected = model.predict(texts, contexts)
+        done = run_cli("predict", str(model_dir), "--file", "-",
+                       input="".join(f"{t}\t{c}\n\n" for t, c in zip(texts, contexts)))
+    else:
+        expected = model.predict(texts)
+        done = run_cli("predict", str(model_dir), *texts)
+    assert done.returncode == 0, done.stderr
+    _same([json.loads(line) for line in done.stdout.splitlines()], expected)
+    if task == "question-answering":
+        assert_user_error(run_cli("predict", str(model_dir), texts[0]), "needs a text pair for every text")
+    else:
+        assert_user_error(run_cli("predict", str(model_dir), "a", "--variant", "nope"), "Variant 'nope' is not in")
+    assert_user_error(run_cli("predict", str(model_dir)), "give one or more texts")
+
+
 @pytest.mark.parametrize("value", ["-5", "0"])
 def test_serve_exit_timeout_must_be_positive(tmp_path, value):
     assert_user_error(run_cli("serve", str(tmp_path), "--exit-timeout", value),

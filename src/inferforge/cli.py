@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -247,6 +247,34 @@ def convert(
     note = ((result.report.get("eval_data") or {}).get("labels") or {}).get("note")
     if note:
         out.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
+    texts: Optional[List[str]] = typer.Argument(None, help="One or more texts (or --file)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Texts, one per line ('-': standard input); a "
+                                        "tab separates a text from its pair (QA: question<TAB>context). Blank lines "
+                                        "are skipped."),
+    pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); repeat "
+                                                                  "once per text."),
+    variant: Optional[str] = typer.Option(None, help="Variant to run (default: the selected one; the others are "
+                                                     "listed in the folder's report.md)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads of the engine (default: all cores)."),
+) -> None:
+    """Answer texts on this machine with a converted model, no server: one JSON answer per line, the same
+    answers `inferforge query` gets from the served model.
+
+    Example: inferforge predict out/minilm "A man is playing a guitar." "Someone plays music."
+    """
+    from inferforge.artifacts import load
+    from inferforge.triton.answers import answer_json
+    from inferforge.triton.commands import texts_and_pairs
+
+    texts, pairs = texts_and_pairs(texts, file, pair)
+    model = load(model_dir, variant=variant, threads=threads)
+    for answer in model.predict(texts, pairs):
+        typer.echo(answer_json(answer).decode("utf-8"))
 
 
 @app.command()

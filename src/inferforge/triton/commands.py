@@ -177,6 +177,17 @@ def query(
         raise UserError(f"--timeout must be more than 0 seconds (got {timeout:g}).")
     if wait < 0:
         raise UserError(f"--wait cannot be negative (got {wait:g}).")
+    texts, pairs = texts_and_pairs(texts, file, pair)
+    with TritonTextClient(url, "grpc" if grpc else "http", model, timeout) as client:
+        if wait > 0:
+            client.wait_ready(wait)
+        for answer in client.predict(list(texts), pairs):
+            typer.echo(json.dumps(answer, ensure_ascii=False))
+
+
+def texts_and_pairs(texts: list[str] | None, file: Path | None,
+                    pair: list[str] | None) -> tuple[list[str], list[str] | None]:
+    """The texts (and pairs) of `query` and `predict`: from the command line or --file, one sentence when wrong."""
     texts = list(texts or [])
     pairs = list(pair) if pair else None
     if file is not None:
@@ -187,11 +198,7 @@ def query(
         raise UserError("Nothing to send: give one or more texts, or --file FILE ('-' for standard input).")
     if pairs is not None and len(pairs) != len(texts):
         raise UserError(f"Got {len(texts)} texts but {len(pairs)} --pair values; give one --pair per text.")
-    with TritonTextClient(url, "grpc" if grpc else "http", model, timeout) as client:
-        if wait > 0:
-            client.wait_ready(wait)
-        for answer in client.predict(list(texts), pairs):
-            typer.echo(json.dumps(answer, ensure_ascii=False))
+    return texts, pairs
 
 
 def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None]:
