@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
-from inferforge.engines.base import Engine
+from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError, first_line
 from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
                                       is_multi_label, read_labelled_data, similarity_scores, tag_sequences,
@@ -217,8 +217,16 @@ class EvalSet:
                        self.multi_label)
 
     def outputs(self, engine: Engine) -> list[dict[str, np.ndarray]]:
-        """Raw outputs of every batch, in batch order (for comparing engines output to output)."""
-        return [engine.run(encoded.arrays) for _, encoded in self.batches]
+        """Raw outputs of every batch, in batch order (for comparing engines output to output).
+
+        Each batch runs as `predict` runs it (`LoadedModel.run_encoded`): its rows in groups of similar length, and
+        for a model that takes no attention mask (FNet: padding changes its answers) each length unpadded, so a row
+        is scored on the answer it gets alone, not one that depends on the rows batched with it."""
+        per_token = {name for name in engine.output_names if 1 in self.task.output_axes(name)}
+        slack = 1.0 if "attention_mask" not in engine.input_names else BUCKET_SLACK
+        return [run_by_length(engine.run, encoded.arrays, [len(offsets) for offsets in encoded.offsets], per_token,
+                              slack=slack)
+                for _, encoded in self.batches]
 
     def score(self, engine: Engine) -> TaskScore:
         return self.score_outputs(self.outputs(engine))

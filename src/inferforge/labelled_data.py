@@ -1757,6 +1757,17 @@ def _text_lines(path: Path, option: str, task: Any) -> TextRows:
     return TextRows(texts, pairs, str(path), "text lines")
 
 
+def plain_text_source(source: Any) -> bool:
+    """A source `read_texts` reads as text lines (a `.txt` file, or a suffix that is no data format): it has no
+    columns for --text-column / --pair-column to name."""
+    if isinstance(source, TextRows):
+        return source.file_format == "text lines"
+    if not isinstance(source, (str, Path)) or Path(source).is_dir():
+        return False
+    suffix = _data_suffix(Path(source))
+    return suffix not in DATA_SUFFIXES or suffix in TEXT_SUFFIXES
+
+
 def _headerless_tsv(path: Path, text_column: str | None, candidates: Sequence[str]) -> bool:
     """A .tsv whose first line names no text column is text lines, question<TAB>context pairs (the layout of the
     built-in validation_qa.tsv), not a table."""
@@ -1796,8 +1807,14 @@ def read_texts(path: Path | str, task: Any = None, text_column: str | None = Non
         choices, _ = _dataset_splits(path, None, defaults,
                                      f"point {option} at the folder or file of the split to use")
         records, split = choices[0].load(), choices[0].name
-    elif (_data_suffix(path) not in DATA_SUFFIXES or _data_suffix(path) in TEXT_SUFFIXES
-          or _headerless_tsv(path, text_column, spec["text"])):
+    elif plain_text_source(path):
+        named = [flag for flag, value in (("--text-column", text_column), ("--pair-column", pair_column)) if value]
+        if named:  # a text file has no columns: the option would be ignored
+            raise UserError(f"{option} file '{path}' is plain text, one text per line (a TAB before the second text "
+                            f"of a pair), with no columns for {' and '.join(named)} to name; drop "
+                            f"{' and '.join(named)}, or give a CSV, TSV or JSON file with a header.")
+        return _text_lines(path, option, task)
+    elif not (text_column or pair_column) and _headerless_tsv(path, None, spec["text"]):
         return _text_lines(path, option, task)
     else:
         records = _read_file(path)

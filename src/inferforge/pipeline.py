@@ -19,7 +19,7 @@ from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError, first_line
 from inferforge.export import export_onnx, export_wrapper
-from inferforge.labelled_data import LabelledData, TextRows, read_texts
+from inferforge.labelled_data import LabelledData, TextRows, plain_text_source, read_texts
 from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
 from inferforge.source import load_source, model_input_names
 from inferforge.tasks import get_task
@@ -214,7 +214,12 @@ def _read_text_option(options: ConvertOptions, field_name: str, flag: str) -> Te
     source = getattr(options, field_name)
     if source is None or isinstance(source, TextRows):
         return source
-    return read_texts(source, get_task(options.task), options.text_column, options.pair_column, flag)
+    columns = (options.text_column, options.pair_column)
+    others = [getattr(options, name) for name in ("eval_data", "calibration_data", "validation_texts")
+              if name != field_name]
+    if plain_text_source(source) and any(o is not None and not plain_text_source(o) for o in others):
+        columns = (None, None)  # the column options name the columns of the other data; a text file has none
+    return read_texts(source, get_task(options.task), *columns, flag)
 
 
 def read_eval_rows(options: ConvertOptions) -> LabelledData | None:
