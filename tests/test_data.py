@@ -102,8 +102,8 @@ BAD_FILES = [
     ("notext.csv", "phrase,label\na,1\n", "no text column .columns found: phrase, label; looked for text, sentence"),
     ("array.json", '[{"text": "a", "label": 1},\n {"text": "b" "label": 2}]', "Line 2 of .* not valid JSON"),
     ("tagless.conll", "EU B-ORG\nrejects\n", "Line 2 of .* has no tag"),
-    ("excel.csv", "text;label\nfine;1\n", "header of .* is one column, 'text;label': its cells look separated by "
-                                         "semicolons, not commas; save it as a comma-separated .csv"),
+    ("pipes.csv", "text|label\nfine|1\n", "header of .* is one column, 'text|label': its cells look separated by "
+                                         "'|', not commas; save it as a comma-separated .csv"),
     ("commas.tsv", "text,label\nfine,1\n", "look separated by commas, not tabs"),
     # json.dumps writes a missing value as NaN: a missing cell, not the text 'nan' or the label 'nan'
     ("nantext.jsonl", '{"text": "ok", "label": 0}\n{"text": NaN, "label": 1}\n', "'text' is empty at line 2"),

@@ -85,3 +85,94 @@ def test_column_options_on_a_plain_text_file_are_refused_unless_other_data_takes
                              eval_data=tmp_path / "eval.csv", text_column="sentence")
     assert _read_text_option(options, "calibration_data", "--calibration-data").texts == ["a first text",
                                                                                           "a second one"]
+
+
+CARD = """---
+language:
+- en
+dataset_info:
+  features:
+  - name: text
+    dtype: string
+  - name: label
+    dtype:
+      class_label:
+        names:
+          '0': positive
+          '1': negative
+  - name: tags
+    sequence:
+      class_label:
+        names:
+          '0': O
+          '1': B-LOC
+          '2': I-LOC
+          '3': B-PER
+          '4': I-PER
+  splits:
+  - name: test
+    num_examples: 3
+---
+# A dataset downloaded from the Hub as it is
+"""
+
+
+def test_class_names_of_ids_are_read_from_the_dataset_card(tmp_path):
+    """A Hub repository of CSV/JSON Lines files names its ClassLabel ids only in README.md's YAML: they were taken as
+    the model's ids, a silently wrong score whenever the dataset orders its classes differently."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.labelled_data import class_ids, tag_sequences
+    from inferforge.tasks import get_task
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (tmp_path / "repo" / "README.md").write_text(CARD)
+    data_file = tmp_path / "repo" / "data" / "test.csv"
+    data_file.write_text("text,label\ngreat,0\nawful,1\nfine,0\n")
+    model = ["NEGATIVE", "POSITIVE"]
+    for source in (data_file, tmp_path / "repo"):  # the file, or the repository folder (split 'test' by its name)
+        data = read_eval_data(source, get_task("text-classification"))
+        assert data.class_names == ("positive", "negative")
+        assert class_ids(data, model).tolist() == [1, 0, 1]  # positive is the model's 1, negative its 0
+        assert any("dataset card" in note for note in data.notes)
+    rows = [{"tokens": ["Alice", "in", "Paris"], "tags": [3, 0, 1]}, {"tokens": ["Bob"], "tags": [3]}]
+    (tmp_path / "repo" / "data" / "test.csv").unlink()
+    (tmp_path / "repo" / "data" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # the model's order, not the dataset's
+    data = read_eval_data(tmp_path / "repo", get_task("token-classification"))
+    assert tag_sequences(data, tags) == [["B-PER", "O", "B-LOC"], ["B-PER"]]
+    # a file whose own features name its classes keeps them; a card without dataset_info names nothing
+    (tmp_path / "repo" / "README.md").write_text("---\nlicense: mit\n---\n# no features\n")
+    data = read_eval_data(tmp_path / "repo", get_task("token-classification"))
+    assert data.class_names is None
+
+
+def test_semicolon_csv_from_excel_with_bom_and_crlf(tmp_path):
+    """Excel in locales with a decimal comma writes 'text;label' with a BOM and CRLF: read with semicolons (the rows
+    with a comma in their text were 'more cells than the header')."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.labelled_data import class_ids
+    from inferforge.tasks import get_task
+
+    rows = [("Good, really good.", "Positive "), ("Bad; \"very\" bad", "negative"), ("ok", "POSITIVE")]
+    path = tmp_path / "excel.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f, delimiter=";", lineterminator="\r\n").writerows([("Text", "Sentiment"), *rows])
+    data = read_eval_data(path, get_task("text-classification"))
+    assert data.texts == [t for t, _ in rows] and (data.columns.text, data.columns.label) == ("Text", "Sentiment")
+    assert class_ids(data, ["NEGATIVE", "POSITIVE"]).tolist() == [1, 0, 1]
+    assert any("semicolons" in note for note in data.notes)
+
+
+def test_target_and_score_columns_are_found(tmp_path):
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    task = get_task("text-classification")
+    (tmp_path / "t.csv").write_text("sentence,target\na,1\nb,0\n")
+    assert read_eval_data(tmp_path / "t.csv", task).columns.label == "target"
+    (tmp_path / "sts.tsv").write_text("sentence1\tsentence2\tscore\na\tb\t4.2\nc\td\t0.5\n")
+    data = read_eval_data(tmp_path / "sts.tsv", task)
+    assert (data.columns.pair, data.columns.label, data.labels) == ("sentence2", "score", ["4.2", "0.5"])
+    # a confidence score beside a label is no ambiguity
+    (tmp_path / "c.csv").write_text("text,sentiment,score\na,POSITIVE,0.9\n")
+    assert read_eval_data(tmp_path / "c.csv", task).columns.label == "sentiment"

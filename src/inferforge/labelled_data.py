@@ -80,7 +80,8 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "text-classification": {
         "text": _SINGLE_TEXTS + ("sentence1", "premise", "question1", "question", "sentence_a", "text_a", "text1"),
         "pairs": _PAIR_LAYOUTS,
-        "label": ("label", "labels", "gold_label", "class", "category", "sentiment", "answer"),  # answer: google/boolq
+        "label": ("label", "labels", "gold_label", "class", "category", "sentiment", "answer",  # answer: google/boolq
+                  "target"),
     },
     "token-classification": {
         "text": ("text", "tokens", "words"),
@@ -98,6 +99,11 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
         "label": ("label", "score", "similarity_score", "similarity", "relatedness_score"),
     },
 }
+# Label columns looked for only when none of the task's usual ones is there: a number per row (an STS-B file's
+# 'score' for a regression head), a flattened SQuAD file's 'answer_text'. Columns that often sit beside a label (a
+# confidence score) make no ambiguity with it.
+_LABEL_FALLBACK = {"text-classification": ("score", "similarity_score", "relatedness_score"),
+                   "question-answering": ("answer_text",)}
 # Label columns of entities as character spans (doccano, spaCy, Prodigy): taken only when no column of tags is there.
 SPAN_COLUMNS = ("entities", "spans", "ents")
 _ANY_TASK = {role: tuple(dict.fromkeys(c for spec in COLUMN_CANDIDATES.values() for c in spec[role]))
@@ -352,12 +358,30 @@ def _read_json_object(whole: dict, path: Path) -> _Records | None:
     return None
 
 
+def _header_delimiter(f, fmt: str) -> str:
+    """The delimiter of a CSV file's cells, from its header line: a comma, or the semicolon that Excel writes in the
+    many locales where the comma is the decimal mark (or a tab: a TSV saved as .csv) when the header has no comma.
+    `f` is left at its start."""
+    first = next((line for line in f if line.strip()), "")
+    f.seek(0)
+    if fmt != "csv":
+        return "\t"
+    bare = re.sub(r'"(?:[^"]|"")*"', "", first)  # quoted header cells may hold any character
+    if "," in bare:
+        return ","
+    return next((d for d in (";", "\t") if d in bare), ",")
+
+
 def _read_csv(f, path: Path, fmt: str) -> _Records:
-    records = _read_delimited(f, path, fmt)
-    delimiter = "," if fmt == "csv" else "\t"
+    delimiter = _header_delimiter(f, fmt)
+    records = _read_delimited(f, path, fmt, delimiter)
+    if delimiter != ("," if fmt == "csv" else "\t"):
+        shown = {";": "semicolons", "\t": "tabs"}[delimiter]
+        records.notes = (f"{path} separates its cells with {shown} (its header has no comma), so it is read so",
+                         ) + records.notes
     other = next((d for d in (";", "\t", ",", "|") if d != delimiter and len(records.header) == 1
                   and d in records.header[0]), None)
-    if other is not None:  # Excel in many locales writes "text;label"
+    if other is not None:
         shown = {"\t": "tabs", ";": "semicolons", ",": "commas", "|": "'|'"}[other]
         raise UserError(f"The header of {path} is one column, '{records.header[0][:60]}': its cells look separated by "
                         f"{shown}, not {'commas' if fmt == 'csv' else 'tabs'}; save it as a comma-separated .csv "
@@ -365,7 +389,7 @@ def _read_csv(f, path: Path, fmt: str) -> _Records:
     return records
 
 
-def _read_delimited(f, path: Path, fmt: str) -> _Records:
+def _read_delimited(f, path: Path, fmt: str, delimiter: str) -> _Records:
     if fmt == "tsv":
         # A raw TSV (GLUE's, and most written without a csv module) does not quote: a text that starts with a quote
         # ('"Hello," he said') loses its quotes, or swallows the rows after it up to the next quote into one cell.
@@ -382,11 +406,11 @@ def _read_delimited(f, path: Path, fmt: str) -> _Records:
                 records = _csv_records(again, path, fmt, quoting=quoting)
             if records is not None:
                 return records
-    return _csv_records(f, path, fmt)
+    return _csv_records(f, path, fmt, delimiter=delimiter)
 
 
 _QUOTED_CELL = re.compile(r'"((?:[^"]+|"")*)("?)')  # a quoted cell, and its closing quote unless the file ends first
-_UNQUOTED_CELL = {d: re.compile(r"[^" + d + r"\r\n]*") for d in (",", "\t")}
+_UNQUOTED_CELL = {d: re.compile(r"[^" + d + r"\r\n]*") for d in (",", "\t", ";")}
 
 
 def _runaway_quote(lines: list[str], delimiter: str) -> tuple[int, int | None] | None:
@@ -430,12 +454,13 @@ def _check_quotes(lines: list[str], first: int, path: Path, delimiter: str, ende
                     f"more text after it, so lines {first + opens}-{first + closes} would be read as one cell; {advice}.")
 
 
-def _csv_records(f, path: Path, fmt: str, quoting: int = csv.QUOTE_MINIMAL, strict: bool = False) -> _Records | None:
+def _csv_records(f, path: Path, fmt: str, quoting: int = csv.QUOTE_MINIMAL, strict: bool = False,
+                 delimiter: str | None = None) -> _Records | None:
     """The rows of a CSV/TSV file; with QUOTE_NONE, None unless every line has as many cells as the header.
 
     A row read from several lines is checked for a quote that swallowed rows (`_check_quotes`): the csv module
     reads such a file without complaint (strict mode refuses it, and well-formed files with it)."""
-    delimiter = "," if fmt == "csv" else "\t"
+    delimiter = delimiter or ("," if fmt == "csv" else "\t")
     raw: list[str] = []  # the lines of the row being read
 
     def file_lines():
@@ -684,6 +709,83 @@ def _features_from_metadata(metadata: dict | None) -> dict | None:
         return None
     features = info.get("info", {}).get("features") if isinstance(info, dict) else None
     return features if isinstance(features, dict) else None
+
+
+def _card_feature_names(feature: Any) -> list[str] | None:
+    """The class names of one feature of a dataset card's YAML (`dataset_info.features`): `dtype: {class_label:
+    {names: {'0': neg, '1': pos}}}`, or under `sequence:` / `list:` for tags."""
+    if not isinstance(feature, dict):
+        return None
+    label = feature.get("class_label")
+    if isinstance(label, dict):
+        names = label.get("names")
+        if isinstance(names, dict):
+            try:
+                by_id = {int(k): str(v) for k, v in names.items()}
+            except (TypeError, ValueError):
+                return None
+            if sorted(by_id) != list(range(len(by_id))):
+                return None
+            return [by_id[i] for i in range(len(by_id))] or None
+        return [str(n) for n in names] if isinstance(names, list) and names else None
+    for key in ("dtype", "sequence", "list", "feature"):
+        found = _card_feature_names(feature.get(key))
+        if found:
+            return found
+    return None
+
+
+def _dataset_card(path: Path) -> Path | None:
+    """The README.md of the Hub repository a data file or folder was downloaded from: in the folder itself, or up
+    to two folders above a file (data/test.csv, sst2/validation-*.parquet)."""
+    start = path if path.is_dir() else path.parent
+    for folder in [start, *list(start.parents)[:2]]:
+        card = folder / "README.md"
+        if card.is_file():
+            return card
+    return None
+
+
+def card_class_names(path: Path) -> tuple[dict[str, list[str]], Path | None]:
+    """Column -> class names from the YAML header of the dataset card (README.md) beside the data, as the Hub
+    writes it (`dataset_info: features: - name: label, dtype: class_label: names: {'0': negative, ...}`), and the
+    card read. A card of several configurations is read for the one named by a folder above the data, else
+    `default`, else the only one."""
+    card = _dataset_card(path)
+    if card is None:
+        return {}, None
+    try:
+        text = card.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return {}, None
+    match = re.match(r"---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", text, re.S)
+    if match is None:
+        return {}, None
+    try:
+        import yaml
+
+        header = yaml.safe_load(match.group(1))
+    except Exception:  # noqa: BLE001 - a card that is no YAML names no classes
+        return {}, None
+    infos = header.get("dataset_info") if isinstance(header, dict) else None
+    if isinstance(infos, dict):
+        infos = [infos]
+    if not isinstance(infos, list):
+        return {}, None
+    infos = [i for i in infos if isinstance(i, dict)]
+    try:
+        parts = set(path.resolve().relative_to(card.parent.resolve()).parts)
+    except ValueError:
+        parts = set()
+    chosen = (next((i for i in infos if i.get("config_name") in parts), None)
+              or next((i for i in infos if i.get("config_name") in (None, "default")), None)
+              or (infos[0] if len(infos) == 1 else None))
+    features = chosen.get("features") if chosen else None
+    if not isinstance(features, list):
+        return {}, None
+    found = {str(f["name"]): names for f in features if isinstance(f, dict) and "name" in f
+             and (names := _card_feature_names(f))}
+    return found, card if found else None
 
 
 def _unreadable(path: Path, fmt: str, error: Exception) -> UserError:
@@ -987,7 +1089,10 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
         detected.append("label")
         # Tags per word before entity spans: WikiANN has both ner_tags and "spans" (["PER: Alice"]), a summary.
         tags = [c for c in spec["label"] if c not in SPAN_COLUMNS]
-        label = _one_of(header, "label", tags if any(header.has(c) for c in tags) else spec["label"], "label")
+        candidates = tags if any(header.has(c) for c in tags) else spec["label"]
+        if not any(header.has(c) for c in candidates):
+            candidates = (*spec["label"], *_LABEL_FALLBACK.get(columns.task or "", ()))
+        label = _one_of(header, "label", candidates, "label")
     used = [c for c in (text, pair, label) if c is not None]
     if len(set(used)) != len(used):
         raise UserError(f"{header.path}: column '{max(used, key=used.count)}' cannot be both the text and the label "
@@ -1134,7 +1239,7 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
             if after and not _has_label_column(records.header, columns):
                 notes.append(f"split '{choice.name}' of {path} has no label column, so '{after}' is used")
                 continue
-            data = _labelled(records, path, columns, text_is_list, choice.name)
+            data = _labelled(records, path, columns, text_is_list, choice.name, card_class_names(path))
             if after and _unlabelled(data):
                 notes.append(f"split '{choice.name}' of {path} has no labels (every label is -1, as in GLUE's test "
                              f"splits), so '{after}' is used")
@@ -1144,7 +1249,7 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
                              f"choose another with --eval-split)")
             return _sliced(replace(data, notes=tuple(notes) + data.notes), rows)
     _check_file(path)
-    data = _labelled(_read_file(path), path, columns, text_is_list, None)
+    data = _labelled(_read_file(path), path, columns, text_is_list, None, card_class_names(path))
     if split is not None:  # the slice of test[:200] still applies, to the whole file
         data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read"
                                     + (", then sliced" if rows is not None else ""),) + data.notes)
@@ -1186,20 +1291,27 @@ def _has_label_column(header: list[str], columns: DataColumns) -> bool:
     found = _Header(header, Path("."))
     if columns.label is not None:
         return found.has(columns.label)
-    return any(found.has(c) for c in COLUMN_CANDIDATES.get(columns.task or "", _ANY_TASK)["label"])
+    return any(found.has(c) for c in (*COLUMN_CANDIDATES.get(columns.task or "", _ANY_TASK)["label"],
+                                      *_LABEL_FALLBACK.get(columns.task or "", ())))
 
 
 def _unlabelled(data: LabelledData) -> bool:
     return all(_as_class_id(label) == -1 for label in data.labels)
 
 
-def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list: bool, split: str | None) -> LabelledData:
+def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list: bool, split: str | None,
+              card: tuple[dict[str, list[str]], Path | None] = ({}, None)) -> LabelledData:
+    """`card`: class names from the dataset card beside the data (`card_class_names`), for a column whose own
+    file names none (CSV, JSON Lines, a Parquet file written by pandas)."""
     name = str(path) + (f" (split '{split}')" if split else "")
     if not records.count:
         raise UserError(f"{name} has no data rows; it needs a header (or JSON keys) and at least one labelled row.")
     used, detected = resolve_columns(records.header, columns, name)
     header = _Header(records.header, Path(name))
-    named_by = None if used.label in records.class_names else next(
+    card_names, card_path = card
+    from_card = used.label not in records.class_names and used.label in card_names
+    class_names_of = {**card_names, **records.class_names}
+    named_by = None if used.label in class_names_of else next(
         (header.find(c) for c in (f"{used.label}_text", f"{used.label}_name", "label_text", "label_name")
          if header.has(c) and header.find(c) not in (used.text, used.pair, used.label)), None)
     rows = records.rows_for([c for c in (used.text, used.pair, used.label, named_by) if c is not None])
@@ -1222,8 +1334,11 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
             texts[-1], label = tagged
             spans = True
         labels.append(label)
-    class_names = records.class_names.get(used.label)
+    class_names = class_names_of.get(used.label)
     notes = records.notes + ((SPANS_NOTE,) if spans else ())
+    if from_card:
+        notes += (f"the class names of column '{used.label}' are read from the dataset card {card_path} "
+                  f"(dataset_info features): {_listing(class_names, 8)}",)
     if named_by is not None:
         class_names = _names_column(labels, [record.get(named_by) for record in rows])
         if class_names is not None:
