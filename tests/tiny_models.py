@@ -184,6 +184,24 @@ MORE_SPECS: dict[str, Architecture] = {
     "t5gemma": Architecture("T5GemmaConfig", dict(encoder=dict(GEMMA, vocab_size=600), decoder=dict(
         GEMMA, vocab_size=600, num_hidden_layers=1, layer_types=["full_attention"])), XLMR_STYLE),
 }
+# Text encoders that also read images (an optional `pixel_values`), converted for their text-only path, the one a
+# text query goes through: ModernVBERT (ModernBERT inside), UltraVBERT (UltraBERT inside) and T5Gemma 2 (Gemma 3
+# blocks whose encoder layers combine sliding-window and padding masks, built by torch.vmap in transformers).
+SIGLIP = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+              patch_size=4)
+MORE_SPECS.update({
+    "modernvbert": Architecture("ModernVBertConfig", dict(text_config=dict(
+        SMALL, vocab_size=600, pad_token_id=3, cls_token_id=1, sep_token_id=2, max_position_embeddings=64,
+        local_attention=8, global_attn_every_n_layers=2, **INIT), vision_config=SIGLIP, pixel_shuffle_factor=2),
+        MODERNBERT_STYLE),
+    "ultravbert": Architecture("UltraVBertConfig", dict(text_config=dict(
+        SMALL, vocab_size=600, pad_token_id=0, max_position_embeddings=64, **INIT), vision_config=SIGLIP,
+        pixel_shuffle_factor=2)),
+    "t5gemma2": Architecture("T5Gemma2Config", dict(encoder=dict(text_config=dict(GEMMA, vocab_size=600),
+                                                                 vision_config=SIGLIP),
+                                                    decoder=dict(GEMMA, vocab_size=600, num_hidden_layers=1,
+                                                                 layer_types=["full_attention"])), XLMR_STYLE),
+})
 MORE_ARCHITECTURES = tuple(MORE_SPECS)
 
 # Encoders inferforge refuses, each with the one sentence that says why (tests/test_cli_errors.py, test_convert.py).

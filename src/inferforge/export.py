@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import onnx
@@ -220,12 +220,50 @@ def non_negative_repeat_dims():
         torch.repeat_interleave, torch.Tensor.repeat_interleave = function, method
 
 
+@contextmanager
+def traceable_masks():
+    """transformers' attention masks as the exporter can trace them. They are built by broadcasting index tensors,
+    never by torch.vmap (which transformers uses as soon as a model combines mask functions: T5Gemma 2's
+    sliding-window encoder layers, for one), since the TorchScript exporter cannot trace vmap ("unordered_map::at");
+    transformers' mask functions are index-based (comparisons and a lookup in the padding mask), so broadcasting gives
+    the same mask, as optimum exports them. And no search for packed sequences (see below)."""
+    try:
+        from transformers import masking_utils
+    except ImportError:  # an older transformers without mask functions: nothing to patch
+        yield
+        return
+    broadcast = getattr(masking_utils, "_non_vmap_expansion_sdpa", None)
+    if broadcast is None:
+        yield
+        return
+
+    def expansion(mask_function):
+        def mask(batch, head, query, key):
+            return mask_function(*broadcast(batch, head, query, key)).expand(
+                batch.shape[0], head.shape[0], query.shape[0], key.shape[0])
+        return mask
+
+    # The indexing mode vmap needs turns a lookup into a custom autograd Function the exporter cannot trace either.
+    # And a graph's rows are never several texts packed together (one text per row, positions from 0), while under
+    # a trace transformers looks for packed sequences every time (with torch.diff, which has no ONNX export).
+    patches = {"_vmap_expansion_sdpa": expansion, "TransformGetItemToIndex": nullcontext,
+               "find_packed_sequence_indices": lambda position_ids: None}
+    saved = {name: getattr(masking_utils, name) for name in patches if hasattr(masking_utils, name)}
+    for name in saved:
+        setattr(masking_utils, name, patches[name])
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(masking_utils, name, value)
+
+
 def _torch_export(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, path: Path, opset: int) -> None:
     names = source.input_names
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({n: task.output_axes(n) for n in task.output_names})
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model), \
-            traceable_fourier(source.model), non_negative_repeat_dims():
+            traceable_fourier(source.model), non_negative_repeat_dims(), traceable_masks():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,

@@ -65,12 +65,19 @@ def model_input_names(model, config, tokenizer=None) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _optional(param) -> bool:
+    """A forward parameter that defaults to None: the model runs without it."""
+    return param.default is None
+
+
 # Inputs that carry something besides the text; a model that reads them cannot be served on text alone.
-# name -> (what it is, whether this config still lets the model run on text alone)
+# name -> (what it is, whether this config (and the forward parameter) still lets the model run on text alone)
 NON_TEXT_INPUTS = {
     "bbox": ("the page layout, a bounding box per token (`bbox`)", lambda config: False),
-    "pixel_values": ("an image (`pixel_values`)", lambda config: False),
-    "image": ("an image (`image`)", lambda config: False),
+    # A text encoder that also reads images (ModernVBERT, UltraVBERT, T5Gemma 2's encoder) runs on text alone when
+    # its image is optional: its text path is what a text query (a retrieval query, a sentence) goes through.
+    "pixel_values": ("an image (`pixel_values`)", lambda config, param: _optional(param)),
+    "image": ("an image (`image`)", lambda config, param: _optional(param)),
     "xpath_tags_seq": ("the HTML structure, an XPath per token (`xpath_tags_seq`)", lambda config: False),
     # LXMERT, VisualBERT: image regions beside the text.
     "visual_feats": ("image regions (`visual_feats` and their boxes)", lambda config: False),
@@ -91,7 +98,8 @@ def check_text_only(model, config) -> None:
     """Refuse, in one sentence, a model that needs inputs besides the text (layout boxes, images, language ids)."""
     params = inspect.signature(model.forward).parameters
     for name, (what, text_suffices) in NON_TEXT_INPUTS.items():
-        if name in params and not text_suffices(config):
+        takes_param = len(inspect.signature(text_suffices).parameters) > 1
+        if name in params and not (text_suffices(config, params[name]) if takes_param else text_suffices(config)):
             raise UserError(f"{type(model).__name__} cannot be served by inferforge: besides the text it needs "
                             f"{what}, and inferforge gives a model text only.")
 
@@ -196,7 +204,8 @@ def _fast_twin(tokenizer, task: TaskSpec):
 # reads them: through the `<Model>EncoderModel` class transformers has (T5, mT5, UMT5, LongT5, Switch
 # Transformers, T5Gemma), or else the encoder stack of these (their AutoModel reads the decoder's states;
 # BART's stays as AutoModel reads it, which is what sentence-transformers does too).
-ENCODER_STACK_TYPES = ("pegasus", "pegasus_x", "marian", "m2m_100", "blenderbot", "blenderbot-small", "prophetnet")
+ENCODER_STACK_TYPES = ("pegasus", "pegasus_x", "marian", "m2m_100", "nllb-moe", "blenderbot", "blenderbot-small",
+                       "prophetnet")
 
 
 def _saved_encoder_class(config):
