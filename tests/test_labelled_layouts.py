@@ -176,3 +176,41 @@ def test_target_and_score_columns_are_found(tmp_path):
     # a confidence score beside a label is no ambiguity
     (tmp_path / "c.csv").write_text("text,sentiment,score\na,POSITIVE,0.9\n")
     assert read_eval_data(tmp_path / "c.csv", task).columns.label == "sentiment"
+
+
+def test_conll2003_txt_files_are_read_as_conll(tmp_path):
+    """conll2003 ships train.txt / test.txt: they were 'cannot read labelled data' (a plain .txt is still refused)."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.labelled_data import tag_sequences
+    from inferforge.tasks import get_task
+
+    task = get_task("token-classification")
+    (tmp_path / "test.txt").write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+                                       "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n")
+    data = read_eval_data(tmp_path / "test.txt", task)
+    assert data.texts == ["EU rejects", "Peter Blackburn"] and data.file_format == "CoNLL"
+    assert tag_sequences(data, ["O", "B-ORG", "I-ORG", "B-PER", "I-PER"]) == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    (tmp_path / "plain.txt").write_text("a sentence\nanother one\n")
+    with pytest.raises(UserError, match="a .txt file only in CoNLL layout"):
+        read_eval_data(tmp_path / "plain.txt", task)
+
+
+def test_multi_label_classes_separated_by_commas_in_a_cell(tmp_path):
+    """A multi-label model's CSV often holds 'joy, anger' in one cell: it was an unknown label. Scored against sklearn's
+    micro F1 on the same sets."""
+    sklearn = pytest.importorskip("sklearn.metrics")
+    from inferforge.evaluate import read_eval_data
+    from inferforge.labelled_data import class_sets, is_multi_label
+    from inferforge.metrics import multi_label_scores
+    from inferforge.tasks import get_task
+
+    names = ["joy", "anger", "sadness"]
+    (tmp_path / "ml.csv").write_text('text,labels\na,"joy, anger"\nb,sadness\nc,Anger|Sadness\nd,[]\n')
+    data = read_eval_data(tmp_path / "ml.csv", get_task("text-classification"))
+    assert is_multi_label(data, model_says=True)
+    gold = class_sets(data, names)
+    expected = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 1], [0, 0, 0]], dtype=bool)
+    assert (gold == expected).all()
+    predicted = np.array([[1, 0, 0], [0, 0, 1], [1, 1, 1], [0, 0, 0]], dtype=bool)
+    assert multi_label_scores(gold, predicted).micro_f1 == pytest.approx(sklearn.f1_score(expected, predicted,
+                                                                                          average="micro"))

@@ -214,12 +214,33 @@ def _open_text(path: Path, newline: str | None = ""):
     return importlib.import_module(module).open(path, "rt", encoding="utf-8-sig", newline=newline)
 
 
+_TAG = re.compile(r"O|[BIESLU][-_]\S+")
+
+
+def _conll_text(path: Path) -> bool:
+    """A .txt file in CoNLL layout (conll2003's own train.txt / test.txt: `-DOCSTART-`, then a token and its tags per
+    line, a blank line between sentences), read by its first lines."""
+    try:
+        with _open_text(path, newline=None) as f:
+            head = list(itertools.islice(f, 200))
+    except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError):
+        return False
+    tokens = [line.split() for line in head if line.strip() and not line.startswith("#")]
+    if tokens and tokens[0][0] == "-DOCSTART-":
+        return True
+    return (len(tokens) > 1 and any(not line.strip() for line in head)
+            and all(len(t) >= 2 and _TAG.fullmatch(t[-1]) for t in tokens))
+
+
 def _data_format(path: Path) -> str:
+    if _data_suffix(path) in TEXT_SUFFIXES and path.is_file() and _conll_text(path):
+        return "conll"
     fmt = DATA_SUFFIXES.get(_data_suffix(path))
     if fmt is None or (fmt in ARROW_FORMATS and _compression(path)):
         raise UserError(
             f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or "
-            f".conllu file (the text ones may be .gz, .bz2 or .xz), or a folder written by datasets' save_to_disk "
+            f".conllu file (the text ones may be .gz, .bz2 or .xz; a .txt file only in CoNLL layout, a token and its "
+            f"tag per line), or a folder written by datasets' save_to_disk "
             f"(got '{''.join(path.suffixes[-2:]) or 'no suffix'}')."
         )
     return fmt
@@ -1328,7 +1349,8 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
             pairs.append(_cell_text(record.get(used.pair), used.pair, where))
         label = record.get(used.label)
         if _missing(label):  # [] is a row of no class (multi-label)
-            raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label.")
+            raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label (for multi-label "
+                            f"data, [] is a row of no class).")
         tagged = _span_tags(texts[-1], label, where) if text_is_list and joined is None else None
         if tagged is not None:  # entities as character spans: words and their tags from here on
             texts[-1], label = tagged
@@ -1679,7 +1701,26 @@ def is_multi_label(data: LabelledData, model_says: bool = False) -> bool:
     each row has a set of classes, none to all. Lists of exactly one class everywhere are single labels written as
     lists, unless the model is multi-label (`model_says`: config.problem_type multi_label_classification)."""
     lists = [parsed for parsed in map(parse_cell, data.labels) if isinstance(parsed, list)]
+    if model_says and not lists:  # a multi-label model's classes written into a cell: "joy,anger" (or ; or |)
+        return any(isinstance(label, str) and _LABEL_SEPARATOR.search(label.strip()) for label in data.labels)
     return bool(lists) and (model_says or any(len(parsed) != 1 for parsed in lists))
+
+
+_LABEL_SEPARATOR = re.compile(r"\s*[,;|]\s*")
+
+
+def _label_values(label: Any, row: int, resolver: "LabelResolver") -> list:
+    """The classes of one multi-label row: a list's items, or a cell's names separated by commas, semicolons or '|'
+    ("joy,anger") unless the whole cell is one of the model's classes."""
+    parsed = parse_cell(label)
+    if isinstance(parsed, list):
+        return parsed
+    if isinstance(label, str) and _LABEL_SEPARATOR.search(label.strip()):
+        try:
+            resolver(label, row)
+        except UserError:
+            return [part for part in _LABEL_SEPARATOR.split(label.strip()) if part]
+    return [label]
 
 
 def _shown(label: Any) -> str:
@@ -1718,8 +1759,7 @@ def class_sets(data: LabelledData, label_names: Sequence[str], resolver: LabelRe
         resolver.indicators = True
         return gold
     for row, label in enumerate(data.labels):
-        parsed = parse_cell(label)
-        for value in parsed if isinstance(parsed, list) else [label]:
+        for value in _label_values(label, row, resolver):
             if isinstance(value, (list, dict)) or value is None:
                 raise UserError(f"Label list {label} at {data.where(row)} holds {value!r}; give each row a list of "
                                 f"class names or ids, e.g. [0, 2] or [\"joy\"].")
