@@ -30,7 +30,8 @@
  * 500 (a server fault, retried by clients and counted against the server). The wrapper of
  * TRITONSERVER_ErrorNew turns INTERNAL into INVALID_ARG, a 400, for those parse messages only, and only when
  * the caller is the frontend (the executable); everything else keeps its code. It also rewords one message the
- * frontend passes on for a body it finds no JSON in (see TRITONSERVER_ErrorMessage below).
+ * frontend passes on for a body it finds no JSON in (see TRITONSERVER_ErrorMessage below), and shows the frontend
+ * each response parameter name once (an ensemble's response repeats them: duplicate JSON keys, see below).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -199,6 +200,100 @@ const char *TRITONSERVER_ErrorMessage(void *error) {
         dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
         return RAW_REQUEST_SENTENCE;
     return message;
+}
+
+/* An ensemble's response holds its steps' response parameters once per output (sequence_id, sequence_start and
+ * sequence_end three times for three outputs), and Triton 2.51's HTTP frontend writes each as a member of the
+ * response's "parameters" object: the same key several times, which strict JSON readers refuse (.NET's
+ * System.Text.Json into a dictionary, serde_json into a struct, any parser that rejects duplicate names). For the
+ * frontend (the executable) the two wrappers below show each name once, with its last value (what a lenient parser
+ * kept, and what gRPC's map kept); everything else sees the parameters as they are. On any error, or more
+ * parameters than MAX_PARAMETERS, the real ones pass through. */
+#define MAX_PARAMETERS 256
+
+typedef void *(*parameter_count_function)(void *, uint32_t *);
+typedef void *(*parameter_function)(void *, uint32_t, const char **, int *, const void **);
+typedef void (*error_delete_function)(void *);
+
+static parameter_count_function real_parameter_count;
+static parameter_function real_parameter;
+static error_delete_function real_error_delete;
+
+static int resolve_parameter_functions(void) {
+    if (real_parameter_count == NULL)
+        real_parameter_count = (parameter_count_function)dlsym(RTLD_NEXT, "TRITONSERVER_InferenceResponseParameterCount");
+    if (real_parameter == NULL)
+        real_parameter = (parameter_function)dlsym(RTLD_NEXT, "TRITONSERVER_InferenceResponseParameter");
+    if (real_error_delete == NULL)
+        real_error_delete = (error_delete_function)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorDelete");
+    return real_parameter_count != NULL && real_parameter != NULL && real_error_delete != NULL;
+}
+
+/* Indices of the parameters of `response` that are the last of their name, in order, into `kept`; their number, or
+ * -1 when they cannot be read (the caller then shows the parameters as they are). */
+static int last_of_each_name(void *response, uint32_t kept[MAX_PARAMETERS]) {
+    uint32_t count = 0;
+    void *error = real_parameter_count(response, &count);
+    if (error != NULL) {
+        real_error_delete(error);
+        return -1;
+    }
+    if (count > MAX_PARAMETERS)
+        return -1;
+    const char *names[MAX_PARAMETERS];
+    for (uint32_t i = 0; i < count; i++) {
+        int type;
+        const void *value;
+        error = real_parameter(response, i, &names[i], &type, &value);
+        if (error != NULL) {
+            real_error_delete(error);
+            return -1;
+        }
+        if (names[i] == NULL)
+            return -1;
+    }
+    int found = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        int last = 1;
+        for (uint32_t j = i + 1; j < count && last; j++)
+            last = strcmp(names[i], names[j]) != 0;
+        if (last)
+            kept[found++] = i;
+    }
+    return found;
+}
+
+static int called_by_the_frontend(const void *return_address) {
+    Dl_info caller;
+    return program_base != NULL && dladdr(return_address, &caller) != 0 && caller.dli_fbase == program_base;
+}
+
+void *TRITONSERVER_InferenceResponseParameterCount(void *response, uint32_t *count) {
+    if (!resolve_parameter_functions()) { /* not in tritonserver, which links libtritonserver */
+        if (count != NULL)
+            *count = 0;
+        return NULL;
+    }
+    uint32_t kept[MAX_PARAMETERS];
+    int found;
+    if (count != NULL && called_by_the_frontend(__builtin_return_address(0)) &&
+        (found = last_of_each_name(response, kept)) >= 0) {
+        *count = (uint32_t)found;
+        return NULL;
+    }
+    return real_parameter_count(response, count);
+}
+
+void *TRITONSERVER_InferenceResponseParameter(void *response, const uint32_t index, const char **name, int *type,
+                                              const void **value) {
+    if (!resolve_parameter_functions())
+        return NULL; /* not in tritonserver: no program without libtritonserver calls this */
+    uint32_t kept[MAX_PARAMETERS];
+    int found;
+    if (called_by_the_frontend(__builtin_return_address(0)) && (found = last_of_each_name(response, kept)) >= 0 &&
+        index < (uint32_t)found)
+        return real_parameter(response, kept[index], name, type, value);
+    return real_parameter(response, index, name, type, value);
 }
 
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
