@@ -189,3 +189,32 @@ def test_openvino_search_ranks_on_onnxruntime_and_builds_with_ignored_scope(int8
     assert result.variant.name == f"openvino-int8-keep{len(result.kept_fp32)}"
     assert eval_set.score(result.variant.open(starved.workdir, result.files, 1)).value >= fp32.value - budget
     assert "FakeQuantize" in xml
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_search_candidates_are_the_models_the_quantizer_writes(int8_setup, tmp_path, per_channel):
+    """The search measures a candidate made from the fully quantized graph with the kept nodes put back in fp32
+    (seconds faster than quantizing again); it must be the model onnxruntime's quantizer writes when told to
+    exclude those nodes: the same nodes, and the same outputs to the bit."""
+    import numpy as np
+
+    from inferforge.engines.ort import OrtEngine
+    from inferforge.quantize import OrtDynamicInt8Partial, forget_search_sources
+
+    ctx, eval_set, _ = int8_setup
+    full = OrtDynamicInt8Partial(per_channel=per_channel)
+    nodes = full.quantized_nodes(ctx)
+    batch = ctx.encoder.encode(["A warm, funny and clever film.", "Dull.", "It was fine, I guess, for a Tuesday."]).arrays
+    try:
+        for i, keep in enumerate(([nodes[0]], [nodes[len(nodes) // 2]], nodes[1:5], nodes)):
+            variant = full.with_keep_fp32(keep)
+            written = variant.quantize_into(ctx, tmp_path / f"written-{i}")[0]
+            made = variant.candidate_into(ctx, tmp_path / f"made-{i}")[0]
+            ops = [sorted(n.op_type for n in onnx.load(str(p)).graph.node) for p in (written, made)]
+            assert ops[0] == ops[1]
+            expected = OrtEngine(written, 1).run(batch)
+            got = OrtEngine(made, 1).run(batch)
+            for name in expected:
+                np.testing.assert_array_equal(got[name], expected[name])
+    finally:
+        forget_search_sources()
