@@ -742,7 +742,8 @@ def test_hub_folder_of_parquet_shards_named_by_split(tmp_path):
 
 
 SPLIT_ERRORS = [
-    ("missing split", {"split": "dev"}, "has no split 'dev' .splits: train, validation, test.; name one of them with --eval-split"),
+    ("missing split", {"split": "dev_matched"}, "has no split 'dev_matched' .splits: train, validation, test.; name one "
+                                                "of them with --eval-split"),
     ("no default split", {}, "has no 'test', 'validation', 'dev' or 'valid' split .splits: train, validation_matched.; "
                              "name the one to evaluate on with --eval-split"),
     ("bad slice", {"split": "test[:x]"}, "--eval-split 'test.:x.' is not a split name or a slice such as test.:200."),

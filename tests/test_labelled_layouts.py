@@ -212,3 +212,111 @@ def test_multi_label_classes_separated_by_commas_in_a_cell(tmp_path):
     predicted = np.array([[1, 0, 0], [0, 0, 1], [1, 1, 1], [0, 0, 0]], dtype=bool)
     # tp 4 (joy, sadness, anger and sadness), fp 1 (joy of c), fn 1 (anger of a): 2*4 / (2*4 + 1 + 1)
     assert multi_label_scores(gold, predicted).micro_f1 == pytest.approx(0.8)
+
+
+NER_WORDS = [["Alice", "met", "Bob", "in", "Paris"], ["Paris", "is", "large"], ["Bob", "and", "Alice", "walked", "home"],
+             ["the", "quick", "brown", "fox", "jumps"]]
+
+
+def _hand_entities(tags):
+    """(start, end, type) of each entity, chunked as conlleval does: B-X, or I-X after O / another type, opens one."""
+    found, start, kind = [], None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, name = tag.partition("-")
+        if start is not None and (prefix in ("O", "B") or name != kind):
+            found.append((start, i, kind))
+            start = None
+        if prefix in ("B", "I") and start is None:
+            start, kind = i, name
+    return found
+
+
+def _hand_f1(gold, predicted):
+    g = {(row, *e) for row, tags in enumerate(gold) for e in _hand_entities(tags)}
+    p = {(row, *e) for row, tags in enumerate(predicted) for e in _hand_entities(tags)}
+    return 100.0 * 2 * len(g & p) / (len(g) + len(p))
+
+
+def _token_model(tmp_path):
+    """A tiny token-classification BERT, its tags of NER_WORDS by transformers (each word: its first token), the
+    encoder and the engine evaluate runs it through."""
+    import torch
+    import transformers
+
+    from inferforge.tokenization import TextEncoder
+
+    hf = build_tiny_model(tmp_path / "ner", "bert", "token-classification")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModelForTokenClassification.from_pretrained(hf).eval()
+    encoded = tokenizer(NER_WORDS, is_split_into_words=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        best = model(**encoded).logits.argmax(-1)
+    labels = LABELS["token-classification"]
+    predicted = []
+    for row, words in enumerate(NER_WORDS):
+        tags = {}
+        for token, word in enumerate(encoded.word_ids(row)):
+            if word is not None and word not in tags:
+                tags[word] = labels[int(best[row, token])]
+        predicted.append([tags[w] for w in range(len(words))])
+    names = list(tokenizer.model_input_names)
+    return TextEncoder.from_dir(hf, names, 128), _HFEngine(model, names), predicted
+
+
+def _scored(data, encoder, engine):
+    from inferforge.evaluate import EvalSet
+    from inferforge.tasks import get_task
+
+    return EvalSet(get_task("token-classification"), encoder, data, LABELS["token-classification"]).score(engine)
+
+
+def test_headerless_word_tag_tsv_and_a_conll2003_folder_of_txt_files(tmp_path):
+    """WNUT-17's layout (word<TAB>tag lines, no header, a blank line between sentences) named .tsv was read as a table
+    ('no text column (columns found: Hello!, I-LOC)'); conll2003's folder of train.txt / valid.txt / test.txt had no
+    splits. Both are scored against transformers' tags of the words, F1 counted here."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    encoder, engine, predicted = _token_model(tmp_path)
+    gold = [list(tags) for tags in predicted]
+    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    gold[1] = ["B-LOC", "O", "O"]
+    expected = _hand_f1(gold, predicted)
+    assert 0 < expected < 100, (gold, predicted)
+    task = get_task("token-classification")
+    tsv = tmp_path / "wnut17_test.tsv"
+    tsv.write_text("\n".join("".join(f"{w}\t{t}\n" for w, t in zip(ws, g)) for ws, g in zip(NER_WORDS, gold)))
+    data = read_eval_data(tsv, task)
+    assert data.texts == [" ".join(ws) for ws in NER_WORDS] and data.file_format == "CoNLL"
+    assert data.notes == (f"{tsv} has no header and holds a token and its tag per line, a blank line between "
+                          f"sentences, so it is read as CoNLL",)
+    assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(UserError, match=r"holds a token and its tag per line \(CoNLL layout\), data for "
+                                        r"token-classification, not text-classification; give a CSV"):
+        read_eval_data(tsv, get_task("text-classification"))
+    # a .tsv with a header naming its text column is still a table
+    (tmp_path / "table.tsv").write_text("tokens\tner_tags\nAlice\tB-PER\n\nBob\tB-PER\n")
+    assert read_eval_data(tmp_path / "table.tsv", task).file_format == "TSV"
+
+    folder = tmp_path / "conll2003"
+    folder.mkdir()
+    conll = "-DOCSTART- -X- -X- O\n\n" + "\n".join("".join(f"{w} NN B-NP {t}\n" for w, t in zip(ws, g))
+                                                 for ws, g in zip(NER_WORDS, gold))
+    (folder / "test.txt").write_text(conll)
+    (folder / "valid.txt").write_text("-DOCSTART- -X- -X- O\n\nParis NNP B-NP B-LOC\n")
+    (folder / "train.txt").write_text("-DOCSTART- -X- -X- O\n\nBob NNP B-NP B-PER\n")
+    (folder / "README.txt").write_text("The CoNLL-2003 shared task data.\nSee the paper.\n")  # not a split
+    data = read_eval_data(folder, task)
+    assert data.split == "test" and data.notes == (
+        f"split 'test' of {folder} is used, read from test.txt (the first of test, validation, dev, valid it has; "
+        f"choose another with --eval-split)",)
+    assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    data = read_eval_data(folder, task, split="validation")  # conll2003's valid.txt is datasets' 'validation'
+    assert (data.split, data.texts) == ("valid", ["Paris"])
+    assert data.notes == (f"split 'valid' of {folder} is used, read from valid.txt (asked for 'validation')",)
+    data = read_eval_data(folder, task, split="train")
+    assert data.texts == ["Bob"] and data.notes == (f"split 'train' of {folder} is used, read from train.txt",)
+    (folder / "test.txt").unlink()
+    (folder / "dev.txt").write_text("Paris B-LOC\nis O\n\n")
+    with pytest.raises(UserError, match=r"has no split 'validation' \(splits: dev, train, valid\)"):
+        read_eval_data(folder, task, split="validation")  # dev and valid both: which one is not guessed

@@ -232,10 +232,41 @@ def _conll_text(path: Path) -> bool:
             and all(len(t) >= 2 and _TAG.fullmatch(t[-1]) for t in tokens))
 
 
+def _conll_tsv(path: Path) -> bool:
+    """A .tsv without header holding a token and its tag per line (WNUT-17 and many NER corpora: `word<TAB>tag`, a
+    blank line between sentences): every line of its first ones two tab-separated cells or more, the last a tag, and
+    no first line naming a text column."""
+    try:
+        with _open_text(path, newline=None) as f:
+            head = list(itertools.islice(f, 200))
+    except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError):
+        return False
+    lines = [line.rstrip("\r\n") for line in head if line.strip() and not line.startswith("#")]
+    if len(lines) < 2 or not any(not line.strip() for line in head):
+        return False
+    cells = [[c.strip() for c in line.split("\t")] for line in lines]
+    if _Header(cells[0], path).has("text") or any(_Header(cells[0], path).has(c) for c in _ANY_TASK["text"]):
+        return False
+    return all(len(c) >= 2 and all(c) and _TAG.fullmatch(c[-1]) for c in cells if c[0] != "-DOCSTART-")
+
+
+def _file_kind(path: Path) -> str | None:
+    """The format a data file is read in by its name (a .txt only in CoNLL layout); None: not a data file."""
+    suffix = _data_suffix(path)
+    if suffix in TEXT_SUFFIXES:
+        return "conll" if path.is_file() and _conll_text(path) else None
+    fmt = DATA_SUFFIXES.get(suffix)
+    if fmt == "tsv" and path.is_file() and _conll_tsv(path):
+        return "conll"
+    return fmt
+
+
 def _data_format(path: Path) -> str:
     if _data_suffix(path) in TEXT_SUFFIXES and path.is_file() and _conll_text(path):
         return "conll"
     fmt = DATA_SUFFIXES.get(_data_suffix(path))
+    if fmt == "tsv" and path.is_file() and _conll_tsv(path):
+        return "conll"
     if fmt is None or (fmt in ARROW_FORMATS and _compression(path)):
         raise UserError(
             f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or "
@@ -305,7 +336,11 @@ def _read_file(path: Path) -> _Records:
             if fmt in ("csv", "tsv"):
                 return _read_csv(f, path, fmt)
             if fmt == "conll":
-                return _read_conll(f, path)
+                records = _read_conll(f, path)
+                if _data_suffix(path) == ".tsv":  # WNUT-17's word<TAB>tag lines
+                    records.notes = (f"{path} has no header and holds a token and its tag per line, a blank line "
+                                     f"between sentences, so it is read as CoNLL",)
+                return records
             if fmt == "conllu":
                 return _read_conllu(f, path)
             content = f.read()
@@ -902,8 +937,9 @@ def _split_of_file(folder: Path, path: Path) -> str:
 
 
 def _find_split_files(folder: Path) -> dict[str, list[Path]]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and _data_suffix(p) in DATA_SUFFIXES
-                   and not (_compression(p) and DATA_SUFFIXES[_data_suffix(p)] in ARROW_FORMATS)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and (_data_suffix(p) in DATA_SUFFIXES
+                                                                    or _file_kind(p) == "conll")  # conll2003's *.txt
+                   and not (_compression(p) and DATA_SUFFIXES.get(_data_suffix(p)) in ARROW_FORMATS)
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                    and p.name not in ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"))
     splits: dict[str, list[Path]] = {}
@@ -914,7 +950,7 @@ def _find_split_files(folder: Path) -> dict[str, list[Path]]:
         if len(parents) > 1:
             raise UserError(f"{folder} has '{split}' files in several folders ({', '.join(parents)}); point at the "
                             f"folder of the configuration you want.")
-        kinds = {DATA_SUFFIXES[_data_suffix(p)] for p in paths}
+        kinds = {DATA_SUFFIXES.get(_data_suffix(p), "conll") for p in paths}
         if len(kinds) > 1:
             raise UserError(f"{folder} has '{split}' files of several formats ({', '.join(p.name for p in paths[:4])}); "
                             f"point at one file.")
@@ -949,7 +985,7 @@ def _saved_dataset(folder: Path) -> _Records:
 def _split_files(files: list[Path], folder: Path) -> _Records:
     """One split of a Hub-style folder: its files read as one table (Parquet, Arrow) or one after another (text
     files, whose rows then say their own file in messages)."""
-    fmt = DATA_SUFFIXES[_data_suffix(files[0])]
+    fmt = DATA_SUFFIXES.get(_data_suffix(files[0]))
     if fmt in ARROW_FORMATS:
         return _ArrowFiles(files, fmt, str(folder)).records()
     merged = _Records([], [], [], "")
@@ -972,6 +1008,7 @@ class _SplitChoice:
     name: str | None
     load: Any  # () -> _Records
     by_default: bool
+    files: tuple[Path, ...] = ()  # the files of a split of a folder of files named by split (test.txt)
 
 
 def _dataset_splits(folder: Path, split: str | None, defaults: Sequence[str] = DEFAULT_SPLITS,
@@ -1001,18 +1038,26 @@ def _dataset_splits(folder: Path, split: str | None, defaults: Sequence[str] = D
         loaders = {n: (lambda files=files: _split_files(files, folder)) for n, files in found.items()}
         if len(loaders) == 1 and split is None:
             (name, load), = loaders.items()
-            return [_SplitChoice(name, load, False)], [name]
+            return [_SplitChoice(name, load, False, tuple(found[name]))], [name]
     names = list(loaders)
+    files = {n: tuple(found[n]) for n in names} if not (folder / "dataset_dict.json").is_file() else {}
     if split is not None:
         if split not in loaders:
-            raise UserError(f"{folder} has no split '{split}' (splits: {', '.join(names)}); name one of them with "
-                            f"--eval-split.")
-        return [_SplitChoice(split, loaders[split], False)], names
+            # validation, valid and dev name one split (conll2003's valid.txt, GLUE's dev.tsv)
+            alias = [n for n in _SAME_SPLIT.get(split, ()) if n in loaders]
+            if len(alias) != 1:
+                raise UserError(f"{folder} has no split '{split}' (splits: {', '.join(names)}); name one of them with "
+                                f"--eval-split.")
+            split = alias[0]
+        return [_SplitChoice(split, loaders[split], False, files.get(split, ()))], names
     order = [n for n in defaults if n in loaders]
     if not order:
         raise UserError(f"{folder} has no {', '.join(repr(n) for n in defaults[:-1])} or '{defaults[-1]}' "
                         f"split (splits: {', '.join(names)}); {choose}.")
-    return [_SplitChoice(n, loaders[n], True) for n in order], names
+    return [_SplitChoice(n, loaders[n], True, files.get(n, ())) for n in order], names
+
+
+_SAME_SPLIT = {"validation": ("valid", "dev"), "valid": ("validation", "dev"), "dev": ("validation", "valid")}
 
 
 # ---------------------------------------------------------------- columns
@@ -1265,9 +1310,13 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
                 notes.append(f"split '{choice.name}' of {path} has no labels (every label is -1, as in GLUE's test "
                              f"splits), so '{after}' is used")
                 continue
+            shown = _split_file_names(path, choice.files)
             if choice.by_default and not notes:
-                notes.append(f"split '{choice.name}' of {path} is used (the first of {', '.join(DEFAULT_SPLITS)} it has; "
-                             f"choose another with --eval-split)")
+                notes.append(f"split '{choice.name}' of {path} is used{shown} (the first of {', '.join(DEFAULT_SPLITS)} "
+                             f"it has; choose another with --eval-split)")
+            elif (split is not None and choice.name != split) or (choice.files and _data_suffix(choice.files[0]) in TEXT_SUFFIXES):
+                asked = f" (asked for '{split}')" if split is not None and choice.name != split else ""
+                notes.append(f"split '{choice.name}' of {path} is used{shown}{asked}")  # which .txt, always
             return _sliced(replace(data, notes=tuple(notes) + data.notes), rows)
     _check_file(path)
     data = _labelled(_read_file(path), path, columns, text_is_list, None, card_class_names(path))
@@ -1275,6 +1324,14 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
         data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read"
                                     + (", then sliced" if rows is not None else ""),) + data.notes)
     return _sliced(data, rows)
+
+
+def _split_file_names(folder: Path, files: Sequence[Path]) -> str:
+    """' (file test.txt)': the file(s) a split of a folder of files named by split was read from, for its note."""
+    if not files:
+        return ""
+    names = [str(f.relative_to(folder)) for f in files]
+    return f", read from {names[0]}" if len(names) == 1 else f", read from {len(names)} files ({_listing(names, 3)})"
 
 
 def _split_slice(split: str | None) -> tuple[str | None, tuple[str, str] | None]:
@@ -1327,6 +1384,10 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     name = str(path) + (f" (split '{split}')" if split else "")
     if not records.count:
         raise UserError(f"{name} has no data rows; it needs a header (or JSON keys) and at least one labelled row.")
+    if records.fmt in ("CoNLL", "CoNLL-U") and columns.task not in (None, "token-classification"):
+        raise UserError(f"{name} holds a token and its tag per line ({records.fmt} layout), data for "
+                        f"token-classification, not {columns.task}; give a CSV, TSV or JSON file with a text and a "
+                        f"label column (a header row naming them).")
     used, detected = resolve_columns(records.header, columns, name)
     header = _Header(records.header, Path(name))
     card_names, card_path = card
@@ -1969,7 +2030,8 @@ def read_texts(path: Path | str, task: Any = None, text_column: str | None = Non
                             f"of a pair), with no columns for {' and '.join(named)} to name; drop "
                             f"{' and '.join(named)}, or give a CSV, TSV or JSON file with a header.")
         return _text_lines(path, option, task)
-    elif not (text_column or pair_column) and _headerless_tsv(path, None, spec["text"]):
+    elif not (text_column or pair_column) and _headerless_tsv(path, None, spec["text"]) and not (
+            getattr(task, "name", None) in (None, "token-classification") and _conll_tsv(path)):
         return _text_lines(path, option, task)
     else:
         records = _read_file(path)
