@@ -320,3 +320,77 @@ def test_headerless_word_tag_tsv_and_a_conll2003_folder_of_txt_files(tmp_path):
     (folder / "dev.txt").write_text("Paris B-LOC\nis O\n\n")
     with pytest.raises(UserError, match=r"has no split 'validation' \(splits: dev, train, valid\)"):
         read_eval_data(folder, task, split="validation")  # dev and valid both: which one is not guessed
+
+
+def _multi_label_model(tmp_path, names, problem_type="multi_label_classification"):
+    """A tiny BERT with a head of `names` (not converted: transformers behind the Engine protocol) and its encoder."""
+    import transformers
+
+    from inferforge.tokenization import TextEncoder
+
+    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
+    import torch
+
+    torch.manual_seed(3)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        problem_type=problem_type, ignore_mismatched_sizes=True).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+    inputs = list(tokenizer.model_input_names)
+    return tokenizer, model, TextEncoder.from_dir(base, inputs, 128), _HFEngine(model, inputs)
+
+
+def test_one_0_1_column_per_class_of_a_multi_label_model(tmp_path):
+    """Jigsaw's toxic-comment CSV (id, comment_text, toxic, severe_toxic, ...) and GoEmotions' raw CSV hold a 0/1 column
+    per class and no label column: it was 'no label column'. Scored against transformers' sigmoids, F1 counted here."""
+    import torch
+
+    from inferforge.evaluate import EvalSet, read_eval_data
+    from inferforge.tasks import get_task
+
+    names = ["toxic", "severe_toxic", "obscene"]
+    tokenizer, model, encoder, engine = _multi_label_model(tmp_path, names)
+    with torch.no_grad():
+        predicted = torch.sigmoid(model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits).numpy() > 0.5
+    gold = predicted.copy()
+    gold[0, 0], gold[2, 1], gold[5, 2], gold[6] = ~gold[0, 0], ~gold[2, 1], ~gold[5, 2], False
+    tp, fp, fn = (gold & predicted).sum(), (~gold & predicted).sum(), (gold & ~predicted).sum()
+    micro = 100.0 * 2 * tp / (2 * tp + fp + fn)
+    per_class = [2 * (g & p).sum() / (g.sum() + p.sum()) for g, p in zip(gold.T, predicted.T) if g.any() or p.any()]
+    expected = {"micro_f1": micro, "macro_f1": 100.0 * np.mean(per_class),
+                "subset_accuracy": 100.0 * np.mean((gold == predicted).all(1))}
+    assert 0 < micro < 100 and 0 < expected["subset_accuracy"] < 100
+    # column names in another spelling, true/false in one column, a 0/1 column the model has no class for
+    path = tmp_path / "jigsaw.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "comment_text", "Toxic", "Severe Toxic", "obscene", "threat"])
+        for i, (text, g) in enumerate(zip(TEXTS, gold)):
+            writer.writerow([f"a{i:04x}", text, int(g[0]), str(bool(g[1])).lower(), int(g[2]), i % 2])
+    task = get_task("text-classification")
+    data = read_eval_data(path, task)
+    assert data.class_columns == ("Toxic", "Severe Toxic", "obscene", "threat") and data.columns.text == "comment_text"
+    assert data.describe().startswith("text 'comment_text', labels in one 0/1 column per class (Toxic, Severe Toxic, ")
+    eval_set = EvalSet(task, encoder, data, names, problem_type="multi_label_classification")
+    score = eval_set.score(engine)
+    assert score.primary == "micro_f1" and score.metrics == pytest.approx(expected, abs=1e-9)
+    note, = eval_set.messages()
+    assert note.startswith("no label column, so the classes of each row are read from one 0/1 column per class of the "
+                           "model (Toxic, Severe Toxic, obscene), matched as toxic = 'Toxic', severe_toxic = "
+                           "'Severe Toxic'; 0/1 columns that name no class are left out: threat")
+    # refusals, one sentence each
+    with pytest.raises(UserError, match=r"jigsaw.csv has no label column \(columns found: comment_text, id, Toxic.*\) "
+                                        r"and its 0/1 columns \(Toxic, .*\) are read as one column per class only for a "
+                                        r"multi-label model .*which this model is not; name the label column"):
+        EvalSet(task, encoder, data, names, problem_type="single_label_classification")
+    with pytest.raises(UserError, match=r"has a 0/1 column for 3 of the model's 4 classes but none for insult; add"):
+        EvalSet(task, encoder, data, names + ["insult"], problem_type="multi_label_classification")
+    with pytest.raises(UserError, match=r"none of which has a column"):
+        EvalSet(task, encoder, data, ["joy", "anger"], problem_type="multi_label_classification")
+    rows = path.read_text().splitlines()
+    rows[3] = rows[3].replace(f",{int(gold[2, 2])},", ",0.7,")  # obscene of the third text
+    (tmp_path / "bad.csv").write_text("\n".join(rows) + "\n")
+    data = read_eval_data(tmp_path / "bad.csv", task)
+    with pytest.raises(UserError, match=r"Column 'obscene' \(class 'obscene'\) is '0.7' at line 4 of .*bad.csv, not "
+                                        r"0/1; a column per class holds 0 or 1"):
+        EvalSet(task, encoder, data, names, problem_type="multi_label_classification")

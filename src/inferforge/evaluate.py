@@ -23,7 +23,8 @@ import numpy as np
 import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
 from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError, first_line
-from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
+from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_column_sets,
+                                      class_columns_refused, class_ids, class_sets,
                                       is_multi_label, read_labelled_data, similarity_scores, tag_sequences,
                                       without_unlabelled_rows)
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
@@ -111,9 +112,18 @@ class EvalSet:
         # (a subset is scored as its whole set is).
         self.multi_label = task.name == "text-classification" and not self.single_output and (
             is_multi_label(data, problem_type == MULTI_LABEL) if multi_label is None else multi_label)
+        by_columns = task.name == "text-classification" and data.class_columns is not None  # one 0/1 column per class
+        if by_columns and (self.single_output or not (problem_type == MULTI_LABEL if multi_label is None
+                                                      else multi_label)):
+            raise class_columns_refused(data, "for a multi-label model (config.json problem_type "
+                                              "multi_label_classification), which this model is not")
+        self.multi_label = self.multi_label or by_columns
         if self.single_output:
             self.gold = similarity_scores(data, "Label", f"; the model has one output ({labels[0]}), so each row's label "
                                           f"is a number (a relevance grade, a regression target) ranked against it")
+        elif by_columns:
+            self.gold, self.label_mapping = class_column_sets(data, labels)
+            said.append("a class is predicted where its sigmoid is over 0.5, and scored by micro F1")
         elif task.name == "text-classification":
             resolver = LabelResolver(data, labels)
             self.gold = class_sets(data, labels, resolver) if self.multi_label else class_ids(data, labels, resolver)

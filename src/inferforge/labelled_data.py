@@ -75,7 +75,8 @@ _PAIR_LAYOUTS = (("text", "text_pair"), ("sentence1", "sentence2"), ("premise", 
                  ("sentence_a", "sentence_b"), ("text_a", "text_b"), ("text1", "text2"),
                  ("question", "passage"), ("query", "passage"), ("query", "document"),  # BoolQ; rerankers
                  ("context", "hypothesis"))  # ANLI's own files
-_SINGLE_TEXTS = ("text", "sentence", "review", "content", "document", "review_body")
+_SINGLE_TEXTS = ("text", "sentence", "review", "content", "document", "review_body",
+                 "comment_text")  # comment_text: Jigsaw's toxic comments
 COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "text-classification": {
         "text": _SINGLE_TEXTS + ("sentence1", "premise", "question1", "question", "sentence_a", "text_a", "text1"),
@@ -146,6 +147,10 @@ class LabelledData:
     split: str | None = None  # the split of a dataset folder that was read
     class_names: tuple[str, ...] | None = None  # the dataset's names of the label ids (datasets ClassLabel)
     notes: tuple[str, ...] = ()  # what the output should say about how the data was read
+    # No label column, but columns of 0/1 (Jigsaw's toxic, obscene...; GoEmotions' raw CSV): each label is then the
+    # row's {column: value} of its columns other than the texts, read as one column per class of a multi-label
+    # model (`class_column_sets`).
+    class_columns: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -174,7 +179,9 @@ class LabelledData:
     def describe(self) -> str:
         """Which columns were used, e.g. "text 'sentence1', pair 'sentence2', label 'label' (detected)"."""
         c = self.columns
-        parts = [f"text '{c.text}'"] + ([f"pair '{c.pair}'"] if c.pair else []) + [f"label '{c.label}'"]
+        label = ([f"label '{c.label}'"] if self.class_columns is None
+                 else [f"labels in one 0/1 column per class ({_listing(self.class_columns, 6)})"])
+        parts = [f"text '{c.text}'"] + ([f"pair '{c.pair}'"] if c.pair else []) + label
         detected = f" (detected: {', '.join(self.detected)})" if self.detected else ""
         split = f", split '{self.split}'" if self.split else ""
         return (", ".join(parts) + detected + (f", read as {self.file_format}" if self.file_format else "") + split)
@@ -183,7 +190,8 @@ class LabelledData:
         """What report.json and `evaluate --json` store about the data (the label mapping is added by the task)."""
         c = self.columns
         return {"source": self.source, "format": self.file_format, "split": self.split, "rows": len(self),
-                "columns": {"text": c.text, "pair": c.pair, "label": c.label, "detected": list(self.detected)},
+                "columns": {"text": c.text, "pair": c.pair, "label": c.label, "detected": list(self.detected),
+                            **({"class_columns": list(self.class_columns)} if self.class_columns is not None else {})},
                 "class_names": list(self.class_names) if self.class_names is not None else None,
                 "notes": list(self.notes)}
 
@@ -1113,8 +1121,10 @@ def _named_column(header: "_Header", role: str, name: str) -> str:
     return found
 
 
-def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | str) -> tuple[DataColumns, tuple[str, ...]]:
-    """The columns to use in a file with `header_names`, and which roles were found by name."""
+def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | str,
+                    need_label: bool = True) -> tuple[DataColumns, tuple[str, ...]]:
+    """The columns to use in a file with `header_names`, and which roles were found by name (`need_label` False: the
+    label None when no label column is there)."""
     header = _Header(header_names, Path(path))
     spec = COLUMN_CANDIDATES.get(columns.task or "", _ANY_TASK)
     layouts = [(header.find(a), header.find(b)) for a, b in spec["pairs"] if header.has(a) and header.has(b)]
@@ -1158,7 +1168,11 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
         candidates = tags if any(header.has(c) for c in tags) else spec["label"]
         if not any(header.has(c) for c in candidates):
             candidates = (*spec["label"], *_LABEL_FALLBACK.get(columns.task or "", ()))
-        label = _one_of(header, "label", candidates, "label")
+        if need_label or any(header.has(c) for c in candidates):
+            label = _one_of(header, "label", candidates, "label")
+        else:
+            label = None
+            detected.remove("label")
     used = [c for c in (text, pair, label) if c is not None]
     if len(set(used)) != len(used):
         raise UserError(f"{header.path}: column '{max(used, key=used.count)}' cannot be both the text and the label "
@@ -1302,7 +1316,7 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
         for k, choice in enumerate(choices):
             records = choice.load()
             after = choices[k + 1].name if choice.by_default and k + 1 < len(choices) else None
-            if after and not _has_label_column(records.header, columns):
+            if after and not _has_label_column(records.header, columns) and not _flag_columns(records, columns):
                 notes.append(f"split '{choice.name}' of {path} has no label column, so '{after}' is used")
                 continue
             data = _labelled(records, path, columns, text_is_list, choice.name, card_class_names(path))
@@ -1388,7 +1402,13 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         raise UserError(f"{name} holds a token and its tag per line ({records.fmt} layout), data for "
                         f"token-classification, not {columns.task}; give a CSV, TSV or JSON file with a text and a "
                         f"label column (a header row naming them).")
-    used, detected = resolve_columns(records.header, columns, name)
+    flags = _flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
+    used, detected = resolve_columns(records.header, columns, name, need_label=not flags)
+    if used.label is None:
+        flags = [c for c in flags if c not in (used.text, used.pair)]
+        if not flags:  # the 0/1 columns were the texts: no label column after all
+            resolve_columns(records.header, columns, name)
+        return _class_columns_data(records, path, used, detected, flags, split, name)
     header = _Header(records.header, Path(name))
     card_names, card_path = card
     from_card = used.label not in records.class_names and used.label in card_names
@@ -1429,6 +1449,105 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
                         detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
                         split=split, class_names=tuple(class_names) if class_names else None, notes=notes)
+
+
+# Columns that number the rows, never a class: a 0/1 id column of a two-row file is no class column.
+_ID_COLUMNS = {"id", "idx", "index", "unnamed: 0", ""}
+
+
+def _indicator(value: Any) -> bool | None:
+    """A 0/1 cell of a column per class: 0 or 1 (int, float, or a string of either), true/false; else None."""
+    flag = _as_flag(value)
+    if flag is not None:
+        return flag
+    as_id = _as_class_id(value)
+    return bool(as_id) if as_id in (0, 1) else None
+
+
+def _flag_columns(records: _Records, columns: DataColumns) -> list[str]:
+    """The columns of text-classification data holding 0/1 (or true/false) in every row, when no label column is named:
+    one column per class (Jigsaw's toxic, severe_toxic...; GoEmotions' raw CSV), matched to a multi-label model's
+    classes when it is scored (`class_column_sets`)."""
+    if columns.label is not None or columns.task != "text-classification":
+        return []
+    rows = records.rows_for(records.header)
+    return [c for c in records.header if _key(c) not in _ID_COLUMNS
+            and all(_indicator(r.get(c)) is not None for r in rows)]
+
+
+def _class_columns_data(records: _Records, path: Path, used: DataColumns, detected: tuple[str, ...],
+                        flags: list[str], split: str | None, name: str) -> LabelledData:
+    """Rows whose labels are one 0/1 column per class: each label the row's {column: value} of its other columns."""
+    others = [c for c in records.header if c not in (used.text, used.pair)]
+    rows = records.rows_for(records.header)
+    texts: list[str] = []
+    pairs: list[str] | None = [] if used.pair is not None else None
+    labels = []
+    for i, record in enumerate(rows):
+        where = records.where(i, name)
+        texts.append(_cell_text(record.get(used.text), used.text, where))
+        if pairs is not None:
+            pairs.append(_cell_text(record.get(used.pair), used.pair, where))
+        labels.append({c: record.get(c) for c in others})
+    return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
+                        detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
+                        split=split, notes=records.notes, class_columns=tuple(flags))
+
+
+def class_columns_refused(data: LabelledData, why: str) -> UserError:
+    """Data of 0/1 columns (`LabelledData.class_columns`) that cannot be read as one column per class of this model."""
+    found = [c for c in (data.columns.text, data.columns.pair) if c] + list(data.labels[0] if data.labels else ())
+    wanted = COLUMN_CANDIDATES["text-classification"]["label"]
+    return UserError(f"{data.name} has no label column (columns found: {_listing(found, 16)}; looked for "
+                     f"{', '.join(wanted)}) and its 0/1 columns ({_listing(data.class_columns, 6)}) are read as one "
+                     f"column per class only {why}; name the label column with --label-column.")
+
+
+def class_column_sets(data: LabelledData, label_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+    """(rows, classes) booleans from one 0/1 column per class of the model (`LabelledData.class_columns`), each class
+    found by its name as a column (exactly, else ignoring case and spaces, else punctuation too: severe_toxic =
+    'Severe Toxic'), and how (a `LabelResolver.mapping()`-like dict). Every class of the model needs its column."""
+    others = list(data.labels[0]) if data.labels else []
+    by_key: dict[str, list[str]] = {}
+    for fold in (_key, _name_key):
+        for c in others:
+            by_key.setdefault(fold.__name__ + ":" + fold(c), []).append(c)
+    found: dict[int, str] = {}
+    missing: list[str] = []
+    for i, label in enumerate(map(str, label_names)):
+        hits = [label] if label in others else next(
+            (hit for fold in (_key, _name_key) if (hit := by_key.get(fold.__name__ + ":" + fold(label)))), [])
+        if len(hits) > 1:
+            raise UserError(f"Columns {' and '.join(repr(h) for h in hits)} of {data.name} both name the model's class "
+                            f"'{label}'; keep one of them.")
+        if hits:
+            found[i] = hits[0]
+        else:
+            missing.append(label)
+    if not found:
+        raise class_columns_refused(data, f"when they are named as the model's classes ({_listing(label_names, 8)}), "
+                                          f"none of which has a column")
+    if missing:
+        raise UserError(f"{data.name} has a 0/1 column for {len(found)} of the model's {len(label_names)} classes but "
+                        f"none for {_listing(missing, 8)}; add a column of 0/1 for each (0 in every row where no row "
+                        f"has the class), or name a label column with --label-column.")
+    gold = np.zeros((len(data), len(label_names)), dtype=bool)
+    for i, column in found.items():
+        for row, values in enumerate(data.labels):
+            flag = _indicator(values.get(column))
+            if flag is None:
+                raise UserError(f"Column '{column}' (class '{label_names[i]}') is '{_shown(values.get(column))}' at "
+                                f"{data.where(row)}, not 0/1; a column per class holds 0 or 1 (or true/false) in "
+                                f"every row.")
+            gold[row, i] = flag
+    renamed = [f"{label_names[i]} = '{c}'" for i, c in found.items() if c != label_names[i]]
+    ignored = [c for c in (data.class_columns or ()) if c not in found.values()]
+    note = (f"no label column, so the classes of each row are read from one 0/1 column per class of the model "
+            f"({_listing(list(found.values()), 8)})" + (f", matched as {_listing(renamed, 6)}" if renamed else "")
+            + (f"; 0/1 columns that name no class are left out: {_listing(ignored, 6)}" if ignored else ""))
+    pairs = [{"model_id": i, "model_label": str(label_names[i]), "column": c} for i, c in found.items()]
+    return gold, {"how": ["columns"], "dataset_class_names": None, "pairs": pairs, "note": note,
+                  "entity_types_missing_from_model": []}
 
 
 def _names_column(labels: list[Any], names: list[Any]) -> list[str] | None:
