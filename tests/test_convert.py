@@ -710,3 +710,25 @@ def test_a_base_checkpoint_converted_for_classification_is_warned_about_its_rand
                                   shapes="1x8", nb_measures=1, warmup=0, threads=1)
     assert embedded.report["warnings"] == []
     assert converted("bert", "text-classification")[1].report["warnings"] == []
+
+
+def test_a_model_whose_padding_leaks_in_answers_each_text_alone(converted):
+    """ConvBERT's convolutions run over the padded positions (its mask does not reach them): in transformers a
+    text's logits changed with the texts padded beside it (by up to 1.2 on this model). Found at convert
+    (manifest reads_padding), its texts run at their own length, and each gets transformers' answer for it alone;
+    BERT, whose mask hides padding, keeps its padded groups."""
+    import transformers
+
+    assert not json.loads((converted("bert", "token-classification")[1].output / "inferforge.json").read_text())[
+        "reads_padding"]
+    hf, result = converted("convbert", "token-classification")
+    model = inferforge.load(result.output, variant="ort-fp32")
+    assert model.manifest.reads_padding
+    encoded = model.encoder.encode(TEXTS)
+    got = model.run_encoded(encoded)["logits"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    reference = transformers.AutoModelForTokenClassification.from_pretrained(hf).eval()
+    for row, text in enumerate(TEXTS):
+        with torch.no_grad():
+            alone = reference(**tokenizer([text], return_tensors="pt")).logits[0].numpy()
+        np.testing.assert_allclose(got[row, :len(alone)], alone, atol=1e-4, rtol=1e-4)

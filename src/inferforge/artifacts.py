@@ -34,7 +34,7 @@ class Manifest:
     variants: dict[str, dict]  # name -> {"config": {...}, "files": [...], "deployable": bool}
     format_version: int = FORMAT_VERSION
     problem_type: str | None = None  # transformers' config.problem_type (multi_label_classification: sigmoids)
-    reads_padding: bool = False  # the model takes no attention mask (FNet): padding changes its answers
+    reads_padding: bool = False  # padding changes its answers: no attention mask (FNet), or layers that read it
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(self.__dict__, indent=2))

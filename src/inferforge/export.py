@@ -12,7 +12,7 @@ import onnx
 import torch
 
 from inferforge.errors import UserError, first_line
-from inferforge.source import Pooling, SourceModel
+from inferforge.source import Pooling, SourceModel, model_input_names
 from inferforge.tasks import TaskSpec
 
 OPSET = 17
@@ -68,6 +68,12 @@ class ExportWrapper(torch.nn.Module):
             return (out.logits.gather(1, to_right.unsqueeze(-1).expand_as(out.logits)),)
         if self.task_name != "feature-extraction":
             return (out.logits,)
+        if getattr(out, "last_hidden_state", None) is None and getattr(out, "pooler_output", None) is not None:
+            # A model that gives its own sentence vector and no token states (DPR's question and context encoders:
+            # their [CLS] state, projected): the vector is the only "token" pooled, whatever the pooling mode.
+            pooled = out.pooler_output.unsqueeze(1)
+            return (self.head(pooled, torch.ones(pooled.shape[:2], dtype=kwargs["attention_mask"].dtype,
+                                                 device=pooled.device)),)
         if self.pad_left:
             hidden = out.last_hidden_state
             return (self.head(hidden.gather(1, to_right.unsqueeze(-1).expand_as(hidden)), kwargs["attention_mask"]),)
@@ -364,6 +370,41 @@ def check_tokens_mix(source: SourceModel, inputs: tuple[torch.Tensor, ...]) -> N
         raise UserError(f"{type(source.model).__name__} cannot be served on this machine: in PyTorch here its "
                         "tokens do not see each other (its attention gives nothing, as a GPU-only kernel does "
                         "without a GPU), so its outputs would mean nothing.")
+
+
+def reads_padding(source: SourceModel, task: TaskSpec) -> bool:
+    """Whether padding changes a text's answers: a model that takes no attention mask (FNet), or one whose layers
+    mix the padded positions in despite its mask (SAM 3's lite text encoder: convolutions along the sequence). Such
+    a model's texts are run at their own length, unpadded (each gets the answer transformers gives it alone)."""
+    if "attention_mask" not in model_input_names(source.model, source.config, source.tokenizer):
+        return True
+    from inferforge.verify import builtin_texts
+
+    texts, pairs = builtin_texts(task)
+    short = min(texts, key=len)
+    rows, second = [short, " ".join(texts)], ([pairs[0], " ".join(pairs)] if pairs else None)
+    padded = _tokenized(source, rows, second, min(source.max_length, 48), "longest")
+    if padded is None:
+        return False
+    mask = padded[source.input_names.index("attention_mask")][0].bool()
+    if mask.all():
+        return False
+    wrapper = export_wrapper(source, task)
+    alone = tuple(t[:1, : int(mask.sum())] for t in padded)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            with_padding = [t[:1] for t in wrapper(*padded)]
+            without = list(wrapper(*alone))
+    except Exception:  # noqa: BLE001 - the export's own checks say why the model fails
+        return False
+    for name, have, want in zip(task.output_names, with_padding, without):
+        if 1 in task.output_axes(name):  # per-token outputs: the real tokens only
+            have = have[:, : want.shape[1]]
+        if have.shape != want.shape:
+            return True
+        if float((have - want).abs().max()) / max(1.0, float(want.abs().max())) > 1e-4:
+            return True
+    return False
 
 
 def traced_shape_probes(source: SourceModel, task: TaskSpec, batch: int = 2,

@@ -18,10 +18,10 @@ from inferforge.benchmark import LatencyStats, Shape, benchmark_engines, parse_s
 from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
 from inferforge.errors import UserError, first_line
-from inferforge.export import export_onnx, export_wrapper
+from inferforge.export import export_onnx, export_wrapper, reads_padding
 from inferforge.labelled_data import LabelledData, TextRows, plain_text_source, read_texts
 from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
-from inferforge.source import load_source, model_input_names
+from inferforge.source import load_source
 from inferforge.tasks import get_task
 from inferforge.tokenization import TextEncoder
 from inferforge.variants import BuildContext, TorchEager, Variant, parse_variants
@@ -431,7 +431,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
         output_names=list(task.output_names), max_length=source.max_length, labels=source.labels,
         pooling=source.pooling.to_dict() if source.pooling else None, selected=selected,
         problem_type=getattr(source.config, "problem_type", None),
-        reads_padding="attention_mask" not in model_input_names(source.model, source.config, source.tokenizer),
+        reads_padding=reads_padding(source, task),
         variants={r.name: {"config": r.config, "files": r.files, "deployable": r.deployable}
                   for r in rows if r.deployable and r.status not in ("skipped", "error")},
     )

@@ -75,13 +75,15 @@ def _optional(param) -> bool:
 NON_TEXT_INPUTS = {
     "bbox": ("the page layout, a bounding box per token (`bbox`)", lambda config: False),
     # A text encoder that also reads images (ModernVBERT, UltraVBERT, T5Gemma 2's encoder) runs on text alone when
-    # its image is optional: its text path is what a text query (a retrieval query, a sentence) goes through.
+    # its image is optional: its text path is what a text query (a retrieval query, a sentence) goes through. (A
+    # model whose forward still fails without one fails in PyTorch on real text: refused in one sentence.)
     "pixel_values": ("an image (`pixel_values`)", lambda config, param: _optional(param)),
     "image": ("an image (`image`)", lambda config, param: _optional(param)),
     "xpath_tags_seq": ("the HTML structure, an XPath per token (`xpath_tags_seq`)", lambda config: False),
-    # LXMERT, VisualBERT: image regions beside the text.
+    # LXMERT: image regions beside the text (its forward refuses to run without them).
     "visual_feats": ("image regions (`visual_feats` and their boxes)", lambda config: False),
-    "visual_embeds": ("image regions (`visual_embeds`)", lambda config: False),
+    # VisualBERT: optional image regions; without them it is a BERT on the text.
+    "visual_embeds": ("image regions (`visual_embeds`)", lambda config, param: _optional(param)),
     # X-MOD: one language adapter per text, unless the checkpoint names a default language.
     "lang_ids": ("a language id per text (`lang_ids`, or a default_language in its config.json)",
                  lambda config: getattr(config, "default_language", None) is not None),
