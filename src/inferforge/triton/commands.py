@@ -16,8 +16,11 @@ from inferforge.errors import UserError
 
 PORT_HELP = "0 picks a free port."
 # Overload and hang bounds, shared by `serve` and `repository` (see RELIABILITY.md).
-MAX_QUEUE_SIZE = typer.Option(128, help="Requests waiting per model; more are refused at once (\"overloaded\", 503).")
-QUEUE_TIMEOUT_MS = typer.Option(10_000, help="A request waiting longer than this in a model's queue is refused.")
+MAX_QUEUE_SIZE = typer.Option(128, help="Requests waiting at the model step; more are refused at once (\"Exceeds "
+                                          "maximum queue size\": 503, a 400 on /generate).")
+QUEUE_TIMEOUT_MS = typer.Option(10_000, help="A request waiting longer than this in the queue of a model outside the "
+                                             "ensemble (<name>_tokenize with --tokenize-in-model) is refused; Triton "
+                                             "2.51 leaves ensemble requests refused on a queue timeout unanswered.")
 EXECUTE_TIMEOUT = typer.Option(60.0, help="Seconds one batch may run in a Python stub; a hung one ends its stub "
                                           "(`serve` then restarts the server).")
 MAX_TEXT_CHARS = typer.Option(100_000, help="Longer texts are refused (400) instead of being tokenized.")

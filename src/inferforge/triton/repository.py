@@ -68,8 +68,10 @@ class RepositoryOptions:
     ort_accelerator: str = "none"  # onnxruntime flavour: "openvino" on CPU, "tensorrt" on GPU
     tensorrt_precision: str = "FP16"
     tensorrt_workspace_bytes: int = 1 << 30
-    # Overload and hang bounds (see RELIABILITY.md): requests past `max_queue_size` waiting, or waiting
-    # longer than `queue_timeout_us`, are refused at once; an execute() running longer than
+    # Overload and hang bounds (see RELIABILITY.md section 3): requests past `max_queue_size` waiting at the
+    # ensemble's later step(s) are refused at once (its first step's queue cannot refuse, and no ensemble step
+    # has a queue timeout: Triton 2.51 leaves such refusals unanswered); `queue_timeout_us` applies to a model
+    # outside the ensemble only (<name>_tokenize with tokenize_in_model); an execute() running longer than
     # `execute_timeout_s` ends its Python stub, which the serving watchdog then restarts.
     max_queue_size: int = 128
     queue_timeout_us: int = 10_000_000
@@ -306,13 +308,32 @@ def _rows(opts: RepositoryOptions, converted: "_ConvertedModel") -> int:
     return opts.max_batch_size * (WINDOW_ROWS_PER_TEXT if converted.task.windows is not None else 1)
 
 
-def _base_config(name: str, opts: RepositoryOptions, *, instances: int = 1, kind: str = "KIND_CPU",
+# Where a model may refuse a request (RELIABILITY.md section 3). Triton 2.51's ensemble leaves the client of an ensemble
+# request without any answer (the connection stays open, nothing pending) when its FIRST step refuses it (queue full or
+# queue timeout), and sometimes when a later step refuses it on a queue timeout; a later step's full queue is answered
+# (measured: 400 concurrent requests, 92-216 unanswered with the limits on every step, 0 of 4,600 with the limit on the
+# later step only). Fixed in Triton core PR #466 (2026), not in the 2.51 this project runs.
+FIRST_STEP = "first step"  # no limit, no timeout: its queue cannot refuse
+LATER_STEP = "later step"  # refuses past max_queue_size (an answered 503), no queue timeout
+OUTSIDE_ENSEMBLE = "outside the ensemble"  # called directly only: max_queue_size and the queue timeout
+
+
+def _queue_role(model: str, opts: RepositoryOptions) -> str:
+    """`model`: "tokenize", "model" or "postprocess"; its place in the ensemble decides what its queue may refuse."""
+    if model == "tokenize":
+        return OUTSIDE_ENSEMBLE if opts.tokenize_in_model else FIRST_STEP
+    if model == "model" and opts.tokenize_in_model:
+        return FIRST_STEP
+    return LATER_STEP
+
+
+def _base_config(name: str, opts: RepositoryOptions, *, role: str, instances: int = 1, kind: str = "KIND_CPU",
                  rows: int | None = None) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, max_batch_size=rows or opts.max_batch_size)
     config.dynamic_batching.max_queue_delay_microseconds = opts.queue_delay_us
     policy = config.dynamic_batching.default_queue_policy
-    policy.max_queue_size = opts.max_queue_size
-    policy.default_timeout_microseconds = opts.queue_timeout_us
+    policy.max_queue_size = 0 if role == FIRST_STEP else opts.max_queue_size  # 0: no limit
+    policy.default_timeout_microseconds = opts.queue_timeout_us if role == OUTSIDE_ENSEMBLE else 0  # 0: none
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     config.parameters["execute_timeout_s"].string_value = str(opts.execute_timeout_s)
     group = config.instance_group.add()
@@ -373,7 +394,7 @@ def _copy_backend_model(script: str, version: Path) -> None:
 
 def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_tokenize"
-    config = _base_config(model_name, opts)
+    config = _base_config(model_name, opts, role=_queue_role("tokenize", opts))
     config.backend = "python"
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for input_name in converted.input_names:
@@ -404,8 +425,8 @@ def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
 
 def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_model"
-    config = _base_config(model_name, opts, instances=opts.instance_count, kind=opts.instance_kind,
-                          rows=_rows(opts, converted))
+    config = _base_config(model_name, opts, role=_queue_role("model", opts), instances=opts.instance_count,
+                          kind=opts.instance_kind, rows=_rows(opts, converted))
     python = opts.flavour == "python"
     for input_name in converted.input_names:  # optional in python: a request may bring texts instead
         config.input.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,), optional=python, ragged=python).to_input())
@@ -492,7 +513,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_postprocess"
-    config = _base_config(model_name, opts, rows=_rows(opts, converted))
+    config = _base_config(model_name, opts, role=_queue_role("postprocess", opts), rows=_rows(opts, converted))
     config.backend = "python"
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for spec in converted.model_outputs:
