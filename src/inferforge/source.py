@@ -71,28 +71,29 @@ def _optional(param) -> bool:
 
 
 # Inputs that carry something besides the text; a model that reads them cannot be served on text alone.
-# name -> (what it is, whether this config (and the forward parameter) still lets the model run on text alone)
+# name -> (what it is, whether this config and the forward parameter still let the model run on text alone)
 NON_TEXT_INPUTS = {
-    "bbox": ("the page layout, a bounding box per token (`bbox`)", lambda config: False),
+    "bbox": ("the page layout, a bounding box per token (`bbox`)", lambda config, param: False),
     # A text encoder that also reads images (ModernVBERT, UltraVBERT, T5Gemma 2's encoder) runs on text alone when
     # its image is optional: its text path is what a text query (a retrieval query, a sentence) goes through. (A
     # model whose forward still fails without one fails in PyTorch on real text: refused in one sentence.)
     "pixel_values": ("an image (`pixel_values`)", lambda config, param: _optional(param)),
     "image": ("an image (`image`)", lambda config, param: _optional(param)),
-    "xpath_tags_seq": ("the HTML structure, an XPath per token (`xpath_tags_seq`)", lambda config: False),
+    "xpath_tags_seq": ("the HTML structure, an XPath per token (`xpath_tags_seq`)", lambda config, param: False),
     # LXMERT: image regions beside the text (its forward refuses to run without them).
-    "visual_feats": ("image regions (`visual_feats` and their boxes)", lambda config: False),
+    "visual_feats": ("image regions (`visual_feats` and their boxes)", lambda config, param: False),
     # VisualBERT: optional image regions; without them it is a BERT on the text.
     "visual_embeds": ("image regions (`visual_embeds`)", lambda config, param: _optional(param)),
     # X-MOD: one language adapter per text, unless the checkpoint names a default language.
     "lang_ids": ("a language id per text (`lang_ids`, or a default_language in its config.json)",
-                 lambda config: getattr(config, "default_language", None) is not None),
+                 lambda config, param: getattr(config, "default_language", None) is not None),
     # XLM with language embeddings: a language id per token (without them the model reads no language at all).
     "langs": ("a language id per token (`langs`)",
-              lambda config: not getattr(config, "use_lang_emb", False) or getattr(config, "n_langs", 1) <= 1),
+              lambda config, param: (not getattr(config, "use_lang_emb", False)
+                                     or getattr(config, "n_langs", 1) <= 1)),
     # TAPAS: a table flattened after the question, each token with its segment, column, row and ranks.
     "token_type_ids": ("a table, the column, row and rank of every token (`token_type_ids` of several kinds)",
-                       lambda config: len(getattr(config, "type_vocab_sizes", None) or ()) <= 1),
+                       lambda config, param: len(getattr(config, "type_vocab_sizes", None) or ()) <= 1),
 }
 
 
@@ -100,8 +101,7 @@ def check_text_only(model, config) -> None:
     """Refuse, in one sentence, a model that needs inputs besides the text (layout boxes, images, language ids)."""
     params = inspect.signature(model.forward).parameters
     for name, (what, text_suffices) in NON_TEXT_INPUTS.items():
-        takes_param = len(inspect.signature(text_suffices).parameters) > 1
-        if name in params and not (text_suffices(config, params[name]) if takes_param else text_suffices(config)):
+        if name in params and not text_suffices(config, params[name]):
             raise UserError(f"{type(model).__name__} cannot be served by inferforge: besides the text it needs "
                             f"{what}, and inferforge gives a model text only.")
 
