@@ -184,7 +184,7 @@ class TritonPythonModel:
             joined[name] = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
         # A row's length: up to its last attended token or, without an attention mask (FNet), its last token that
         # is not padding. Rows of similar length run together; without a mask each row runs at its own length.
-        if "attention_mask" in joined and not self.model.manifest.reads_padding:
+        if "attention_mask" in joined:
             real = joined["attention_mask"] != 0
         else:
             real = joined["input_ids"] != self.pad_id
