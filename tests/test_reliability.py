@@ -403,7 +403,9 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
                             threads=1)
     # The ensemble's first step cannot refuse (no limit, no timeout); the model step refuses past its queue size,
     # without a queue timeout (Triton 2.51 leaves those refusals unanswered: see the /generate flood test).
-    for model, limits in (("rel_busy_tokenize", (0, 0)), ("rel_busy_model", (2, 0))):
+    # The model step's limit is the admission limit (2 waiting + 1 x 1 running), which `serve` enforces in front of the
+    # ensemble; this server is started without it (no max_in_flight), so the model step's queue is what refuses here.
+    for model, limits in (("rel_busy_tokenize", (0, 0)), ("rel_busy_model", (3, 0))):
         config = text_format.Parse((repo.path / model / "config.pbtxt").read_text(), mc.ModelConfig())
         policy = config.dynamic_batching.default_queue_policy
         assert (policy.max_queue_size, policy.default_timeout_microseconds) == limits, model
@@ -474,22 +476,30 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
         assert reply.status == 200 and reply.answers()[0]["label"]
 
 
-FLOOD_REQUESTS, FLOOD_BOUND_S = 400, 20.0
+FLOOD_REQUESTS, FLOOD_GRPC_REQUESTS, FLOOD_BOUND_S = 400, 100, 20.0
 
 
-def test_a_generate_flood_past_the_queue_limit_gets_every_request_answered(converted_tiny, expected):
-    """400 requests at once (3 of 4 on /generate, the rest on /infer) against a queue of 4: each gets its answer or an
-    overload error within the bound, and the server answers right after. With the queue limit on the ensemble's first
-    step (as before), Triton 2.51 left some of them (11 of 300 here, 41-216 of 400 in RELIABILITY.md) without any
-    response: connections open, nothing pending."""
+@pytest.mark.parametrize("tokenize_in_model", [False, True], ids=["two-steps", "tokenize-in-model"])
+def test_a_generate_flood_past_the_queue_limit_gets_every_request_answered(converted_tiny, expected, tokenize_in_model):
+    """400 HTTP requests at once (3 of 4 on /generate, the rest on /infer) and 100 on gRPC against a queue of 4: each gets
+    its right answer or a 503 (gRPC UNAVAILABLE) from the admission control in front of the ensemble within the bound,
+    the server answers right after, and as many requests as the limit admits at once are all admitted again (the
+    in-flight count is back to 0). With the queue limit on the ensemble's first step (before commit afc5855), Triton
+    2.51 left some requests (11 of 300 here, 41-216 of 400 in RELIABILITY.md) without any response; without admission
+    control, /generate answered a refusal with 400 and the one-step ensemble (--tokenize-in-model) refused nothing."""
     import asyncio
+
+    import tritonclient.grpc.aio as grpc_aio
 
     text = GOOD_TEXTS[4]
     generate_body = json.dumps({"text": text}).encode()
     infer = text_request([text])
-    options = RepositoryOptions(name="rel_flood", max_batch_size=MAX_BATCH, threads=1, max_queue_size=4)
+    options = RepositoryOptions(name="rel_flood", max_batch_size=MAX_BATCH, threads=1, max_queue_size=4,
+                                tokenize_in_model=tokenize_in_model)
     with serve_converted(converted_tiny("feature-extraction"), options, supervise=False) as serving:
         host, port = serving.server.http_url.rsplit(":", 1)
+        limit = serving.server.options.max_in_flight
+        assert limit == 4 + MAX_BATCH  # waiting + one full batch running
 
         async def one(k: int):
             path, body, headers = "/v2/models/rel_flood/generate", generate_body, "Content-Type: application/json\r\n"
@@ -519,34 +529,66 @@ def test_a_generate_flood_past_the_queue_limit_gets_every_request_answered(conve
                 payload = b"".join(chunks)
             return path, int(head.split()[1]) if head else None, payload
 
+        async def one_grpc(client):
+            text_input = grpcclient.InferInput("text", [1, 1], "BYTES")
+            text_input.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+            try:
+                result = await asyncio.wait_for(client.infer("rel_flood", [text_input]), FLOOD_BOUND_S)
+            except asyncio.TimeoutError:
+                return "grpc", None, b""
+            except InferenceServerException as error:
+                return "grpc", error.status(), (error.message() or "").encode()
+            return "grpc", 200, result.as_numpy("answer_json").reshape(-1)[0]
+
         async def flood():
-            return await asyncio.gather(*[one(k) for k in range(FLOOD_REQUESTS)])
+            client = grpc_aio.InferenceServerClient(serving.server.grpc_url)
+            try:
+                return await asyncio.gather(*[one(k) for k in range(FLOOD_REQUESTS)],
+                                            *[one_grpc(client) for _ in range(FLOOD_GRPC_REQUESTS)])
+            finally:
+                await client.close()
 
         started = time.monotonic()
         results = asyncio.run(flood())
         took = time.monotonic() - started
         unanswered = [path for path, status, _ in results if status is None]
-        assert not unanswered, f"{len(unanswered)} of {FLOOD_REQUESTS} requests got no response in {FLOOD_BOUND_S} s"
+        assert not unanswered, f"{len(unanswered)} of {len(results)} requests got no response in {FLOOD_BOUND_S} s"
         refused = [(path, status, payload) for path, status, payload in results if status != 200]
-        # Overload: 503 on /infer; Triton 2.51's /generate answers the same refusal with a 400 (RELIABILITY.md 3).
-        assert all(b"Exceeds maximum queue size" in payload and status == (503 if path.endswith("infer") else 400)
+        # Refused by the admission control (hide_args.c) before the ensemble, on every endpoint alike; no step refused.
+        assert all(b"Exceeds maximum queue size" in payload and b"admission control" in payload
+                   and status == ("StatusCode.UNAVAILABLE" if path == "grpc" else 503)
                    for path, status, payload in refused), refused[:3]
-        assert refused and len(refused) < FLOOD_REQUESTS, "the flood did not overload the queue"
+        assert refused and len(refused) < len(results), "the flood did not overload the server"
+        assert {path.rsplit("/", 1)[-1] for path, _, _ in refused} == {"generate", "infer", "grpc"}, "not every endpoint"
         for path, status, payload in results:
             if status == 200 and path.endswith("generate"):
                 assert_same_embeddings(json.loads(json.loads(payload)["answer_json"]), expected[text])
+            elif status == 200:
+                answer = json.loads(payload)["outputs"][0]["data"][0] if path.endswith("infer") else payload
+                assert_same_embeddings(json.loads(answer), expected[text])
         assert took < FLOOD_BOUND_S
 
+        def one_now(text: str):
+            connection = connect(serving.server.http_url)
+            try:
+                return send(connection, "rel_flood", text_request([text]))
+            finally:
+                connection.close()
+
+        time.sleep(0.5)  # the last releases after their responses
+        with ThreadPoolExecutor(limit) as pool:  # every admitted request was uncounted: `limit` at once are admitted
+            burst = list(pool.map(one_now, GOOD_TEXTS[:limit]))
+        assert [reply.status for reply in burst] == [200] * limit, [reply.error for reply in burst if reply.status != 200]
+        for reply, sent in zip(burst, GOOD_TEXTS):
+            assert_same_embeddings(reply.answers(), [expected[sent]])
         connection = connect(serving.server.http_url)
         try:
-            good = send(connection, "rel_flood", text_request(GOOD_TEXTS[:2]))
             connection.request("POST", "/v2/models/rel_flood/generate", body=json.dumps({"text": GOOD_TEXTS[2]}))
             generated = connection.getresponse()
             generated_answer = json.loads(json.loads(generated.read())["answer_json"])
         finally:
             connection.close()
-        assert good.status == 200 and generated.status == 200
-        assert_same_embeddings(good.answers(), [expected[t] for t in GOOD_TEXTS[:2]])
+        assert generated.status == 200
         assert_same_embeddings(generated_answer, expected[GOOD_TEXTS[2]])
 
 

@@ -16,8 +16,9 @@ from inferforge.errors import UserError
 
 PORT_HELP = "0 picks a free port."
 # Overload and hang bounds, shared by `serve` and `repository` (see RELIABILITY.md).
-MAX_QUEUE_SIZE = typer.Option(128, help="Requests waiting at the model step; more are refused at once (\"Exceeds "
-                                          "maximum queue size\": 503, a 400 on /generate).")
+MAX_QUEUE_SIZE = typer.Option(128, help="Requests waiting per model, besides a full batch per instance running; more "
+                                          "are refused at once (\"Exceeds maximum queue size\": HTTP 503, gRPC "
+                                          "UNAVAILABLE).")
 QUEUE_TIMEOUT_MS = typer.Option(10_000, help="A request waiting longer than this in the queue of a model outside the "
                                              "ensemble (<name>_tokenize with --tokenize-in-model) is refused; Triton "
                                              "2.51 leaves ensemble requests refused on a queue timeout unanswered.")

@@ -21,7 +21,10 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
   "unsupported type 'BYTES'" (see hide_args.c; without a C compiler the watchdog restarts the server), and
   makes the front end's request-parsing errors (malformed JSON, no `shape`, a number as text, a `classification`
   or `parameters` of the wrong type) the 400s they are rather than Triton 2.51's 500s, and says what to send when a
-  body holds no JSON (empty, or not what its Content-Encoding says) instead of Triton's raw-tensor message;
+  body holds no JSON (empty, or not what its Content-Encoding says) instead of Triton's raw-tensor message,
+  and refuses a request at once with a 503 (gRPC UNAVAILABLE) on every endpoint past `ServerOptions.max_in_flight`
+  requests in flight for its model (INFERFORGE_MAX_IN_FLIGHT: admission control in front of the ensemble, whose
+  own refusals Triton 2.51 sometimes leaves unanswered; RELIABILITY.md section 3);
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while
@@ -62,6 +65,7 @@ RESTART_KILL_WAIT_S = 10.0
 KEY_PLACEHOLDER = "@inferforge-admin-key@"
 KEY_VARIABLE = "INFERFORGE_ADMIN_KEY"
 PRELOAD_WAS_VARIABLE = "INFERFORGE_LD_PRELOAD_WAS"
+MAX_IN_FLIGHT_VARIABLE = "INFERFORGE_MAX_IN_FLIGHT"  # admission control in the same library (0 or absent: off)
 HIDE_ARGS_SOURCE = Path(__file__).with_name("hide_args.c")
 C_COMPILERS = ("cc", "gcc", "clang")
 COMPILE_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall")
@@ -252,9 +256,11 @@ class HardenedServer(TritonServer):
         env = super().environment(installation)
         env.pop(PRELOAD_WAS_VARIABLE, None)
         env.pop(KEY_VARIABLE, None)
+        env.pop(MAX_IN_FLIGHT_VARIABLE, None)
         library = self.key_hiding.library
         if library is not None:
             env[KEY_VARIABLE] = self.admin_key
+            env[MAX_IN_FLIGHT_VARIABLE] = str(self.options.max_in_flight or 0)
             if "LD_PRELOAD" in env:  # given back by the library before main(), so the stubs get the user's only
                 env[PRELOAD_WAS_VARIABLE] = env["LD_PRELOAD"]
                 env["LD_PRELOAD"] = f"{library}:{env['LD_PRELOAD']}"

@@ -35,6 +35,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,8 +92,11 @@ static char *environment_entry(const char *name) {
     return NULL;
 }
 
+static void read_max_in_flight(void);
+
 static int main_with_key(int argc, char **argv, char **envp) {
     (void)envp;
+    read_max_in_flight(); /* before any thread: the admission limit (see TRITONSERVER_ServerInferAsync below) */
     int placeholders = 0;
     for (int i = 0; i < argc; i++)
         if (strstr(argv[i], PLACEHOLDER) != NULL)
@@ -296,6 +301,226 @@ void *TRITONSERVER_InferenceResponseParameter(void *response, const uint32_t ind
     return real_parameter(response, index, name, type, value);
 }
 
+/* Admission control: at most INFERFORGE_MAX_IN_FLIGHT requests of the front ends (HTTP /infer, /generate,
+ * /generate_stream, gRPC) in flight per model; past that TRITONSERVER_ServerInferAsync refuses the request at once with
+ * UNAVAILABLE ("Exceeds maximum queue size ..."), which the front ends answer with a 503 (gRPC UNAVAILABLE) and then
+ * delete the request themselves, as for any synchronous failure. Why: Triton 2.51's ensemble scheduler leaves some
+ * ensemble requests without ANY response when its first step refuses them (queue full or queue timeout; upstream core
+ * PR #466), so inferforge gives that step no queue limit, and an ensemble refused nothing before its later step's
+ * queue was full (answered with a 400 on /generate). Refusing before the request enters the ensemble avoids both.
+ *
+ * A request is counted from an admitted ServerInferAsync until Triton releases it (its release callback with
+ * TRITONSERVER_REQUEST_RELEASE_ALL, once all its responses are sent or it failed), or until ServerInferAsync itself
+ * fails (then no release callback runs and the front end deletes it). To find a request's model and its release
+ * callback, the library remembers each front-end request from TRITONSERVER_InferenceRequestNew (the model name) to
+ * TRITONSERVER_InferenceRequestDelete, and puts its own callback in front of the front end's. Counts are atomics;
+ * the table of requests is behind a mutex (held for a lookup only, never across a call into Triton). Only the
+ * front end's calls (the executable) are counted; backends' requests (BLS) and the ensemble's own step requests
+ * (internal to the core, not through this API) are not. INFERFORGE_MAX_IN_FLIGHT absent or 0: nothing is wrapped. */
+#define MAX_IN_FLIGHT_VARIABLE "INFERFORGE_MAX_IN_FLIGHT"
+#define TRITONSERVER_ERROR_UNAVAILABLE 4 /* tritonserver.h: ..., INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ... */
+#define TRITONSERVER_REQUEST_RELEASE_ALL 1
+#define MAX_MODELS 64        /* model names counted; a server of more models counts the first 64 only */
+#define MAX_MODEL_NAME 256   /* longer names are not counted */
+#define REQUEST_BUCKETS 4096 /* hash table of the front end's live requests */
+
+typedef void (*release_function)(void *, uint32_t, void *);
+typedef void *(*request_new_function)(void **, void *, const char *, int64_t);
+typedef void *(*request_delete_function)(void *);
+typedef void *(*set_release_function)(void *, release_function, void *);
+typedef void *(*infer_async_function)(void *, void *, void *);
+
+struct model_count {
+    char name[MAX_MODEL_NAME];
+    atomic_int in_flight;
+};
+
+struct tracked_request {
+    void *request;
+    struct model_count *model;
+    release_function callback; /* the front end's release callback and its argument */
+    void *userp;
+    atomic_int counted; /* 1 from admission until the release (or the failed ServerInferAsync) uncounts it */
+    struct tracked_request *next;
+};
+
+static int max_in_flight; /* 0: admission control off */
+static struct model_count models[MAX_MODELS];
+static atomic_int model_total;
+static struct tracked_request *requests[REQUEST_BUCKETS];
+static pthread_mutex_t admission_lock = PTHREAD_MUTEX_INITIALIZER;
+static request_new_function real_request_new;
+static request_delete_function real_request_delete;
+static set_release_function real_set_release;
+static infer_async_function real_infer_async;
+static error_new_function real_error_new;
+
+static void resolve_admission_functions(void) {
+    real_request_new = (request_new_function)dlsym(RTLD_NEXT, "TRITONSERVER_InferenceRequestNew");
+    real_request_delete = (request_delete_function)dlsym(RTLD_NEXT, "TRITONSERVER_InferenceRequestDelete");
+    real_set_release = (set_release_function)dlsym(RTLD_NEXT, "TRITONSERVER_InferenceRequestSetReleaseCallback");
+    real_infer_async = (infer_async_function)dlsym(RTLD_NEXT, "TRITONSERVER_ServerInferAsync");
+    real_error_new = (error_new_function)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorNew");
+}
+
+static void read_max_in_flight(void) {
+    const char *value = getenv(MAX_IN_FLIGHT_VARIABLE);
+    if (value == NULL || *value == '\0')
+        return;
+    char *end;
+    long limit = strtol(value, &end, 10);
+    if (*end != '\0' || limit < 0 || limit > 1000000000L)
+        refuse(MAX_IN_FLIGHT_VARIABLE " is not a count of requests (0 = no limit)");
+    max_in_flight = (int)limit;
+}
+
+static size_t bucket_of(const void *request) {
+    uintptr_t key = (uintptr_t)request;
+    return (size_t)((key >> 4) ^ (key >> 16)) % REQUEST_BUCKETS;
+}
+
+/* The counter of `name`, added on first sight (under admission_lock); NULL when it cannot be counted. */
+static struct model_count *model_named(const char *name) {
+    if (name == NULL || strlen(name) >= MAX_MODEL_NAME)
+        return NULL;
+    int total = atomic_load(&model_total);
+    for (int i = 0; i < total; i++)
+        if (strcmp(models[i].name, name) == 0)
+            return &models[i];
+    if (total == MAX_MODELS)
+        return NULL;
+    strcpy(models[total].name, name);
+    atomic_init(&models[total].in_flight, 0);
+    atomic_store(&model_total, total + 1);
+    return &models[total];
+}
+
+static struct tracked_request *find_tracked(const void *request) {
+    struct tracked_request *found = requests[bucket_of(request)];
+    while (found != NULL && found->request != request)
+        found = found->next;
+    return found;
+}
+
+static void uncount(struct tracked_request *tracked) {
+    if (atomic_exchange(&tracked->counted, 0))
+        atomic_fetch_sub(&tracked->model->in_flight, 1);
+}
+
+void *TRITONSERVER_InferenceRequestNew(void **request, void *server, const char *model_name, int64_t version) {
+    if (real_request_new == NULL)
+        resolve_admission_functions();
+    if (real_request_new == NULL)
+        return NULL; /* not in tritonserver: nothing calls this */
+    void *error = real_request_new(request, server, model_name, version);
+    if (error != NULL || max_in_flight <= 0 || request == NULL || *request == NULL ||
+        !called_by_the_frontend(__builtin_return_address(0)))
+        return error;
+    struct tracked_request *tracked = calloc(1, sizeof(*tracked));
+    if (tracked == NULL)
+        return NULL; /* not counted */
+    tracked->request = *request;
+    pthread_mutex_lock(&admission_lock);
+    tracked->model = model_named(model_name);
+    if (tracked->model != NULL) {
+        size_t bucket = bucket_of(*request);
+        tracked->next = requests[bucket];
+        requests[bucket] = tracked;
+    }
+    pthread_mutex_unlock(&admission_lock);
+    if (tracked->model == NULL)
+        free(tracked);
+    return NULL;
+}
+
+void *TRITONSERVER_InferenceRequestDelete(void *request) {
+    if (real_request_delete == NULL)
+        resolve_admission_functions();
+    if (real_request_delete == NULL)
+        return NULL;
+    if (max_in_flight > 0 && request != NULL) {
+        pthread_mutex_lock(&admission_lock);
+        struct tracked_request **link = &requests[bucket_of(request)];
+        while (*link != NULL && (*link)->request != request)
+            link = &(*link)->next;
+        struct tracked_request *tracked = *link;
+        if (tracked != NULL)
+            *link = tracked->next;
+        pthread_mutex_unlock(&admission_lock);
+        if (tracked != NULL) {
+            uncount(tracked); /* never released (should not happen): not in flight any more either */
+            free(tracked);
+        }
+    }
+    return real_request_delete(request);
+}
+
+/* In front of the front end's release callback: uncounts the request once, on its final release, then hands the
+ * release on. `tracked` may be freed by the front end's callback (it deletes the request): not touched after it. */
+static void release_tracked(void *request, uint32_t flags, void *userp) {
+    struct tracked_request *tracked = userp;
+    release_function callback = tracked->callback;
+    void *callback_userp = tracked->userp;
+    if (flags & TRITONSERVER_REQUEST_RELEASE_ALL)
+        uncount(tracked);
+    if (callback != NULL)
+        callback(request, flags, callback_userp);
+}
+
+void *TRITONSERVER_InferenceRequestSetReleaseCallback(void *request, release_function callback, void *userp) {
+    if (real_set_release == NULL)
+        resolve_admission_functions();
+    if (real_set_release == NULL)
+        return NULL;
+    struct tracked_request *tracked = NULL;
+    if (max_in_flight > 0 && called_by_the_frontend(__builtin_return_address(0))) {
+        pthread_mutex_lock(&admission_lock);
+        tracked = find_tracked(request);
+        pthread_mutex_unlock(&admission_lock);
+    }
+    if (tracked == NULL || callback == NULL)
+        return real_set_release(request, callback, userp);
+    tracked->callback = callback;
+    tracked->userp = userp;
+    void *error = real_set_release(request, release_tracked, tracked);
+    if (error != NULL)
+        tracked->callback = NULL; /* not wrapped: ServerInferAsync will not count it */
+    return error;
+}
+
+void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
+    if (real_infer_async == NULL)
+        resolve_admission_functions();
+    if (real_infer_async == NULL)
+        return NULL;
+    struct tracked_request *tracked = NULL;
+    if (max_in_flight > 0 && called_by_the_frontend(__builtin_return_address(0))) {
+        pthread_mutex_lock(&admission_lock);
+        tracked = find_tracked(request);
+        pthread_mutex_unlock(&admission_lock);
+    }
+    if (tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
+        return real_infer_async(server, request, trace);
+    struct model_count *model = tracked->model;
+    int in_flight = atomic_load(&model->in_flight);
+    do {
+        if (in_flight >= max_in_flight) {
+            char message[MAX_MODEL_NAME + 256];
+            snprintf(message, sizeof(message),
+                     "Exceeds maximum queue size: model '%s' has %d requests in flight, the most this server admits "
+                     "(inferforge admission control); retry later",
+                     model->name, max_in_flight);
+            return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_UNAVAILABLE, message) : NULL;
+        }
+    } while (!atomic_compare_exchange_weak(&model->in_flight, &in_flight, in_flight + 1));
+    atomic_store(&tracked->counted, 1); /* before the call: the release may come on another thread before it returns */
+    void *error = real_infer_async(server, request, trace);
+    if (error != NULL)
+        uncount(tracked); /* failed at once: no release callback will run, and the front end deletes the request */
+    /* On success `tracked` may already be freed (released and deleted on another thread): not touched. */
+    return error;
+}
+
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
                       void (*rtld_fini)(void), void *stack_end) {
     start_main_function next = (start_main_function)dlsym(RTLD_NEXT, "__libc_start_main");
@@ -305,5 +530,6 @@ int __libc_start_main(main_function main, int argc, char **argv, void (*init)(vo
     Dl_info program;
     if (dladdr((void *)main, &program) != 0)
         program_base = program.dli_fbase;
+    resolve_admission_functions();
     return next(main_with_key, argc, argv, init, fini, rtld_fini, stack_end);
 }

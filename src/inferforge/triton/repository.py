@@ -68,10 +68,12 @@ class RepositoryOptions:
     ort_accelerator: str = "none"  # onnxruntime flavour: "openvino" on CPU, "tensorrt" on GPU
     tensorrt_precision: str = "FP16"
     tensorrt_workspace_bytes: int = 1 << 30
-    # Overload and hang bounds (see RELIABILITY.md section 3): requests past `max_queue_size` waiting at the
-    # ensemble's later step(s) are refused at once (its first step's queue cannot refuse, and no ensemble step
-    # has a queue timeout: Triton 2.51 leaves such refusals unanswered); `queue_timeout_us` applies to a model
-    # outside the ensemble only (<name>_tokenize with tokenize_in_model); an execute() running longer than
+    # Overload and hang bounds (see RELIABILITY.md section 3): a model admits `admission_limit()` requests in flight
+    # (`max_queue_size` waiting plus a full batch per instance running); `serve` refuses more at once with a 503 before
+    # they enter the ensemble (the preloaded library, hide_args.c), and the ensemble's later step(s) refuse past the same
+    # count (which then never fires; without the library it is the bound). The first step's queue cannot refuse, and
+    # no ensemble step has a queue timeout: Triton 2.51 leaves such refusals unanswered. `queue_timeout_us` applies to
+    # a model outside the ensemble only (<name>_tokenize with tokenize_in_model); an execute() running longer than
     # `execute_timeout_s` ends its Python stub, which the serving watchdog then restarts.
     max_queue_size: int = 128
     queue_timeout_us: int = 10_000_000
@@ -314,8 +316,15 @@ def _rows(opts: RepositoryOptions, converted: "_ConvertedModel") -> int:
 # (measured: 400 concurrent requests, 92-216 unanswered with the limits on every step, 0 of 4,600 with the limit on the
 # later step only). Fixed in Triton core PR #466 (2026), not in the 2.51 this project runs.
 FIRST_STEP = "first step"  # no limit, no timeout: its queue cannot refuse
-LATER_STEP = "later step"  # refuses past max_queue_size (an answered 503), no queue timeout
+LATER_STEP = "later step"  # refuses past admission_limit() (answered: 503, 400 on /generate), no queue timeout
 OUTSIDE_ENSEMBLE = "outside the ensemble"  # called directly only: max_queue_size and the queue timeout
+
+
+def admission_limit(opts: RepositoryOptions) -> int:
+    """Requests a model may have in flight: `max_queue_size` waiting plus what its model step runs at once (a full
+    batch per instance). `serve` refuses more before they enter the ensemble (hide_args.c); a step's queue holds at most
+    this many ensemble requests then, so the later steps' queue limit (this same count) does not fire."""
+    return opts.max_queue_size + opts.max_batch_size * opts.instance_count
 
 
 def _queue_role(model: str, opts: RepositoryOptions) -> str:
@@ -332,7 +341,7 @@ def _base_config(name: str, opts: RepositoryOptions, *, role: str, instances: in
     config = mc.ModelConfig(name=name, max_batch_size=rows or opts.max_batch_size)
     config.dynamic_batching.max_queue_delay_microseconds = opts.queue_delay_us
     policy = config.dynamic_batching.default_queue_policy
-    policy.max_queue_size = 0 if role == FIRST_STEP else opts.max_queue_size  # 0: no limit
+    policy.max_queue_size = {FIRST_STEP: 0, LATER_STEP: admission_limit(opts)}.get(role, opts.max_queue_size)  # 0: none
     policy.default_timeout_microseconds = opts.queue_timeout_us if role == OUTSIDE_ENSEMBLE else 0  # 0: none
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     config.parameters["execute_timeout_s"].string_value = str(opts.execute_timeout_s)

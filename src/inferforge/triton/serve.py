@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from inferforge.triton.repository import ModelRepository, RepositoryOptions, write_repository
+from inferforge.triton.repository import ModelRepository, RepositoryOptions, admission_limit, write_repository
 from inferforge.triton.hardening import HardenedServer, new_admin_key
 from inferforge.triton.server import ServerOptions, TritonServer
 from inferforge.tasks import get_task
@@ -59,6 +59,8 @@ def serve_converted(
         repository = write_repository(model_dir, workdir / "repository", options=repository_options)
         if server_options.python_models != repository.python_models:
             server_options = replace(server_options, python_models=repository.python_models)
+        if server_options.max_in_flight is None:  # refused at once past this, before the ensemble (RELIABILITY.md 3)
+            server_options = replace(server_options, max_in_flight=admission_limit(repository_options))
         with HardenedServer(repository.path, server_options, admin_key=admin_key or new_admin_key()) as server:
             if not supervise:
                 yield ServedModel(repository, server)

@@ -111,6 +111,10 @@ class ServerOptions:
     python_models: int = 3  # for the /dev/shm free-space check
     extra_args: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
+    # Front-end requests admitted in flight per model (the rest refused at once, 503); needs the preloaded library
+    # of `HardenedServer` (hardening.py, hide_args.c). 0: no limit; None: `serve_converted` picks it from the
+    # repository's queue size and batch (RELIABILITY.md section 3).
+    max_in_flight: int | None = None
 
     def __post_init__(self) -> None:
         for what, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
@@ -119,6 +123,8 @@ class ServerOptions:
         if not self.exit_timeout_s >= 1:
             raise UserError(f"--exit-timeout (exit_timeout_s) must be at least 1 second (got {self.exit_timeout_s}): "
                             "the accepted requests get that long to finish when the server stops.")
+        if self.max_in_flight is not None and self.max_in_flight < 0:
+            raise UserError(f"max_in_flight must be 0 (no limit) or more (got {self.max_in_flight}).")
         if not self.ready_timeout_s > 0:
             raise UserError(f"--ready-timeout (ready_timeout_s) must be more than 0 seconds (got {self.ready_timeout_s:g}).")
         try:
