@@ -15,6 +15,7 @@ from rich.table import Table
 
 from inferforge.errors import UserError
 from inferforge.report import output_console
+from inferforge.triton.commands import FILE_OPTION, PAIR_OPTION, TEXTS_ARGUMENT, texts_and_pairs
 
 app = typer.Typer(
     name="inferforge",
@@ -252,12 +253,9 @@ def convert(
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
-    texts: Optional[List[str]] = typer.Argument(None, help="One or more texts (or --file)."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Texts, one per line ('-': standard input); a "
-                                        "tab separates a text from its pair (QA: question<TAB>context). Blank lines "
-                                        "are skipped."),
-    pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); repeat "
-                                                                  "once per text."),
+    texts: Optional[List[str]] = TEXTS_ARGUMENT,
+    file: Optional[Path] = FILE_OPTION,
+    pair: Optional[List[str]] = PAIR_OPTION,
     variant: Optional[str] = typer.Option(None, help="Variant to run (default: the selected one; the others are "
                                                      "listed in the folder's report.md)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads of the engine (default: all cores)."),
@@ -269,7 +267,6 @@ def predict(
     """
     from inferforge.artifacts import load
     from inferforge.triton.answers import answer_json
-    from inferforge.triton.commands import texts_and_pairs
 
     texts, pairs = texts_and_pairs(texts, file, pair)
     model = load(model_dir, variant=variant, threads=threads)

@@ -159,13 +159,18 @@ def repository(
     typer.echo(f"Send text to '{repo.name}' (inputs {', '.join(repo.inputs)}; outputs {', '.join(repo.outputs)}).")
 
 
+# The texts of `query` and `predict` (read by `texts_and_pairs`).
+TEXTS_ARGUMENT = typer.Argument(None, help="One or more texts (or --file).")
+FILE_OPTION = typer.Option(None, "--file", "-f", help="Texts, one per line ('-': standard input); a tab separates a "
+                           "text from its pair (QA: question<TAB>context). Blank lines are skipped; any number of "
+                           "texts, run in batches the model takes.")
+PAIR_OPTION = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); repeat once per text.")
+
+
 def query(
-    texts: Optional[List[str]] = typer.Argument(None, help="One or more texts (or --file)."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Texts to send, one per line ('-': standard "
-                                        "input); a tab separates a text from its pair (QA: question<TAB>context). "
-                                        "Blank lines are skipped; sent in batches the model takes."),
-    pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); "
-                                                                  "repeat once per text."),
+    texts: Optional[List[str]] = TEXTS_ARGUMENT,
+    file: Optional[Path] = FILE_OPTION,
+    pair: Optional[List[str]] = PAIR_OPTION,
     grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of HTTP."),
     url: Optional[str] = typer.Option(None, help="Server address host:port (default 127.0.0.1:8000, "
                                                  "or 127.0.0.1:8001 with --grpc)."),

@@ -402,6 +402,16 @@ static struct tracked_request *find_tracked(const void *request) {
     return found;
 }
 
+/* The tracked request the front end (the caller at `return_address`) passes; NULL when it is not counted. */
+static struct tracked_request *frontend_request(const void *request, const void *return_address) {
+    if (max_in_flight <= 0 || !called_by_the_frontend(return_address))
+        return NULL;
+    pthread_mutex_lock(&admission_lock);
+    struct tracked_request *tracked = find_tracked(request);
+    pthread_mutex_unlock(&admission_lock);
+    return tracked;
+}
+
 static void uncount(struct tracked_request *tracked) {
     if (atomic_exchange(&tracked->counted, 0))
         atomic_fetch_sub(&tracked->model->in_flight, 1);
@@ -472,12 +482,7 @@ void *TRITONSERVER_InferenceRequestSetReleaseCallback(void *request, release_fun
         resolve_admission_functions();
     if (real_set_release == NULL)
         return NULL;
-    struct tracked_request *tracked = NULL;
-    if (max_in_flight > 0 && called_by_the_frontend(__builtin_return_address(0))) {
-        pthread_mutex_lock(&admission_lock);
-        tracked = find_tracked(request);
-        pthread_mutex_unlock(&admission_lock);
-    }
+    struct tracked_request *tracked = frontend_request(request, __builtin_return_address(0));
     if (tracked == NULL || callback == NULL)
         return real_set_release(request, callback, userp);
     tracked->callback = callback;
@@ -493,12 +498,7 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
         resolve_admission_functions();
     if (real_infer_async == NULL)
         return NULL;
-    struct tracked_request *tracked = NULL;
-    if (max_in_flight > 0 && called_by_the_frontend(__builtin_return_address(0))) {
-        pthread_mutex_lock(&admission_lock);
-        tracked = find_tracked(request);
-        pthread_mutex_unlock(&admission_lock);
-    }
+    struct tracked_request *tracked = frontend_request(request, __builtin_return_address(0));
     if (tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
         return real_infer_async(server, request, trace);
     struct model_count *model = tracked->model;
