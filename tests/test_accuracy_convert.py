@@ -184,7 +184,8 @@ def test_python_convert_takes_every_cli_convert_option():
 @pytest.mark.parametrize("kwargs, message", [
     ({"eval_split": "validation"}, "--eval-split 'validation' picks the split of an --eval-data folder; give --eval-data too."),
     ({"eval_split": "test[:x]", "eval_data": "DATA"}, "--eval-split 'test[:x]' is not a split name or a slice"),
-    ({"eval_split": "dev", "eval_data": "DATA"}, "has no split 'dev' (splits: train, validation); name one of them with --eval-split"),
+    # (dev, valid and validation stand for each other: "dev" would take validation.csv)
+    ({"eval_split": "test", "eval_data": "DATA"}, "has no split 'test' (splits: train, validation); name one of them with --eval-split"),
 ])
 def test_python_convert_bad_eval_split_stops_before_the_model(tmp_path, kwargs, message):
     data = tmp_path / "data"
