@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterable, Sequence
+from typing import ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -310,26 +310,30 @@ def forget_search_sources() -> None:
 
 
 def restore_fp32_nodes(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
-    """`quantized` with the nodes named `nodes` of `fp32` put back as they are there: the node that now makes
-    each one's output is removed, then whatever only it used (its int8 product, scales, a DynamicQuantizeLinear
-    no other product shares, int8 weights), and the fp32 node and the fp32 weights it reads are added."""
+    """`quantized` with the nodes named `nodes` of `fp32` put back as they are there: each takes the place of the
+    node that now makes its output (the last of its int8 chain, so its inputs are made before it and its readers
+    come after), then whatever only the removed nodes used goes (the int8 product, its scales, a
+    DynamicQuantizeLinear no other product shares, int8 weights), and the fp32 weights it reads are added."""
     model = onnx.ModelProto()
     model.CopyFrom(quantized)
     graph = model.graph
     originals = {node.name: node for node in fp32.graph.node}
     fp32_weights = {tensor.name: tensor for tensor in fp32.graph.initializer}
-    producer = {output: node for node in graph.node for output in node.output}
     restored = [originals[name] for name in nodes]
-    replaced = {id(producer[output]) for node in restored for output in node.output}
-    nodes_left = [node for node in graph.node if id(node) not in replaced]
-    wanted = {output.name for output in graph.output} | {name for node in restored for name in node.input}
-    while True:  # drop what nothing reads any more
-        read = wanted | {name for node in nodes_left for name in node.input}
-        alive = [node for node in nodes_left if any(output in read for output in node.output)]
-        if len(alive) == len(nodes_left):
+    by_output = {output: node for node in restored for output in node.output}
+    in_place = []
+    for node in graph.node:  # graph order kept: a restored node where its output's maker was
+        taken = next((by_output[output] for output in node.output if output in by_output), None)
+        in_place.append(node if taken is None else taken)
+    kept_ids = {id(node) for node in restored}
+    outputs = {output.name for output in graph.output}
+    while True:  # drop what nothing reads any more (the restored nodes stay)
+        read = {name for node in in_place for name in _reads(node)}
+        alive = [node for node in in_place
+                 if id(node) in kept_ids or any(output in read or output in outputs for output in node.output)]
+        if len(alive) == len(in_place):
             break
-        nodes_left = alive
-    read = wanted | {name for node in nodes_left for name in node.input}
+        in_place = alive
     weights = {tensor.name: tensor for tensor in graph.initializer if tensor.name in read}
     for name in (name for node in restored for name in node.input):
         if name in fp32_weights and name not in weights:
@@ -337,26 +341,17 @@ def restore_fp32_nodes(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes:
     del graph.initializer[:]
     graph.initializer.extend(weights.values())
     del graph.node[:]
-    graph.node.extend(_in_graph_order(nodes_left + list(restored), graph))
+    graph.node.extend(in_place)
     return model
 
 
-def _in_graph_order(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """Nodes sorted so that each comes after the nodes whose outputs it reads (ONNX requires it)."""
-    ready = {tensor.name for tensor in graph.input} | {tensor.name for tensor in graph.initializer} | {""}
-    ordered, pending = [], nodes
-    while pending:
-        waiting = []
-        for node in pending:
-            if all(name in ready for name in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                waiting.append(node)
-        if len(waiting) == len(pending):
-            raise ValueError(f"the graph cannot be ordered: {waiting[0].name} reads a tensor nothing makes")
-        pending = waiting
-    return ordered
+def _reads(node: onnx.NodeProto) -> Iterator[str]:
+    """The tensors a node reads: its inputs and what the nodes of its subgraphs (If, Loop, Scan) read."""
+    yield from node.input
+    for attribute in node.attribute:
+        for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+            for inner in subgraph.node:
+                yield from _reads(inner)
 
 
 @register_variant
