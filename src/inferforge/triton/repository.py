@@ -313,7 +313,7 @@ def _rows(opts: RepositoryOptions, converted: "_ConvertedModel") -> int:
 # Where a model may refuse a request (RELIABILITY.md section 3). Triton 2.51's ensemble leaves the client of an ensemble
 # request without any answer (the connection stays open, nothing pending) when its FIRST step refuses it (queue full or
 # queue timeout), and sometimes when a later step refuses it on a queue timeout; a later step's full queue is answered
-# (measured: 400 concurrent requests, 92-216 unanswered with the limits on every step, 0 of 4,600 with the limit on the
+# (measured: 400 concurrent requests, 92-216 unanswered with the limits on every step, 0 of 5,600 with the limit on the
 # later step only). Fixed in Triton core PR #466 (2026), not in the 2.51 this project runs.
 FIRST_STEP = "first step"  # no limit, no timeout: its queue cannot refuse
 LATER_STEP = "later step"  # refuses past admission_limit() (answered: 503, 400 on /generate), no queue timeout
