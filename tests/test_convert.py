@@ -732,3 +732,20 @@ def test_a_model_whose_padding_leaks_in_answers_each_text_alone(converted):
         with torch.no_grad():
             alone = reference(**tokenizer([text], return_tensors="pt")).logits[0].numpy()
         np.testing.assert_allclose(got[row, :len(alone)], alone, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "-inf"])
+def test_atol_must_be_a_finite_number_of_zero_or_more(tmp_path, value):
+    """--atol inf would pass every variant (nan none, a negative one none): one sentence and exit 2, before the model
+    is read (the model path given does not exist: its error would come second)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "inferforge", "convert", str(tmp_path / "absent"), "--task",
+                          "feature-extraction", "--output", str(tmp_path / "out"), f"--atol={value}"],
+                         capture_output=True, text=True)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 2, said
+    assert said == f"error: --atol is the largest output difference allowed, a finite number of 0 or more such as " \
+                   f"0.05 (got {float(value):g}).", said
+    assert not (tmp_path / "out").exists()

@@ -146,6 +146,16 @@ def read_eval_data(options):
     return data
 
 
+def _finite_atol(value: Optional[float]) -> Optional[float]:
+    """--atol is a number of output units: 0 or more and finite (inf would pass any variant, nan none)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise UserError(f"--atol is the largest output difference allowed, a finite number of 0 or more such as 0.05 "
+                        f"(got {value:g}).")
+    return value
+
+
 @app.command()
 def convert(
     ctx: typer.Context,
@@ -162,8 +172,9 @@ def convert(
     optimize_for: Optional[str] = typer.Option(None, help="Shape the selection optimizes for (default: the first)."),
     nb_measures: int = typer.Option(30, help="Timed runs per variant and shape (after 5 warm-up runs)."),
     threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
-    atol: Optional[float] = typer.Option(None, help="Largest allowed output difference against PyTorch fp32, "
-                                                    "scaled by max(1, |reference|) (default per task)."),
+    atol: Optional[float] = typer.Option(None, callback=_finite_atol,
+                                         help="Largest allowed output difference against PyTorch fp32, "
+                                              "scaled by max(1, |reference|) (default per task)."),
     min_agreement: Optional[float] = typer.Option(None, help="Smallest task agreement: top-1 share, cosine, "
                                                              "or identical spans (default per task)."),
     validation_texts: Optional[Path] = typer.Option(None, help="Texts to verify every variant on (default: built-in): "
