@@ -370,7 +370,8 @@ def test_one_0_1_column_per_class_of_a_multi_label_model(tmp_path):
     task = get_task("text-classification")
     data = read_eval_data(path, task)
     assert data.class_columns == ("Toxic", "Severe Toxic", "obscene", "threat") and data.columns.text == "comment_text"
-    assert data.describe().startswith("text 'comment_text', labels in one 0/1 column per class (Toxic, Severe Toxic, ")
+    assert data.describe().startswith("text 'comment_text', labels in 0/1 columns, one per class, matched to the "
+                                      "model's classes by name (candidates: Toxic, Severe Toxic, ")
     eval_set = EvalSet(task, encoder, data, names, problem_type="multi_label_classification")
     score = eval_set.score(engine)
     assert score.primary == "micro_f1" and score.metrics == pytest.approx(expected, abs=1e-9)
@@ -394,3 +395,74 @@ def test_one_0_1_column_per_class_of_a_multi_label_model(tmp_path):
     with pytest.raises(UserError, match=r"Column 'obscene' \(class 'obscene'\) is '0.7' at line 4 of .*bad.csv, not "
                                         r"0/1; a column per class holds 0 or 1"):
         EvalSet(task, encoder, data, names, problem_type="multi_label_classification")
+
+
+def _multi_label_expected(gold, predicted):
+    tp, fp, fn = (gold & predicted).sum(), (~gold & predicted).sum(), (gold & ~predicted).sum()
+    per_class = [2 * (g & p).sum() / (g.sum() + p.sum()) for g, p in zip(gold.T, predicted.T) if g.any() or p.any()]
+    return {"micro_f1": 100.0 * 2 * tp / (2 * tp + fp + fn), "macro_f1": 100.0 * np.mean(per_class),
+            "subset_accuracy": 100.0 * np.mean((gold == predicted).all(1))}
+
+
+def test_blank_and_minus_one_cells_of_class_columns(tmp_path):
+    """A blank cell in a 0/1 column per class was refused ('is '' ..., not 0/1'). Where the columns write 0, a blank is
+    a class nobody annotated: its row is left out and counted; where they never write 0 (only the classes that apply
+    are marked), a blank is 0. A row of -1 in every class column (Jigsaw's test_labels.csv) has no gold: left out.
+    The column line names only the columns matched to the model's classes once it is known. Scores against
+    transformers' sigmoids, F1 counted here."""
+    import torch
+
+    from inferforge.evaluate import EvalSet, read_eval_data
+    from inferforge.tasks import get_task
+
+    names = ["toxic", "severe_toxic", "obscene"]
+    tokenizer, model, encoder, engine = _multi_label_model(tmp_path, names)
+    with torch.no_grad():
+        predicted = torch.sigmoid(model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits).numpy() > 0.5
+    gold = predicted.copy()
+    gold[0, 0], gold[2, 1], gold[5, 2], gold[6] = ~gold[0, 0], ~gold[2, 1], ~gold[5, 2], False
+    task = get_task("text-classification")
+
+    def write(name, cell):
+        path = tmp_path / name
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "comment_text", "toxic", "severe_toxic", "obscene", "threat"])
+            for i, (text, g) in enumerate(zip(TEXTS, gold)):
+                writer.writerow([i, text, *(cell(i, k, bool(v)) for k, v in enumerate(g)), i % 2])
+        return path
+
+    # 0 and 1 written, a blank in rows 1 and 4, -1 in every class column of row 3
+    path = write("blanks.csv", lambda i, k, v: "" if (i, k) in ((1, 2), (4, 0)) else "-1" if i == 3 else int(v))
+    data = read_eval_data(path, task)
+    assert data.class_columns == ("toxic", "severe_toxic", "obscene", "threat")
+    assert data.describe().startswith("text 'comment_text', labels in 0/1 columns, one per class, matched to the "
+                                      "model's classes by name (candidates: toxic, severe_toxic, obscene, threat)")
+    eval_set = EvalSet(task, encoder, data, names, problem_type="multi_label_classification")
+    kept = [0, 2, 5, 6, 7]
+    assert len(eval_set) == 5 and eval_set.data.texts == [TEXTS[i] for i in kept]
+    assert eval_set.score(engine).metrics == pytest.approx(_multi_label_expected(gold[kept], predicted[kept]), abs=1e-9)
+    assert eval_set.data.describe().startswith("text 'comment_text', labels in one 0/1 column per class of the model "
+                                               "(toxic, severe_toxic, obscene) (detected: text)")
+    note, = eval_set.messages()
+    assert (f"; 2 rows have a blank cell in a class column (the first at line 3 of {path}), a class nobody annotated "
+            f"since the columns write 0 for a class that does not apply, so they are left out; 1 row has -1 in every "
+            f"class column (the first at line 5 of {path}), marking rows without gold labels as Jigsaw's test labels "
+            f"do, so they are left out; 5 of the 8 rows are scored") in note
+    assert eval_set.record()["columns"]["class_columns"] == ["toxic", "severe_toxic", "obscene"]
+    # only the classes that apply marked (1 or blank, never 0): a blank is 0, every row scored
+    path = write("marks.csv", lambda i, k, v: 1 if v else "")
+    eval_set = EvalSet(task, encoder, read_eval_data(path, task), names, problem_type="multi_label_classification")
+    assert len(eval_set) == len(TEXTS)
+    assert eval_set.score(engine).metrics == pytest.approx(_multi_label_expected(gold, predicted), abs=1e-9)
+    assert "the class columns hold 1 and blank cells only (no 0), so a blank cell is read as 0" in eval_set.messages()[0]
+    # refusals: -1 beside 0/1 in a row, and no row with gold labels
+    path = write("mixed.csv", lambda i, k, v: -1 if (i, k) == (2, 1) else int(v))
+    with pytest.raises(UserError, match=r"Column 'severe_toxic' \(class 'severe_toxic'\) is -1 at line 4 of .*mixed.csv, "
+                                        r"where the row's other class columns hold 0/1; -1 marks a row without gold "
+                                        r"labels only in all of its class columns"):
+        EvalSet(task, encoder, read_eval_data(path, task), names, problem_type="multi_label_classification")
+    path = write("unscored.csv", lambda i, k, v: -1 if i else 0 if k else "")
+    with pytest.raises(UserError, match=r"No row of .*unscored.csv has gold labels in its class columns \(toxic, "
+                                        r"severe_toxic, obscene\): 1 row has a blank"):
+        EvalSet(task, encoder, read_eval_data(path, task), names, problem_type="multi_label_classification")

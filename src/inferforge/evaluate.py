@@ -23,8 +23,8 @@ import numpy as np
 import inferforge.quantize  # noqa: F401 - registers the int8 variant kinds a folder may hold
 from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError, first_line
-from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_column_sets,
-                                      class_columns_refused, class_ids, class_sets,
+from inferforge.class_columns import class_column_sets, class_columns_refused
+from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
                                       is_multi_label, read_labelled_data, similarity_scores, tag_sequences,
                                       without_unlabelled_rows)
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
@@ -121,8 +121,9 @@ class EvalSet:
         if self.single_output:
             self.gold = similarity_scores(data, "Label", f"; the model has one output ({labels[0]}), so each row's label "
                                           f"is a number (a relevance grade, a regression target) ranked against it")
-        elif by_columns:
-            self.gold, self.label_mapping = class_column_sets(data, labels)
+        elif by_columns:  # rows without gold labels left out, class_columns narrowed to the model's classes
+            data, self.gold, self.label_mapping = class_column_sets(data, labels)
+            self.data = data
             said.append("a class is predicted where its sigmoid is over 0.5, and scored by micro F1")
         elif task.name == "text-classification":
             resolver = LabelResolver(data, labels)

@@ -151,6 +151,7 @@ class LabelledData:
     # row's {column: value} of its columns other than the texts, read as one column per class of a multi-label
     # model (`class_column_sets`).
     class_columns: tuple[str, ...] | None = None
+    class_columns_matched: bool = False  # class_columns are the model's classes' (after `class_column_sets`)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -179,8 +180,13 @@ class LabelledData:
     def describe(self) -> str:
         """Which columns were used, e.g. "text 'sentence1', pair 'sentence2', label 'label' (detected)"."""
         c = self.columns
-        label = ([f"label '{c.label}'"] if self.class_columns is None
-                 else [f"labels in one 0/1 column per class ({_listing(self.class_columns, 6)})"])
+        if self.class_columns is None:
+            label = [f"label '{c.label}'"]
+        elif self.class_columns_matched:
+            label = [f"labels in one 0/1 column per class of the model ({_listing(self.class_columns, 6)})"]
+        else:  # read before the model is known: which of them name its classes is found when it is
+            label = [f"labels in 0/1 columns, one per class, matched to the model's classes by name (candidates: "
+                     f"{_listing(self.class_columns, 6)})"]
         parts = [f"text '{c.text}'"] + ([f"pair '{c.pair}'"] if c.pair else []) + label
         detected = f" (detected: {', '.join(self.detected)})" if self.detected else ""
         split = f", split '{self.split}'" if self.split else ""
@@ -1308,6 +1314,8 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
     of a dataset folder (default: test, then validation; a default test split without labels, as GLUE's, is
     passed over); `notes` on the result say which one was used.
     """
+    from inferforge.class_columns import flag_columns
+
     path = Path(path)
     split, rows = _split_slice(split)
     if path.is_dir():
@@ -1316,7 +1324,7 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
         for k, choice in enumerate(choices):
             records = choice.load()
             after = choices[k + 1].name if choice.by_default and k + 1 < len(choices) else None
-            if after and not _has_label_column(records.header, columns) and not _flag_columns(records, columns):
+            if after and not _has_label_column(records.header, columns) and not flag_columns(records, columns):
                 notes.append(f"split '{choice.name}' of {path} has no label column, so '{after}' is used")
                 continue
             data = _labelled(records, path, columns, text_is_list, choice.name, card_class_names(path))
@@ -1395,6 +1403,8 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
               card: tuple[dict[str, list[str]], Path | None] = ({}, None)) -> LabelledData:
     """`card`: class names from the dataset card beside the data (`card_class_names`), for a column whose own
     file names none (CSV, JSON Lines, a Parquet file written by pandas)."""
+    from inferforge.class_columns import class_columns_data, flag_columns
+
     name = str(path) + (f" (split '{split}')" if split else "")
     if not records.count:
         raise UserError(f"{name} has no data rows; it needs a header (or JSON keys) and at least one labelled row.")
@@ -1402,13 +1412,13 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         raise UserError(f"{name} holds a token and its tag per line ({records.fmt} layout), data for "
                         f"token-classification, not {columns.task}; give a CSV, TSV or JSON file with a text and a "
                         f"label column (a header row naming them).")
-    flags = _flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
+    flags = flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
     used, detected = resolve_columns(records.header, columns, name, need_label=not flags)
     if used.label is None:
         flags = [c for c in flags if c not in (used.text, used.pair)]
         if not flags:  # the 0/1 columns were the texts: no label column after all
             resolve_columns(records.header, columns, name)
-        return _class_columns_data(records, path, used, detected, flags, split, name)
+        return class_columns_data(records, path, used, detected, flags, split, name)
     header = _Header(records.header, Path(name))
     card_names, card_path = card
     from_card = used.label not in records.class_names and used.label in card_names
@@ -1449,105 +1459,6 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
                         detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
                         split=split, class_names=tuple(class_names) if class_names else None, notes=notes)
-
-
-# Columns that number the rows, never a class: a 0/1 id column of a two-row file is no class column.
-_ID_COLUMNS = {"id", "idx", "index", "unnamed: 0", ""}
-
-
-def _indicator(value: Any) -> bool | None:
-    """A 0/1 cell of a column per class: 0 or 1 (int, float, or a string of either), true/false; else None."""
-    flag = _as_flag(value)
-    if flag is not None:
-        return flag
-    as_id = _as_class_id(value)
-    return bool(as_id) if as_id in (0, 1) else None
-
-
-def _flag_columns(records: _Records, columns: DataColumns) -> list[str]:
-    """The columns of text-classification data holding 0/1 (or true/false) in every row, when no label column is named:
-    one column per class (Jigsaw's toxic, severe_toxic...; GoEmotions' raw CSV), matched to a multi-label model's
-    classes when it is scored (`class_column_sets`)."""
-    if columns.label is not None or columns.task != "text-classification":
-        return []
-    rows = records.rows_for(records.header)
-    return [c for c in records.header if _key(c) not in _ID_COLUMNS
-            and all(_indicator(r.get(c)) is not None for r in rows)]
-
-
-def _class_columns_data(records: _Records, path: Path, used: DataColumns, detected: tuple[str, ...],
-                        flags: list[str], split: str | None, name: str) -> LabelledData:
-    """Rows whose labels are one 0/1 column per class: each label the row's {column: value} of its other columns."""
-    others = [c for c in records.header if c not in (used.text, used.pair)]
-    rows = records.rows_for(records.header)
-    texts: list[str] = []
-    pairs: list[str] | None = [] if used.pair is not None else None
-    labels = []
-    for i, record in enumerate(rows):
-        where = records.where(i, name)
-        texts.append(_cell_text(record.get(used.text), used.text, where))
-        if pairs is not None:
-            pairs.append(_cell_text(record.get(used.pair), used.pair, where))
-        labels.append({c: record.get(c) for c in others})
-    return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
-                        detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
-                        split=split, notes=records.notes, class_columns=tuple(flags))
-
-
-def class_columns_refused(data: LabelledData, why: str) -> UserError:
-    """Data of 0/1 columns (`LabelledData.class_columns`) that cannot be read as one column per class of this model."""
-    found = [c for c in (data.columns.text, data.columns.pair) if c] + list(data.labels[0] if data.labels else ())
-    wanted = COLUMN_CANDIDATES["text-classification"]["label"]
-    return UserError(f"{data.name} has no label column (columns found: {_listing(found, 16)}; looked for "
-                     f"{', '.join(wanted)}) and its 0/1 columns ({_listing(data.class_columns, 6)}) are read as one "
-                     f"column per class only {why}; name the label column with --label-column.")
-
-
-def class_column_sets(data: LabelledData, label_names: Sequence[str]) -> tuple[np.ndarray, dict]:
-    """(rows, classes) booleans from one 0/1 column per class of the model (`LabelledData.class_columns`), each class
-    found by its name as a column (exactly, else ignoring case and spaces, else punctuation too: severe_toxic =
-    'Severe Toxic'), and how (a `LabelResolver.mapping()`-like dict). Every class of the model needs its column."""
-    others = list(data.labels[0]) if data.labels else []
-    by_key: dict[str, list[str]] = {}
-    for fold in (_key, _name_key):
-        for c in others:
-            by_key.setdefault(fold.__name__ + ":" + fold(c), []).append(c)
-    found: dict[int, str] = {}
-    missing: list[str] = []
-    for i, label in enumerate(map(str, label_names)):
-        hits = [label] if label in others else next(
-            (hit for fold in (_key, _name_key) if (hit := by_key.get(fold.__name__ + ":" + fold(label)))), [])
-        if len(hits) > 1:
-            raise UserError(f"Columns {' and '.join(repr(h) for h in hits)} of {data.name} both name the model's class "
-                            f"'{label}'; keep one of them.")
-        if hits:
-            found[i] = hits[0]
-        else:
-            missing.append(label)
-    if not found:
-        raise class_columns_refused(data, f"when they are named as the model's classes ({_listing(label_names, 8)}), "
-                                          f"none of which has a column")
-    if missing:
-        raise UserError(f"{data.name} has a 0/1 column for {len(found)} of the model's {len(label_names)} classes but "
-                        f"none for {_listing(missing, 8)}; add a column of 0/1 for each (0 in every row where no row "
-                        f"has the class), or name a label column with --label-column.")
-    gold = np.zeros((len(data), len(label_names)), dtype=bool)
-    for i, column in found.items():
-        for row, values in enumerate(data.labels):
-            flag = _indicator(values.get(column))
-            if flag is None:
-                raise UserError(f"Column '{column}' (class '{label_names[i]}') is '{_shown(values.get(column))}' at "
-                                f"{data.where(row)}, not 0/1; a column per class holds 0 or 1 (or true/false) in "
-                                f"every row.")
-            gold[row, i] = flag
-    renamed = [f"{label_names[i]} = '{c}'" for i, c in found.items() if c != label_names[i]]
-    ignored = [c for c in (data.class_columns or ()) if c not in found.values()]
-    note = (f"no label column, so the classes of each row are read from one 0/1 column per class of the model "
-            f"({_listing(list(found.values()), 8)})" + (f", matched as {_listing(renamed, 6)}" if renamed else "")
-            + (f"; 0/1 columns that name no class are left out: {_listing(ignored, 6)}" if ignored else ""))
-    pairs = [{"model_id": i, "model_label": str(label_names[i]), "column": c} for i, c in found.items()]
-    return gold, {"how": ["columns"], "dataset_class_names": None, "pairs": pairs, "note": note,
-                  "entity_types_missing_from_model": []}
 
 
 def _names_column(labels: list[Any], names: list[Any]) -> list[str] | None:
