@@ -295,8 +295,9 @@ def test_headerless_word_tag_tsv_and_a_conll2003_folder_of_txt_files(tmp_path):
                                         r"token-classification, not text-classification; give a CSV"):
         read_eval_data(tsv, get_task("text-classification"))
     # a .tsv with a header naming its text column is still a table
-    (tmp_path / "table.tsv").write_text("tokens\tner_tags\nAlice\tB-PER\n\nBob\tB-PER\n")
-    assert read_eval_data(tmp_path / "table.tsv", task).file_format == "TSV"
+    (tmp_path / "table.tsv").write_text("tokens\tner_tags\nAlice met\tB-PER O\n\nBob\tB-PER\n")
+    data = read_eval_data(tmp_path / "table.tsv", task)
+    assert (data.file_format, data.texts, data.notes) == ("TSV", ["Alice met", "Bob"], ())
 
     folder = tmp_path / "conll2003"
     folder.mkdir()
@@ -466,3 +467,64 @@ def test_blank_and_minus_one_cells_of_class_columns(tmp_path):
     with pytest.raises(UserError, match=r"No row of .*unscored.csv has gold labels in its class columns \(toxic, "
                                         r"severe_toxic, obscene\): 1 row has a blank"):
         EvalSet(task, encoder, read_eval_data(path, task), names, problem_type="multi_label_classification")
+
+
+def test_one_word_per_row_tables_are_grouped_into_sentences(tmp_path):
+    """A word<TAB>tag file WITH a header line (`token<TAB>label`, `words<TAB>ner_tags`) was read as a table: each word
+    a sentence of its own, a silently wrong entity F1. Now its rows are grouped into sentences at its blank lines, or
+    by a sentence id column (simpletransformers' sentence_id; Kaggle's NER CSV 'Sentence #', written on a sentence's
+    first word only); a CoNLL file's header line is not read as a word; a table of one word per row with nothing that
+    ends a sentence is refused. Scored against transformers' word tags, F1 counted here."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    encoder, engine, predicted = _token_model(tmp_path)
+    gold = [list(tags) for tags in predicted]
+    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    gold[1] = ["B-LOC", "O", "O"]
+    expected = _hand_f1(gold, predicted)
+    assert 0 < expected < 100, (gold, predicted)
+    task = get_task("token-classification")
+    texts = [" ".join(ws) for ws in NER_WORDS]
+    words = len([w for ws in NER_WORDS for w in ws])
+    for name, header in (("wnut.tsv", "token\tlabel"), ("ner.tsv", "words\tner_tags"), ("crlf.csv", "Word,Tag")):
+        separator = "," if name.endswith(".csv") else "\t"
+        body = "\n".join("".join(f"{w}{separator}{t}\n" for w, t in zip(ws, g)) for ws, g in zip(NER_WORDS, gold))
+        path = tmp_path / name
+        path.write_bytes((header + "\n" + body).replace("\n", "\r\n" if name == "crlf.csv" else "\n").encode())
+        data = read_eval_data(path, task)
+        column, tag = header.replace(",", "\t").split("\t")
+        assert data.texts == texts and (data.columns.text, data.columns.label) == (column, tag)
+        assert data.notes == (f"{path} holds one word per row (column '{column}', tags in '{tag}'), so its {words} "
+                              f"rows are read as 4 sentences, split at its blank lines",)
+        assert data.where(1) == f"line 8 of {path}"
+        assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    # a sentence id column: Kaggle's, on the first word of each sentence only, and simpletransformers'
+    kaggle = tmp_path / "ner_dataset.csv"
+    kaggle.write_text("Sentence #,Word,POS,Tag\n" + "".join(
+        f"{f'Sentence: {s + 1}' if i == 0 else ''},{w},NN,{t}\n" for s, (ws, g) in enumerate(zip(NER_WORDS, gold))
+        for i, (w, t) in enumerate(zip(ws, g))))
+    simple = tmp_path / "simple.csv"
+    simple.write_text("sentence_id,words,labels\n" + "".join(
+        f"{s},{w},{t}\n" for s, (ws, g) in enumerate(zip(NER_WORDS, gold)) for w, t in zip(ws, g)))
+    for path, column in ((kaggle, "Sentence #"), (simple, "sentence_id")):
+        data = read_eval_data(path, task)
+        assert data.texts == texts and data.notes[0].endswith(
+            f"split by column '{column}' (a new sentence where its value changes, blank cells continue one)")
+        assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    # CoNLL text with a header line
+    conll = tmp_path / "with_header.conll"
+    conll.write_text("WORD POS TAG\n" + "\n".join("".join(f"{w} NN {t}\n" for w, t in zip(ws, g))
+                                                   for ws, g in zip(NER_WORDS, gold)))
+    data = read_eval_data(conll, task)
+    assert data.texts == texts and data.notes == (f"the first line of {conll} ('WORD POS TAG') names its columns, so "
+                                                  f"it is not read as a word",)
+    assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    # refusals: nothing ends a sentence; a word without its tag
+    (tmp_path / "flat.csv").write_text("words,labels\nAlice,B-PER\nmet,O\nBob,B-PER\n")
+    with pytest.raises(UserError, match=r"flat.csv holds one word per row \(column 'words', tags in 'labels'\) but "
+                                        r"nothing says where a sentence ends; put a blank line between sentences"):
+        read_eval_data(tmp_path / "flat.csv", task)
+    (tmp_path / "untagged.tsv").write_text("token\tlabel\nAlice\tB-PER\nmet\t\n\nBob\tB-PER\n")
+    with pytest.raises(UserError, match=r"Column 'label' is empty at line 3 of .*untagged.tsv; every word needs a tag"):
+        read_eval_data(tmp_path / "untagged.tsv", task)

@@ -231,6 +231,15 @@ def _open_text(path: Path, newline: str | None = ""):
 _TAG = re.compile(r"O|[BIESLU][-_]\S+")
 
 
+# A header line some CoNLL-style files start with ("token label", "WORD POS TAG"): the names of the word and tag columns.
+_WORD_HEADER = {"token", "tokens", "word", "words", "form", "text"}
+_TAG_HEADER = {"tag", "tags", "label", "labels", "ner", "nertag", "nertags", "entity", "iob", "bio"}
+
+
+def _word_tag_header(cells: list[str]) -> bool:
+    return len(cells) >= 2 and _name_key(cells[0]) in _WORD_HEADER and _name_key(cells[-1]) in _TAG_HEADER
+
+
 def _conll_text(path: Path) -> bool:
     """A .txt file in CoNLL layout (conll2003's own train.txt / test.txt: `-DOCSTART-`, then a token and its tags per
     line, a blank line between sentences), read by its first lines."""
@@ -240,6 +249,8 @@ def _conll_text(path: Path) -> bool:
     except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError):
         return False
     tokens = [line.split() for line in head if line.strip() and not line.startswith("#")]
+    if tokens and _word_tag_header(tokens[0]):
+        tokens = tokens[1:]
     if tokens and tokens[0][0] == "-DOCSTART-":
         return True
     return (len(tokens) > 1 and any(not line.strip() for line in head)
@@ -668,10 +679,14 @@ def _read_conll(f, path: Path) -> _Records:
     tokens: list[str] = []
     tags: list[str] = []
     first = 0
+    header: str | None = None
     for number, line in enumerate(f, start=1):
         cells = line.split()
         if cells and cells[0] == "-DOCSTART-":
             cells = []
+        if not records and not tokens and header is None and _word_tag_header(cells):  # "token label" before the words
+            header = " ".join(cells)
+            continue
         if not tokens and _conll_comment(cells):  # MultiCoNER's "# id 1e6b... domain=en" before each sentence
             continue
         if not cells:
@@ -690,7 +705,8 @@ def _read_conll(f, path: Path) -> _Records:
     if tokens:
         records.append({"tokens": tokens, "ner_tags": tags})
         lines.append(first)
-    return _Records(records, lines, ["tokens", "ner_tags"] if records else [], "CoNLL")
+    notes = (f"the first line of {path} ('{header}') names its columns, so it is not read as a word",) if header else ()
+    return _Records(records, lines, ["tokens", "ner_tags"] if records else [], "CoNLL", notes=notes)
 
 
 _CONLLU_COLUMNS = ("id", "tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
@@ -1412,6 +1428,15 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         raise UserError(f"{name} holds a token and its tag per line ({records.fmt} layout), data for "
                         f"token-classification, not {columns.task}; give a CSV, TSV or JSON file with a text and a "
                         f"label column (a header row naming them).")
+    if text_is_list and records.fmt not in ("CoNLL", "CoNLL-U", "SQuAD JSON"):
+        from inferforge.word_rows import word_rows
+
+        grouped = word_rows(records, columns, name)  # one word per row: grouped into sentences first
+        if grouped is not None:
+            data = _labelled(grouped[0], path, replace(columns, text=grouped[1].text, label=grouped[1].label),
+                             text_is_list, split, card)
+            return replace(data, detected=tuple(role for role, given in (("text", columns.text), ("label", columns.label))
+                                                if given is None))
     flags = flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
     used, detected = resolve_columns(records.header, columns, name, need_label=not flags)
     if used.label is None:

@@ -1,0 +1,89 @@
+"""Token-classification tables with one word per row, as many NER corpora and tools write them:
+
+* a CSV/TSV with a header (`token<TAB>label`, `words<TAB>ner_tags`, `Word,Tag`) and a blank line between
+  sentences (WNUT-17 and CoNLL files given a header line);
+* a sentence id column beside the words and tags: simpletransformers' `sentence_id, words, labels`, or Kaggle's
+  NER corpus `Sentence #, Word, POS, Tag`, whose id is written on each sentence's first word only.
+
+Such a table read row by row would score each word as a sentence of its own (silently wrong entity F1), so its
+rows are grouped into sentences first (`word_rows`): one record per sentence holding its words and tags as lists,
+then read as any token-classification data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from inferforge.errors import UserError
+from inferforge.labelled_data import (COLUMN_CANDIDATES, SPAN_COLUMNS, DataColumns, _Header, _missing, _name_key,
+                                      _one_of, _Records, parse_cell)
+
+WORD_COLUMNS = ("tokens", "words", "token", "word", "form")
+TAG_COLUMNS = tuple(c for c in COLUMN_CANDIDATES["token-classification"]["label"] if c not in SPAN_COLUMNS) + (
+    "tag", "ner_tag", "iob", "bio")
+# A column numbering the sentences (compared without case, spaces and punctuation: "Sentence #" is "sentence").
+SENTENCE_KEYS = {"sentence", "sentenceid", "sentid", "sentenceidx", "sentenceindex", "sentenceno", "sentencenum",
+                 "sentencenumber", "sentidx", "sentno", "sentnum"}
+
+
+def _one_word(value: Any) -> bool:
+    """A cell holding one word: text without whitespace, not a list written into the cell."""
+    return (isinstance(value, str) and bool(value.strip()) and not any(c.isspace() for c in value.strip())
+            and not isinstance(parse_cell(value), list))
+
+
+def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Records, DataColumns] | None:
+    """`records` of one word per row grouped into one record per sentence ({word column: [...], tag column: [...]},
+    a note saying so), with the columns to read them by; None when the table does not hold one word per row."""
+    header = _Header(records.header, Path(name))
+    word = header.find(columns.text) if columns.text is not None else next(
+        (header.find(c) for c in WORD_COLUMNS if header.has(c)), None)
+    if word is None or not records.count:
+        return None
+    rows = records.rows_for(records.header)
+    if not all(_one_word(r.get(word)) for r in rows):
+        return None
+    sentence = next((c for c in records.header if _name_key(c) in SENTENCE_KEYS and c != word), None)
+    if columns.label is not None:
+        tag = header.find(columns.label)
+        if tag is None:
+            raise header.missing("label", columns.label)
+    else:
+        rest = _Header([c for c in records.header if c not in (word, sentence)], header.path)
+        tag = _one_of(rest, "label", TAG_COLUMNS, "tag")
+    if sentence is not None:
+        starts, last = [], object()
+        for i, r in enumerate(rows):
+            value = r.get(sentence)
+            if not _missing(value) and value != last:  # Kaggle's 'Sentence: 12' is on a sentence's first word only
+                starts.append(i)
+                last = value
+        if not starts or starts[0] != 0:
+            starts = [0] + starts
+        how = f"by column '{sentence}' (a new sentence where its value changes, blank cells continue one)"
+    elif records.fmt in ("CSV", "TSV") and len(rows) > 1 and any(b - a > 1 for a, b in zip(records.lines,
+                                                                                            records.lines[1:])):
+        starts = [0] + [i + 1 for i, (a, b) in enumerate(zip(records.lines, records.lines[1:])) if b - a > 1]
+        how = "at its blank lines"
+    elif len(rows) > 1:
+        raise UserError(f"{name} holds one word per row (column '{word}', tags in '{tag}') but nothing says where a "
+                        f"sentence ends; put a blank line between sentences, add a sentence id column (sentence_id), "
+                        f"or give each sentence on one row with its words and tags as lists.")
+    else:
+        starts, how = [0], "as one sentence"
+    grouped, lines = [], []
+    for begin, end in zip(starts, starts[1:] + [len(rows)]):
+        tags = []
+        for i in range(begin, end):
+            value = rows[i].get(tag)
+            if _missing(value):
+                raise UserError(f"Column '{tag}' is empty at {records.where(i, name)}; every word needs a tag.")
+            tags.append(value)
+        grouped.append({word: [str(rows[i][word]).strip() for i in range(begin, end)], tag: tags})
+        lines.append(records.lines[begin])
+    note = (f"{name} holds one word per row (column '{word}', tags in '{tag}'), so its {len(rows):,} rows are read as "
+            f"{len(grouped):,} sentences, split {how}")
+    out = _Records(grouped, lines, [word, tag], records.fmt, unit=records.unit, class_names=records.class_names,
+                   notes=records.notes + (note,))
+    return out, DataColumns(text=word, label=tag, task=columns.task)
