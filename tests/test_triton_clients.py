@@ -521,3 +521,66 @@ def test_batch_shapes_and_the_classification_extension_on_a_number(supervised, w
         assert (response["id"] if module is httpclient else response.id) == "shapes"
     finally:
         client.close()
+
+
+def read_framed(connection, count: int) -> list[tuple[str, dict, bytes]]:
+    """`count` responses read off `connection` by their Content-Length, as a keep-alive client reads them (it cannot
+    wait for the server to close); a response with no length, or one that never ends, fails (socket timeout)."""
+    data, responses = b"", []
+    while len(responses) < count:
+        while b"\r\n\r\n" not in data:
+            data += connection.recv(65536) or pytest.fail(f"closed after {responses}")
+        head, _, data = data.partition(b"\r\n\r\n")
+        status, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        assert "content-length" in headers, (status, headers)
+        length = int(headers["content-length"])
+        while len(data) < length:
+            data += connection.recv(65536) or pytest.fail("closed inside a body")
+        responses.append((status, headers, data[:length]))
+        data = data[length:]
+    assert data == b"", data
+    return responses
+
+
+POLLED = ("/v2/health/ready", "/v2/health/live", "/v2", f"/v2/models/{MODEL}", f"/v2/models/{MODEL}/config",
+          f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/1/ready", f"/v2/models/{MODEL}/stats")
+
+
+def test_keep_alive_http_1_0_connection_close_and_pipelined_requests_are_answered_whole(supervised):
+    """HTTP/1.0 keep-alive clients (ab -k, health checkers, load balancers) hung on the empty replies of Triton 2.51
+    (health, ready): libevhtp writes no Content-Length on an empty HTTP/1.0 reply and keeps the connection open. And
+    pipelined HTTP/1.1 requests got the first answer only, the others never. Through the preloaded library every
+    polled endpoint answers with its length, twice on one HTTP/1.0 connection; a pipelined series of GETs and inferences
+    ending with `Connection: close` gets every answer, in order, the inferences the local ones."""
+    import socket
+
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler here: the library that frames these replies is not preloaded")
+    serving, model, _ = supervised
+    address = serving.server.http_url.split(":")
+    with socket.create_connection((address[0], int(address[1])), timeout=5) as connection:
+        for path in POLLED * 2:
+            connection.sendall(f"GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode())
+            (status, headers, _), = read_framed(connection, 1)
+            assert status == "HTTP/1.0 200 OK" and headers["connection"] == "keep-alive", (path, status, headers)
+    for path in POLLED:  # HTTP/1.1 that closes: the reply, then the end of the connection
+        (status, headers, _), = http_exchange(serving.server.http_url,
+                                              f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close", (path, status)
+    infer = kserve_body(TEXTS[:2])
+    infer = b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        MODEL.encode(), len(infer), infer)
+    gets = b"".join(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for path in POLLED)
+    pipelined = gets + infer * 3 + gets + b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((address[0], int(address[1])), timeout=10) as connection:
+        connection.sendall(pipelined)
+        replies = read_framed(connection, 2 * len(POLLED) + 4)
+        assert connection.recv(1) == b""  # closed as the last request asked
+    assert [status for status, _, _ in replies] == ["HTTP/1.1 200 OK"] * len(replies)
+    expected = local_answers(model, TEXTS[:2])
+    for _, _, body in replies[len(POLLED):len(POLLED) + 3]:
+        assert_same_answers(answers_in(json.loads(body)), expected)
+    assert json.loads(replies[2][2])["name"] == "triton" and json.loads(replies[3][2])["name"] == MODEL

@@ -24,7 +24,9 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
   body holds no JSON (empty, or not what its Content-Encoding says) instead of Triton's raw-tensor message,
   and refuses a request at once with a 503 (gRPC UNAVAILABLE) on every endpoint past `ServerOptions.max_in_flight`
   requests in flight for its model (INFERFORGE_MAX_IN_FLIGHT: admission control in front of the ensemble, whose
-  own refusals Triton 2.51 sometimes leaves unanswered; RELIABILITY.md section 3);
+  own refusals Triton 2.51 sometimes leaves unanswered; RELIABILITY.md section 3), and frames the HTTP replies
+  Triton 2.51 leaves open-ended: an empty HTTP/1.0 keep-alive reply (health, ready) gets its Content-Length, and
+  pipelined requests are read one at a time (each was answered only when it came alone);
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while

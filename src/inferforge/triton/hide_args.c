@@ -32,15 +32,24 @@
  * the caller is the frontend (the executable); everything else keeps its code. It also rewords one message the
  * frontend passes on for a body it finds no JSON in (see TRITONSERVER_ErrorMessage below), and shows the frontend
  * each response parameter name once (an ensemble's response repeats them: duplicate JSON keys, see below).
+ *
+ * And it frames the HTTP front end's replies for clients Triton 2.51 leaves waiting (see writev and readv below): an
+ * empty HTTP/1.0 keep-alive reply (health, ready) gets its "Content-Length: 0", and pipelined HTTP/1.1 requests are
+ * read one at a time, so each gets its answer.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define KEY_VARIABLE "INFERFORGE_ADMIN_KEY"
@@ -519,6 +528,244 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
         uncount(tracked); /* failed at once: no release callback will run, and the front end deletes the request */
     /* On success `tracked` may already be freed (released and deleted on another thread): not touched. */
     return error;
+}
+
+/* An HTTP/1.0 keep-alive client (ab -k, health checkers and load balancers that speak HTTP/1.0) waited forever for
+ * the empty replies of Triton 2.51's HTTP front end: its libevhtp (linked into the executable) adds Content-Length to
+ * an HTTP/1.1 reply always, but to an HTTP/1.0 reply only when the body is not empty, and keeps the connection open
+ * for a client that asked "Connection: keep-alive". /v2/health/ready, /v2/health/live and /v2/models/<m>/ready then
+ * answer "HTTP/1.0 200 OK" and headers with no length and no body, on a connection that stays open: the client cannot
+ * tell where the reply ends. libevent writes the replies with writev; for the front end's calls (the executable) the
+ * wrapper below adds "Content-Length: 0" to each HTTP/1.0 reply head it writes that keeps the connection open and
+ * says no length (libevhtp gives every such reply with a body its length, and a reply it streams, /generate_stream,
+ * closes the connection instead: "Connection: keep-alive" is not in its head). Everything else is written as it is.
+ * The added bytes are sent with the reply; a partial write that stops inside them finishes them before returning, so
+ * the caller's count of its own bytes stays right. */
+#define HTTP10_STATUS "HTTP/1.0 "
+#define ADDED_LENGTH "Content-Length: 0\r\n"
+#define SCANNED_BYTES 65536 /* replies that start further into one write are left as they are */
+#define MAX_ADDED 16
+#define FINISH_TIMEOUT_MS 5000
+
+typedef ssize_t (*writev_function)(int, const struct iovec *, int);
+
+/* Whether the header `name` (with its colon) starts a line of the head `head` (length `length`, no final blank line). */
+static int head_has(const char *head, size_t length, const char *name, const char *value) {
+    size_t name_length = strlen(name);
+    for (const char *line = head; line < head + length;) {
+        const char *end = memmem(line, (size_t)(head + length - line), "\r\n", 2);
+        size_t line_length = end != NULL ? (size_t)(end - line) : (size_t)(head + length - line);
+        if (line_length >= name_length && strncasecmp(line, name, name_length) == 0) {
+            if (value == NULL)
+                return 1;
+            const char *at = line + name_length;
+            while (at < line + line_length && (*at == ' ' || *at == '\t'))
+                at++;
+            if ((size_t)(line + line_length - at) >= strlen(value) && strncasecmp(at, value, strlen(value)) == 0)
+                return 1;
+        }
+        line += line_length + 2;
+    }
+    return 0;
+}
+
+/* Offsets (in `data`, the first bytes of one write) where ADDED_LENGTH goes: the end of the header lines of each
+ * HTTP/1.0 keep-alive reply head with no length, following the replies from the start of the write as long as each
+ * one's extent is known. Their number. */
+static int missing_lengths(const char *data, size_t length, size_t offsets[MAX_ADDED]) {
+    int found = 0;
+    size_t at = 0;
+    while (found < MAX_ADDED && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
+        const char *end = memmem(data + at, length - at, "\r\n\r\n", 4);
+        if (end == NULL)
+            break;
+        const char *head = data + at;
+        size_t head_length = (size_t)(end - head) + 2; /* the status line and headers, each ending in CRLF */
+        int status = atoi(head + 9);
+        size_t body = 0;
+        if (head_has(head, head_length, "Content-Length:", NULL)) {
+            char *number_end;
+            const char *line = NULL;
+            for (const char *l = head; l < head + head_length; l = memmem(l, (size_t)(head + head_length - l), "\r\n", 2) + 2)
+                if (strncasecmp(l, "Content-Length:", 15) == 0) {
+                    line = l;
+                    break;
+                }
+            if (line == NULL)
+                break;
+            unsigned long long value = strtoull(line + 15, &number_end, 10);
+            body = (size_t)value;
+        } else if (status >= 100 && status < 200) {
+            body = 0; /* 100 Continue: no body */
+        } else if (strncmp(head, HTTP10_STATUS, 9) == 0 && head_has(head, head_length, "Connection:", "keep-alive") &&
+                   !head_has(head, head_length, "Transfer-Encoding:", NULL)) {
+            offsets[found++] = at + head_length;
+            body = 0;
+        } else {
+            break; /* a body whose end the head does not say */
+        }
+        size_t next = (size_t)(end - data) + 4;
+        if (body > length - next)
+            break;
+        at = next + body;
+    }
+    return found;
+}
+
+/* Sends bytes[0..length) of the added text on `fd` (non-blocking), waiting for the socket as needed; 0 once sent. */
+static int finish_added(int fd, const char *bytes, size_t length) {
+    while (length > 0) {
+        ssize_t sent = send(fd, bytes, length, MSG_NOSIGNAL);
+        if (sent > 0) {
+            bytes += sent;
+            length -= (size_t)sent;
+            continue;
+        }
+        if (sent < 0 && errno == EINTR)
+            continue;
+        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd waiting = {.fd = fd, .events = POLLOUT};
+            if (poll(&waiting, 1, FINISH_TIMEOUT_MS) > 0)
+                continue;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
+    static writev_function real;
+    if (real == NULL)
+        real = (writev_function)dlsym(RTLD_NEXT, "writev");
+    if (real == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (iovcnt <= 0 || iovcnt > 1024 || iov[0].iov_len < 9 || memcmp(iov[0].iov_base, HTTP10_STATUS, 9) != 0 ||
+        !called_by_the_frontend(__builtin_return_address(0)))
+        return real(fd, iov, iovcnt);
+    char scanned[SCANNED_BYTES];
+    size_t scanned_length = 0;
+    for (int i = 0; i < iovcnt && scanned_length < SCANNED_BYTES; i++) {
+        size_t take = iov[i].iov_len < SCANNED_BYTES - scanned_length ? iov[i].iov_len : SCANNED_BYTES - scanned_length;
+        memcpy(scanned + scanned_length, iov[i].iov_base, take);
+        scanned_length += take;
+    }
+    size_t offsets[MAX_ADDED];
+    int added = missing_lengths(scanned, scanned_length, offsets);
+    if (added == 0)
+        return real(fd, iov, iovcnt);
+
+    /* The caller's pieces, cut at each offset, with ADDED_LENGTH between. */
+    struct iovec pieces[1024 + 2 * MAX_ADDED];
+    int count = 0, next = 0;
+    size_t position = 0; /* in the caller's bytes */
+    for (int i = 0; i < iovcnt; i++) {
+        char *base = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (next < added && offsets[next] >= position && offsets[next] <= position + left) {
+            size_t before = offsets[next] - position;
+            if (before > 0)
+                pieces[count++] = (struct iovec){.iov_base = base, .iov_len = before};
+            pieces[count++] = (struct iovec){.iov_base = (void *)ADDED_LENGTH, .iov_len = strlen(ADDED_LENGTH)};
+            base += before;
+            left -= before;
+            position += before;
+            next++;
+        }
+        if (left > 0)
+            pieces[count++] = (struct iovec){.iov_base = base, .iov_len = left};
+        position += left;
+    }
+    ssize_t written = real(fd, pieces, count);
+    if (written < 0)
+        return written;
+    /* Back to the caller's bytes: each added text wholly sent counts for nothing; one the write stopped at or
+     * inside is finished here, and the caller's count stops where it was added. */
+    size_t sent = (size_t)written, own = sent, added_length = strlen(ADDED_LENGTH);
+    for (int i = 0; i < added; i++) {
+        size_t start = offsets[i] + (size_t)i * added_length; /* where this added text is in what was written */
+        if (sent >= start + added_length) {
+            own -= added_length;
+            continue;
+        }
+        if (sent >= start) {
+            if (finish_added(fd, ADDED_LENGTH + (sent - start), added_length - (sent - start)) != 0) {
+                errno = EPIPE;
+                return -1;
+            }
+            own = offsets[i];
+        }
+        break;
+    }
+    return (ssize_t)own;
+}
+
+/* Pipelined HTTP/1.1 requests (several sent before the first answer, as `wrk` scripts, some proxies and test tools
+ * do) got the first answer only: Triton 2.51's front end parses the first request of what libevent read and the
+ * others, already read from the socket, wait forever. For the front end's reads (the executable), the wrappers below
+ * look at what the socket holds (MSG_PEEK) and, when it holds a complete request (a head, and the body its
+ * Content-Length says) with more bytes after it, read that request only: the rest stays in the socket, and the front
+ * end reads it as the next request of a keep-alive connection once it has answered. A chunked request body, or a
+ * request longer than what is looked at, is read as it is. */
+#define PEEKED_BYTES 16384
+
+typedef ssize_t (*readv_function)(int, const struct iovec *, int);
+
+/* The length of the first request `fd` holds when more bytes follow it; 0 when the read needs no limit. */
+static size_t first_of_pipelined_requests(int fd) {
+    char peeked[PEEKED_BYTES];
+    ssize_t length = recv(fd, peeked, sizeof(peeked), MSG_PEEK | MSG_DONTWAIT);
+    if (length < 16)
+        return 0;
+    size_t method = 0;
+    while (method < 8 && peeked[method] >= 'A' && peeked[method] <= 'Z')
+        method++;
+    if (method == 0 || peeked[method] != ' ')
+        return 0; /* not the start of an HTTP request */
+    const char *end = memmem(peeked, (size_t)length, "\r\n\r\n", 4);
+    if (end == NULL)
+        return 0;
+    size_t head_length = (size_t)(end - peeked) + 2;
+    if (head_has(peeked, head_length, "Transfer-Encoding:", NULL) || head_has(peeked, head_length, "Expect:", NULL))
+        return 0;
+    unsigned long long body = 0;
+    for (const char *line = peeked; line < peeked + head_length;
+         line = (const char *)memmem(line, (size_t)(peeked + head_length - line), "\r\n", 2) + 2)
+        if (strncasecmp(line, "Content-Length:", 15) == 0) {
+            char *number_end;
+            body = strtoull(line + 15, &number_end, 10);
+            break;
+        }
+    size_t request = head_length + 2;
+    if (body >= (unsigned long long)length || request + (size_t)body >= (size_t)length)
+        return 0;
+    return request + (size_t)body;
+}
+
+ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
+    static readv_function real;
+    if (real == NULL)
+        real = (readv_function)dlsym(RTLD_NEXT, "readv");
+    if (real == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (program_base == NULL || iovcnt <= 0 || iovcnt > 1024 || !called_by_the_frontend(__builtin_return_address(0)))
+        return real(fd, iov, iovcnt);
+    size_t limit = first_of_pipelined_requests(fd);
+    if (limit == 0)
+        return real(fd, iov, iovcnt);
+    struct iovec limited[1024];
+    int count = 0;
+    for (int i = 0; i < iovcnt && limit > 0; i++) {
+        limited[count] = iov[i];
+        if (limited[count].iov_len > limit)
+            limited[count].iov_len = limit;
+        limit -= limited[count].iov_len;
+        count++;
+    }
+    return real(fd, limited, count);
 }
 
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
