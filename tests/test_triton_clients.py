@@ -584,3 +584,49 @@ def test_keep_alive_http_1_0_connection_close_and_pipelined_requests_are_answere
     for _, _, body in replies[len(POLLED):len(POLLED) + 3]:
         assert_same_answers(answers_in(json.loads(body)), expected)
     assert json.loads(replies[2][2])["name"] == "triton" and json.loads(replies[3][2])["name"] == MODEL
+
+
+# A call each extension answers without the admin key (method, path, body); the restricted ones answer 403.
+EXTENSION_CALLS = {
+    "model_repository": ("POST", "/v2/repository/index", b"{}"),
+    "model_repository(unload_dependents)": ("POST", f"/v2/repository/models/{MODEL}/unload",
+                                            b'{"parameters": {"unload_dependents": true}}'),
+    "system_shared_memory": ("GET", "/v2/systemsharedmemory/status", None),
+    "cuda_shared_memory": ("GET", "/v2/cudasharedmemory/status", None),
+    "logging": ("GET", "/v2/logging", None),
+    "trace": ("GET", "/v2/trace/setting", None),
+    "statistics": ("GET", f"/v2/models/{MODEL}/stats", None),
+    "model_configuration": ("GET", f"/v2/models/{MODEL}/config", None),
+}
+
+
+def test_the_server_metadata_lists_the_extensions_a_client_without_the_key_can_use(supervised):
+    """GET /v2 and gRPC ServerMetadata listed every extension Triton has, also model_repository, the shared-memory
+    ones, logging and trace, which answer 403 / PERMISSION_DENIED without the admin key: a client that read the list
+    and used one was refused. Under the preloaded library the list names only what a client without the key can
+    use, on both protocols: each listed extension with an endpoint answers without the key, each left out is a 403
+    without it."""
+    from google.protobuf.json_format import MessageToDict
+
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler here: the library that shortens the list is not preloaded")
+    serving, _, _ = supervised
+    url = serving.server.http_url
+    with urllib.request.urlopen(f"http://{url}/v2", timeout=10) as reply:
+        listed = json.loads(reply.read())["extensions"]
+    client = grpcclient.InferenceServerClient(serving.server.grpc_url)
+    try:
+        assert MessageToDict(client.get_server_metadata())["extensions"] == listed
+    finally:
+        client.close()
+    assert {"classification", "binary_tensor_data", "parameters", "statistics", "model_configuration"} <= set(listed)
+    for name, (method, path, body) in EXTENSION_CALLS.items():
+        request = urllib.request.Request(f"http://{url}{path}", data=body, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                status = reply.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        assert (status == 403) == (name not in listed), (name, status, listed)

@@ -26,7 +26,8 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
   requests in flight for its model (INFERFORGE_MAX_IN_FLIGHT: admission control in front of the ensemble, whose
   own refusals Triton 2.51 sometimes leaves unanswered; RELIABILITY.md section 3), and frames the HTTP replies
   Triton 2.51 leaves open-ended: an empty HTTP/1.0 keep-alive reply (health, ready) gets its Content-Length, and
-  pipelined requests are read one at a time (each was answered only when it came alone);
+  pipelined requests are read one at a time (each was answered only when it came alone), and leaves the
+  restricted APIs' extensions out of the server metadata (a client without the key could not use them);
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while
@@ -60,6 +61,14 @@ from inferforge.triton.server import ServerPorts, TritonInstallation, TritonServ
 ADMIN_KEY_HEADER = "inferforge-admin-key"
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC clients send the key as triton-grpc-protocol-<name>
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+# The protocol extensions of each restricted API, as the server metadata (GET /v2, gRPC ServerMetadata) names them:
+# left out of that list under the preloaded library, since a client without the key gets 403 / PERMISSION_DENIED.
+RESTRICTED_EXTENSIONS = {
+    "model-repository": ("model_repository", "model_repository(unload_dependents)"),
+    "shared-memory": ("system_shared_memory", "cuda_shared_memory"),
+    "logging": ("logging",),
+    "trace": ("trace",),
+}
 # How long the killed server's processes get to disappear before the restart goes on.
 RESTART_KILL_WAIT_S = 10.0
 
@@ -68,6 +77,7 @@ KEY_PLACEHOLDER = "@inferforge-admin-key@"
 KEY_VARIABLE = "INFERFORGE_ADMIN_KEY"
 PRELOAD_WAS_VARIABLE = "INFERFORGE_LD_PRELOAD_WAS"
 MAX_IN_FLIGHT_VARIABLE = "INFERFORGE_MAX_IN_FLIGHT"  # admission control in the same library (0 or absent: off)
+HIDDEN_EXTENSIONS_VARIABLE = "INFERFORGE_HIDDEN_EXTENSIONS"  # left out of the server metadata by the same library
 HIDE_ARGS_SOURCE = Path(__file__).with_name("hide_args.c")
 C_COMPILERS = ("cc", "gcc", "clang")
 COMPILE_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall")
@@ -259,10 +269,13 @@ class HardenedServer(TritonServer):
         env.pop(PRELOAD_WAS_VARIABLE, None)
         env.pop(KEY_VARIABLE, None)
         env.pop(MAX_IN_FLIGHT_VARIABLE, None)
+        env.pop(HIDDEN_EXTENSIONS_VARIABLE, None)
         library = self.key_hiding.library
         if library is not None:
             env[KEY_VARIABLE] = self.admin_key
             env[MAX_IN_FLIGHT_VARIABLE] = str(self.options.max_in_flight or 0)
+            env[HIDDEN_EXTENSIONS_VARIABLE] = ",".join(name for api in RESTRICTED_APIS
+                                                       for name in RESTRICTED_EXTENSIONS[api])
             if "LD_PRELOAD" in env:  # given back by the library before main(), so the stubs get the user's only
                 env[PRELOAD_WAS_VARIABLE] = env["LD_PRELOAD"]
                 env["LD_PRELOAD"] = f"{library}:{env['LD_PRELOAD']}"

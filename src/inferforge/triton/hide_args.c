@@ -102,10 +102,12 @@ static char *environment_entry(const char *name) {
 }
 
 static void read_max_in_flight(void);
+static void read_hidden_extensions(void);
 
 static int main_with_key(int argc, char **argv, char **envp) {
     (void)envp;
     read_max_in_flight(); /* before any thread: the admission limit (see TRITONSERVER_ServerInferAsync below) */
+    read_hidden_extensions(); /* and the extensions the server metadata leaves out (see TRITONSERVER_ServerMetadata) */
     int placeholders = 0;
     for (int i = 0; i < argc; i++)
         if (strstr(argv[i], PLACEHOLDER) != NULL)
@@ -528,6 +530,134 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
         uncount(tracked); /* failed at once: no release callback will run, and the front end deletes the request */
     /* On success `tracked` may already be freed (released and deleted on another thread): not touched. */
     return error;
+}
+
+/* The server metadata (GET /v2, gRPC ServerMetadata) lists the protocol extensions a client may use. Triton 2.51 lists
+ * all it has, also those its --http-restricted-api / --grpc-restricted-protocol answer with 403 / PERMISSION_DENIED
+ * without the admin key (model_repository, system_shared_memory, logging, trace...): a client that reads the list and
+ * then uses one is refused. INFERFORGE_HIDDEN_EXTENSIONS (comma-separated names, set by inferforge from the restricted
+ * APIs) are left out of the list the front end (the executable) gets, for both protocols (the gRPC front end reads the
+ * same JSON message); everything else sees Triton's list. */
+#define HIDDEN_EXTENSIONS_VARIABLE "INFERFORGE_HIDDEN_EXTENSIONS"
+
+static char hidden_extensions[1024]; /* ",name,name," or empty */
+
+typedef void *(*server_metadata_function)(void *, void **);
+typedef void *(*serialize_function)(void *, const char **, size_t *);
+typedef void *(*message_new_function)(void **, const char *, size_t);
+typedef void *(*message_delete_function)(void *);
+
+static void read_hidden_extensions(void) {
+    const char *value = getenv(HIDDEN_EXTENSIONS_VARIABLE);
+    if (value == NULL || *value == '\0')
+        return;
+    if (strlen(value) + 3 > sizeof(hidden_extensions))
+        refuse(HIDDEN_EXTENSIONS_VARIABLE " is too long");
+    snprintf(hidden_extensions, sizeof(hidden_extensions), ",%s,", value);
+}
+
+static int extension_hidden(const char *name, size_t length) {
+    char wanted[260];
+    if (length + 3 > sizeof(wanted))
+        return 0;
+    wanted[0] = ',';
+    memcpy(wanted + 1, name, length);
+    wanted[length + 1] = ',';
+    wanted[length + 2] = '\0';
+    return strstr(hidden_extensions, wanted) != NULL;
+}
+
+/* `json` (length `length`) with the hidden names left out of its "extensions" array, on the heap; NULL when there is
+ * nothing to leave out or the text is not as expected. */
+static char *without_hidden_extensions(const char *json, size_t length) {
+    const char *key = memmem(json, length, "\"extensions\"", 12);
+    if (key == NULL)
+        return NULL;
+    const char *at = key + 12, *end = json + length;
+    while (at < end && (*at == ' ' || *at == ':' || *at == '\n' || *at == '\t' || *at == '\r'))
+        at++;
+    if (at >= end || *at != '[')
+        return NULL;
+    const char *close = memchr(at, ']', (size_t)(end - at));
+    if (close == NULL)
+        return NULL;
+    char *result = malloc(length + 1);
+    if (result == NULL)
+        return NULL;
+    size_t out = (size_t)(at + 1 - json);
+    memcpy(result, json, out);
+    int kept = 0, dropped = 0;
+    for (const char *item = at + 1; item < close;) {
+        const char *open = memchr(item, '"', (size_t)(close - item));
+        if (open == NULL)
+            break;
+        const char *stop = memchr(open + 1, '"', (size_t)(close - open - 1));
+        if (stop == NULL || memchr(open, '\\', (size_t)(stop - open)) != NULL) {
+            free(result);
+            return NULL;
+        }
+        if (extension_hidden(open + 1, (size_t)(stop - open - 1))) {
+            dropped++;
+        } else {
+            if (kept++)
+                result[out++] = ',';
+            memcpy(result + out, open, (size_t)(stop - open + 1));
+            out += (size_t)(stop - open + 1);
+        }
+        item = stop + 1;
+    }
+    if (dropped == 0) {
+        free(result);
+        return NULL;
+    }
+    memcpy(result + out, close, (size_t)(end - close));
+    out += (size_t)(end - close);
+    result[out] = '\0';
+    return result;
+}
+
+void *TRITONSERVER_ServerMetadata(void *server, void **metadata) {
+    static server_metadata_function real;
+    static serialize_function serialize;
+    static message_new_function message_new;
+    static message_delete_function message_delete;
+    if (real == NULL) {
+        real = (server_metadata_function)dlsym(RTLD_NEXT, "TRITONSERVER_ServerMetadata");
+        serialize = (serialize_function)dlsym(RTLD_NEXT, "TRITONSERVER_MessageSerializeToJson");
+        message_new = (message_new_function)dlsym(RTLD_NEXT, "TRITONSERVER_MessageNewFromSerializedJson");
+        message_delete = (message_delete_function)dlsym(RTLD_NEXT, "TRITONSERVER_MessageDelete");
+        resolve_parameter_functions();
+    }
+    if (real == NULL)
+        return NULL; /* not in tritonserver: nothing calls this */
+    void *error = real(server, metadata);
+    if (error != NULL || hidden_extensions[0] == '\0' || metadata == NULL || *metadata == NULL || serialize == NULL ||
+        message_new == NULL || message_delete == NULL || !called_by_the_frontend(__builtin_return_address(0)))
+        return error;
+    const char *json;
+    size_t length;
+    void *failed = serialize(*metadata, &json, &length);
+    if (failed != NULL) {
+        if (real_error_delete != NULL)
+            real_error_delete(failed);
+        return NULL;
+    }
+    char *shown = without_hidden_extensions(json, length);
+    if (shown == NULL)
+        return NULL;
+    void *replacement = NULL;
+    failed = message_new(&replacement, shown, strlen(shown)); /* the message keeps its own copy */
+    free(shown);
+    if (failed != NULL || replacement == NULL) {
+        if (failed != NULL && real_error_delete != NULL)
+            real_error_delete(failed);
+        return NULL;
+    }
+    failed = message_delete(*metadata);
+    if (failed != NULL && real_error_delete != NULL)
+        real_error_delete(failed);
+    *metadata = replacement;
+    return NULL;
 }
 
 /* An HTTP/1.0 keep-alive client (ab -k, health checkers and load balancers that speak HTTP/1.0) waited forever for
