@@ -528,3 +528,36 @@ def test_one_word_per_row_tables_are_grouped_into_sentences(tmp_path):
     (tmp_path / "untagged.tsv").write_text("token\tlabel\nAlice\tB-PER\nmet\t\n\nBob\tB-PER\n")
     with pytest.raises(UserError, match=r"Column 'label' is empty at line 3 of .*untagged.tsv; every word needs a tag"):
         read_eval_data(tmp_path / "untagged.tsv", task)
+
+
+def test_glue_own_mrpc_and_qqp_files_and_sicks_relatedness_score(tmp_path):
+    """GLUE's own MRPC file (BOM, 'Quality', '#1 String', '#2 String', a quote inside a raw TSV text) was 'no text
+    column'; QQP's own file (is_duplicate) was 'no label column'. SICK has an entailment 'label' beside its
+    relatedness_score: a similarity is now judged on the score (it took the entailment ids as similarities)."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.labelled_data import class_ids, similarity_scores
+    from inferforge.tasks import get_task
+
+    classify, embed = get_task("text-classification"), get_task("feature-extraction")
+    mrpc = tmp_path / "msr_paraphrase_test.txt"
+    mrpc.write_bytes("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n1\t1089874\t1089925\tPCCW 's chief said \"no\"."
+                     "\tCurrent Chief Operating Officer Mike Butcher will report.\r\n0\t3019446\t3019327\tThe dollar was "
+                     "down.\tThe euro rose.\r\n".encode())
+    data = read_eval_data(mrpc.rename(tmp_path / "dev.tsv"), classify)
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("#1 String", "#2 String", "Quality")
+    assert data.texts == ["PCCW 's chief said \"no\".", "The dollar was down."] and data.pairs[1] == "The euro rose."
+    assert class_ids(data, ["not_equivalent", "equivalent"]).tolist() == [1, 0]
+    qqp = tmp_path / "qqp_dev.tsv"
+    qqp.write_text("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n0\t1\t2\tWhat is it?\tWhat's it?\t1\n"
+                   "1\t3\t4\tHow old?\tWhere?\t0\n")
+    data = read_eval_data(qqp, classify)
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("question1", "question2", "is_duplicate")
+    assert class_ids(data, ["not_duplicate", "duplicate"]).tolist() == [1, 0]
+    sick = tmp_path / "SICK_test.tsv"
+    sick.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\tlabel\n"
+                    "1\tA man is dancing.\tA man dances.\t4.9\tENTAILMENT\t0\n"
+                    "2\tA dog runs.\tNo dog is running.\t3.2\tCONTRADICTION\t2\n")
+    data = read_eval_data(sick, embed)
+    assert (data.columns.text, data.columns.pair, data.columns.label) == ("sentence_A", "sentence_B", "relatedness_score")
+    assert similarity_scores(data).tolist() == [4.9, 3.2]
+    assert read_eval_data(sick, embed, label_column="label").columns.label == "label"  # the option still wins

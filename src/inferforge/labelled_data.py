@@ -74,7 +74,8 @@ _PAIR_LAYOUTS = (("text", "text_pair"), ("sentence1", "sentence2"), ("premise", 
                  ("question1", "question2"), ("question", "context"), ("question", "sentence"),
                  ("sentence_a", "sentence_b"), ("text_a", "text_b"), ("text1", "text2"),
                  ("question", "passage"), ("query", "passage"), ("query", "document"),  # BoolQ; rerankers
-                 ("context", "hypothesis"))  # ANLI's own files
+                 ("context", "hypothesis"),  # ANLI's own files
+                 ("#1 string", "#2 string"))  # GLUE's own MRPC files
 _SINGLE_TEXTS = ("text", "sentence", "review", "content", "document", "review_body",
                  "comment_text")  # comment_text: Jigsaw's toxic comments
 COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
@@ -82,7 +83,7 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
         "text": _SINGLE_TEXTS + ("sentence1", "premise", "question1", "question", "sentence_a", "text_a", "text1"),
         "pairs": _PAIR_LAYOUTS,
         "label": ("label", "labels", "gold_label", "class", "category", "sentiment", "answer",  # answer: google/boolq
-                  "target"),
+                  "target", "is_duplicate"),  # is_duplicate: GLUE's own QQP files
     },
     "token-classification": {
         "text": ("text", "tokens", "words"),
@@ -103,8 +104,11 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
 # Label columns looked for only when none of the task's usual ones is there: a number per row (an STS-B file's
 # 'score' for a regression head), a flattened SQuAD file's 'answer_text'. Columns that often sit beside a label (a
 # confidence score) make no ambiguity with it.
-_LABEL_FALLBACK = {"text-classification": ("score", "similarity_score", "relatedness_score"),
+_LABEL_FALLBACK = {"text-classification": ("score", "similarity_score", "relatedness_score", "quality"),  # MRPC's
                    "question-answering": ("answer_text",)}
+# Label columns taken before the task's usual ones when present: a similarity score for embeddings, also beside a
+# 'label' column (SICK's label is its entailment class, its relatedness_score the similarity).
+_LABEL_FIRST = {"feature-extraction": ("score", "similarity_score", "similarity", "relatedness_score")}
 # Label columns of entities as character spans (doccano, spaCy, Prodigy): taken only when no column of tags is there.
 SPAN_COLUMNS = ("entities", "spans", "ents")
 _ANY_TASK = {role: tuple(dict.fromkeys(c for spec in COLUMN_CANDIDATES.values() for c in spec[role]))
@@ -1190,6 +1194,9 @@ def resolve_columns(header_names: list[str], columns: DataColumns, path: Path | 
         candidates = tags if any(header.has(c) for c in tags) else spec["label"]
         if not any(header.has(c) for c in candidates):
             candidates = (*spec["label"], *_LABEL_FALLBACK.get(columns.task or "", ()))
+        first = [c for c in _LABEL_FIRST.get(columns.task or "", ()) if header.has(c)]
+        if first:
+            candidates = tuple(first)
         if need_label or any(header.has(c) for c in candidates):
             label = _one_of(header, "label", candidates, "label")
         else:
