@@ -346,3 +346,78 @@ def test_library_directories_it_cannot_compute_are_one_sentence(tmp_path, case):
                               "--output", str(out), "--variants", "ort-fp32"], capture_output=True, text=True)
         assert cli.returncode == 2 and "Traceback" not in cli.stderr + cli.stdout
         assert "Router" in cli.stderr + cli.stdout and not out.exists()
+
+
+def test_a_cross_encoder_answers_through_its_configured_activation(tmp_path):
+    """A CrossEncoder saved with activation_fn Identity (as the ms-marco rerankers are): predict() gives the raw logit,
+    and so does inferforge's score (it answered the sigmoid); the same activation named the pre-4.0 way in config.json
+    (sbert_ce_default_activation_function) too. A plain transformers head with problem_type regression answers its raw
+    value, as the transformers pipeline does; an activation inferforge does not answer (Tanh) is one sentence."""
+    import transformers
+    from sentence_transformers import CrossEncoder
+
+    hf = build_tiny_model(tmp_path / "hf", "bert", "feature-extraction")
+    torch.manual_seed(0)
+    CrossEncoder(str(hf), num_labels=1, device="cpu", activation_fn=torch.nn.Identity()).save(str(tmp_path / "ce"))
+    queries, documents = TEXTS[:3] + ["what was great?"], TEXTS[1:] + ["the movie"]
+    old = tmp_path / "ce-3.x"
+    shutil.copytree(tmp_path / "ce", old)
+    settings = json.loads((old / "config_sentence_transformers.json").read_text())
+    del settings["activation_fn"]
+    (old / "config_sentence_transformers.json").write_text(json.dumps(settings))
+    _edit_json(old / "config.json", sbert_ce_default_activation_function="torch.nn.modules.linear.Identity")
+    for folder in (tmp_path / "ce", old):
+        expected = CrossEncoder(str(folder), device="cpu").predict(list(zip(queries, documents)))
+        assert (expected < 0).any()  # raw logits, not sigmoids
+        out = tmp_path / f"out-{folder.name}"
+        inferforge.convert(str(folder), "text-classification", out, variants="ort-fp32", shapes="1x8", nb_measures=1,
+                           warmup=0, threads=1)
+        answers = inferforge.load(out, threads=1).predict(queries, pairs=documents)
+        np.testing.assert_allclose([a["score"] for a in answers], expected, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose([a["logit"] for a in answers], expected, atol=1e-4, rtol=1e-4)
+
+    regression = tmp_path / "regression"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ce")
+    model.config.problem_type = "regression"
+    model.save_pretrained(regression)
+    transformers.AutoTokenizer.from_pretrained(tmp_path / "ce").save_pretrained(regression)
+    pipeline = transformers.pipeline("text-classification", model=str(regression), device="cpu")
+    inferforge.convert(str(regression), "text-classification", tmp_path / "out-regression", variants="ort-fp32",
+                       shapes="1x8", nb_measures=1, warmup=0, threads=1)
+    answers = inferforge.load(tmp_path / "out-regression", threads=1).predict(TEXTS)
+    np.testing.assert_allclose([a["score"] for a in answers], [p["score"] for p in pipeline(TEXTS)], atol=1e-4)
+
+    _edit_json(tmp_path / "ce" / "config_sentence_transformers.json", activation_fn="torch.nn.modules.activation.Tanh")
+    with pytest.raises(UserError, match=r"scores go through torch\.nn\.Tanh, and inferforge answers a one-output "
+                                        r"model's sigmoid \(Sigmoid\) or raw logit \(Identity\) only\.$"):
+        inferforge.convert(str(tmp_path / "ce"), "text-classification", tmp_path / "tanh", variants="ort-fp32",
+                           shapes="1x8")
+    assert not (tmp_path / "tanh").exists()
+
+
+def test_the_transformer_modules_loading_arguments(tmp_path):
+    """sentence_bert_config.json's config_kwargs (older name config_args) change the model the library loads (here its
+    activation and layer-norm epsilon): inferforge loads it so too (they were ignored: other vectors); model_kwargs
+    go to the model's from_pretrained as the library passes them; tokenizer arguments that tokenizer.json cannot carry
+    to the server (cutting long texts from the left) are one sentence, nothing written."""
+    folder = save_sentence_transformer(tmp_path / "st", "bert", "mean", ["normalize"])
+    before = library_embeddings(folder)
+    _edit_json(folder / "sentence_bert_config.json", config_kwargs={"hidden_act": "relu", "layer_norm_eps": 0.5},
+               model_kwargs={"add_pooling_layer": False, "dtype": "float32"})
+    expected = library_embeddings(folder)
+    assert np.abs(expected - before).max() > 1e-2  # what the arguments change
+    np.testing.assert_allclose(convert_and_embed(folder, tmp_path / "out"), expected, atol=1e-4, rtol=1e-4)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_act"] == "relu"
+
+    settings = json.loads((folder / "sentence_bert_config.json").read_text())
+    settings["config_args"] = settings.pop("config_kwargs")
+    (folder / "sentence_bert_config.json").write_text(json.dumps(settings))
+    np.testing.assert_allclose(library_embeddings(folder), expected, atol=1e-6)
+    np.testing.assert_allclose(convert_and_embed(folder, tmp_path / "out-old-names"), expected, atol=1e-4, rtol=1e-4)
+
+    _edit_json(folder / "sentence_bert_config.json", processor_kwargs={"truncation_side": "left"})
+    with pytest.raises(UserError, match=r"loads its tokenizer with truncation_side='left' \(sentence-transformers "
+                                        r"tokenizer arguments\), which inferforge cannot give the server: it cuts long "
+                                        r"texts from the left\.$"):
+        inferforge.convert(str(folder), "feature-extraction", tmp_path / "left", variants="ort-fp32", shapes="1x8")
+    assert not (tmp_path / "left").exists()

@@ -165,6 +165,12 @@ class TransformerSettings:
     folder: Path  # the Hugging Face folder (the directory, or the module's sub-folder)
     max_length: int | None = None  # tokens read per text, as the library truncates (None: the tokenizer's)
     lower_case: bool = False  # do_lower_case: lowercase every text first, whatever the tokenizer does
+    # What the library passes to transformers when it loads the module: AutoConfig.from_pretrained(**config_kwargs),
+    # the model's from_pretrained(**model_kwargs), AutoTokenizer.from_pretrained(**tokenizer_kwargs) (the file's
+    # config_kwargs / model_kwargs / processor_kwargs, or the older config_args / model_args / tokenizer_args).
+    config_kwargs: dict = field(default_factory=dict)
+    model_kwargs: dict = field(default_factory=dict)
+    tokenizer_kwargs: dict = field(default_factory=dict)
 
 
 def transformer_settings(directory: Path) -> TransformerSettings:
@@ -189,7 +195,16 @@ def transformer_settings(directory: Path) -> TransformerSettings:
             break
     if not isinstance(config, dict):
         config = {}
-    tokenizer_args = config.get("processor_kwargs") or config.get("tokenizer_args") or {}
+    loading = {}
+    for new_name, old_name in (("config_kwargs", "config_args"), ("model_kwargs", "model_args"),
+                               ("processor_kwargs", "tokenizer_args")):
+        value = config.get(new_name, config.get(old_name)) or {}
+        if not isinstance(value, dict):
+            raise UserError(f"The {new_name} {value!r} in the sentence-transformers configuration of '{folder}' is not "
+                            "a JSON object of keyword arguments.")
+        # The library never lets a configuration file turn on remote code.
+        loading[new_name] = {k: v for k, v in value.items() if k != "trust_remote_code"}
+    tokenizer_args = loading["processor_kwargs"]
     length = tokenizer_args.get("model_max_length") if isinstance(tokenizer_args, dict) else None
     if length is None:
         length = config.get("max_seq_length")
@@ -198,7 +213,8 @@ def transformer_settings(directory: Path) -> TransformerSettings:
     except (TypeError, ValueError):
         raise UserError(f"The max_seq_length {length!r} in the sentence-transformers configuration of '{folder}' "
                         "is not a number of tokens.") from None
-    return TransformerSettings(folder, length if length and length > 0 else None, bool(config.get("do_lower_case")))
+    return TransformerSettings(folder, length if length and length > 0 else None, bool(config.get("do_lower_case")),
+                               loading["config_kwargs"], loading["model_kwargs"], loading["processor_kwargs"])
 
 
 def lowercase_first(tokenizer) -> None:
@@ -394,6 +410,25 @@ def check_task_modules(directory: Path, task_name: str) -> None:
         raise UserError(f"'{directory}' is a sentence-transformers model whose output comes from its modules after "
                         f"the transformer ({', '.join(dict.fromkeys(after))}), not from a {task_name} head; "
                         "inferforge computes those modules for --task feature-extraction only.")
+
+
+def cross_encoder_activation(directory: Path | None, config) -> str | None:
+    """The torch.nn activation a sentence-transformers CrossEncoder applies to its logits in `predict` (its class
+    name), as the library finds it: config_sentence_transformers.json's `activation_fn`, else config.json's
+    `sentence_transformers.activation_fn` (4.x-5.x), else its `sbert_ce_default_activation_function` (before 4.0);
+    None when the model names none (the library's default: Sigmoid for one output, Identity for several). A path
+    outside torch the library ignores too (it imports only torch's without trust_remote_code)."""
+    paths = []
+    if directory is not None and (directory / PROMPTS_FILE).exists():
+        paths.append((_json(directory / PROMPTS_FILE, "configuration") or {}).get("activation_fn"))
+    nested = getattr(config, "sentence_transformers", None)
+    if isinstance(nested, dict):
+        paths.append(nested.get("activation_fn"))
+    paths.append(getattr(config, "sbert_ce_default_activation_function", None))
+    for path in paths:
+        if isinstance(path, str) and path.startswith("torch."):
+            return path.rsplit(".", 1)[-1]
+    return None
 
 
 def pair_prompt(directory: Path, task_name: str) -> str:

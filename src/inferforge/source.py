@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferforge.errors import UserError, first_line
-from inferforge.sentence_embedding import (Pooling, check_task_modules, lowercase_first, module_files, pair_prompt,
-                                           read_pooling, transformer_settings)
+from inferforge.sentence_embedding import (Pooling, TransformerSettings, check_task_modules, cross_encoder_activation,
+                                           lowercase_first, module_files, pair_prompt, read_pooling,
+                                           transformer_settings)
 from inferforge.tasks import TaskSpec
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -232,9 +233,9 @@ def _saved_encoder_class(config):
     return None
 
 
-def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bool):
+def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bool, model_kwargs: dict | None = None):
     """The model, and the names of the weights its checkpoint lacked (transformers initialized them at random)."""
-    loaded = _load_weights(task, config, source, trust_remote_code)
+    loaded = _load_weights(task, config, source, trust_remote_code, model_kwargs or {})
     model, info = loaded if isinstance(loaded, tuple) else (loaded, {})
     missing = sorted(str(key) for key in (info.get("missing_keys") or ()))
     if task.name == "feature-extraction":  # the pooler is not read: embeddings pool the token states
@@ -264,7 +265,11 @@ def _traceable_experts(model):
     return model
 
 
-def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
+# sentence-transformers model_kwargs that inferforge sets itself: the reference is read in fp32 on the CPU.
+OWN_LOADING_KWARGS = ("dtype", "torch_dtype", "device_map", "low_cpu_mem_usage", "trust_remote_code")
+
+
+def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool, model_kwargs: dict):
     import torch
     import transformers
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
@@ -272,7 +277,8 @@ def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool):
     # fp32 whatever the checkpoint holds: transformers 5 loads a model in the dtype it was saved in (fp16 and
     # bf16 checkpoints are common on the hub), which would make the reference, the export and every variant
     # half precision (a bf16 graph onnxruntime cannot even run on a CPU).
-    kwargs = dict(config=config, trust_remote_code=trust_remote_code, use_safetensors=None, dtype=torch.float32,
+    kwargs = {k: v for k, v in model_kwargs.items() if k not in OWN_LOADING_KWARGS}
+    kwargs.update(config=config, trust_remote_code=trust_remote_code, use_safetensors=None, dtype=torch.float32,
                   output_loading_info=True)
     auto = task.auto_model_class()
     if task.name == "feature-extraction":
@@ -304,6 +310,65 @@ def _custom_code(folder: Path | None) -> str:
     return ", ".join(files) if files else "auto_map in its config.json"
 
 
+def apply_cross_encoder_activation(model: str, folder: Path | None, config) -> None:
+    """A sentence-transformers CrossEncoder's answers go through the activation it names (`predict` applies it): a
+    one-output model's score is its sigmoid (the default) or, with Identity, the raw logit (transformers'
+    problem_type regression, whose pipeline applies no function either); several outputs with Sigmoid are
+    independent labels (multi_label_classification). Said in the config, which the manifest and the server read.
+    Another activation on one output is refused in one sentence."""
+    from inferforge.tasks import MULTI_LABEL, REGRESSION
+
+    activation = cross_encoder_activation(folder, config)
+    if activation is None:
+        return
+    one_output = int(getattr(config, "num_labels", 2) or 2) == 1
+    if one_output and activation == "Identity":
+        config.problem_type = REGRESSION
+    elif one_output and activation == "Sigmoid":
+        if getattr(config, "problem_type", None) == REGRESSION:
+            config.problem_type = None  # the sigmoid, as predict gives it
+    elif one_output:
+        raise UserError(f"'{model}' is a sentence-transformers CrossEncoder whose scores go through torch.nn.{activation}"
+                        ", and inferforge answers a one-output model's sigmoid (Sigmoid) or raw logit (Identity) only.")
+    elif activation == "Sigmoid":
+        config.problem_type = MULTI_LABEL
+
+
+def check_tokenizer_kwargs(model: str, tokenizer, tokenizer_kwargs: dict, task: TaskSpec) -> None:
+    """The sentence-transformers tokenizer arguments reach the tokens inferforge gives the model: its tokenizer.json
+    (which predict and the server read) gives the ids the loaded tokenizer gives, on the built-in texts, and nothing
+    is cut from the left. Otherwise one sentence naming them."""
+    from tokenizers import Tokenizer
+
+    from inferforge.tokenization import same_tokens
+    from inferforge.verify import builtin_texts
+
+    named = ", ".join(f"{k}={v!r}" for k, v in sorted(tokenizer_kwargs.items()))
+    reason = None
+    if getattr(tokenizer, "truncation_side", "right") != "right":
+        reason = "it cuts long texts from the left"
+    else:
+        try:
+            twin = transformers_twin(tokenizer, Tokenizer)
+            texts, pairs = builtin_texts(task)
+            if not same_tokens(tokenizer, twin, texts, pairs):
+                reason = "its tokenizer.json gives other tokens than the tokenizer they make"
+        except Exception:  # noqa: BLE001 - no tokenizer.json: load_source says so
+            return
+    if reason:
+        raise UserError(f"'{model}' loads its tokenizer with {named} (sentence-transformers tokenizer arguments), "
+                        f"which inferforge cannot give the server: {reason}.")
+
+
+def transformers_twin(tokenizer, tokenizer_class):
+    """The loaded tokenizer's tokenizer.json as a transformers tokenizer (what predict and the server tokenize with)."""
+    import transformers
+
+    backend = tokenizer_class.from_str(tokenizer.backend_tokenizer.to_str())
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend,
+                                                model_input_names=list(tokenizer.model_input_names))
+
+
 def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                 prompt_name: str | None = None) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError.
@@ -320,13 +385,23 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         path = transformer_folder(path)
         check_task_modules(root, task.name)
     source = str(path) if local else model
+    # The sentence-transformers files (a hub model's: its cached snapshot, when it has modules.json).
+    folder = root if local else _hub_snapshot_with_modules(model)
+    if not local and folder is not None:
+        check_task_modules(folder, task.name)
+    # What the library passes to transformers when it loads the model (its Transformer module's configuration).
+    settings = transformer_settings(folder) if folder is not None else TransformerSettings(path)
     try:
-        config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-        torch_model, missing = _load_torch_model(task, config, source, trust_remote_code)
+        config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                         **settings.config_kwargs)
+        if task.name == "text-classification":
+            apply_cross_encoder_activation(model, folder, config)
+        torch_model, missing = _load_torch_model(task, config, source, trust_remote_code, settings.model_kwargs)
         torch_model.eval()
         # First: no tokenizer (nor a package it needs, as TAPAS's needs pandas) would make such a model servable.
         check_text_only(torch_model, config)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                               **settings.tokenizer_kwargs)
     except OSError as error:
         if local:
             raise UserError(f"Could not load the model in '{model}': {first_line(error)}.") from None
@@ -362,11 +437,9 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     if task.name in ("text-classification", "token-classification"):
         id2label = getattr(config, "id2label", None) or {}
         labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels)]
-    # The sentence-transformers files (a hub model's: its cached snapshot, when it has modules.json).
-    folder = root if local else _hub_snapshot_with_modules(model)
-    if not local and folder is not None:
-        check_task_modules(folder, task.name)
-    if folder is not None and transformer_settings(folder).lower_case:
+    if settings.tokenizer_kwargs:
+        check_tokenizer_kwargs(model, tokenizer, settings.tokenizer_kwargs, task)
+    if settings.lower_case:
         lowercase_first(tokenizer)
     pooling = None
     if task.name == "feature-extraction":

@@ -38,6 +38,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 MULTI_LABEL = "multi_label_classification"  # transformers' config.problem_type of independent labels
+REGRESSION = "regression"  # transformers' config.problem_type of a raw value: its pipeline applies no function
 
 
 def _postprocess_classification(outputs, encoded, labels, problem_type=None):
@@ -48,6 +49,13 @@ def _postprocess_classification(outputs, encoded, labels, problem_type=None):
         names = [_label(labels, i) for i in range(probs.shape[-1])]
         return [{"label": names[int(p.argmax())], "score": float(p.max()),
                  "scores": {n: float(v) for n, v in zip(names, p)}} for p in probs]
+    if problem_type == REGRESSION:
+        # A raw value (STS-B-style regression heads, a CrossEncoder whose activation is Identity): the score is the
+        # value itself, as the transformers pipeline gives it for problem_type regression (no function applied).
+        raw = outputs["logits"]
+        if raw.shape[-1] == 1:
+            return [{"label": _label(labels, 0), "score": float(v), "logit": float(v)} for v in raw[:, 0]]
+        return [{"label": _label(labels, int(row.argmax())), "score": float(row.max())} for row in raw]
     if outputs["logits"].shape[-1] == 1:
         # One output (a cross-encoder reranker, a regression head): softmax over one value is always 1, so the
         # score is its sigmoid, as the transformers pipeline and sentence-transformers' CrossEncoder give it,
