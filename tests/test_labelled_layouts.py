@@ -528,6 +528,14 @@ def test_one_word_per_row_tables_are_grouped_into_sentences(tmp_path):
     (tmp_path / "untagged.tsv").write_text("token\tlabel\nAlice\tB-PER\nmet\t\n\nBob\tB-PER\n")
     with pytest.raises(UserError, match=r"Column 'label' is empty at line 3 of .*untagged.tsv; every word needs a tag"):
         read_eval_data(tmp_path / "untagged.tsv", task)
+    (tmp_path / "two_words.tsv").write_text("token\tlabel\nNew York\tB-LOC\nis\tO\nbig\tO\n\nBob\tB-PER\n")
+    with pytest.raises(UserError, match=r"Column 'token' holds 'New York' at line 2 of .*two_words.tsv, not one word, "
+                                        r"in a table of one word per row"):
+        read_eval_data(tmp_path / "two_words.tsv", task)
+    (tmp_path / "windows.csv").write_bytes(b"words,labels\r\r\nAlice,B-PER\r\r\nmet,O\r\r\nBob,B-PER\r\r\n")
+    with pytest.raises(UserError, match=r"windows.csv holds one word per row .* and every sentence between its blank "
+                                        r"lines is one word long; put a blank line only between sentences"):
+        read_eval_data(tmp_path / "windows.csv", task)
 
 
 def test_glue_own_mrpc_and_qqp_files_and_sicks_relatedness_score(tmp_path):

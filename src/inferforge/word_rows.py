@@ -42,9 +42,12 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
     if word is None or not records.count:
         return None
     rows = records.rows_for(records.header)
-    if not all(_one_word(r.get(word)) for r in rows):
-        return None
+    single = [_one_word(r.get(word)) for r in rows]
     sentence = next((c for c in records.header if _name_key(c) in SENTENCE_KEYS and c != word), None)
+    gaps = records.fmt in ("CSV", "TSV") and any(b - a > 1 for a, b in zip(records.lines, records.lines[1:]))
+    # one word per row: every row, or most rows where sentences are marked (a cell of two words is then refused)
+    if not (all(single) or ((sentence is not None or gaps) and sum(single) > len(rows) / 2)):
+        return None
     if columns.label is not None:
         tag = header.find(columns.label)
         if tag is None:
@@ -62,8 +65,7 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
         if not starts or starts[0] != 0:
             starts = [0] + starts
         how = f"by column '{sentence}' (a new sentence where its value changes, blank cells continue one)"
-    elif records.fmt in ("CSV", "TSV") and len(rows) > 1 and any(b - a > 1 for a, b in zip(records.lines,
-                                                                                            records.lines[1:])):
+    elif gaps:
         starts = [0] + [i + 1 for i, (a, b) in enumerate(zip(records.lines, records.lines[1:])) if b - a > 1]
         how = "at its blank lines"
     elif len(rows) > 1:
@@ -72,6 +74,16 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
                         f"or give each sentence on one row with its words and tags as lists.")
     else:
         starts, how = [0], "as one sentence"
+    if len(starts) == len(rows) > 2:
+        ends = f"as column '{sentence}' numbers them" if sentence is not None else "between its blank lines"
+        raise UserError(f"{name} holds one word per row (column '{word}', tags in '{tag}') and every sentence {ends} "
+                        f"is one word long; put a blank line only between sentences (a CSV written on Windows without "
+                        f"newline='' has one after every row), or number each word's sentence in a sentence_id column.")
+    lone = next((i for i, ok in enumerate(single) if not ok), None)
+    if lone is not None:
+        raise UserError(f"Column '{word}' holds '{str(rows[lone].get(word)).strip()[:40]}' at "
+                        f"{records.where(lone, name)}, not one word, in a table of one word per row; write one word "
+                        f"per row (without spaces).")
     grouped, lines = [], []
     for begin, end in zip(starts, starts[1:] + [len(rows)]):
         tags = []
