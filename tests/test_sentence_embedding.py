@@ -421,3 +421,45 @@ def test_the_transformer_modules_loading_arguments(tmp_path):
                                         r"texts from the left\.$"):
         inferforge.convert(str(folder), "feature-extraction", tmp_path / "left", variants="ort-fp32", shapes="1x8")
     assert not (tmp_path / "left").exists()
+
+
+@pytest.mark.parametrize("arch", ["longt5-tglobal", "longt5-local", "pegasus-x"])
+def test_block_attention_encoders_embed_at_every_length(tmp_path, arch):
+    """LongT5 (local and transient-global attention; blocks of 3 and global blocks of 4: every text padded to a
+    multiple of 12, the traced 8 tokens too) and PegasusX (blocks of 4) pad a text to a multiple of their block length by an amount transformers
+    computes in Python, which the exporter froze at the traced length (the graph failed at any other: refused as
+    'windowed attention'). The graph pads each text itself, so the model's own pad amount is 0 at every length: at
+    every length from 1 to 64, a full row and a half-padded one give transformers' encoder states mean-pooled, and
+    the padded row what transformers gives it alone; predict gives each text's vector alone."""
+    import transformers
+
+    from inferforge.export import block_multiple
+
+    hf = build_tiny_model(tmp_path / "hf", arch, "feature-extraction")
+    config = transformers.AutoConfig.from_pretrained(hf)
+    assert block_multiple(config) == (12 if arch == "longt5-tglobal" else 4)
+    got_texts = convert_and_embed(hf, tmp_path / "out")
+    model = inferforge.load(tmp_path / "out", threads=1)
+    assert not model.manifest.reads_padding
+    encoder = transformers.AutoModel.from_pretrained(hf).eval().get_encoder()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+
+    def pooled(ids, mask):
+        with torch.no_grad():
+            states = encoder(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+        weights = torch.from_numpy(mask).unsqueeze(-1).float()
+        return ((states * weights).sum(1) / weights.sum(1)).numpy()
+
+    rng = np.random.default_rng(0)
+    for length in range(1, 65):
+        ids = rng.integers(5, len(tokenizer), size=(2, length))
+        mask = np.ones_like(ids)
+        mask[1, max(1, length // 2):] = 0
+        ids[1, max(1, length // 2):] = tokenizer.pad_token_id
+        got = model.run({"input_ids": ids, "attention_mask": mask})["sentence_embedding"]
+        np.testing.assert_allclose(got, pooled(ids, mask), atol=1e-5, rtol=1e-4, err_msg=str(length))
+        alone = int(mask[1].sum())
+        np.testing.assert_allclose(got[1], pooled(ids[1:, :alone], mask[1:, :alone])[0], atol=1e-5, rtol=1e-4)
+    for text, vector in zip(TEXTS, got_texts):
+        batch = tokenizer([text], return_tensors="np")
+        np.testing.assert_allclose(vector, pooled(batch["input_ids"], batch["attention_mask"])[0], atol=1e-4)

@@ -394,3 +394,17 @@ def build_custom_code_model(folder: Path, base_model_body: str = "") -> Path:
         "AutoModelForSequenceClassification": "modeling_custom.CustomForSequenceClassification"})
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+# Encoders that cut the sequence into blocks (LongT5's local and transient-global attention, PegasusX's block-local
+# attention): the export pads every text to a multiple of the block length itself (tests/test_sentence_embedding.py).
+LONG_T5 = dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=1, num_heads=2, decoder_start_token_id=0,
+               local_radius=3)
+EMBEDDING_SPECS.update({
+    # Blocks of 3 and global blocks of 4 (a power of two, as the checkpoints' 16: transformers finds a token's global
+    # block by a cumulative sum of 1 / global_block_size, which a float rounds differently per runtime otherwise).
+    "longt5-tglobal": Architecture("LongT5Config", dict(LONG_T5, encoder_attention_type="transient-global",
+                                                        local_radius=2, global_block_size=4), XLMR_STYLE),
+    "longt5-local": Architecture("LongT5Config", dict(LONG_T5, encoder_attention_type="local"), XLMR_STYLE),
+    "pegasus-x": Architecture("PegasusXConfig", dict(ENCODER_DECODER, max_position_embeddings=64, block_size=4,
+                                                     num_global_tokens=3, stagger_local_blocks=True), XLMR_STYLE),
+})
+ALL_SPECS.update(EMBEDDING_SPECS)

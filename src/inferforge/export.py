@@ -29,6 +29,26 @@ def forward_input_names(model: torch.nn.Module, input_names: tuple[str, ...]) ->
     return tuple(n for n in input_names if kwargs_only or n in params)
 
 
+def block_multiple(config) -> int:
+    """The length a model's encoder cuts its sequence into blocks of (1: none): LongT5's local and transient-global
+    attention (blocks of local_radius + 1 tokens, global aggregates of global_block_size), PegasusX's block-local
+    attention (block_size). Such a model pads a text to a multiple of it with a pad amount computed in Python, which
+    the exporter freezes at the traced length: the graph then fails at other lengths. The export pads every text to
+    that multiple itself, with computed (traced) operations, so the model's own pad amount is 0 at every length."""
+    import math
+
+    kind = getattr(config, "model_type", "")
+    if kind == "longt5" and getattr(config, "encoder_attention_type", "local") in ("local", "transient-global"):
+        multiple = int(getattr(config, "local_radius", 0) or 0) + 1
+        if config.encoder_attention_type == "transient-global":
+            # lcm: every text holds at least one global block (transformers branches on there being none)
+            multiple = math.lcm(multiple, int(getattr(config, "global_block_size", 1) or 1))
+        return multiple
+    if kind == "pegasus_x":
+        return int(getattr(config, "block_size", 1) or 1)
+    return 1
+
+
 class ExportWrapper(torch.nn.Module):
     """Positional inputs in `input_names` order; returns the task's outputs as a tuple.
 
@@ -37,7 +57,7 @@ class ExportWrapper(torch.nn.Module):
     """
 
     def __init__(self, model: torch.nn.Module, task: TaskSpec, input_names: tuple[str, ...], pooling: Pooling | None,
-                 pad_left: bool = False):
+                 pad_left: bool = False, multiple: int = 1, pad_id: int = 0):
         super().__init__()
         self.model = model
         self.task_name = task.name
@@ -48,9 +68,36 @@ class ExportWrapper(torch.nn.Module):
         # A tokenizer that pads on the left (XLNet) has a model that reads its last position as the end of the
         # text: the graph takes right-padded rows like every other and moves each row's padding to its start.
         self.pad_left = pad_left and "attention_mask" in self.input_names
+        # Texts padded to a multiple of the model's block length (see block_multiple), padding hidden by the mask.
+        self.multiple = multiple if "attention_mask" in self.model_input_names else 1
+        self.pad_id = pad_id
+        self.per_token = [1 in task.output_axes(name) for name in task.output_names]
+
+    def _to_multiple(self, kwargs: dict) -> tuple[dict, torch.Tensor]:
+        """The inputs right-padded to the next multiple of `self.multiple` (the pad id, mask and segment 0), and the
+        positions of the real length, to cut per-token outputs back. Every size here is computed from the input's
+        shape by traced operations: the graph pads each length by its own amount."""
+        ids = kwargs["input_ids"]
+        length = ids.shape[1]
+        padded = (length + self.multiple - 1) // self.multiple * self.multiple
+        index = torch.arange(padded, device=ids.device)
+        real = (index < length).unsqueeze(0)
+        source = torch.remainder(index, length).unsqueeze(0).expand(ids.shape[0], -1)
+        out = {}
+        for name, tensor in kwargs.items():
+            fill = self.pad_id if name == "input_ids" else 0
+            out[name] = torch.where(real, tensor.gather(1, source), torch.full_like(tensor[:, :1], fill))
+        return out, torch.arange(length, device=ids.device)
 
     def forward(self, *inputs: torch.Tensor):
         kwargs = dict(zip(self.input_names, inputs))
+        if self.multiple > 1:
+            kwargs, keep = self._to_multiple(kwargs)
+            outputs = self._forward(kwargs)
+            return tuple(o.index_select(1, keep) if per_token else o for o, per_token in zip(outputs, self.per_token))
+        return self._forward(kwargs)
+
+    def _forward(self, kwargs: dict):
         model_kwargs = {n: kwargs[n] for n in self.model_input_names}
         if self.pad_left:
             mask = kwargs["attention_mask"]
@@ -82,7 +129,8 @@ class ExportWrapper(torch.nn.Module):
 
 def export_wrapper(source: SourceModel, task: TaskSpec) -> ExportWrapper:
     pad_left = getattr(source.tokenizer, "padding_side", "right") == "left"
-    return ExportWrapper(source.model, task, source.input_names, source.pooling, pad_left).eval()
+    return ExportWrapper(source.model, task, source.input_names, source.pooling, pad_left,
+                         block_multiple(source.config), source.pad_id).eval()
 
 
 def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8,
