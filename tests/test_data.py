@@ -133,8 +133,11 @@ def test_unknown_labels_and_bad_values(tmp_path):
     data = read_labelled_data(path)
     with pytest.raises(UserError, match="Unknown label 'negatve' at line 3 .*negative, positive"):
         class_ids(data, ["negative", "positive"])
-    with pytest.raises(UserError, match="Unknown label '2'"):
+    with pytest.raises(UserError, match=r"Unknown label '2' .*\(or their ids 0-1\); if the data numbers its classes "
+                                        r"from 1 \(as Yelp's and Amazon's polarity CSVs do\), shift them to 0-1"):
         class_ids(read_labelled_data(_write(tmp_path / "ids.csv", "text,label\nx,2\n")), ["negative", "positive"])
+    with pytest.raises(UserError, match=r"Unknown label '3' .*\(or their ids 0-1\)\.$"):  # not one past the last id
+        class_ids(read_labelled_data(_write(tmp_path / "ids3.csv", "text,label\nx,3\n")), ["negative", "positive"])
     with pytest.raises(UserError, match="3 words but 2 tags"):
         tag_sequences(read_labelled_data(_write(tmp_path / "t.csv", "text,label\na b c,O O\n")), ["O"])
     with pytest.raises(UserError, match=r"None of the entity types of .*t2.csv \(ORG\) is one the model tags \(PER\), "

@@ -1161,3 +1161,45 @@ def test_words_past_the_models_length_are_said_to_count_as_missed(tiny_converted
     assert "so the 2 gold entities there count as missed" in note
     assert not any("longer than" in m for m in evaluate(folder, _jsonl(tmp_path / "short.jsonl", rows[1:]),
                                                           threads=1).messages)
+
+
+def test_sentence_embedding_triplets_scored_by_triplet_accuracy(tiny_converted, tmp_path):
+    """Triplets without a score (sentence-transformers' all-nli: anchor, positive, negative; MS MARCO: query, positive,
+    negative) were 'no text column'. Scored as sentence-transformers' TripletEvaluator scores them: the share of
+    triplets whose anchor is closer (cosine) to the positive than to the negative, against PyTorch mean pooling."""
+    import torch
+    import transformers
+
+    from inferforge.evaluate import evaluate
+
+    hf, folder = tiny_converted("feature-extraction")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModel.from_pretrained(hf).eval()
+
+    def embed(texts):
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        vectors = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    anchors = [x for x, _ in PAIRS]
+    positives = [y for _, y in PAIRS]
+    negatives = positives[3:] + positives[:3]
+    a, p, n = embed(anchors), embed(positives), embed(negatives)
+    margins = (a * p).sum(1) - (a * n).sum(1)
+    assert np.abs(margins).min() > 1e-4  # no near-tie that a rounding difference flips
+    expected = 100.0 * np.mean(margins > 0)
+    assert 0 < expected < 100
+    path = tmp_path / "triplets.jsonl"
+    _jsonl(path, [{"query": x, "positive": y, "negative": z} for x, y, z in zip(anchors, positives, negatives)])
+    report = evaluate(folder, path, threads=1)
+    assert report.metric == "triplet_accuracy" and report.eval_data["columns"]["triplets"] is True
+    assert (report.columns["text"], report.columns["pair"], report.columns["label"]) == ("query", "positive", "negative")
+    assert _row(report, "ort-fp32").value == pytest.approx(expected, abs=1e-9)
+    assert any("share of triplets whose anchor embedding is closer" in m for m in report.messages)
+    _jsonl(path, [{"anchor": "a", "positive": "b", "negative": ["c", "d"]}])
+    result = _cli("evaluate", str(folder), str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Column 'negative' at line 1 of" in result.stderr and "holds list, not text" in result.stderr

@@ -143,6 +143,8 @@ class EvalSet:
                 self.gold = [[names[labels.index(tag)] if tag in labels else tag for tag in tags] for tags in self.gold]
         elif task.name == "question-answering":
             self.gold = answer_texts(data)
+        elif task.name == "feature-extraction" and data.triplets:
+            self.gold = None  # the anchor is to be closer to its positive than to its negative
         elif task.name == "feature-extraction":
             self.gold = similarity_scores(data)
         else:
@@ -164,6 +166,8 @@ class EvalSet:
     def primary(self) -> str:
         if self.multi_label:
             return "micro_f1"
+        if self.task.name == "feature-extraction" and self.data.triplets:
+            return "triplet_accuracy"
         return "spearman" if self.single_output else PRIMARY_METRIC[self.task.name]
 
     def record(self) -> dict:
@@ -203,11 +207,12 @@ class EvalSet:
     def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
         """(row indices, encoded batch) pairs, rows sorted by length.
 
-        For similarity each sentence of a pair is embedded alone: rows n..2n-1 are the second sentences.
+        For similarity each sentence of a pair is embedded alone: rows n..2n-1 are the second sentences (and rows
+        2n..3n-1 the negatives of triplets).
         """
         data = self.data
         if self.task.name == "feature-extraction":
-            texts, pairs = data.texts + data.pairs, None
+            texts, pairs = data.texts + data.pairs + (list(map(str, data.labels)) if data.triplets else []), None
         else:
             texts, pairs = data.texts, data.pairs
         lengths = [len(t) + (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)]
@@ -282,12 +287,16 @@ class EvalSet:
             metrics = {"f1": scores.f1, "exact_match": scores.exact_match}
         else:
             n = len(self)
-            vectors: list[np.ndarray | None] = [None] * (2 * n)
+            vectors: list[np.ndarray | None] = [None] * ((3 if self.data.triplets else 2) * n)
             for (idx, _), out in zip(self.batches, outputs):
                 for row, vector in zip(idx, out["sentence_embedding"]):
                     vectors[row] = vector
-            first, second = np.stack(vectors[:n]), np.stack(vectors[n:])
-            metrics = _correlations(cosine_similarities(first, second), self.gold)
+            first, second = np.stack(vectors[:n]), np.stack(vectors[n:2 * n])
+            if self.data.triplets:  # strictly closer, as sentence-transformers' TripletEvaluator counts
+                closer = cosine_similarities(first, second) > cosine_similarities(first, np.stack(vectors[2 * n:]))
+                metrics = {"triplet_accuracy": float(closer.mean())}
+            else:
+                metrics = _correlations(cosine_similarities(first, second), self.gold)
         return TaskScore({k: 100.0 * float(v) for k, v in metrics.items()}, self.primary, len(self))
 
     def _word_tags(self, encoded: Encoded, row: int, best: np.ndarray) -> list[str]:

@@ -106,6 +106,12 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
 # confidence score) make no ambiguity with it.
 _LABEL_FALLBACK = {"text-classification": ("score", "similarity_score", "relatedness_score", "quality"),  # MRPC's
                    "question-answering": ("answer_text",)}
+# Sentence-embedding triplets without a score (sentence-transformers' all-nli and MS MARCO triplets): an anchor, a text
+# like it and one unlike it, scored by how often the anchor is closer to the first (`EvalSet`).
+TRIPLET_LAYOUTS = (("anchor", "positive", "negative"), ("query", "positive", "negative"))
+TRIPLETS_NOTE = ("rows are triplets (an anchor, a text like it and one unlike it) with no similarity score, so a "
+                 "variant is scored by the share of triplets whose anchor embedding is closer (cosine) to the positive "
+                 "than to the negative, as sentence-transformers' TripletEvaluator does")
 # Label columns taken before the task's usual ones when present: a similarity score for embeddings, also beside a
 # 'label' column (SICK's label is its entailment class, its relatedness_score the similarity).
 _LABEL_FIRST = {"feature-extraction": ("score", "similarity_score", "similarity", "relatedness_score")}
@@ -156,6 +162,9 @@ class LabelledData:
     # model (`class_column_sets`).
     class_columns: tuple[str, ...] | None = None
     class_columns_matched: bool = False  # class_columns are the model's classes' (after `class_column_sets`)
+    # Sentence-embedding triplets (anchor, positive, negative; no score): texts are the anchors, pairs the texts like
+    # them, labels the texts unlike them (`TRIPLET_LAYOUTS`).
+    triplets: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -184,7 +193,9 @@ class LabelledData:
     def describe(self) -> str:
         """Which columns were used, e.g. "text 'sentence1', pair 'sentence2', label 'label' (detected)"."""
         c = self.columns
-        if self.class_columns is None:
+        if self.triplets:
+            label = [f"negative '{c.label}'"]
+        elif self.class_columns is None:
             label = [f"label '{c.label}'"]
         elif self.class_columns_matched:
             label = [f"labels in one 0/1 column per class of the model ({_listing(self.class_columns, 6)})"]
@@ -201,6 +212,7 @@ class LabelledData:
         c = self.columns
         return {"source": self.source, "format": self.file_format, "split": self.split, "rows": len(self),
                 "columns": {"text": c.text, "pair": c.pair, "label": c.label, "detected": list(self.detected),
+                            **({"triplets": True} if self.triplets else {}),
                             **({"class_columns": list(self.class_columns)} if self.class_columns is not None else {})},
                 "class_names": list(self.class_names) if self.class_names is not None else None,
                 "notes": list(self.notes)}
@@ -1435,6 +1447,19 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         raise UserError(f"{name} holds a token and its tag per line ({records.fmt} layout), data for "
                         f"token-classification, not {columns.task}; give a CSV, TSV or JSON file with a text and a "
                         f"label column (a header row naming them).")
+    if columns.task == "feature-extraction" and columns.label is None and not _has_label_column(records.header, columns):
+        header = _Header(records.header, Path(name))
+        layout = next((found for found in ([header.find(c) for c in layout] for layout in TRIPLET_LAYOUTS)
+                       if None not in found and columns.text in (None, found[0]) and columns.pair in (None, found[1])),
+                      None)
+        if layout is not None:  # anchor, positive, negative
+            data = _labelled(records, path, replace(columns, text=layout[0], pair=layout[1], label=layout[2]),
+                             text_is_list, split, card)
+            for row, negative in enumerate(data.labels):
+                _cell_text(negative, layout[2], data.where(row))  # one text: a list of negatives is refused
+            return replace(data, triplets=True, notes=data.notes + (TRIPLETS_NOTE,),
+                           detected=tuple(role for role, given in (("text", columns.text), ("pair", columns.pair),
+                                                                   ("label", None)) if given is None))
     if text_is_list and records.fmt not in ("CoNLL", "CoNLL-U", "SQuAD JSON"):
         from inferforge.word_rows import word_rows
 
@@ -1591,6 +1616,9 @@ class _LabelIndex:
             return " ('-' marks a row without a gold label, as in SNLI's files; use rows with labels)"
         if generic and isinstance(value, str) and _as_class_id(value) is None:
             return " (the model's config.json names its classes generically, so give the class ids)"
+        if _as_class_id(value) == len(self.names):
+            return (f"; if the data numbers its classes from 1 (as Yelp's and Amazon's polarity CSVs do), shift them "
+                    f"to 0-{len(self.names) - 1} or write the label names")
         return ""
 
 

@@ -38,7 +38,7 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
     a note saying so), with the columns to read them by; None when the table does not hold one word per row."""
     header = _Header(records.header, Path(name))
     word = header.find(columns.text) if columns.text is not None else next(
-        (header.find(c) for c in WORD_COLUMNS if header.has(c)), None)
+        (header.find(c) for c in WORD_COLUMNS + ("text",) if header.has(c)), None)
     if word is None or not records.count:
         return None
     rows = records.rows_for(records.header)
@@ -48,6 +48,8 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
     # one word per row: every row, or most rows where sentences are marked (a cell of two words is then refused)
     if not (all(single) or ((sentence is not None or gaps) and sum(single) > len(rows) / 2)):
         return None
+    if sentence is None and not gaps and _name_key(word) not in map(_name_key, WORD_COLUMNS):
+        return None  # a 'text' column of one-word texts, nothing grouping them: texts, not words
     if columns.label is not None:
         tag = header.find(columns.label)
         if tag is None:
