@@ -108,6 +108,9 @@ BAD_FILES = [
     # json.dumps writes a missing value as NaN: a missing cell, not the text 'nan' or the label 'nan'
     ("nantext.jsonl", '{"text": "ok", "label": 0}\n{"text": NaN, "label": 1}\n', "'text' is empty at line 2"),
     ("nanlabel.json", '[{"text": "ok", "label": 0},\n {"text": "fine", "label": NaN}]', "'label' is empty at line 2"),
+    # two cells under one name: the csv module kept the last, silently
+    ("twice.csv", "text,label,label\ngood,positive,negative\n", "The header of .*twice.csv names column 'label' 2 "
+                                                                 "times, so which of them holds the label is unclear"),
 ]
 
 

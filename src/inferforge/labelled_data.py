@@ -1471,6 +1471,11 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
                                                 if given is None))
     flags = flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
     used, detected = resolve_columns(records.header, columns, name, need_label=not flags)
+    twice = next((c for c in (used.text, used.pair, used.label) if c is not None and records.header.count(c) > 1), None)
+    if twice is not None:  # the csv module keeps the last of the two cells, silently
+        raise UserError(f"The header of {name} names column '{twice}' {records.header.count(twice)} times, so which of "
+                        f"them holds the {'label' if twice == used.label else 'text'} is unclear; rename or remove the "
+                        f"others.")
     if used.label is None:
         flags = [c for c in flags if c not in (used.text, used.pair)]
         if not flags:  # the 0/1 columns were the texts: no label column after all
