@@ -1082,3 +1082,20 @@ def test_texts_longer_than_the_csv_modules_field_limit(tmp_path, suffix, row):
                   + row.format(long) + row.format("short"))
     assert read_labelled_data(path).texts == [long, "short"]
     assert csv.field_size_limit() == 131072  # the limit is lifted for the reading only
+
+
+@pytest.mark.parametrize("task_name, content, says", [
+    ("question-answering", "question,context,answer_text\nWho?,Bob ran.,Bob\nWhen?,Bob ran.,\n",
+     "an unanswerable question (SQuAD 2.0) has the answers []"),
+    ("token-classification", "tokens,ner_tags\nBob ran,B-PER O\nit rained,\n", "a sentence without entities has an O per word"),
+    ("text-classification", "text,label\ngood,1\nbad,\n", "for multi-label data, [] is a row of no class"),
+])
+def test_an_empty_label_says_what_the_task_writes_instead(tmp_path, task_name, content, says):
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    path = _write(tmp_path / "rows.csv", content)
+    with pytest.raises(UserError) as error:
+        read_eval_data(path, get_task(task_name))
+    column = content.splitlines()[0].split(",")[-1]
+    assert str(error.value) == f"Column '{column}' is empty at line 3 of {path}; every row needs a label ({says})."

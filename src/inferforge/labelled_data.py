@@ -1501,9 +1501,11 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         if pairs is not None:
             pairs.append(_cell_text(record.get(used.pair), used.pair, where))
         label = record.get(used.label)
-        if _missing(label):  # [] is a row of no class (multi-label)
-            raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label (for multi-label "
-                            f"data, [] is a row of no class).")
+        if _missing(label):  # [] is a row of no class (multi-label), a question without answer (SQuAD 2.0)
+            empty = {"question-answering": "an unanswerable question (SQuAD 2.0) has the answers []",
+                     "token-classification": "a sentence without entities has an O per word"}.get(
+                columns.task or "", "for multi-label data, [] is a row of no class")
+            raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label ({empty}).")
         tagged = _span_tags(texts[-1], label, where) if text_is_list and joined is None else None
         if tagged is not None:  # entities as character spans: words and their tags from here on
             texts[-1], label = tagged
