@@ -447,9 +447,9 @@ def test_blank_and_minus_one_cells_of_class_columns(tmp_path):
                                                "(toxic, severe_toxic, obscene) (detected: text)")
     note, = eval_set.messages()
     assert (f"; 2 rows have a blank cell in a class column (the first at line 3 of {path}), a class nobody annotated "
-            f"since the columns write 0 for a class that does not apply, so they are left out; 1 row has -1 in every "
+            f"since the columns write 0 for a class that does not apply, so such rows are left out; 1 row has -1 in every "
             f"class column (the first at line 5 of {path}), marking rows without gold labels as Jigsaw's test labels "
-            f"do, so they are left out; 5 of the 8 rows are scored") in note
+            f"do, so such rows are left out; 5 of the 8 rows are scored") in note
     assert eval_set.record()["columns"]["class_columns"] == ["toxic", "severe_toxic", "obscene"]
     # only the classes that apply marked (1 or blank, never 0): a blank is 0, every row scored
     path = write("marks.csv", lambda i, k, v: 1 if v else "")

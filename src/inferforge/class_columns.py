@@ -153,13 +153,13 @@ def class_column_sets(data: LabelledData, label_names: Sequence[str]) -> tuple[L
         gone.update(blank_rows)
         said.append(f"{_rows_have(len(blank_rows))} a blank cell in a class column (the first at "
                     f"{data.where(blank_rows[0])}), a class nobody annotated since the columns write 0 for a class that "
-                    f"does not apply, so they are left out")
+                    f"does not apply, so such rows are left out")
     elif blank_rows:
         said.append(f"the class columns hold 1 and blank cells only (no 0), so a blank cell is read as 0, a class that "
                     f"does not apply ({_rows_have(len(blank_rows))} one, the first at {data.where(blank_rows[0])})")
     if no_gold:
         said.append(f"{_rows_have(len(no_gold))} -1 in every class column (the first at {data.where(no_gold[0])}), "
-                    f"marking rows without gold labels as Jigsaw's test labels do, so they are left out")
+                    f"marking rows without gold labels as Jigsaw's test labels do, so such rows are left out")
     kept = [row for row in range(len(data)) if row not in gone]
     if not kept:
         raise UserError(f"No row of {data.name} has gold labels in its class columns ({_listing(list(found.values()), 6)}"
