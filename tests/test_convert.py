@@ -749,3 +749,27 @@ def test_atol_must_be_a_finite_number_of_zero_or_more(tmp_path, value):
     assert said == f"error: --atol is the largest output difference allowed, a finite number of 0 or more such as " \
                    f"0.05 (got {float(value):g}).", said
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_needing_more_than_text_is_refused_for_that_before_its_weights(tmp_path):
+    """LayoutLMv2 reads layout boxes and a page image; transformers builds it only with detectron2 installed. It is
+    refused for the boxes, from its class, before the weights are read (it was refused for the missing package, with
+    a sentence cut short: 'Check out the instructions on the.'). One sentence, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    import transformers
+    from safetensors.torch import save_file
+
+    hf = tmp_path / "hf"
+    tiny_models.build_tokenizer(hf, "bert")
+    transformers.LayoutLMv2Config(**tiny_models.SMALL, max_position_embeddings=64, vocab_size=600).save_pretrained(hf)
+    save_file({"unused": torch.zeros(1)}, str(hf / "model.safetensors"))
+    run = subprocess.run([sys.executable, "-m", "inferforge", "convert", str(hf), "--task", "token-classification",
+                          "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 2 and "Traceback" not in said, said
+    assert said.endswith("error: LayoutLMv2ForTokenClassification cannot be served by inferforge: besides the text it "
+                         "needs the page layout, a bounding box per token (`bbox`), and inferforge gives a model text "
+                         "only."), said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

@@ -99,12 +99,22 @@ NON_TEXT_INPUTS = {
 
 
 def check_text_only(model, config) -> None:
-    """Refuse, in one sentence, a model that needs inputs besides the text (layout boxes, images, language ids)."""
+    """Refuse, in one sentence, a model (or model class) that needs inputs besides the text (layout boxes, images,
+    language ids)."""
+    cls = model if isinstance(model, type) else type(model)
     params = inspect.signature(model.forward).parameters
     for name, (what, text_suffices) in NON_TEXT_INPUTS.items():
         if name in params and not text_suffices(config, params[name]):
-            raise UserError(f"{type(model).__name__} cannot be served by inferforge: besides the text it needs "
+            raise UserError(f"{cls.__name__} cannot be served by inferforge: besides the text it needs "
                             f"{what}, and inferforge gives a model text only.")
+
+
+def _task_model_class(task: TaskSpec, config):
+    """The class transformers' auto class of the task builds for this config, or None (remote code, no mapping)."""
+    try:
+        return task.auto_model_class()._model_mapping[type(config)]
+    except Exception:  # noqa: BLE001 - not in the mapping: the load itself says what is wrong
+        return None
 
 
 def graph_input_names(model, config, task: TaskSpec, tokenizer=None) -> tuple[str, ...]:
@@ -396,6 +406,11 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                                                          **settings.config_kwargs)
         if task.name == "text-classification":
             apply_cross_encoder_activation(model, folder, config)
+        # Before the weights: a model that needs more than text is refused for that, not for a package its
+        # non-text inputs need (LayoutLMv2's detectron2, for its image).
+        model_class = _task_model_class(task, config)
+        if model_class is not None:
+            check_text_only(model_class, config)
         torch_model, missing = _load_torch_model(task, config, source, trust_remote_code, settings.model_kwargs)
         torch_model.eval()
         # First: no tokenizer (nor a package it needs, as TAPAS's needs pandas) would make such a model servable.
