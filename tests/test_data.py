@@ -1099,3 +1099,27 @@ def test_an_empty_label_says_what_the_task_writes_instead(tmp_path, task_name, c
         read_eval_data(path, get_task(task_name))
     column = content.splitlines()[0].split(",")[-1]
     assert str(error.value) == f"Column '{column}' is empty at line 3 of {path}; every row needs a label ({says})."
+
+
+def test_class_ids_are_no_similarity_scores(tmp_path):
+    """An NLI file (premise, hypothesis, label: a ClassLabel entailment/neutral/contradiction) given to a sentence
+    embedding model was ranked against its class ids (a meaningless Spearman); it is refused, and SICK-style numbers
+    still read. Also: 'tweet' and 'utterance' are texts, 'intent' a label (hate_speech_offensive, clinc_oos)."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    path = tmp_path / "nli.parquet"
+    pq.write_table(_hf_table({"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [0, 2]}, MNLI_FEATURES), path)
+    data = read_eval_data(path, get_task("feature-extraction"))
+    with pytest.raises(UserError, match=r"Column 'label' of .*nli.parquet holds classes \(entailment, neutral, "
+                                        r"contradiction, named by the dataset\), not similarity scores; give a column of "
+                                        r"numbers, e.g. STS-B's or SICK's relatedness score, with --label-column\.$"):
+        similarity_scores(data)
+    numbered = {**MNLI_FEATURES, "label": _class_label(["0", "1", "2"])}  # ClassLabel(num_classes=3): numbers
+    pq.write_table(_hf_table({"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [0, 2]}, numbered), path)
+    assert similarity_scores(read_eval_data(path, get_task("feature-extraction"))).tolist() == [0.0, 2.0]
+    classify = get_task("text-classification")
+    data = read_eval_data(_write(tmp_path / "hate.csv", ",count,hate_speech,class,tweet\n0,3,0,2,so nice\n"), classify)
+    assert (data.columns.text, data.columns.label, data.texts) == ("tweet", "class", ["so nice"])
+    data = read_eval_data(_write(tmp_path / "clinc.csv", "utterance,intent\nbook a flight,travel\n"), classify)
+    assert (data.columns.text, data.columns.label, data.labels) == ("utterance", "intent", ["travel"])

@@ -77,13 +77,13 @@ _PAIR_LAYOUTS = (("text", "text_pair"), ("sentence1", "sentence2"), ("premise", 
                  ("context", "hypothesis"),  # ANLI's own files
                  ("#1 string", "#2 string"))  # GLUE's own MRPC files
 _SINGLE_TEXTS = ("text", "sentence", "review", "content", "document", "review_body",
-                 "comment_text")  # comment_text: Jigsaw's toxic comments
+                 "comment_text", "tweet", "utterance")  # comment_text: Jigsaw's toxic comments; utterance: intents
 COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "text-classification": {
         "text": _SINGLE_TEXTS + ("sentence1", "premise", "question1", "question", "sentence_a", "text_a", "text1"),
         "pairs": _PAIR_LAYOUTS,
         "label": ("label", "labels", "gold_label", "class", "category", "sentiment", "answer",  # answer: google/boolq
-                  "target", "is_duplicate"),  # is_duplicate: GLUE's own QQP files
+                  "target", "is_duplicate", "intent"),  # is_duplicate: GLUE's own QQP files; intent: clinc_oos
     },
     "token-classification": {
         "text": ("text", "tokens", "words"),
@@ -2015,6 +2015,11 @@ def answer_texts(data: LabelledData) -> list[list[str]]:
 def similarity_scores(data: LabelledData, noun: str = "Similarity score", why: str = "") -> np.ndarray:
     """Gold similarity score of each text pair (or gold value of a one-output model), as a number. `why` ends
     the message about a value that is not one (what the rows should hold instead)."""
+    names = [n for n in data.class_names or () if n]
+    if names and not all(_as_class_id(n) is not None for n in names):  # ClassLabel(names=["0", "1"...]) are numbers
+        raise UserError(f"Column '{data.columns.label}' of {data.name} holds classes ({_listing(names, 6)}, named by the "
+                        f"dataset), not {noun.lower()}s{why}; give a column of numbers, e.g. STS-B's or SICK's "
+                        f"relatedness score, with --label-column.")
     scores = np.empty(len(data), dtype=np.float64)
     for row, label in enumerate(data.labels):
         try:
