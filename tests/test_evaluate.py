@@ -447,6 +447,17 @@ def test_original_squad_json_scored_against_pytorch_answers(tiny_converted, tmp_
     score = _row(report, "ort-fp32")
     assert score.metrics["exact_match"] == pytest.approx(200.0 / 3)
     assert score.metrics["f1"] < 100.0
+    # MRQA's shared-task layout (a header line, then a context per line with its questions; answers as texts), gzip
+    import gzip
+
+    with gzip.open(tmp_path / "SQuAD.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"header": {"dataset": "SQuAD", "split": "dev"}}) + "\n")
+        f.write(json.dumps({"id": "c0", "context": context, "qas": [
+            {"qid": f"q{i}", "question": q, "answers": g, "detected_answers": []}
+            for i, (q, g) in enumerate(zip(questions, gold))]}) + "\n")
+    report = evaluate(folder, tmp_path / "SQuAD.jsonl.gz", threads=1)
+    assert report.columns["format"] == "MRQA JSON Lines" and report.eval_data["rows"] == 3
+    assert _row(report, "ort-fp32").metrics == pytest.approx(score.metrics, abs=1e-9)
 
 
 def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path):

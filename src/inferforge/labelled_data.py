@@ -407,7 +407,10 @@ def _read_file(path: Path) -> _Records:
             records = _read_json_object(whole, path)
             if records is not None:
                 return records
-    return _read_json_lines(content, path, fmt)
+    records = _read_json_lines(content, path, fmt)
+    if "qas" in records.header and "context" in records.header:  # MRQA's shared-task files: a context per line
+        return _read_mrqa(records, path)
+    return records
 
 
 def _read_json_object(whole: dict, path: Path) -> _Records | None:
@@ -679,6 +682,23 @@ def _read_squad(whole: dict, path: Path) -> _Records:
                 places.append(f"question '{qa.get('id', q + 1)}' (article {a + 1}, paragraph {p + 1}) of {path}")
     header = ["id", "title", "context", "question", "answers"] if records else []
     return _Records(records, list(range(1, len(records) + 1)), header, "SQuAD JSON", places)
+
+
+def _read_mrqa(records: _Records, path: Path) -> _Records:
+    """MRQA's JSON Lines (`{"header": ...}` first, then a context per line with its questions: `qas` of `question` and
+    `answers`, a list of texts), one row per question as SQuAD's are read."""
+    rows, places = [], []
+    for record, line in zip(records.rows, records.lines):
+        if set(record) == {"header"}:
+            continue
+        if not isinstance(record.get("qas"), list) or not all(isinstance(qa, dict) for qa in record["qas"]):
+            raise UserError(f"Line {line} of {path} has no 'qas' list of questions; is this an MRQA file?")
+        for q, qa in enumerate(record["qas"]):
+            rows.append({"id": qa.get("qid", qa.get("id")), "context": record.get("context"),
+                         "question": qa.get("question"), "answers": qa.get("answers")})
+            places.append(f"question {q + 1} ('{qa.get('qid', '')}') of line {line} of {path}")
+    header = ["id", "context", "question", "answers"] if rows else []
+    return _Records(rows, list(range(1, len(rows) + 1)), header, "MRQA JSON Lines", places)
 
 
 _COMMENT_KEYS = ("id", "sent_id", "text", "doc_id", "newdoc", "newpar", "domain")
