@@ -531,7 +531,8 @@ def register(app) -> None:
         out = output_console()  # to a file or pipe: the table's rows and the notes are never wrapped
         split = f", split '{report.eval_data['split']}'" if report.eval_data.get("split") else ""
         line = dict(highlight=False, markup=False, soft_wrap=True)  # paths and notes are never cut mid-word
-        out.print(f"{report.task} on {report.data}{split} ({report.eval_data.get('rows', 0)} rows), "
+        rows = report.eval_data.get("rows", 0)
+        out.print(f"{report.task} on {report.data}{split} ({rows:,} row{'' if rows == 1 else 's'}), "
                   f"reference {report.reference}:", **line)
         out.print(report.columns_line(), **line)
         for message in report.messages:
