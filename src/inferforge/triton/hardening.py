@@ -27,7 +27,9 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
   own refusals Triton 2.51 sometimes leaves unanswered; RELIABILITY.md section 3), and frames the HTTP replies
   Triton 2.51 leaves open-ended: an empty HTTP/1.0 keep-alive reply (health, ready) gets its Content-Length, and
   pipelined requests are read one at a time (each was answered only when it came alone), and leaves the
-  restricted APIs' extensions out of the server metadata (a client without the key could not use them);
+  restricted APIs' extensions out of the server metadata (a client without the key could not use them); it makes
+  Triton's "Stub process ... is not healthy" a 503 (was 500), and drains the server on SIGUSR2 before the watchdog
+  restarts it (`HardenedServer.drain`: requests in flight answered, new ones refused with 503);
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while
@@ -78,6 +80,10 @@ KEY_VARIABLE = "INFERFORGE_ADMIN_KEY"
 PRELOAD_WAS_VARIABLE = "INFERFORGE_LD_PRELOAD_WAS"
 MAX_IN_FLIGHT_VARIABLE = "INFERFORGE_MAX_IN_FLIGHT"  # admission control in the same library (0 or absent: off)
 HIDDEN_EXTENSIONS_VARIABLE = "INFERFORGE_HIDDEN_EXTENSIONS"  # left out of the server metadata by the same library
+DRAIN_FILE_VARIABLE = "INFERFORGE_DRAIN_FILE"  # the same library creates it once drained (SIGUSR2 asks)
+DRAIN_FILE_NAME = "drained"
+# How long a drain may take: the library waits at most 5 s for the requests in flight, then 0.2 s for their replies.
+DRAIN_WAIT_S = 6.0
 HIDE_ARGS_SOURCE = Path(__file__).with_name("hide_args.c")
 C_COMPILERS = ("cc", "gcc", "clang")
 COMPILE_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall")
@@ -270,8 +276,11 @@ class HardenedServer(TritonServer):
         env.pop(KEY_VARIABLE, None)
         env.pop(MAX_IN_FLIGHT_VARIABLE, None)
         env.pop(HIDDEN_EXTENSIONS_VARIABLE, None)
+        env.pop(DRAIN_FILE_VARIABLE, None)
         library = self.key_hiding.library
         if library is not None:
+            if self.workdir is not None:
+                env[DRAIN_FILE_VARIABLE] = str(self.workdir / DRAIN_FILE_NAME)
             env[KEY_VARIABLE] = self.admin_key
             env[MAX_IN_FLIGHT_VARIABLE] = str(self.options.max_in_flight or 0)
             env[HIDDEN_EXTENSIONS_VARIABLE] = ",".join(name for api in RESTRICTED_APIS
@@ -336,6 +345,23 @@ class HardenedServer(TritonServer):
     def grpc_admin_headers(self) -> dict[str, str]:
         """gRPC metadata that opens the restricted protocols (Triton prefixes the key's name)."""
         return {GRPC_HEADER_PREFIX + ADMIN_KEY_HEADER: self.admin_key}
+
+    def drain(self, timeout_s: float = DRAIN_WAIT_S) -> bool:
+        """Have the running server answer the requests it has in flight and refuse new ones with 503, before a restart
+        kills it (the preloaded library does it on SIGUSR2; see hide_args.c). Whether it said it was done within
+        `timeout_s`; False at once without the library or a live server."""
+        process = self.process
+        if self.key_hiding.library is None or self.workdir is None or process is None or process.poll() is not None:
+            return False
+        drained = self.workdir / DRAIN_FILE_NAME
+        drained.unlink(missing_ok=True)
+        os.kill(process.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and process.poll() is None:
+            if drained.exists():
+                return True
+            time.sleep(0.02)
+        return False
 
     def restart(self) -> None:
         """Kill the (broken) server's process group, clean up, and start again on the same ports."""

@@ -35,19 +35,26 @@
  *
  * And it frames the HTTP front end's replies for clients Triton 2.51 leaves waiting (see writev and readv below): an
  * empty HTTP/1.0 keep-alive reply (health, ready) gets its "Content-Length: 0", and pipelined HTTP/1.1 requests are
- * read one at a time, so each gets its answer.
+ * read one at a time, so each gets its answer. A dead stub's "not healthy" error is a 503, and on SIGUSR2 (from the
+ * watchdog, before it restarts the server) the server drains: it stops listening, refuses new requests with a 503
+ * and answers those in flight (see TRITONSERVER_ServerInferAsync).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -103,11 +110,13 @@ static char *environment_entry(const char *name) {
 
 static void read_max_in_flight(void);
 static void read_hidden_extensions(void);
+static void start_drain_support(void);
 
 static int main_with_key(int argc, char **argv, char **envp) {
     (void)envp;
     read_max_in_flight(); /* before any thread: the admission limit (see TRITONSERVER_ServerInferAsync below) */
     read_hidden_extensions(); /* and the extensions the server metadata leaves out (see TRITONSERVER_ServerMetadata) */
+    start_drain_support();    /* and draining before a restart (see TRITONSERVER_ServerInferAsync) */
     int placeholders = 0;
     for (int i = 0; i < argc; i++)
         if (strstr(argv[i], PLACEHOLDER) != NULL)
@@ -181,6 +190,16 @@ static int is_parse_error(const char *message) {
     return 0;
 }
 
+/* The Python backend's answer for a request to a model whose stub died ("Stub process '<model>_0_0' is not healthy."),
+ * an INTERNAL error, a 500, is what a restart will cure: inferforge's watchdog restarts the server within seconds. In
+ * tritonserver (any caller: the Python backend makes it) it becomes UNAVAILABLE, a 503 (gRPC UNAVAILABLE), which
+ * clients and load balancers retry; the message stays. */
+#define TRITONSERVER_ERROR_UNAVAILABLE_CODE 4 /* tritonserver.h: UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE */
+
+static int is_dead_worker_error(const char *message) {
+    return message != NULL && strncmp(message, "Stub process '", 14) == 0 && strstr(message, "' is not healthy") != NULL;
+}
+
 void *TRITONSERVER_ErrorNew(int code, const char *message) {
     static error_new_function real;
     if (real == NULL)
@@ -189,6 +208,8 @@ void *TRITONSERVER_ErrorNew(int code, const char *message) {
     if (code == TRITONSERVER_ERROR_INTERNAL && program_base != NULL && is_parse_error(message) &&
         dladdr(__builtin_return_address(0), &caller) != 0 && caller.dli_fbase == program_base)
         code = TRITONSERVER_ERROR_INVALID_ARG;
+    else if (code == TRITONSERVER_ERROR_INTERNAL && program_base != NULL && is_dead_worker_error(message))
+        code = TRITONSERVER_ERROR_UNAVAILABLE_CODE;
     return real != NULL ? real(code, message) : NULL;
 }
 
@@ -504,11 +525,102 @@ void *TRITONSERVER_InferenceRequestSetReleaseCallback(void *request, release_fun
     return error;
 }
 
+/* Draining before a restart. When a stub dies, inferforge's watchdog restarts the whole server; the requests in flight
+ * then lost their connection. With INFERFORGE_DRAIN_FILE set, SIGUSR2 (sent by the watchdog once it has bound its 503
+ * answerer) puts the server in draining: its listening sockets stop taking connections (new ones reach the answerer),
+ * every new front-end request on a connection already open is refused at once with UNAVAILABLE (503, gRPC
+ * UNAVAILABLE, RESTARTING_MESSAGE, the watchdog's own words), every HTTP/1.1 reply head written gets "Connection: close"
+ * (the client's next request opens a new connection, which may reach the watchdog's answerer), and a thread waits until
+ * the requests in flight are answered (the admission counts above reach 0: requests to the dead stub are answered by
+ * Triton as "Stub process ... is not healthy", a 503 through TRITONSERVER_ErrorNew above), at most DRAIN_TIMEOUT_MS,
+ * lets the replies be written (DRAIN_FLUSH_MS), then creates the file: the watchdog kills the server when it sees it.
+ * Without admission control (INFERFORGE_MAX_IN_FLIGHT 0) nothing is counted and the drain is the flush time only. */
+#define DRAIN_FILE_VARIABLE "INFERFORGE_DRAIN_FILE"
+#define DRAIN_SIGNAL SIGUSR2
+#define DRAIN_TIMEOUT_MS 5000
+#define DRAIN_FLUSH_MS 200
+#define RESTARTING_MESSAGE "the server is restarting after a worker crash; retry in a few seconds"
+
+static atomic_int draining;
+static char drain_file[4096];
+static sem_t drain_requested;
+
+static void request_drain(int signal_number) {
+    (void)signal_number;
+    atomic_store(&draining, 1);
+    sem_post(&drain_requested); /* async-signal-safe */
+}
+
+static int front_end_in_flight(void) {
+    int total = 0, models_counted = atomic_load(&model_total);
+    for (int i = 0; i < models_counted; i++)
+        total += atomic_load(&models[i].in_flight);
+    return total;
+}
+
+/* Stops every TCP listening socket of the process (HTTP, gRPC, metrics) from taking connections: new ones go to the
+ * other socket of the port (the watchdog's 503 answerer shares the HTTP port) or are refused, instead of waiting in a
+ * backlog the kill would reset. */
+static void stop_listening(void) {
+    struct rlimit limit;
+    int highest = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536 ? (int)limit.rlim_cur : 65536;
+    for (int fd = 0; fd < highest; fd++) {
+        int listening = 0;
+        socklen_t length = sizeof(listening);
+        struct sockaddr_storage address;
+        socklen_t address_length = sizeof(address);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening &&
+            getsockname(fd, (struct sockaddr *)&address, &address_length) == 0 &&
+            (address.ss_family == AF_INET || address.ss_family == AF_INET6))
+            shutdown(fd, SHUT_RD);
+    }
+}
+
+static void *drain(void *unused) {
+    (void)unused;
+    while (sem_wait(&drain_requested) != 0)
+        ; /* EINTR */
+    stop_listening();
+    for (int waited = 0; waited < DRAIN_TIMEOUT_MS && front_end_in_flight() > 0; waited += 10)
+        usleep(10000);
+    usleep(DRAIN_FLUSH_MS * 1000);
+    int file = open(drain_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (file >= 0) {
+        char left[32];
+        int length = snprintf(left, sizeof(left), "%d\n", front_end_in_flight());
+        if (write(file, left, (size_t)length) < 0)
+            perror("inferforge drain file");
+        close(file);
+    }
+    return NULL;
+}
+
+static void start_drain_support(void) {
+    const char *path = getenv(DRAIN_FILE_VARIABLE);
+    if (path == NULL || *path == '\0')
+        return;
+    if (strlen(path) >= sizeof(drain_file))
+        refuse(DRAIN_FILE_VARIABLE " is too long");
+    strcpy(drain_file, path);
+    pthread_t thread;
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = request_drain;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (sem_init(&drain_requested, 0, 0) != 0 || pthread_create(&thread, NULL, drain, NULL) != 0 ||
+        sigaction(DRAIN_SIGNAL, &action, NULL) != 0)
+        refuse("cannot set up draining (" DRAIN_FILE_VARIABLE ")");
+    pthread_detach(thread);
+}
+
 void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
     if (real_infer_async == NULL)
         resolve_admission_functions();
     if (real_infer_async == NULL)
         return NULL;
+    if (atomic_load(&draining) && called_by_the_frontend(__builtin_return_address(0)))
+        return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_UNAVAILABLE, RESTARTING_MESSAGE) : NULL;
     struct tracked_request *tracked = frontend_request(request, __builtin_return_address(0));
     if (tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
         return real_infer_async(server, request, trace);
@@ -668,18 +780,25 @@ void *TRITONSERVER_ServerMetadata(void *server, void **metadata) {
  * tell where the reply ends. libevent writes the replies with writev; for the front end's calls (the executable) the
  * wrapper below adds "Content-Length: 0" to each HTTP/1.0 reply head it writes that keeps the connection open and
  * says no length (libevhtp gives every such reply with a body its length, and a reply it streams, /generate_stream,
- * closes the connection instead: "Connection: keep-alive" is not in its head). Everything else is written as it is.
+ * closes the connection instead: "Connection: keep-alive" is not in its head). While draining (see above) it adds
+ * "Connection: close" to each HTTP/1.1 reply head that names no Connection. Everything else is written as it is.
  * The added bytes are sent with the reply; a partial write that stops inside them finishes them before returning, so
  * the caller's count of its own bytes stays right. */
-#define HTTP10_STATUS "HTTP/1.0 "
 #define ADDED_LENGTH "Content-Length: 0\r\n"
+#define ADDED_CLOSE "Connection: close\r\n"
 #define SCANNED_BYTES 65536 /* replies that start further into one write are left as they are */
 #define MAX_ADDED 16
 #define FINISH_TIMEOUT_MS 5000
 
 typedef ssize_t (*writev_function)(int, const struct iovec *, int);
 
-/* Whether the header `name` (with its colon) starts a line of the head `head` (length `length`, no final blank line). */
+struct addition {
+    size_t offset;    /* in the caller's bytes */
+    const char *text; /* ADDED_LENGTH or ADDED_CLOSE */
+};
+
+/* Whether the header `name` (with its colon) starts a line of the head `head` (length `length`, no final blank line),
+ * and when `value` is given, whether its value starts with `value`. */
 static int head_has(const char *head, size_t length, const char *name, const char *value) {
     size_t name_length = strlen(name);
     for (const char *line = head; line < head + length;) {
@@ -699,50 +818,50 @@ static int head_has(const char *head, size_t length, const char *name, const cha
     return 0;
 }
 
-/* Offsets (in `data`, the first bytes of one write) where ADDED_LENGTH goes: the end of the header lines of each
- * HTTP/1.0 keep-alive reply head with no length, following the replies from the start of the write as long as each
- * one's extent is known. Their number. */
-static int missing_lengths(const char *data, size_t length, size_t offsets[MAX_ADDED]) {
-    int found = 0;
+/* The Content-Length of the head, or -1 when it has none. */
+static long long content_length(const char *head, size_t length) {
+    for (const char *line = head; line < head + length;) {
+        const char *end = memmem(line, (size_t)(head + length - line), "\r\n", 2);
+        if (end == NULL)
+            break;
+        if (strncasecmp(line, "Content-Length:", 15) == 0)
+            return strtoll(line + 15, NULL, 10);
+        line = end + 2;
+    }
+    return -1;
+}
+
+/* What goes where in `data` (the first bytes of one write): at the end of the header lines of each reply head, following
+ * the replies from the start of the write as long as each one's extent is known. Their number. */
+static int additions_for(const char *data, size_t length, struct addition found[MAX_ADDED]) {
+    int count = 0, closing = atomic_load(&draining);
     size_t at = 0;
-    while (found < MAX_ADDED && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
+    while (count < MAX_ADDED - 1 && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
         const char *end = memmem(data + at, length - at, "\r\n\r\n", 4);
         if (end == NULL)
             break;
         const char *head = data + at;
         size_t head_length = (size_t)(end - head) + 2; /* the status line and headers, each ending in CRLF */
-        int status = atoi(head + 9);
-        size_t body = 0;
-        if (head_has(head, head_length, "Content-Length:", NULL)) {
-            char *number_end;
-            const char *line = NULL;
-            for (const char *l = head; l < head + head_length; l = memmem(l, (size_t)(head + head_length - l), "\r\n", 2) + 2)
-                if (strncasecmp(l, "Content-Length:", 15) == 0) {
-                    line = l;
-                    break;
-                }
-            if (line == NULL)
-                break;
-            unsigned long long value = strtoull(line + 15, &number_end, 10);
-            body = (size_t)value;
-        } else if (status >= 100 && status < 200) {
+        int http10 = head[7] == '0', status = atoi(head + 9);
+        long long body = content_length(head, head_length);
+        int chunked = head_has(head, head_length, "Transfer-Encoding:", NULL);
+        if (closing && !http10 && status >= 200 && !head_has(head, head_length, "Connection:", NULL))
+            found[count++] = (struct addition){at + head_length, ADDED_CLOSE};
+        if (body < 0 && status >= 100 && status < 200) {
             body = 0; /* 100 Continue: no body */
-        } else if (strncmp(head, HTTP10_STATUS, 9) == 0 && head_has(head, head_length, "Connection:", "keep-alive") &&
-                   !head_has(head, head_length, "Transfer-Encoding:", NULL)) {
-            offsets[found++] = at + head_length;
+        } else if (body < 0 && http10 && !chunked && head_has(head, head_length, "Connection:", "keep-alive")) {
+            found[count++] = (struct addition){at + head_length, ADDED_LENGTH};
             body = 0;
-        } else {
-            break; /* a body whose end the head does not say */
         }
         size_t next = (size_t)(end - data) + 4;
-        if (body > length - next)
-            break;
-        at = next + body;
+        if (body < 0 || (unsigned long long)body > length - next)
+            break; /* a body whose end the head does not say, or that ends beyond what was looked at */
+        at = next + (size_t)body;
     }
-    return found;
+    return count;
 }
 
-/* Sends bytes[0..length) of the added text on `fd` (non-blocking), waiting for the socket as needed; 0 once sent. */
+/* Sends bytes[0..length) of an added text on `fd` (non-blocking), waiting for the socket as needed; 0 once sent. */
 static int finish_added(int fd, const char *bytes, size_t length) {
     while (length > 0) {
         ssize_t sent = send(fd, bytes, length, MSG_NOSIGNAL);
@@ -771,7 +890,9 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
         errno = ENOSYS;
         return -1;
     }
-    if (iovcnt <= 0 || iovcnt > 1024 || iov[0].iov_len < 9 || memcmp(iov[0].iov_base, HTTP10_STATUS, 9) != 0 ||
+    /* Only HTTP/1.0 replies need a length; any reply may need closing while draining. */
+    const char *prefix = atomic_load(&draining) ? "HTTP/1." : "HTTP/1.0 ";
+    if (iovcnt <= 0 || iovcnt > 1024 || iov[0].iov_len < 9 || memcmp(iov[0].iov_base, prefix, strlen(prefix)) != 0 ||
         !called_by_the_frontend(__builtin_return_address(0)))
         return real(fd, iov, iovcnt);
     char scanned[SCANNED_BYTES];
@@ -781,23 +902,23 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
         memcpy(scanned + scanned_length, iov[i].iov_base, take);
         scanned_length += take;
     }
-    size_t offsets[MAX_ADDED];
-    int added = missing_lengths(scanned, scanned_length, offsets);
-    if (added == 0)
+    struct addition added[MAX_ADDED];
+    int count_added = additions_for(scanned, scanned_length, added);
+    if (count_added == 0)
         return real(fd, iov, iovcnt);
 
-    /* The caller's pieces, cut at each offset, with ADDED_LENGTH between. */
+    /* The caller's pieces, cut at each offset, with the added texts between. */
     struct iovec pieces[1024 + 2 * MAX_ADDED];
     int count = 0, next = 0;
     size_t position = 0; /* in the caller's bytes */
     for (int i = 0; i < iovcnt; i++) {
         char *base = iov[i].iov_base;
         size_t left = iov[i].iov_len;
-        while (next < added && offsets[next] >= position && offsets[next] <= position + left) {
-            size_t before = offsets[next] - position;
+        while (next < count_added && added[next].offset >= position && added[next].offset <= position + left) {
+            size_t before = added[next].offset - position;
             if (before > 0)
                 pieces[count++] = (struct iovec){.iov_base = base, .iov_len = before};
-            pieces[count++] = (struct iovec){.iov_base = (void *)ADDED_LENGTH, .iov_len = strlen(ADDED_LENGTH)};
+            pieces[count++] = (struct iovec){.iov_base = (void *)added[next].text, .iov_len = strlen(added[next].text)};
             base += before;
             left -= before;
             position += before;
@@ -812,19 +933,20 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
         return written;
     /* Back to the caller's bytes: each added text wholly sent counts for nothing; one the write stopped at or
      * inside is finished here, and the caller's count stops where it was added. */
-    size_t sent = (size_t)written, own = sent, added_length = strlen(ADDED_LENGTH);
-    for (int i = 0; i < added; i++) {
-        size_t start = offsets[i] + (size_t)i * added_length; /* where this added text is in what was written */
-        if (sent >= start + added_length) {
-            own -= added_length;
+    size_t sent = (size_t)written, own = sent, before = 0; /* before: added bytes ahead of the current one */
+    for (int i = 0; i < count_added; i++) {
+        size_t start = added[i].offset + before, length = strlen(added[i].text);
+        if (sent >= start + length) {
+            own -= length;
+            before += length;
             continue;
         }
         if (sent >= start) {
-            if (finish_added(fd, ADDED_LENGTH + (sent - start), added_length - (sent - start)) != 0) {
+            if (finish_added(fd, added[i].text + (sent - start), length - (sent - start)) != 0) {
                 errno = EPIPE;
                 return -1;
             }
-            own = offsets[i];
+            own = added[i].offset;
         }
         break;
     }

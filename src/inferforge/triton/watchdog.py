@@ -14,7 +14,9 @@ holding the GIL).
 With `probe` (`health_probe`), a tiny real inference every `probe_s` catches what Triton itself reports
 as an unhealthy worker.
 
-Recovery restarts the whole server on the same ports (model control stays `none`). While it restarts,
+Recovery restarts the whole server on the same ports (model control stays `none`). When a stub died and the
+server still runs, it is drained first (`HardenedServer.drain`: under the preloaded library its requests in flight
+are answered, 503s, before the kill instead of losing their connection). While it restarts,
 the HTTP port answers every request with 503 and a one-sentence JSON error (`{"error": ...}`, what
 KServe v2 clients read); gRPC clients get UNAVAILABLE (the port is closed). The server is started with
 `--reuse-http-port`, so the 503 answerer and the new server share the port until the new one is ready.
@@ -195,6 +197,8 @@ class Watchdog:
     _progress: dict[str, tuple[int | None, float]] = field(default_factory=dict, init=False)
     _next_progress_check: float = field(default=0.0, init=False)
     _next_probe: float = field(default=0.0, init=False)
+    _drainable: bool = field(default=False, init=False)
+    drains: list[bool] = field(default_factory=list, init=False)  # per drain asked: whether the server finished it
 
     def start(self) -> "Watchdog":
         self._stubs = self._current_stubs()
@@ -218,6 +222,7 @@ class Watchdog:
 
     def problem(self) -> str | None:
         """Why the server cannot answer right now, or None."""
+        self._drainable = False
         process = self.server.process
         if process is None:
             return "the Triton server is not running"
@@ -225,6 +230,7 @@ class Watchdog:
             return f"the Triton server {exit_description(process.returncode)}"
         for stub in self._stubs:
             if process_state(stub.pid) in (None, "Z", "X"):
+                self._drainable = True  # the server runs and can answer what it has in flight first
                 return f"the Python worker of model '{stub.model}' (pid {stub.pid}) died"
         if self.probe is not None and time.monotonic() >= self._next_probe:
             self._next_probe = time.monotonic() + self.probe_s
@@ -309,6 +315,8 @@ class Watchdog:
                 answerer = UnavailableAnswerer(self.server.options.host, self.server.ports.http)
             except OSError:
                 answerer = None  # the port cannot be shared: clients see a closed port meanwhile
+            if self._drainable:  # a dead stub: the server answers its requests in flight (503s) before it is killed
+                self.drains.append(self.server.drain())
             while not self._stop.is_set():
                 try:
                     self.server.restart()
