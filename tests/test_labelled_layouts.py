@@ -487,17 +487,19 @@ def test_one_word_per_row_tables_are_grouped_into_sentences(tmp_path):
     task = get_task("token-classification")
     texts = [" ".join(ws) for ws in NER_WORDS]
     words = len([w for ws in NER_WORDS for w in ws])
-    for name, header in (("wnut.tsv", "token\tlabel"), ("ner.tsv", "words\tner_tags"), ("crlf.csv", "Word,Tag")):
+    for name, header in (("wnut.tsv", "token\tlabel"), ("ner.tsv", "words\tner_tags\n-DOCSTART-\tO\n"),
+                         ("crlf.csv", "Word,Tag")):
         separator = "," if name.endswith(".csv") else "\t"
         body = "\n".join("".join(f"{w}{separator}{t}\n" for w, t in zip(ws, g)) for ws, g in zip(NER_WORDS, gold))
         path = tmp_path / name
         path.write_bytes((header + "\n" + body).replace("\n", "\r\n" if name == "crlf.csv" else "\n").encode())
         data = read_eval_data(path, task)
-        column, tag = header.replace(",", "\t").split("\t")
+        column, tag = header.split("\n")[0].replace(",", "\t").split("\t")
         assert data.texts == texts and (data.columns.text, data.columns.label) == (column, tag)
-        assert data.notes == (f"{path} holds one word per row (column '{column}', tags in '{tag}'), so its {words} "
-                              f"rows are read as 4 sentences, split at its blank lines",)
-        assert data.where(1) == f"line 8 of {path}"
+        docstart = "-DOCSTART-" in header
+        assert data.notes == (f"{path} holds one word per row (column '{column}', tags in '{tag}'), so its "
+                              f"{words + docstart} rows are read as 4 sentences, split at its blank lines",)
+        assert data.where(1) == f"line {8 + 2 * docstart} of {path}"
         assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
     # a sentence id column: Kaggle's, on the first word of each sentence only, and simpletransformers'
     kaggle = tmp_path / "ner_dataset.csv"

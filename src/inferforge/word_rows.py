@@ -88,14 +88,13 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
                         f"per row (without spaces).")
     grouped, lines = [], []
     for begin, end in zip(starts, starts[1:] + [len(rows)]):
-        tags = []
-        for i in range(begin, end):
-            value = rows[i].get(tag)
-            if _missing(value):
+        kept = [i for i in range(begin, end) if str(rows[i][word]).strip() != "-DOCSTART-"]  # CoNLL's document marks
+        for i in kept:
+            if _missing(rows[i].get(tag)):
                 raise UserError(f"Column '{tag}' is empty at {records.where(i, name)}; every word needs a tag.")
-            tags.append(value)
-        grouped.append({word: [str(rows[i][word]).strip() for i in range(begin, end)], tag: tags})
-        lines.append(records.lines[begin])
+        if kept:
+            grouped.append({word: [str(rows[i][word]).strip() for i in kept], tag: [rows[i][tag] for i in kept]})
+            lines.append(records.lines[kept[0]])
     note = (f"{name} holds one word per row (column '{word}', tags in '{tag}'), so its {len(rows):,} rows are read as "
             f"{len(grouped):,} sentences, split {how}")
     out = _Records(grouped, lines, [word, tag], records.fmt, unit=records.unit, class_names=records.class_names,
