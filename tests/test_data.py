@@ -645,6 +645,10 @@ def test_ids_without_names_are_the_models_ids_and_said_once(tmp_path):
     note = resolver.mapping()["note"]
     assert note == (f"labels are integer ids and {path} gives no class names, so they are taken as the model's ids "
                     f"(0 = NEGATIVE, 1 = POSITIVE); if the data numbers its classes differently, write the class names")
+    generic = LabelResolver(data, ["LABEL_0", "LABEL_1"])  # writing class names would not help: said otherwise
+    class_ids(data, None, generic)
+    assert generic.mapping()["note"].endswith("(0 = LABEL_0, 1 = LABEL_1); the model names its classes generically, so "
+                                              "make sure the data numbers them as the model was trained to")
     # ClassLabel(num_classes=2) names its ids "0", "1": no names either
     pq.write_table(_hf_table({"text": ["a"], "label": [1]}, {"label": _class_label(["0", "1"])}), tmp_path / "n.parquet")
     assert LabelResolver(read_labelled_data(tmp_path / "n.parquet"), ["A", "B"]).through_names is False

@@ -1806,8 +1806,11 @@ class LabelResolver:
                     f"are taken as the model's ids: {listed}")
         elif seen:
             listed = _listing([f"{i} = {self.model[i]}" for i in seen])
+            check = ("the model names its classes generically, so make sure the data numbers them as the model was "
+                     "trained to" if self.generic_model else
+                     "if the data numbers its classes differently, write the class names")
             note = (f"labels are integer ids and {self.data.name} gives no class names, so they are taken as the "
-                    f"model's ids ({listed}); if the data numbers its classes differently, write the class names")
+                    f"model's ids ({listed}); {check}")
         if self.flags_seen:
             said = (f"labels true/false are taken as the model's ids 1 = {self.model[1]} and 0 = {self.model[0]} (as "
                     f"datasets numbers the classes False, True); if the model means otherwise, write its label names")
