@@ -61,3 +61,76 @@ def test_more_text_encoders_embed_as_transformers(tmp_path, arch, monkeypatch):
             mask = batch["attention_mask"].unsqueeze(-1).float()
             expected.append(((out.last_hidden_state * mask).sum(1) / mask.sum(1)).numpy())
     np.testing.assert_allclose(got, np.concatenate(expected), atol=1e-4, rtol=1e-4)
+
+
+# Families of the installed transformers no other test converts, each on one task against transformers: encoder-decoders
+# with sequence-classification and question-answering heads (BigBirdPegasus, block-sparse past 7 blocks of 8 tokens:
+# truncated where its full attention holds, as BigBird; MVP; PLBart), Cohere Compass's reranker head (mean-pooled scores
+# over a sliding-window backbone), text encoders read for sentence embeddings (EmbeddingGemma 2, Gemma 3 with
+# bidirectional attention as EmbeddingGemma, CLIP's text tower, BertGeneration) and translation models read by their
+# encoder stack, as sentence-transformers reads them (M2M100, Marian, Blenderbot, ProphetNet).
+ENCODER_DECODER_64 = dict(tiny_models.ENCODER_DECODER, max_position_embeddings=64)
+TWO_ROPES = {kind: {"rope_type": "default", "rope_theta": 10000.0} for kind in ("full_attention", "sliding_attention")}
+FAMILIES = {
+    "bigbird-pegasus": (Architecture("BigBirdPegasusConfig", dict(ENCODER_DECODER_64, attention_type="block_sparse",
+                                                                  block_size=8, num_random_blocks=1),
+                                     tiny_models.XLMR_STYLE), ("text-classification", "question-answering")),
+    "mvp": (Architecture("MvpConfig", ENCODER_DECODER_64, tiny_models.XLMR_STYLE), ("question-answering",)),
+    "plbart": (Architecture("PLBartConfig", ENCODER_DECODER_64, tiny_models.XLMR_STYLE), ("text-classification",)),
+    "cohere-compass-text": (Architecture("CohereCompassTextConfig", dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        max_position_embeddings=64, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+        rope_parameters=TWO_ROPES, pooling="mean"), tiny_models.XLMR_STYLE), ("text-classification",)),
+    "embedding-gemma2": (Architecture("EmbeddingGemma2TextConfig", dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=16, max_position_embeddings=64, sliding_window=4, hidden_size_per_layer_input=8, embedding_dim=16),
+        tiny_models.XLMR_STYLE), ("feature-extraction",)),
+    "gemma3-bidirectional": (Architecture("Gemma3TextConfig", dict(tiny_models.GEMMA, use_bidirectional_attention=True),
+                                          tiny_models.XLMR_STYLE), ("feature-extraction",)),
+    "clip-text": (Architecture("CLIPTextConfig", dict(tiny_models.SMALL, max_position_embeddings=64), GPT_STYLE),
+                  ("feature-extraction",)),
+    "bert-generation": (Architecture("BertGenerationConfig", dict(tiny_models.SMALL, max_position_embeddings=64)),
+                        ("feature-extraction",)),
+    "m2m100": (Architecture("M2M100Config", ENCODER_DECODER_64, tiny_models.XLMR_STYLE), ("feature-extraction",)),
+    "marian": (Architecture("MarianConfig", ENCODER_DECODER_64, tiny_models.XLMR_STYLE), ("feature-extraction",)),
+    "blenderbot": (Architecture("BlenderbotConfig", ENCODER_DECODER_64, tiny_models.XLMR_STYLE), ("feature-extraction",)),
+    "prophetnet": (Architecture("ProphetNetConfig", dict(
+        hidden_size=32, encoder_ffn_dim=64, decoder_ffn_dim=64, num_encoder_layers=2, num_decoder_layers=1,
+        num_encoder_attention_heads=2, num_decoder_attention_heads=2, max_position_embeddings=64, ngram=2),
+        tiny_models.XLMR_STYLE), ("feature-extraction",)),
+}
+
+
+@pytest.mark.parametrize("arch, task", [(arch, task) for arch, (_, tasks) in FAMILIES.items() for task in tasks])
+def test_more_families_answer_as_transformers(tmp_path, arch, task, monkeypatch):
+    """Each family converted (onnxruntime fp32, verified within 1e-4) gives transformers' numbers for the same tokens:
+    texts and text pairs or question and context, and a text far over the limit, cut where inferforge cuts it;
+    sentence embeddings are the token states (an encoder-decoder's encoder's) mean-pooled."""
+    import transformers
+
+    import test_convert
+
+    monkeypatch.setitem(tiny_models.ALL_SPECS, arch, FAMILIES[arch][0])
+    hf = build_tiny_model(tmp_path / "hf", arch, task)
+    result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8", nb_measures=1,
+                                warmup=0, threads=1)
+    assert result.row("ort-fp32").check.max_abs_diff < 1e-4
+    model = inferforge.load(result.output)
+    if task != "feature-extraction":
+        pairs = test_convert.CONTEXTS if task == "question-answering" else None
+        test_convert.assert_matches_transformers(model, hf, task, test_convert.QUESTIONS if pairs else TEXTS, pairs)
+        if task == "text-classification":
+            test_convert.assert_matches_transformers(model, hf, task, TEXTS[:2], TEXTS[2:4])
+        test_convert.assert_longest_input_matches_transformers(model, hf, task)
+        return
+    reference = transformers.AutoModel.from_pretrained(hf).eval()
+    if reference.config.is_encoder_decoder:
+        reference = reference.get_encoder()
+    for texts in (TEXTS, [" ".join(TEXTS * 20)]):
+        encoded = model.encoder.encode(texts)
+        arrays = {k: torch.from_numpy(v) for k, v in encoded.arrays.items()}
+        with torch.no_grad():
+            states = reference(input_ids=arrays["input_ids"], attention_mask=arrays["attention_mask"]).last_hidden_state
+        mask = arrays["attention_mask"].unsqueeze(-1).float()
+        np.testing.assert_allclose(model.run(encoded.arrays)["sentence_embedding"],
+                                   ((states * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4, rtol=1e-4)
