@@ -571,3 +571,74 @@ def test_glue_own_mrpc_and_qqp_files_and_sicks_relatedness_score(tmp_path):
     assert (data.columns.text, data.columns.pair, data.columns.label) == ("sentence_A", "sentence_B", "relatedness_score")
     assert similarity_scores(data).tolist() == [4.9, 3.2]
     assert read_eval_data(sick, embed, label_column="label").columns.label == "label"  # the option still wins
+
+
+def test_label_studio_json_export_of_choices_and_entities(tmp_path):
+    """Label Studio's JSON export (tasks with `data` and `annotations[].result`) was 'no text column (columns found: id,
+    annotations, data...)'. Choices are classes, entity labels character spans; the first annotation not cancelled is
+    the gold, tasks without one are left out (said). Scored against transformers: accuracy of its argmax, entity F1 of
+    its word tags, counted here."""
+    import torch
+    import transformers
+
+    from inferforge.evaluate import EvalSet, read_eval_data
+    from inferforge.tasks import get_task
+    from inferforge.tokenization import TextEncoder
+
+    hf = build_tiny_model(tmp_path / "cls", "bert", "text-classification")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(hf).eval()
+    with torch.no_grad():
+        best = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.argmax(-1).numpy()
+    labels = LABELS["text-classification"]
+    gold = [labels[b] if i % 3 else labels[1 - b] for i, b in enumerate(best)]  # every third one wrong
+    expected = 100.0 * np.mean([g == labels[b] for g, b in zip(gold, best)])
+
+    def choice(name):
+        return {"value": {"choices": [name.capitalize()]}, "from_name": "sentiment", "to_name": "text", "type": "choices"}
+
+    tasks = [{"id": i + 1, "data": {"text": t}, "annotations": [{"id": i, "result": [choice(g)], "was_cancelled": False}],
+              "predictions": []} for i, (t, g) in enumerate(zip(TEXTS, gold))]
+    tasks[0]["annotations"].insert(0, {"result": [choice(labels[1 - labels.index(gold[0])])], "was_cancelled": True})
+    tasks[1]["annotations"].append({"result": [choice(labels[1 - labels.index(gold[1])])]})  # a second annotator
+    tasks.append({"id": 99, "data": {"text": "not annotated yet"}, "annotations": []})
+    path = tmp_path / "project-1-at-2026.json"
+    path.write_text(json.dumps(tasks, indent=2))
+    task = get_task("text-classification")
+    line = path.read_text().splitlines().index('    "id": 99,')  # the line of its "{" (1-based)
+    data = read_eval_data(path, task)
+    assert (data.file_format, data.texts, data.labels[2]) == ("Label Studio JSON", TEXTS, gold[2].capitalize())
+    assert data.notes[-1] == (f"{path} is a Label Studio export: each task's fields and the label of its first annotation "
+                              f"are read; 1 task has several annotations; the first of each is taken as the gold; 1 task "
+                              f"has no annotation or an empty one (the first: task 99 (line {line}) of {path}); such "
+                              f"tasks are left out")
+    encoder = TextEncoder.from_dir(hf, list(tokenizer.model_input_names), 128)
+    engine = _HFEngine(model, list(tokenizer.model_input_names))
+    assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+
+    # entities: spans over the words of NER_WORDS; an empty result is a sentence without entities
+    encoder, engine, predicted = _token_model(tmp_path)
+    tags = [list(t) for t in predicted]
+    tags[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    tags[1] = ["B-LOC", "O", "O"]
+    tags[3] = ["O"] * 5
+    expected = _hand_f1(tags, predicted)
+    assert 0 < expected < 100
+    tasks = []
+    for i, (words, row) in enumerate(zip(NER_WORDS, tags)):
+        starts = np.cumsum([0] + [len(w) + 1 for w in words])
+        result = [{"value": {"start": int(starts[a]), "end": int(starts[b - 1] + len(words[b - 1])),
+                             "text": " ".join(words[a:b]), "labels": [kind]}, "type": "labels", "from_name": "label",
+                   "to_name": "text"} for a, b, kind in _hand_entities(row)]
+        tasks.append({"id": i, "data": {"text": " ".join(words)}, "annotations": [{"result": result}]})
+    assert tasks[3]["annotations"][0]["result"] == []
+    path = tmp_path / "ner.json"
+    path.write_text(json.dumps(tasks))
+    data = read_eval_data(path, get_task("token-classification"))
+    assert data.texts == [" ".join(w) for w in NER_WORDS] and data.file_format == "Label Studio JSON"
+    assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    tasks[0]["annotations"][0]["result"][0]["value"]["labels"] = ["PER", "LOC"]
+    path.write_text(json.dumps(tasks))
+    with pytest.raises(UserError, match=r"An entity at task 0 \(line 1\) of .*ner.json has 2 labels \(PER, LOC\); give "
+                                        r"each entity one label\."):
+        read_eval_data(path, get_task("token-classification"))

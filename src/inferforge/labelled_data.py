@@ -397,7 +397,10 @@ def _read_file(path: Path) -> _Records:
                         f"decompress it first.") from None
     stripped = content.lstrip()
     if fmt == "json" and stripped.startswith("["):
-        return _read_json_array(content, path)
+        from inferforge.label_studio import is_label_studio, read_label_studio
+
+        records = _read_json_array(content, path)
+        return read_label_studio(records, path) if is_label_studio(records) else records
     if fmt == "json" and stripped.startswith("{"):
         try:
             whole = json.loads(content)

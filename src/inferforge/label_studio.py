@@ -1,0 +1,87 @@
+"""Label Studio's JSON export, as annotation teams bring their own labelled data: a list of tasks, each with its
+fields under `data` ({"text": ...}, or several fields for pairs) and its annotations' `result`s:
+
+* `choices` (text classification): the chosen class, or the list of classes of a multi-choice (multi-label) task;
+* `labels` (entities): character spans {"start", "end", "labels": [...]}, read as any entity spans are (B-/I- tags of
+  the words they cover).
+
+Each task becomes a row holding its `data` fields and a `label`; the first annotation not cancelled is the gold (the
+note says when tasks have several); tasks nobody annotated have no gold and are left out, said.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from inferforge.errors import UserError
+from inferforge.labelled_data import _Records
+
+
+def is_label_studio(records: _Records) -> bool:
+    return ("annotations" in records.header and "data" in records.header and records.rows is not None
+            and all(isinstance(r.get("data"), dict) for r in records.rows))
+
+
+def _gold(results: list, where: str, entities: bool) -> Any:
+    """The label of one annotation's results: a class, a list of classes, or entity spans [[start, end, label]]
+    (`entities`: the file labels entities, so no result is a text without any); None: no gold."""
+    choices = [c for r in results if r.get("type") == "choices" for c in (r.get("value") or {}).get("choices") or []]
+    spans = []
+    for r in results:
+        value = r.get("value") or {}
+        if r.get("type") == "labels":
+            names = value.get("labels") or []
+            if len(names) != 1:
+                raise UserError(f"An entity at {where} has {len(names)} labels ({', '.join(map(str, names))}); give "
+                                f"each entity one label.")
+            spans.append([value.get("start"), value.get("end"), names[0]])
+    if choices and spans:
+        raise UserError(f"The annotation at {where} holds both choices and entity labels; export one task kind "
+                        f"(text classification or entities) per file.")
+    if spans or (entities and not choices):
+        return spans
+    if not results:
+        return None
+    if not choices:
+        kinds = sorted({str(r.get("type")) for r in results}) or ["none"]
+        raise UserError(f"The annotation at {where} has no choices or entity labels (result types: {', '.join(kinds)}); "
+                        f"label the task with choices (classes) or labels (entities).")
+    return choices[0] if len(choices) == 1 else choices
+
+
+def _tasks_have(n: int) -> str:
+    return "1 task has" if n == 1 else f"{n:,} tasks have"
+
+
+def read_label_studio(records: _Records, path: Path) -> _Records:
+    rows, lines, places = [], [], []
+    unannotated, several = [], 0
+    entities = any(isinstance(r, dict) and r.get("type") == "labels" for record in records.rows
+                   for a in record.get("annotations") or [] if isinstance(a, dict) for r in a.get("result") or [])
+    for record, line in zip(records.rows, records.lines):
+        where = f"task {record.get('id', '?')} (line {line}) of {path}"
+        annotations = [a for a in record.get("annotations") or []
+                       if isinstance(a, dict) and not a.get("was_cancelled")]
+        if not annotations:
+            unannotated.append(where)
+            continue
+        label = _gold(annotations[0].get("result") or [], where, entities)
+        if label is None:
+            unannotated.append(where)
+            continue
+        several += len(annotations) > 1
+        rows.append({**record["data"], "label": label})
+        lines.append(line)
+        places.append(where)
+    if not rows:
+        raise UserError(f"No task of {path} has an annotation (Label Studio export); annotate the tasks, or export "
+                        f"with annotations.")
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    notes = [f"{path} is a Label Studio export: each task's fields and the label of its first annotation are read"]
+    if several:
+        notes.append(f"{_tasks_have(several)} several annotations; the first of each is taken as the gold")
+    if unannotated:
+        notes.append(f"{_tasks_have(len(unannotated))} no annotation or an empty one (the first: {unannotated[0]}); "
+                     f"such tasks are left out")
+    return _Records(rows, lines, header, "Label Studio JSON", places, notes=records.notes + ("; ".join(notes),))
