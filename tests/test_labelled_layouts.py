@@ -573,7 +573,7 @@ def test_glue_own_mrpc_and_qqp_files_and_sicks_relatedness_score(tmp_path):
     assert read_eval_data(sick, embed, label_column="label").columns.label == "label"  # the option still wins
 
 
-def test_label_studio_json_export_of_choices_and_entities(tmp_path):
+def test_label_studio_and_prodigy_exports_of_classes_and_entities(tmp_path):
     """Label Studio's JSON export (tasks with `data` and `annotations[].result`) was 'no text column (columns found: id,
     annotations, data...)'. Choices are classes, entity labels character spans; the first annotation not cancelled is
     the gold, tasks without one are left out (said). Scored against transformers: accuracy of its argmax, entity F1 of
@@ -614,6 +614,23 @@ def test_label_studio_json_export_of_choices_and_entities(tmp_path):
                               f"tasks are left out")
     encoder = TextEncoder.from_dir(hf, list(tokenizer.model_input_names), 128)
     engine = _HFEngine(model, list(tokenizer.model_input_names))
+    assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+    # Prodigy: accepted examples only (a rejected binary label says which class a text is NOT: it was read as its class)
+    prodigy = tmp_path / "prodigy.jsonl"
+    rows = [{"text": t, "label": g, "answer": "accept", "_input_hash": i, "_task_hash": i} for i, (t, g) in
+            enumerate(zip(TEXTS, gold))]
+    rows.insert(2, {"text": "rejected", "label": "POSITIVE", "answer": "reject", "_input_hash": 9, "_task_hash": 9})
+    rows.append({"text": "skipped", "label": "NEGATIVE", "answer": "ignore", "_input_hash": 8, "_task_hash": 8})
+    prodigy.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = read_eval_data(prodigy, task)
+    assert data.texts == TEXTS and data.notes[-1] == (
+        f"{prodigy} is a Prodigy export: the accepted examples are read; examples not accepted (1 reject, 1 ignore; the "
+        f"first at line 3) say at most which class a text is not, so they are left out")
+    assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+    choice = [{"text": t, "accept": [g], "answer": "accept", "_task_hash": i} for i, (t, g) in enumerate(zip(TEXTS, gold))]
+    prodigy.write_text("".join(json.dumps(r) + "\n" for r in choice))  # the choice interface: classes in 'accept'
+    data = read_eval_data(prodigy, task)
+    assert data.labels == gold and data.columns.label == "label"
     assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
 
     # entities: spans over the words of NER_WORDS; an empty result is a sentence without entities

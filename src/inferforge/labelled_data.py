@@ -397,7 +397,7 @@ def _read_file(path: Path) -> _Records:
                         f"decompress it first.") from None
     stripped = content.lstrip()
     if fmt == "json" and stripped.startswith("["):
-        from inferforge.label_studio import is_label_studio, read_label_studio
+        from inferforge.annotation_exports import is_label_studio, read_label_studio
 
         records = _read_json_array(content, path)
         return read_label_studio(records, path) if is_label_studio(records) else records
@@ -413,7 +413,9 @@ def _read_file(path: Path) -> _Records:
     records = _read_json_lines(content, path, fmt)
     if "qas" in records.header and "context" in records.header:  # MRQA's shared-task files: a context per line
         return _read_mrqa(records, path)
-    return records
+    from inferforge.annotation_exports import is_prodigy, read_prodigy
+
+    return read_prodigy(records, path) if is_prodigy(records) else records
 
 
 def _read_json_object(whole: dict, path: Path) -> _Records | None:

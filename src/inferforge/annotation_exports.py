@@ -1,5 +1,7 @@
-"""Label Studio's JSON export, as annotation teams bring their own labelled data: a list of tasks, each with its
-fields under `data` ({"text": ...}, or several fields for pairs) and its annotations' `result`s:
+"""What annotation tools export, as teams bring their own labelled data.
+
+Label Studio's JSON export: a list of tasks, each with its fields under `data` ({"text": ...}, or several fields for
+pairs) and its annotations' `result`s:
 
 * `choices` (text classification): the chosen class, or the list of classes of a multi-choice (multi-label) task;
 * `labels` (entities): character spans {"start", "end", "labels": [...]}, read as any entity spans are (B-/I- tags of
@@ -7,6 +9,10 @@ fields under `data` ({"text": ...}, or several fields for pairs) and its annotat
 
 Each task becomes a row holding its `data` fields and a `label`; the first annotation not cancelled is the gold (the
 note says when tasks have several); tasks nobody annotated have no gold and are left out, said.
+
+Prodigy's JSON Lines (`_task_hash`, `answer`): only accepted examples are gold. A rejected one says which class a text
+is not (binary `label`) or that its suggestion was wrong, an ignored one nothing: both are left out, said. The choice
+interface's `accept` list holds the chosen classes.
 """
 
 from __future__ import annotations
@@ -85,3 +91,37 @@ def read_label_studio(records: _Records, path: Path) -> _Records:
         notes.append(f"{_tasks_have(len(unannotated))} no annotation or an empty one (the first: {unannotated[0]}); "
                      f"such tasks are left out")
     return _Records(rows, lines, header, "Label Studio JSON", places, notes=records.notes + ("; ".join(notes),))
+
+
+def is_prodigy(records: _Records) -> bool:
+    return "answer" in records.header and ("_task_hash" in records.header or "_input_hash" in records.header)
+
+
+def read_prodigy(records: _Records, path: Path) -> _Records:
+    rows, lines, gone = [], [], {}
+    choice = "accept" in records.header
+    for record, line in zip(records.rows, records.lines):
+        answer = record.get("answer")
+        if answer != "accept":
+            gone.setdefault(str(answer), []).append(line)
+            continue
+        row = {k: v for k, v in record.items() if k != "answer"}
+        if choice:
+            chosen = record.get("accept") or []
+            row["label"] = chosen[0] if isinstance(chosen, list) and len(chosen) == 1 else chosen
+        rows.append(row)
+        lines.append(line)
+    if not rows:
+        raise UserError(f"No example of {path} is accepted (Prodigy answers: {', '.join(sorted(gone))}); evaluate on "
+                        f"accepted annotations.")
+    header = [c for c in records.header if c != "answer"] + (["label"] if choice and "label" not in records.header
+                                                             else [])
+    note = f"{path} is a Prodigy export: the accepted examples are read"
+    if choice:
+        note += " (each one's 'accept' list holds its classes)"
+    if gone:
+        left = ", ".join(f"{len(v):,} {k}" for k, v in gone.items())
+        first = min(n for v in gone.values() for n in v)
+        note += (f"; examples not accepted ({left}; the first at line {first}) say at most which class a text is not, "
+                 f"so they are left out")
+    return _Records(rows, lines, header, records.fmt, notes=records.notes + (note,))
