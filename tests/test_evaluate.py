@@ -1214,3 +1214,59 @@ def test_sentence_embedding_triplets_scored_by_triplet_accuracy(tiny_converted, 
     result = _cli("evaluate", str(folder), str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Column 'negative' at line 1 of" in result.stderr and "holds list, not text" in result.stderr
+
+
+def test_evaluate_command_on_0_1_columns_names_only_the_models_columns(tmp_path):
+    """`inferforge evaluate` on a Jigsaw-style CSV (a 0/1 column per class, a blank cell, a -1 row, a column the model
+    has no class for) with a converted multi-label model: its column line names the three columns of the model's
+    classes (it listed every 0/1 column), the note counts the rows left out, micro F1 is transformers' on the kept
+    rows; a -1 beside 0/1 exits 2 in one line."""
+    import torch
+    import transformers
+
+    import inferforge
+
+    names = ["toxic", "severe_toxic", "obscene"]
+    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
+    torch.manual_seed(3)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=3, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        problem_type="multi_label_classification", ignore_mismatched_sizes=True).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+    model.save_pretrained(tmp_path / "hf")
+    tokenizer.save_pretrained(tmp_path / "hf")
+    folder = tmp_path / "converted"
+    inferforge.convert(str(tmp_path / "hf"), "text-classification", folder, variants="ort-fp32", shapes="1x16",
+                       nb_measures=2, warmup=1, threads=1)
+    texts = [a for a, _ in PAIRS] + [b for _, b in PAIRS]
+    with torch.no_grad():
+        predicted = torch.sigmoid(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits).numpy() > 0.5
+    gold = predicted.copy()
+    gold[0, 0], gold[3, 1], gold[9] = ~gold[0, 0], ~gold[3, 1], ~gold[9]
+    cells = [[str(int(v)) for v in row] for row in gold]
+    cells[4][2] = ""  # a class nobody annotated
+    cells[6] = ["-1"] * 3  # a row without gold (Jigsaw's test labels)
+    path = tmp_path / "jigsaw.csv"
+    path.write_text("id,comment_text,toxic,severe_toxic,obscene,threat\n" + "".join(
+        f"r{i},{t},{','.join(c)},{i % 2}\n" for i, (t, c) in enumerate(zip(texts, cells))))
+    kept = [i for i in range(len(texts)) if i not in (4, 6)]
+    g, p = gold[kept], predicted[kept]
+    tp, fp, fn = (g & p).sum(), (~g & p).sum(), (g & ~p).sum()
+    expected = 100.0 * 2 * tp / (2 * tp + fp + fn)
+    assert 0 < expected < 100
+    result = _cli_to_pipe("evaluate", folder, path, "--threads", "1", "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"text-classification on {path} (14 rows), reference ort-fp32:"
+    assert lines[1] == ("columns: text 'comment_text', labels in one 0/1 column per class of the model (toxic, "
+                        "severe_toxic, obscene) (detected: text), read as CSV")
+    assert "14 of the 16 rows are scored" in lines[2]
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["variants"][0]["value"] == pytest.approx(expected, abs=1e-6)
+    cells[2][1] = "-1"
+    path.write_text("id,comment_text,toxic,severe_toxic,obscene,threat\n" + "".join(
+        f"r{i},{t},{','.join(c)},{i % 2}\n" for i, (t, c) in enumerate(zip(texts, cells))))
+    result = _cli_to_pipe("evaluate", folder, path, "--threads", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: Column 'severe_toxic' (class 'severe_toxic') is -1 at line 4 of {path}, "
+                                    f"where the row's other class columns hold 0/1")
