@@ -421,6 +421,10 @@ def test_the_transformer_modules_loading_arguments(tmp_path):
                                         r"texts from the left\.$"):
         inferforge.convert(str(folder), "feature-extraction", tmp_path / "left", variants="ort-fp32", shapes="1x8")
     assert not (tmp_path / "left").exists()
+    _edit_json(folder / "sentence_bert_config.json", processor_kwargs={}, model_kwargs={"no_such_argument": 1})
+    with pytest.raises(UserError, match=r"cannot be loaded with its sentence-transformers loading arguments "
+                                        r"\(hidden_act, layer_norm_eps, no_such_argument\): BertModel.*no_such_argument"):
+        inferforge.convert(str(folder), "feature-extraction", tmp_path / "bad", variants="ort-fp32", shapes="1x8")
 
 
 @pytest.mark.parametrize("arch", ["longt5-tglobal", "longt5-local", "pegasus-x"])

@@ -218,7 +218,7 @@ def _fast_twin(tokenizer, task: TaskSpec):
 # Transformers, T5Gemma), or else the encoder stack of these (their AutoModel reads the decoder's states;
 # BART's stays as AutoModel reads it, which is what sentence-transformers does too).
 ENCODER_STACK_TYPES = ("pegasus", "pegasus_x", "marian", "m2m_100", "nllb-moe", "blenderbot", "blenderbot-small",
-                       "prophetnet")
+                       "prophetnet", "t5gemma2")
 
 
 def _saved_encoder_class(config):
@@ -431,6 +431,13 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         raise UserError(
             f"'{model}' cannot be loaded for {task.name}: {first_line(error)}."
         ) from None
+    except TypeError as error:
+        loading = {**settings.config_kwargs, **settings.model_kwargs, **settings.tokenizer_kwargs}
+        if not loading:
+            raise
+        # An argument the model class does not take: the library fails on the folder alike.
+        raise UserError(f"'{model}' cannot be loaded with its sentence-transformers loading arguments "
+                        f"({', '.join(sorted(loading))}): {first_line(error)}.") from None
     except ImportError as error:  # a tokenizer or model that needs an optional package (RoFormer: rjieba)
         raise UserError(f"'{model}' needs a package that is not installed: {first_line(error)}.") from None
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
