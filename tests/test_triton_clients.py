@@ -586,6 +586,48 @@ def test_keep_alive_http_1_0_connection_close_and_pipelined_requests_are_answere
     assert json.loads(replies[2][2])["name"] == "triton" and json.loads(replies[3][2])["name"] == MODEL
 
 
+def test_head_requests_get_the_get_status_and_headers_without_a_body(supervised):
+    """HEAD (uptime monitors, `curl -I`, HTTP libraries checking a URL) was answered 405 with a body, which a keep-alive
+    client reads as the start of its next response. Through the preloaded library a HEAD gets what GET gets, without
+    the body (its Content-Length says the GET's length): on one connection, HEAD then GET on every polled endpoint, the
+    GET answered whole after it; and HEAD among pipelined GETs."""
+    import socket
+    from http.client import HTTPConnection
+
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler here: the library that answers HEAD is not preloaded")
+    serving, _, _ = supervised
+    connection = HTTPConnection(*serving.server.http_url.split(":"), timeout=10)
+    try:
+        for path in POLLED:
+            connection.request("HEAD", path)
+            head = connection.getresponse()
+            assert (head.status, head.read()) == (200, b""), (path, head.status)
+            connection.request("GET", path)
+            got = connection.getresponse()
+            body = got.read()
+            assert got.status == 200 and head.getheader("Content-Length") == str(len(body)), (path, head.getheaders())
+            if body:
+                assert json.loads(body)
+    finally:
+        connection.close()
+    address = serving.server.http_url.split(":")
+    with socket.create_connection((address[0], int(address[1])), timeout=10) as raw:
+        raw.sendall(b"GET /v2 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /v2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := raw.recv(65536):
+            data += chunk
+    first, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", first).group(1))
+    second, _, third = rest[length:].partition(b"\r\n\r\n")
+    assert json.loads(rest[:length])["name"] == "triton"
+    assert second.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % length in second, second
+    assert third.startswith(b"HTTP/1.1 200") and third.endswith(b"\r\n\r\n"), third  # the HEAD's reply had no body
+
+
 # A call each extension answers without the admin key (method, path, body); the restricted ones answer 403.
 EXTENSION_CALLS = {
     "model_repository": ("POST", "/v2/repository/index", b"{}"),

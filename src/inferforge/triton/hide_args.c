@@ -34,8 +34,8 @@
  * each response parameter name once (an ensemble's response repeats them: duplicate JSON keys, see below).
  *
  * And it frames the HTTP front end's replies for clients Triton 2.51 leaves waiting (see writev and readv below): an
- * empty HTTP/1.0 keep-alive reply (health, ready) gets its "Content-Length: 0", and pipelined HTTP/1.1 requests are
- * read one at a time, so each gets its answer. A dead stub's "not healthy" error is a 503, and on SIGUSR2 (from the
+ * empty HTTP/1.0 keep-alive reply (health, ready) gets its "Content-Length: 0", pipelined HTTP/1.1 requests are
+ * read one at a time, so each gets its answer, and a HEAD is answered as GET without the body (was 405 with a body). A dead stub's "not healthy" error is a 503, and on SIGUSR2 (from the
  * watchdog, before it restarts the server) the server drains: it stops listening, refuses new requests with a 503
  * and answers those in flight (see TRITONSERVER_ServerInferAsync).
  */
@@ -772,29 +772,55 @@ void *TRITONSERVER_ServerMetadata(void *server, void **metadata) {
     return NULL;
 }
 
-/* An HTTP/1.0 keep-alive client (ab -k, health checkers and load balancers that speak HTTP/1.0) waited forever for
- * the empty replies of Triton 2.51's HTTP front end: its libevhtp (linked into the executable) adds Content-Length to
- * an HTTP/1.1 reply always, but to an HTTP/1.0 reply only when the body is not empty, and keeps the connection open
- * for a client that asked "Connection: keep-alive". /v2/health/ready, /v2/health/live and /v2/models/<m>/ready then
- * answer "HTTP/1.0 200 OK" and headers with no length and no body, on a connection that stays open: the client cannot
- * tell where the reply ends. libevent writes the replies with writev; for the front end's calls (the executable) the
- * wrapper below adds "Content-Length: 0" to each HTTP/1.0 reply head it writes that keeps the connection open and
- * says no length (libevhtp gives every such reply with a body its length, and a reply it streams, /generate_stream,
- * closes the connection instead: "Connection: keep-alive" is not in its head). While draining (see above) it adds
- * "Connection: close" to each HTTP/1.1 reply head that names no Connection. Everything else is written as it is.
- * The added bytes are sent with the reply; a partial write that stops inside them finishes them before returning, so
- * the caller's count of its own bytes stays right. */
+/* The HTTP wire, fixed where Triton 2.51's front end (libevhtp and libevent, linked into the executable) gets it
+ * wrong for generic clients. The wrappers below act on the executable's own calls only (gRPC reads with recvmsg and is
+ * not touched), and keep a little state per connection (by file descriptor, reset when a connection is accepted).
+ *
+ * - An HTTP/1.0 keep-alive client (ab -k, health checkers and load balancers that speak HTTP/1.0) waited forever on
+ *   the empty replies (/v2/health/ready, /v2/health/live, /v2/models/<m>/ready): libevhtp adds Content-Length to an
+ *   HTTP/1.1 reply always, to an HTTP/1.0 one only when its body is not empty, and keeps the connection open for a
+ *   client that asked "Connection: keep-alive". writev adds "Content-Length: 0" to each HTTP/1.0 reply head it writes
+ *   that keeps the connection open and says no length (libevhtp gives every such reply with a body its length, and a
+ *   reply it streams closes the connection instead: "Connection: keep-alive" is not in its head).
+ * - Pipelined HTTP/1.1 requests (several sent before the first answer) got the first answer only: the front end
+ *   parses the first request of what libevent read, and the others, already read from the socket, wait forever.
+ *   readv looks at what the socket holds (MSG_PEEK) and, when it holds a complete request (a head, and the body its
+ *   Content-Length says) with more bytes after it, reads that request only: the rest stays in the socket and is read
+ *   after the answer. A chunked request body, or a request longer than what is looked at, is read as it is.
+ * - HEAD (uptime monitors, `curl -I`, HTTP libraries checking a URL) was answered 405 WITH a body, which a client
+ *   reads as the start of its next response on a keep-alive connection. A HEAD request (without a body) on a
+ *   connection with no answer outstanding is read as GET (Triton answers only GET there) and its reply is written
+ *   without its body: the GET's status and headers, Content-Length included, as HTTP says a HEAD reply is.
+ * - While draining (see above) writev adds "Connection: close" to each HTTP/1.1 reply head that names no Connection.
+ * Added bytes are sent with the reply; a partial write that stops inside them finishes them before returning, so the
+ * caller's count of its own bytes stays right; removed bytes count as written. */
 #define ADDED_LENGTH "Content-Length: 0\r\n"
 #define ADDED_CLOSE "Connection: close\r\n"
-#define SCANNED_BYTES 65536 /* replies that start further into one write are left as they are */
-#define MAX_ADDED 16
+#define SCANNED_BYTES 65536 /* replies that start further into one write are not looked at */
+#define PEEKED_BYTES 16384
+#define MAX_EDITS 16
 #define FINISH_TIMEOUT_MS 5000
+#define MAX_TRACKED_FD 65536
 
 typedef ssize_t (*writev_function)(int, const struct iovec *, int);
+typedef ssize_t (*readv_function)(int, const struct iovec *, int);
+typedef int (*accept4_function)(int, struct sockaddr *, socklen_t *, int);
+typedef int (*accept_function)(int, struct sockaddr *, socklen_t *);
 
-struct addition {
+/* Per connection, touched by the one front-end thread that serves it. */
+struct connection_state {
+    uint32_t requests;   /* request heads read */
+    uint32_t replies;    /* final reply heads written */
+    uint32_t strip;      /* the number of the reply whose body is not written (a HEAD's), 0: none */
+    uint8_t untracked;   /* replies could not be followed (a chunked one): no HEAD is read as GET any more */
+    size_t drop;         /* body bytes of a HEAD's reply still to leave out of the next writes */
+};
+static struct connection_state connections[MAX_TRACKED_FD];
+
+struct edit {
     size_t offset;    /* in the caller's bytes */
-    const char *text; /* ADDED_LENGTH or ADDED_CLOSE */
+    size_t removed;   /* caller's bytes left out from there */
+    const char *text; /* written there instead (ADDED_LENGTH, ADDED_CLOSE), or NULL */
 };
 
 /* Whether the header `name` (with its colon) starts a line of the head `head` (length `length`, no final blank line),
@@ -831,32 +857,46 @@ static long long content_length(const char *head, size_t length) {
     return -1;
 }
 
-/* What goes where in `data` (the first bytes of one write): at the end of the header lines of each reply head, following
- * the replies from the start of the write as long as each one's extent is known. Their number. */
-static int additions_for(const char *data, size_t length, struct addition found[MAX_ADDED]) {
+/* The edits of one write to `fd`: `data` holds its first `length` bytes of `total`. Follows the replies from the start
+ * of the write as long as each one's extent is known, counting the final ones on the connection. */
+static int edits_for(int fd, const char *data, size_t length, size_t total, struct edit found[MAX_EDITS]) {
+    struct connection_state *connection = fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
     int count = 0, closing = atomic_load(&draining);
     size_t at = 0;
-    while (count < MAX_ADDED - 1 && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
+    while (count < MAX_EDITS - 2 && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
         const char *end = memmem(data + at, length - at, "\r\n\r\n", 4);
         if (end == NULL)
             break;
         const char *head = data + at;
         size_t head_length = (size_t)(end - head) + 2; /* the status line and headers, each ending in CRLF */
+        size_t body_at = (size_t)(end - data) + 4;
         int http10 = head[7] == '0', status = atoi(head + 9);
         long long body = content_length(head, head_length);
         int chunked = head_has(head, head_length, "Transfer-Encoding:", NULL);
+        if (status >= 200 && connection != NULL) {
+            connection->replies++;
+            if (chunked)
+                connection->untracked = 1;
+        }
         if (closing && !http10 && status >= 200 && !head_has(head, head_length, "Connection:", NULL))
-            found[count++] = (struct addition){at + head_length, ADDED_CLOSE};
+            found[count++] = (struct edit){at + head_length, 0, ADDED_CLOSE};
         if (body < 0 && status >= 100 && status < 200) {
             body = 0; /* 100 Continue: no body */
         } else if (body < 0 && http10 && !chunked && head_has(head, head_length, "Connection:", "keep-alive")) {
-            found[count++] = (struct addition){at + head_length, ADDED_LENGTH};
+            found[count++] = (struct edit){at + head_length, 0, ADDED_LENGTH};
             body = 0;
         }
-        size_t next = (size_t)(end - data) + 4;
-        if (body < 0 || (unsigned long long)body > length - next)
+        if (status >= 200 && connection != NULL && connection->strip != 0 && connection->strip == connection->replies) {
+            connection->strip = 0;
+            if (body > 0) { /* a HEAD's reply: its body is left out, here and in the next writes */
+                size_t here = (unsigned long long)body <= total - body_at ? (size_t)body : total - body_at;
+                found[count++] = (struct edit){body_at, here, NULL};
+                connection->drop = (size_t)body - here;
+            }
+        }
+        if (body < 0 || (unsigned long long)body > length - body_at)
             break; /* a body whose end the head does not say, or that ends beyond what was looked at */
-        at = next + (size_t)body;
+        at = body_at + (size_t)body;
     }
     return count;
 }
@@ -890,10 +930,18 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
         errno = ENOSYS;
         return -1;
     }
-    /* Only HTTP/1.0 replies need a length; any reply may need closing while draining. */
-    const char *prefix = atomic_load(&draining) ? "HTTP/1." : "HTTP/1.0 ";
-    if (iovcnt <= 0 || iovcnt > 1024 || iov[0].iov_len < 9 || memcmp(iov[0].iov_base, prefix, strlen(prefix)) != 0 ||
-        !called_by_the_frontend(__builtin_return_address(0)))
+    if (iovcnt <= 0 || iovcnt > 1024 || !called_by_the_frontend(__builtin_return_address(0)))
+        return real(fd, iov, iovcnt);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    struct connection_state *connection = fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
+    if (connection != NULL && connection->drop > 0 && total > 0) { /* the rest of a HEAD's reply body: not written */
+        size_t dropped = total < connection->drop ? total : connection->drop;
+        connection->drop -= dropped;
+        return (ssize_t)dropped;
+    }
+    if (iov[0].iov_len < 9 || memcmp(iov[0].iov_base, "HTTP/1.", 7) != 0)
         return real(fd, iov, iovcnt);
     char scanned[SCANNED_BYTES];
     size_t scanned_length = 0;
@@ -902,97 +950,99 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
         memcpy(scanned + scanned_length, iov[i].iov_base, take);
         scanned_length += take;
     }
-    struct addition added[MAX_ADDED];
-    int count_added = additions_for(scanned, scanned_length, added);
-    if (count_added == 0)
+    struct edit edits[MAX_EDITS];
+    int count_edits = edits_for(fd, scanned, scanned_length, total, edits);
+    if (count_edits == 0)
         return real(fd, iov, iovcnt);
 
-    /* The caller's pieces, cut at each offset, with the added texts between. */
-    struct iovec pieces[1024 + 2 * MAX_ADDED];
-    int count = 0, next = 0;
-    size_t position = 0; /* in the caller's bytes */
-    for (int i = 0; i < iovcnt; i++) {
-        char *base = iov[i].iov_base;
-        size_t left = iov[i].iov_len;
-        while (next < count_added && added[next].offset >= position && added[next].offset <= position + left) {
-            size_t before = added[next].offset - position;
-            if (before > 0)
-                pieces[count++] = (struct iovec){.iov_base = base, .iov_len = before};
-            pieces[count++] = (struct iovec){.iov_base = (void *)added[next].text, .iov_len = strlen(added[next].text)};
-            base += before;
-            left -= before;
-            position += before;
-            next++;
+    /* The caller's bytes kept (each range up to the next edit), with the added texts between them. */
+    struct iovec pieces[1024 + 2 * MAX_EDITS];
+    int count = 0, piece = 0;
+    size_t piece_start = 0; /* caller's offset where iov[piece] starts */
+    size_t kept_from = 0;
+    for (int e = 0; e <= count_edits; e++) {
+        size_t kept_to = e < count_edits ? edits[e].offset : total;
+        /* caller's bytes [kept_from, kept_to), through the caller's pieces */
+        while (kept_from < kept_to && piece < iovcnt) {
+            size_t piece_end = piece_start + iov[piece].iov_len;
+            if (kept_from >= piece_end) {
+                piece_start = piece_end;
+                piece++;
+                continue;
+            }
+            size_t to = kept_to < piece_end ? kept_to : piece_end;
+            pieces[count++] = (struct iovec){.iov_base = (char *)iov[piece].iov_base + (kept_from - piece_start),
+                                             .iov_len = to - kept_from};
+            kept_from = to;
         }
-        if (left > 0)
-            pieces[count++] = (struct iovec){.iov_base = base, .iov_len = left};
-        position += left;
+        if (e < count_edits) {
+            if (edits[e].text != NULL)
+                pieces[count++] = (struct iovec){.iov_base = (void *)edits[e].text, .iov_len = strlen(edits[e].text)};
+            kept_from = edits[e].offset + edits[e].removed;
+        }
     }
-    ssize_t written = real(fd, pieces, count);
+    ssize_t written = count > 0 ? real(fd, pieces, count) : 0;
     if (written < 0)
         return written;
-    /* Back to the caller's bytes: each added text wholly sent counts for nothing; one the write stopped at or
-     * inside is finished here, and the caller's count stops where it was added. */
-    size_t sent = (size_t)written, own = sent, before = 0; /* before: added bytes ahead of the current one */
-    for (int i = 0; i < count_added; i++) {
-        size_t start = added[i].offset + before, length = strlen(added[i].text);
-        if (sent >= start + length) {
-            own -= length;
-            before += length;
-            continue;
-        }
-        if (sent >= start) {
-            if (finish_added(fd, added[i].text + (sent - start), length - (sent - start)) != 0) {
+    /* Back to the caller's bytes: walk the edits along what was written. An added text the write stopped at or inside
+     * is finished here, and the caller's count goes on after the edit (what it removed counts as written). */
+    size_t sent = (size_t)written, out = 0, own = 0;
+    for (int e = 0; e < count_edits; e++) {
+        size_t kept = edits[e].offset - own; /* caller's bytes written as they are before this edit */
+        if (sent < out + kept)
+            return (ssize_t)(own + (sent - out));
+        out += kept;
+        size_t length = edits[e].text != NULL ? strlen(edits[e].text) : 0;
+        if (sent < out + length) {
+            if (finish_added(fd, edits[e].text + (sent - out), length - (sent - out)) != 0) {
                 errno = EPIPE;
                 return -1;
             }
-            own = added[i].offset;
+            return (ssize_t)(edits[e].offset + edits[e].removed);
         }
-        break;
+        out += length;
+        own = edits[e].offset + edits[e].removed;
     }
-    return (ssize_t)own;
+    return (ssize_t)(own + (sent - out));
 }
 
-/* Pipelined HTTP/1.1 requests (several sent before the first answer, as `wrk` scripts, some proxies and test tools
- * do) got the first answer only: Triton 2.51's front end parses the first request of what libevent read and the
- * others, already read from the socket, wait forever. For the front end's reads (the executable), the wrappers below
- * look at what the socket holds (MSG_PEEK) and, when it holds a complete request (a head, and the body its
- * Content-Length says) with more bytes after it, read that request only: the rest stays in the socket, and the front
- * end reads it as the next request of a keep-alive connection once it has answered. A chunked request body, or a
- * request longer than what is looked at, is read as it is. */
-#define PEEKED_BYTES 16384
+/* What the socket holds at the start of a request, by MSG_PEEK. */
+struct peeked_request {
+    int starts;      /* it starts with a request line */
+    int head_method; /* that request is a HEAD, complete, without a body */
+    size_t limit;    /* the length of that request when more bytes follow it; 0 when the read needs no limit */
+};
 
-typedef ssize_t (*readv_function)(int, const struct iovec *, int);
-
-/* The length of the first request `fd` holds when more bytes follow it; 0 when the read needs no limit. */
-static size_t first_of_pipelined_requests(int fd) {
+static struct peeked_request peek_request(int fd) {
+    struct peeked_request found = {0, 0, 0};
     char peeked[PEEKED_BYTES];
     ssize_t length = recv(fd, peeked, sizeof(peeked), MSG_PEEK | MSG_DONTWAIT);
     if (length < 16)
-        return 0;
+        return found;
     size_t method = 0;
     while (method < 8 && peeked[method] >= 'A' && peeked[method] <= 'Z')
         method++;
-    if (method == 0 || peeked[method] != ' ')
-        return 0; /* not the start of an HTTP request */
+    const char *line_end = memmem(peeked, (size_t)length, "\r\n", 2);
+    if (method == 0 || peeked[method] != ' ' || line_end == NULL || line_end - peeked < 9 ||
+        memcmp(line_end - 9, " HTTP/1.", 8) != 0)
+        return found; /* not the start of an HTTP request */
+    found.starts = 1;
     const char *end = memmem(peeked, (size_t)length, "\r\n\r\n", 4);
     if (end == NULL)
-        return 0;
+        return found;
     size_t head_length = (size_t)(end - peeked) + 2;
     if (head_has(peeked, head_length, "Transfer-Encoding:", NULL) || head_has(peeked, head_length, "Expect:", NULL))
-        return 0;
-    unsigned long long body = 0;
-    for (const char *line = peeked; line < peeked + head_length;
-         line = (const char *)memmem(line, (size_t)(peeked + head_length - line), "\r\n", 2) + 2)
-        if (strncasecmp(line, "Content-Length:", 15) == 0) {
-            char *number_end;
-            body = strtoull(line + 15, &number_end, 10);
-            break;
-        }
+        return found;
+    long long body = content_length(peeked, head_length);
+    if (body < 0)
+        body = 0;
     size_t request = head_length + 2;
-    if (body >= (unsigned long long)length || request + (size_t)body >= (size_t)length)
-        return 0;
-    return request + (size_t)body;
+    if ((unsigned long long)body >= (unsigned long long)length || request + (size_t)body > (size_t)length)
+        return found;
+    if (request + (size_t)body < (size_t)length)
+        found.limit = request + (size_t)body;
+    found.head_method = method == 4 && memcmp(peeked, "HEAD", 4) == 0 && body == 0;
+    return found;
 }
 
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
@@ -1005,7 +1055,37 @@ ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
     }
     if (program_base == NULL || iovcnt <= 0 || iovcnt > 1024 || !called_by_the_frontend(__builtin_return_address(0)))
         return real(fd, iov, iovcnt);
-    size_t limit = first_of_pipelined_requests(fd);
+    struct peeked_request peeked = peek_request(fd);
+    struct connection_state *connection = fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
+    if (peeked.starts && connection != NULL) {
+        connection->requests++;
+        if (peeked.head_method && !connection->untracked && connection->requests == connection->replies + 1 &&
+            connection->strip == 0 && connection->drop == 0 && iov[0].iov_len > 8) {
+            /* "HEAD" leaves the socket, "GET" reaches the front end in its place; the rest is read behind it. */
+            char method[4];
+            if (recv(fd, method, sizeof(method), MSG_DONTWAIT) == (ssize_t)sizeof(method)) {
+                memcpy(iov[0].iov_base, "GET", 3);
+                struct iovec rest[1024];
+                size_t left = peeked.limit != 0 ? peeked.limit - sizeof(method) : SIZE_MAX; /* this request only */
+                int count = 0;
+                for (int i = 0; i < iovcnt && left > 0; i++) {
+                    rest[count] = iov[i];
+                    if (i == 0) {
+                        rest[0].iov_base = (char *)rest[0].iov_base + 3;
+                        rest[0].iov_len -= 3;
+                    }
+                    if (rest[count].iov_len > left)
+                        rest[count].iov_len = left;
+                    left -= rest[count].iov_len;
+                    count++;
+                }
+                ssize_t read_now = real(fd, rest, count);
+                connection->strip = connection->requests;
+                return read_now < 0 ? 3 : 3 + read_now;
+            }
+        }
+    }
+    size_t limit = peeked.limit;
     if (limit == 0)
         return real(fd, iov, iovcnt);
     struct iovec limited[1024];
@@ -1018,6 +1098,37 @@ ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
         count++;
     }
     return real(fd, limited, count);
+}
+
+static void new_connection(int fd) {
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        memset(&connections[fd], 0, sizeof(connections[fd]));
+}
+
+int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+    static accept4_function real;
+    if (real == NULL)
+        real = (accept4_function)dlsym(RTLD_NEXT, "accept4");
+    if (real == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int accepted = real(fd, address, length, flags);
+    new_connection(accepted);
+    return accepted;
+}
+
+int accept(int fd, struct sockaddr *address, socklen_t *length) {
+    static accept_function real;
+    if (real == NULL)
+        real = (accept_function)dlsym(RTLD_NEXT, "accept");
+    if (real == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int accepted = real(fd, address, length);
+    new_connection(accepted);
+    return accepted;
 }
 
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
