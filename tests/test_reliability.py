@@ -730,3 +730,27 @@ def test_stop_after_the_server_died_leaves_none_of_its_stubs(converted_tiny):
     for stub in stubs:
         state = Path(f"/proc/{stub}/stat")
         assert not state.exists() or state.read_text().split(")")[-1].split()[0] == "Z", f"stub {stub} outlived stop()"
+
+
+def test_the_restart_answerer_replies_to_head_without_a_body():
+    """The watchdog's 503 answerer (on the HTTP port while the server restarts) answered HEAD with the JSON body too,
+    which a client reads as the start of its next response; a HEAD gets the headers only, every method a 503."""
+    import socket
+
+    from inferforge.triton.server import free_port
+    from inferforge.triton.watchdog import UnavailableAnswerer
+
+    port = free_port("127.0.0.1")
+    answerer = UnavailableAnswerer("127.0.0.1", port)
+    try:
+        for method in ("HEAD", "GET", "OPTIONS", "PATCH"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(f"{method} /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                data = b""
+                while chunk := connection.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 503") and b"Retry-After: 5" in head, (method, head)
+            assert body == (b"" if method == "HEAD" else json.dumps({"error": RESTARTING_MESSAGE}).encode()), method
+    finally:
+        answerer.close()

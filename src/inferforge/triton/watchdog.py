@@ -132,9 +132,10 @@ class _Unavailable(BaseHTTPRequestHandler):
         self.send_header("Retry-After", "5")
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a reply to HEAD has the headers only
+            self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _answer
 
     def log_message(self, *args) -> None:
         pass
