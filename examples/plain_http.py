@@ -34,7 +34,15 @@ def main() -> None:
         with urllib.request.urlopen(request, timeout=60) as response:
             reply = json.loads(response.read())
     except urllib.error.HTTPError as error:  # Triton explains a bad request in {"error": ...}
-        raise SystemExit(f"error: {json.loads(error.read())['error']}")
+        body = error.read()
+        try:
+            message = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = body.decode("utf-8", "replace") or error.reason
+        raise SystemExit(f"error: HTTP {error.code}: {message}")
+    except (urllib.error.URLError, OSError) as error:  # nothing listens there, or the connection broke
+        reason = getattr(error, "reason", error)
+        raise SystemExit(f"error: cannot reach {args.url} ({reason}); is `inferforge serve` running there?")
     for document in reply["outputs"][0]["data"]:
         print(json.dumps(json.loads(document)))
 

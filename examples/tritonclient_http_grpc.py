@@ -14,6 +14,7 @@ import json
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 
 def bytes_input(module, name, values):
@@ -37,11 +38,17 @@ def main() -> None:
         inputs = [bytes_input(module, "text", args.texts)]
         if args.pair:
             inputs.append(bytes_input(module, "text_pair", args.pair))
-        result = client.infer(args.model, inputs)
+        try:
+            result = client.infer(args.model, inputs)
+        except InferenceServerException as error:  # the server's one sentence (a 4xx/5xx, or UNAVAILABLE)
+            raise SystemExit(f"error: {module.__name__} at {url}: {error.message()}")
+        except OSError as error:  # HTTP: nothing listens there (gRPC says so as UNAVAILABLE above)
+            raise SystemExit(f"error: cannot reach {url} ({error}); is `inferforge serve` running there?")
+        finally:
+            client.close()
         print(f"--- {module.__name__} at {url}")
         for raw in result.as_numpy("answer_json").reshape(-1):
             print(json.dumps(json.loads(raw)))
-        client.close()
 
 
 if __name__ == "__main__":

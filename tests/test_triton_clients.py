@@ -672,3 +672,34 @@ def test_the_server_metadata_lists_the_extensions_a_client_without_the_key_can_u
         except urllib.error.HTTPError as error:
             status = error.code
         assert (status == 403) == (name not in listed), (name, status, listed)
+
+
+@pytest.mark.parametrize("script", ["plain_http.py", "tritonclient_http_grpc.py"])
+def test_the_example_clients_say_what_went_wrong_in_one_line(supervised, script):
+    """examples/: an unknown model, a batch of texts and pairs that disagree, and a port nothing listens on end with
+    one `error:` line and exit code 1 (the tritonclient example and a refused connection were tracebacks)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from inferforge.triton.server import free_port
+
+    serving, _, _ = supervised
+    example = Path(__file__).resolve().parent.parent / "examples" / script
+    closed = f"127.0.0.1:{free_port('127.0.0.1')}"
+
+    def urls(http, grpc=serving.server.grpc_url):
+        return ["--url", f"http://{http}"] if script == "plain_http.py" else ["--http-url", http, "--grpc-url", grpc]
+
+    cases = {
+        "unknown model": (["--model", "no_such_model", *urls(serving.server.http_url)], "unknown model"),
+        "pairs that disagree": (["--model", MODEL, *urls(serving.server.http_url), "--pair", "a", "--pair", "b"],
+                                "batch size does not match"),
+        "nothing listening": (["--model", MODEL, *urls(closed)], "cannot reach"),
+    }
+    for case, (arguments, words) in cases.items():
+        done = subprocess.run([sys.executable, str(example), *arguments, TEXTS[0]], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1, (case, done.stderr)
+        assert done.stderr.startswith("error: ") and words in done.stderr, (case, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, (case, done.stderr)
