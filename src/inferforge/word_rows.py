@@ -75,7 +75,7 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
                         f"sentence ends; put a blank line between sentences, add a sentence id column (sentence_id), "
                         f"or give each sentence on one row with its words and tags as lists.")
     else:
-        starts, how = [0], "as one sentence"
+        starts, how = [0], ""
     if len(starts) == len(rows) > 2:
         ends = f"as column '{sentence}' numbers them" if sentence is not None else "between its blank lines"
         raise UserError(f"{name} holds one word per row (column '{word}', tags in '{tag}') and every sentence {ends} "
@@ -96,7 +96,9 @@ def word_rows(records: _Records, columns: DataColumns, name: str) -> tuple[_Reco
             grouped.append({word: [str(rows[i][word]).strip() for i in kept], tag: [rows[i][tag] for i in kept]})
             lines.append(records.lines[kept[0]])
     note = (f"{name} holds one word per row (column '{word}', tags in '{tag}'), so its {len(rows):,} rows are read as "
-            f"{len(grouped):,} sentences, split {how}")
+            f"{len(grouped):,} sentence{'s' if len(grouped) != 1 else ''}, split {how}" if len(rows) > 1 else
+            f"{name} holds one word per row (column '{word}', tags in '{tag}'): its one row is read as a sentence of "
+            f"one word")
     out = _Records(grouped, lines, [word, tag], records.fmt, unit=records.unit, class_names=records.class_names,
                    notes=records.notes + (note,))
     return out, DataColumns(text=word, label=tag, task=columns.task)
