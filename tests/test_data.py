@@ -108,6 +108,11 @@ BAD_FILES = [
     # json.dumps writes a missing value as NaN: a missing cell, not the text 'nan' or the label 'nan'
     ("nantext.jsonl", '{"text": "ok", "label": 0}\n{"text": NaN, "label": 1}\n', "'text' is empty at line 2"),
     ("nanlabel.json", '[{"text": "ok", "label": 0},\n {"text": "fine", "label": NaN}]', "'label' is empty at line 2"),
+    # no header line (CoLA's and Yelp's own files): said so, not 'no text column (columns found: 2, Great food...)'
+    ("cola.tsv", "gj04\t1\t\tOur friends will not buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n",
+     "cola.tsv has no header line: its first line "
+     "\\('gj04', '1', '', 'Our friends will not buy this ...'\\) holds a number or a sentence where column names go"),
+    ("yelp.csv", '"2","Great food"\n"1","Slow"\n', "yelp.csv has no header line: its first line \\('2', 'Great food'\\)"),
     # two cells under one name: the csv module kept the last, silently
     ("twice.csv", "text,label,label\ngood,positive,negative\n", "The header of .*twice.csv names column 'label' 2 "
                                                                  "times, so which of them holds the label is unclear"),

@@ -1157,6 +1157,12 @@ class _Header:
     def listing(self) -> str:
         return ", ".join(self.names) or "none"
 
+    @property
+    def looks_like_data(self) -> bool:
+        """A first row that is data, not column names: a cell that is a number, or a sentence of four words or more."""
+        return any(_as_class_id(n) is not None or re.fullmatch(r"-?\d+\.\d+", n.strip()) or len(n.split()) >= 4
+                   for n in self.names)
+
     def missing(self, role: str, name: str) -> UserError:
         return UserError(f"{self.path} has no column '{name}' (columns found: {self.listing}); "
                          f"name the right one with {OPTION[role]}.")
@@ -1170,6 +1176,11 @@ def _one_of(header: _Header, role: str, candidates: Sequence[str], noun: str) ->
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        if header.looks_like_data:  # Yelp's, AG News' and CoLA's own files have no header line
+            shown = ", ".join(repr(n if len(n) <= 30 else n[:30] + "...") for n in header.names[:4])
+            raise UserError(f"{header.path} has no header line: its first line ({shown}) holds a number or a sentence "
+                            f"where column names go; add a first line naming the columns (e.g. label and text, in "
+                            f"their order) and evaluate again.")
         raise UserError(f"{header.path} has no {noun} column (columns found: {header.listing}; looked for "
                         f"{', '.join(candidates)}); name it with {OPTION[role]}.")
     raise UserError(f"{header.path} has several possible {noun} columns ({', '.join(matches)}); "
