@@ -111,7 +111,7 @@ BAD_FILES = [
     # no header line (CoLA's and Yelp's own files): said so, not 'no text column (columns found: 2, Great food...)'
     ("cola.tsv", "gj04\t1\t\tOur friends will not buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n",
      "cola.tsv has no header line: its first line "
-     "\\('gj04', '1', '', 'Our friends will not buy this ...'\\) holds a number or a sentence where column names go"),
+     "\\('gj04', '1', '', 'Our friends will not buy this ...'\\) holds a number or a text where column names go"),
     ("yelp.csv", '"2","Great food"\n"1","Slow"\n', "yelp.csv has no header line: its first line \\('2', 'Great food'\\)"),
     # two cells under one name: the csv module kept the last, silently
     ("twice.csv", "text,label,label\ngood,positive,negative\n", "The header of .*twice.csv names column 'label' 2 "

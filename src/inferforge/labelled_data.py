@@ -1159,8 +1159,8 @@ class _Header:
 
     @property
     def looks_like_data(self) -> bool:
-        """A first row that is data, not column names: a cell that is a number, or a sentence of four words or more."""
-        return any(_as_class_id(n) is not None or re.fullmatch(r"-?\d+\.\d+", n.strip()) or len(n.split()) >= 4
+        """A first row that is data, not column names: a cell that is a number, or longer than a name (60 characters)."""
+        return any(_as_class_id(n) is not None or re.fullmatch(r"-?\d+\.\d+", n.strip()) or len(n) > 60
                    for n in self.names)
 
     def missing(self, role: str, name: str) -> UserError:
@@ -1178,7 +1178,7 @@ def _one_of(header: _Header, role: str, candidates: Sequence[str], noun: str) ->
     if not matches:
         if header.looks_like_data:  # Yelp's, AG News' and CoLA's own files have no header line
             shown = ", ".join(repr(n if len(n) <= 30 else n[:30] + "...") for n in header.names[:4])
-            raise UserError(f"{header.path} has no header line: its first line ({shown}) holds a number or a sentence "
+            raise UserError(f"{header.path} has no header line: its first line ({shown}) holds a number or a text "
                             f"where column names go; add a first line naming the columns (e.g. label and text, in "
                             f"their order) and evaluate again.")
         raise UserError(f"{header.path} has no {noun} column (columns found: {header.listing}; looked for "
