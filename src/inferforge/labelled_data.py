@@ -11,6 +11,10 @@ Files are read as they are:
 * entities as character spans of a text, as doccano, spaCy and Prodigy export them (`{"text": ..., "label":
   [[0, 5, "PER"]]}`, `"entities"` / `"spans"` / `"ents"` of `[start, end, label]` or `{"start", "end", "label"}`):
   read as words tagged B-/I- (`_span_tags`);
+* MRQA's JSON Lines (a context per line with its questions); what annotation tools export (Label Studio's JSON,
+  Prodigy's JSON Lines: `annotation_exports`);
+* token-classification tables of one word per row, sentences split at blank lines or by a sentence id column
+  (`word_rows`); one 0/1 column per class of a multi-label model, with no label column (`class_columns`);
 * any of these text formats compressed as the Hub often ships them (`test.jsonl.gz`, `.bz2`, `.xz`);
 * Parquet (`.parquet`, the Hub's format) and Arrow (`.arrow`, `.feather`), read with pyarrow;
 * a folder: what `datasets`' `save_to_disk` writes (a Dataset: state.json + .arrow files; a DatasetDict:
