@@ -403,6 +403,10 @@ SPAN_LAYOUTS = {  # the same entities as each tool exports them
         [(4, 19, "PER"), (25, 33, "ORG"), (37, 40, "ORG"), (50, 55, "LOC")]], "answer": "accept"},
     "doc-to-json.jsonl": {"text": SPAN_TEXT, "ents": [{"start": a, "end": b, "label": k} for a, b, k in
                                                       [(4, 19, "PER"), (25, 33, "ORG"), (37, 40, "ORG"), (50, 55, "LOC")]]},
+    # Label Studio's JSON-MIN (and CSV) export: the spans under the labels' name, each with a list of one label
+    "label-studio-min.json": {"id": 7, "text": SPAN_TEXT, "label": [
+        {"start": a, "end": b, "text": SPAN_TEXT[a:b], "labels": [k]} for a, b, k in
+        [(4, 19, "PER"), (25, 33, "ORG"), (37, 40, "ORG"), (50, 55, "LOC")]]},
 }
 
 

@@ -1347,7 +1347,9 @@ def _span_tags(text: str, label: Any, where: str) -> tuple[str, list[str]] | Non
     for item in spans:
         if isinstance(item, dict):
             start, end, kind = (next((item[k] for k in keys if k in item), None)
-                                for keys in (("start", "start_offset"), ("end", "end_offset"), ("label",)))
+                                for keys in (("start", "start_offset"), ("end", "end_offset"), ("label", "labels")))
+            if isinstance(kind, list) and len(kind) == 1:  # Label Studio's CSV and JSON-MIN exports: "labels": ["PER"]
+                kind = kind[0]
         else:
             start, end, kind = item if isinstance(item, (list, tuple)) and len(item) == 3 else (None, None, None)
         start, end = _as_class_id(start), _as_class_id(end)
