@@ -212,6 +212,12 @@ def test_multi_label_classes_separated_by_commas_in_a_cell(tmp_path):
     predicted = np.array([[1, 0, 0], [0, 0, 1], [1, 1, 1], [0, 0, 0]], dtype=bool)
     # tp 4 (joy, sadness, anger and sadness), fp 1 (joy of c), fn 1 (anger of a): 2*4 / (2*4 + 1 + 1)
     assert multi_label_scores(gold, predicted).micro_f1 == pytest.approx(0.8)
+    # Label Studio's JSON-MIN export: a single choice as a string, several as {"choices": [...]}
+    rows = [{"id": 1, "text": "a", "emotion": {"choices": ["Joy", "Anger"]}}, {"id": 2, "text": "b", "emotion": "Sadness"},
+            {"id": 3, "text": "c", "emotion": {"choices": ["Anger", "Sadness"]}}, {"id": 4, "text": "d", "emotion": []}]
+    (tmp_path / "min.json").write_text(json.dumps(rows))
+    data = read_eval_data(tmp_path / "min.json", get_task("text-classification"), label_column="emotion")
+    assert is_multi_label(data, model_says=True) and (class_sets(data, names) == expected).all()
 
 
 NER_WORDS = [["Alice", "met", "Bob", "in", "Paris"], ["Paris", "is", "large"], ["Bob", "and", "Alice", "walked", "home"],

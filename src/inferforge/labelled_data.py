@@ -1548,6 +1548,8 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
                      "token-classification": "a sentence without entities has an O per word"}.get(
                 columns.task or "", "for multi-label data, [] is a row of no class")
             raise UserError(f"Column '{used.label}' is empty at {where}; every row needs a label ({empty}).")
+        if isinstance(parse_cell(label), dict) and set(parse_cell(label)) == {"choices"}:
+            label = parse_cell(label)["choices"]  # Label Studio's JSON-MIN / CSV export of a multi-choice task
         tagged = _span_tags(texts[-1], label, where) if text_is_list and joined is None else None
         if tagged is not None:  # entities as character spans: words and their tags from here on
             texts[-1], label = tagged
