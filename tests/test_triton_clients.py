@@ -703,3 +703,35 @@ def test_the_example_clients_say_what_went_wrong_in_one_line(supervised, script)
         assert done.returncode == 1, (case, done.stderr)
         assert done.stderr.startswith("error: ") and words in done.stderr, (case, done.stderr)
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, (case, done.stderr)
+
+
+KEEPALIVE_CLIENT = """
+import sys, time
+import numpy as np
+import tritonclient.grpc as grpcclient
+options = grpcclient.KeepAliveOptions(keepalive_time_ms=5000, keepalive_timeout_ms=5000,
+                                      keepalive_permit_without_calls=True, http2_max_pings_without_data=0)
+client = grpcclient.InferenceServerClient(sys.argv[1], keepalive_options=options)
+text = grpcclient.InferInput("text", [1, 1], "BYTES")
+text.set_data_from_numpy(np.array([[sys.argv[3].encode()]], dtype=np.object_))
+first = client.infer(sys.argv[2], [text]).as_numpy("label").ravel()[0].decode()
+time.sleep(17)  # idle: three pings
+print(first, client.infer(sys.argv[2], [text]).as_numpy("label").ravel()[0].decode())
+"""
+
+
+def test_a_grpc_client_sending_keepalive_pings_keeps_its_channel(supervised):
+    """tritonclient's KeepAliveOptions as its documentation shows them (a ping every 5 s, also between calls): Triton
+    2.51's defaults take one ping per 5 minutes and none without a call, and after the third early one sent GOAWAY
+    "too_many_pings" and dropped the channel (logged by the client, calls in flight failed). The server accepts pings
+    every 5 s, with or without calls: no GOAWAY over 17 s idle, and the next call is answered."""
+    import subprocess
+    import sys
+
+    serving, model, _ = supervised
+    done = subprocess.run([sys.executable, "-c", KEEPALIVE_CLIENT, serving.server.grpc_url, MODEL, TEXTS[0]],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    label = local_answers(model, TEXTS[:1])[0]["label"]
+    assert done.stdout.split() == [label, label]
+    assert "too_many_pings" not in done.stderr and "GOAWAY" not in done.stderr, done.stderr

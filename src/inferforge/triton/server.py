@@ -97,6 +97,9 @@ class TritonInstallation:
             )
 
 
+GRPC_MIN_PING_INTERVAL_MS = 5000  # the shortest keepalive period a gRPC client may use without being cut off
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """How to run the server. Ports left at None are picked free on `host`."""
@@ -216,6 +219,11 @@ class TritonServer:
             "--allow-vertex-ai", "false",
             "--http-address", o.host, "--http-port", str(p.http),
             "--grpc-address", o.host, "--grpc-port", str(p.grpc),
+            # gRPC clients that send keepalive pings (tritonclient's KeepAliveOptions, channels kept open through load
+            # balancers) every 5 s or more, also between calls: Triton 2.51's defaults take one ping per 5 minutes and
+            # no ping without a call, and answer a third early one with GOAWAY "too_many_pings", dropping the channel.
+            "--grpc-keepalive-permit-without-calls", "1",
+            "--grpc-http2-min-recv-ping-interval-without-data", str(GRPC_MIN_PING_INTERVAL_MS),
             "--metrics-address", o.host, "--metrics-port", str(p.metrics),
             "--log-verbose", str(o.log_verbose),
             *o.extra_args,
