@@ -735,3 +735,27 @@ def test_a_grpc_client_sending_keepalive_pings_keeps_its_channel(supervised):
     label = local_answers(model, TEXTS[:1])[0]["label"]
     assert done.stdout.split() == [label, label]
     assert "too_many_pings" not in done.stderr and "GOAWAY" not in done.stderr, done.stderr
+
+
+def test_a_query_sent_while_the_server_restarts_waits_for_it(supervised):
+    """`inferforge query` (TritonTextClient) sent right after a worker died: the watchdog's 503 "restarting" (or
+    Triton's "not healthy" 503 for a request that reached the dead worker) was the end of it, worded as "No Triton
+    server answers ... start one". The client now asks again until the server is back, within its timeout, and gets
+    the local answers."""
+    import os
+    import signal
+
+    from inferforge.triton.watchdog import stub_processes
+
+    serving, model, events = supervised
+    watchdog = serving.watchdog
+    assert answers_once_ready(serving.server.http_url, 10)
+    before = len(watchdog.recoveries)
+    stub = next(s for s in stub_processes(serving.server.process.pid) if s.model == f"{MODEL}_model")
+    with TritonTextClient(serving.server.http_url, "http", MODEL, timeout_s=60) as client:
+        os.kill(stub.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not watchdog.recovering and len(watchdog.recoveries) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert_same_answers(client.predict(TEXTS), local_answers(model, TEXTS))
+    assert len(watchdog.recoveries) == before + 1, events

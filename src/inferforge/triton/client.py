@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,11 @@ from inferforge.errors import UserError
 from inferforge.triton.repository import ANSWER_OUTPUT, PAIR_INPUT, TEXT_INPUT
 
 PROTOCOLS = ("http", "grpc")
+# What `inferforge serve` answers while its watchdog restarts the server after a worker crash (the 503 answerer, and
+# Triton's own words for a request that reached the dead worker): worth waiting for, within the client's timeout.
+RESTARTING_SIGNS = ("restarting after a worker crash", "is not healthy")
+RESTART_WAIT_S = 30.0
+RESTART_POLL_S = 0.5
 DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
 
 
@@ -81,10 +87,15 @@ class TritonTextClient:
         if pairs is not None:
             inputs.append(self._bytes_input(PAIR_INPUT, pairs))
         requested = [self._module.InferRequestedOutput(name) for name in outputs] if outputs else None
-        try:
-            return self._client.infer(self.model_name(), inputs, outputs=requested, **self._timeout())
-        except Exception as error:
-            raise UserError(self._explain(error)) from None
+        deadline = time.monotonic() + min(self.timeout_s, RESTART_WAIT_S)
+        while True:
+            try:
+                return self._client.infer(self.model_name(), inputs, outputs=requested, **self._timeout())
+            except Exception as error:
+                if _restarting(error) and time.monotonic() + RESTART_POLL_S < deadline:
+                    time.sleep(RESTART_POLL_S)  # the server is being restarted: ask again
+                    continue
+                raise UserError(self._explain(error)) from None
 
     def model_name(self) -> str:
         if self.model is None:
@@ -197,9 +208,17 @@ class TritonTextClient:
         return ensembles[0]
 
     def _explain(self, error: Exception) -> str:
+        if _restarting(error):
+            return (f"The server at {self.url} is restarting after a worker crash and did not answer within "
+                    f"{min(self.timeout_s, RESTART_WAIT_S):.0f} s; retry in a few seconds ({_message(error)}).")
         if not self.is_ready():
             return f"No Triton server answers at {self.url} ({self.protocol}); start one with `inferforge serve DIR`."
         return f"The server at {self.url} refused the request: {_message(error)}"
+
+
+def _restarting(error: Exception) -> bool:
+    message = _message(error)
+    return any(sign in message for sign in RESTARTING_SIGNS)
 
 
 def _message(error: Exception) -> str:
