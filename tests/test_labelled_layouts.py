@@ -638,6 +638,19 @@ def test_label_studio_and_prodigy_exports_of_classes_and_entities(tmp_path):
     data = read_eval_data(prodigy, task)
     assert data.labels == gold and data.columns.label == "label"
     assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+    # fastText's supervised .txt (__label__name text): it was 'a .txt file only in CoNLL layout'
+    fasttext = tmp_path / "reviews.test.txt"
+    fasttext.write_text("".join(f"__label__{g.lower()} {t}\n" for t, g in zip(TEXTS, gold)))
+    data = read_eval_data(fasttext, task)
+    assert (data.file_format, data.texts, data.labels) == ("fastText", TEXTS, [g.lower() for g in gold])
+    assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+    fasttext.write_text("__label__positive fine\nno label here\n")
+    with pytest.raises(UserError, match=r"Cannot read labelled data from .*reviews.test.txt: .*or fastText's"):
+        read_eval_data(fasttext, task)  # not every line labelled: plain text, refused
+    fasttext.write_text("__label__positive fine\n__label__negative\n")
+    with pytest.raises(UserError, match=r"Line 2 of .*reviews.test.txt is not a fastText line \(__label__name, then "
+                                        r"the text\)"):
+        read_eval_data(fasttext, task)
 
     # entities: spans over the words of NER_WORDS; an empty result is a sentence without entities
     encoder, engine, predicted = _token_model(tmp_path)

@@ -295,11 +295,32 @@ def _conll_tsv(path: Path) -> bool:
     return all(len(c) >= 2 and all(c) and _TAG.fullmatch(c[-1]) for c in cells if c[0] != "-DOCSTART-")
 
 
+_FASTTEXT_LABEL = "__label__"
+
+
+def _fasttext_text(path: Path) -> bool:
+    """A .txt file in fastText's layout: every line `__label__pos __label__x some text` (its first lines read)."""
+    try:
+        with _open_text(path, newline=None) as f:
+            head = [line for line in itertools.islice(f, 200) if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError):
+        return False
+    return bool(head) and all(line.lstrip().startswith(_FASTTEXT_LABEL) for line in head)
+
+
+def _text_kind(path: Path) -> str | None:
+    """The format of a .txt file: CoNLL or fastText layout; None: plain text."""
+    if not path.is_file():
+        return None
+    return "conll" if _conll_text(path) else "fasttext" if _fasttext_text(path) else None
+
+
 def _file_kind(path: Path) -> str | None:
-    """The format a data file is read in by its name (a .txt only in CoNLL layout); None: not a data file."""
+    """The format a data file is read in by its name (a .txt only in CoNLL or fastText layout); None: not a data
+    file."""
     suffix = _data_suffix(path)
     if suffix in TEXT_SUFFIXES:
-        return "conll" if path.is_file() and _conll_text(path) else None
+        return _text_kind(path)
     fmt = DATA_SUFFIXES.get(suffix)
     if fmt == "tsv" and path.is_file() and _conll_tsv(path):
         return "conll"
@@ -307,8 +328,8 @@ def _file_kind(path: Path) -> str | None:
 
 
 def _data_format(path: Path) -> str:
-    if _data_suffix(path) in TEXT_SUFFIXES and path.is_file() and _conll_text(path):
-        return "conll"
+    if _data_suffix(path) in TEXT_SUFFIXES and _text_kind(path):
+        return _text_kind(path)
     fmt = DATA_SUFFIXES.get(_data_suffix(path))
     if fmt == "tsv" and path.is_file() and _conll_tsv(path):
         return "conll"
@@ -316,7 +337,7 @@ def _data_format(path: Path) -> str:
         raise UserError(
             f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or "
             f".conllu file (the text ones may be .gz, .bz2 or .xz; a .txt file only in CoNLL layout, a token and its "
-            f"tag per line), or a folder written by datasets' save_to_disk "
+            f"tag per line, or fastText's, __label__name and the text on each line), or a folder written by datasets' save_to_disk "
             f"(got '{''.join(path.suffixes[-2:]) or 'no suffix'}')."
         )
     return fmt
@@ -388,6 +409,8 @@ def _read_file(path: Path) -> _Records:
                 return records
             if fmt == "conllu":
                 return _read_conllu(f, path)
+            if fmt == "fasttext":
+                return _read_fasttext(f, path)
             content = f.read()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
@@ -752,6 +775,23 @@ def _read_conll(f, path: Path) -> _Records:
         lines.append(first)
     notes = (f"the first line of {path} ('{header}') names its columns, so it is not read as a word",) if header else ()
     return _Records(records, lines, ["tokens", "ner_tags"] if records else [], "CoNLL", notes=notes)
+
+
+def _read_fasttext(f, path: Path) -> _Records:
+    """fastText's supervised layout: `__label__pos some text` per line (several labels: a multi-label row)."""
+    records, lines = [], []
+    for number, line in enumerate(f, start=1):
+        words = line.split()
+        if not words:
+            continue
+        labels = [w[len(_FASTTEXT_LABEL):] for w in itertools.takewhile(lambda w: w.startswith(_FASTTEXT_LABEL), words)]
+        text = " ".join(words[len(labels):])
+        if not labels or not all(labels) or not text:
+            raise UserError(f"Line {number} of {path} is not a fastText line (__label__name, then the text); write "
+                            f"each row so.")
+        records.append({"text": text, "label": labels[0] if len(labels) == 1 else labels})
+        lines.append(number)
+    return _Records(records, lines, ["text", "label"] if records else [], "fastText")
 
 
 _CONLLU_COLUMNS = ("id", "tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
