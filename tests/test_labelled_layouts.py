@@ -218,6 +218,15 @@ def test_multi_label_classes_separated_by_commas_in_a_cell(tmp_path):
     (tmp_path / "min.json").write_text(json.dumps(rows))
     data = read_eval_data(tmp_path / "min.json", get_task("text-classification"), label_column="emotion")
     assert is_multi_label(data, model_says=True) and (class_sets(data, names) == expected).all()
+    # sets of classes on a model that says it is single-label (softmax: one class per text) are refused, not scored
+    # by a sigmoid that model never had
+    from inferforge.evaluate import EvalSet
+
+    _, _, encoder, _ = _multi_label_model(tmp_path, names, problem_type="single_label_classification")
+    with pytest.raises(UserError, match=r"The labels of .*min.json are sets of classes \(multi-label, e.g. "
+                                        r"\['Joy', 'Anger'\] at line 1 of .*\), but the model is single-label"):
+        EvalSet(get_task("text-classification"), encoder, data, names, problem_type="single_label_classification")
+    assert EvalSet(get_task("text-classification"), encoder, data, names, problem_type=None).multi_label
 
 
 NER_WORDS = [["Alice", "met", "Bob", "in", "Paris"], ["Paris", "is", "large"], ["Bob", "and", "Alice", "walked", "home"],

@@ -25,7 +25,7 @@ from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError, first_line
 from inferforge.class_columns import class_column_sets, class_columns_refused
 from inferforge.labelled_data import (DataColumns, LabelledData, LabelResolver, answer_texts, class_ids, class_sets,
-                                      is_multi_label, read_labelled_data, similarity_scores, tag_sequences,
+                                      is_multi_label, parse_cell, read_labelled_data, similarity_scores, tag_sequences,
                                       without_unlabelled_rows)
 from inferforge.metrics import (answer_scores, cosine_similarities, entity_scores, macro_f1, multi_label_scores,
                                 pearson, spearman, squad_gold)
@@ -112,6 +112,13 @@ class EvalSet:
         # (a subset is scored as its whole set is).
         self.multi_label = task.name == "text-classification" and not self.single_output and (
             is_multi_label(data, problem_type == MULTI_LABEL) if multi_label is None else multi_label)
+        if self.multi_label and multi_label is None and problem_type == "single_label_classification":
+            row = next(i for i, label in enumerate(map(parse_cell, data.labels))
+                       if isinstance(label, list) and len(label) != 1)
+            raise UserError(f"The labels of {data.name} are sets of classes (multi-label, e.g. "
+                            f"{' '.join(str(data.labels[row]).split())[:60]} at {data.where(row)}), but the model is "
+                            f"single-label (config.json problem_type single_label_classification: one class per text); "
+                            f"evaluate it on data with one class per row.")
         by_columns = task.name == "text-classification" and data.class_columns is not None  # one 0/1 column per class
         if by_columns and (self.single_output or not (problem_type == MULTI_LABEL if multi_label is None
                                                       else multi_label)):
