@@ -161,6 +161,16 @@ def test_semicolon_csv_from_excel_with_bom_and_crlf(tmp_path):
     assert data.texts == [t for t, _ in rows] and (data.columns.text, data.columns.label) == ("Text", "Sentiment")
     assert class_ids(data, ["NEGATIVE", "POSITIVE"]).tolist() == [1, 0, 1]
     assert any("semicolons" in note for note in data.notes)
+    # its numbers have decimal commas: an STS score 4,5 is 4.5 (it was 'not a number'); a comma CSV keeps refusing it
+    from inferforge.labelled_data import similarity_scores
+
+    path.write_bytes("\ufeffsentence1;sentence2;score\r\nA man is dancing.;A man dances.;4,5\r\nA dog runs.;"
+                     "A cat sleeps.;0,75\r\nHi;Hello;3\r\n".encode())
+    data = read_eval_data(path, get_task("feature-extraction"))
+    assert similarity_scores(data).tolist() == [4.5, 0.75, 3.0]
+    path.write_text('sentence1,sentence2,score\nA,B,"4,5"\n')
+    with pytest.raises(UserError, match=r"Similarity score '4,5' at line 2 of .* is not a number"):
+        similarity_scores(read_eval_data(path, get_task("feature-extraction")))
 
 
 def test_target_and_score_columns_are_found(tmp_path):

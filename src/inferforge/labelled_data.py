@@ -166,6 +166,7 @@ class LabelledData:
     # model (`class_column_sets`).
     class_columns: tuple[str, ...] | None = None
     class_columns_matched: bool = False  # class_columns are the model's classes' (after `class_column_sets`)
+    decimal_comma: bool = False  # numbers may be written 4,5 (a semicolon CSV from a decimal-comma locale)
     # Sentence-embedding triplets (anchor, positive, negative; no score): texts are the anchors, pairs the texts like
     # them, labels the texts unlike them (`TRIPLET_LAYOUTS`).
     triplets: bool = False
@@ -361,6 +362,7 @@ class _Records:
     class_names: dict[str, list[str]] = field(default_factory=dict)  # column -> datasets ClassLabel names
     table: "_ArrowFiles | None" = None
     notes: tuple[str, ...] = ()  # what the output should say about how the file was read
+    decimal_comma: bool = False  # a semicolon CSV, as Excel writes it where the comma is the decimal mark
 
     @property
     def count(self) -> int:
@@ -507,6 +509,7 @@ def _header_delimiter(f, fmt: str) -> str:
 def _read_csv(f, path: Path, fmt: str) -> _Records:
     delimiter = _header_delimiter(f, fmt)
     records = _read_delimited(f, path, fmt, delimiter)
+    records.decimal_comma = delimiter == ";"
     if delimiter != ("," if fmt == "csv" else "\t"):
         shown = {";": "semicolons", "\t": "tabs"}[delimiter]
         records.notes = (f"{path} separates its cells with {shown} (its header has no comma), so it is read so",
@@ -1606,7 +1609,8 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
             notes += (f"the class names of the label ids are read from column '{named_by}'",)
     return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
                         detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
-                        split=split, class_names=tuple(class_names) if class_names else None, notes=notes)
+                        split=split, class_names=tuple(class_names) if class_names else None, notes=notes,
+                        decimal_comma=records.decimal_comma)
 
 
 def _names_column(labels: list[Any], names: list[Any]) -> list[str] | None:
@@ -2109,6 +2113,8 @@ def similarity_scores(data: LabelledData, noun: str = "Similarity score", why: s
                         f"relatedness score, with --label-column.")
     scores = np.empty(len(data), dtype=np.float64)
     for row, label in enumerate(data.labels):
+        if data.decimal_comma and isinstance(label, str) and re.fullmatch(r"\s*[+-]?\d+,\d+\s*", label):
+            label = label.replace(",", ".")  # 4,5 in a semicolon CSV (Excel where the comma is the decimal mark)
         try:
             scores[row] = float(label)
         except (TypeError, ValueError):
