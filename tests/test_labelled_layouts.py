@@ -697,3 +697,23 @@ def test_label_studio_and_prodigy_exports_of_classes_and_entities(tmp_path):
     with pytest.raises(UserError, match=r"An entity at task 0 \(line 1\) of .*ner.json has 2 labels \(PER, LOC\); give "
                                         r"each entity one label\."):
         read_eval_data(path, get_task("token-classification"))
+
+
+def test_a_folders_test_split_of_triplets_or_word_rows_is_not_passed_over(tmp_path):
+    """A folder's default split is passed over when it has no label column (GLUE's test splits); a test split of
+    triplets (no score column) or of word rows (a 'Tag' column) has gold and is read, not the dev split after it."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    folder = tmp_path / "all-nli-triplet"
+    folder.mkdir()
+    for split, anchor in (("test", "a test anchor"), ("dev", "a dev anchor")):
+        (folder / f"{split}.jsonl").write_text(json.dumps({"anchor": anchor, "positive": "p", "negative": "n"}) + "\n")
+    data = read_eval_data(folder, get_task("feature-extraction"))
+    assert (data.split, data.texts, data.triplets) == ("test", ["a test anchor"], True)
+    folder = tmp_path / "ner"
+    folder.mkdir()
+    for split, word in (("test", "Alice"), ("dev", "Bob")):
+        (folder / f"{split}.csv").write_text(f"Word,Tag\n{word},B-PER\nran,O\n\nParis,B-LOC\n")
+    data = read_eval_data(folder, get_task("token-classification"))
+    assert (data.split, data.texts) == ("test", ["Alice ran", "Paris"])

@@ -92,7 +92,8 @@ COLUMN_CANDIDATES: dict[str, dict[str, tuple]] = {
     "token-classification": {
         "text": ("text", "tokens", "words"),
         "pairs": (),
-        "label": ("label", "ner_tags", "tags", "labels", "ner", "upos", "entities", "spans", "ents"),  # spans: doccano, spaCy
+        "label": ("label", "ner_tags", "tags", "labels", "ner", "upos", "tag", "ner_tag",
+                  "entities", "spans", "ents"),  # spans: doccano, spaCy
     },
     "question-answering": {
         "text": ("text", "question"),
@@ -1444,7 +1445,8 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
         for k, choice in enumerate(choices):
             records = choice.load()
             after = choices[k + 1].name if choice.by_default and k + 1 < len(choices) else None
-            if after and not _has_label_column(records.header, columns) and not flag_columns(records, columns):
+            if (after and not _has_label_column(records.header, columns) and not flag_columns(records, columns)
+                    and _triplet_layout(records.header, columns) is None):
                 notes.append(f"split '{choice.name}' of {path} has no label column, so '{after}' is used")
                 continue
             data = _labelled(records, path, columns, text_is_list, choice.name, card_class_names(path))
@@ -1515,6 +1517,15 @@ def _has_label_column(header: list[str], columns: DataColumns) -> bool:
                                       *_LABEL_FALLBACK.get(columns.task or "", ())))
 
 
+def _triplet_layout(header_names: list[str], columns: DataColumns) -> list[str] | None:
+    """The anchor, positive and negative columns of sentence-embedding triplets with no score (`TRIPLET_LAYOUTS`)."""
+    if columns.task != "feature-extraction" or columns.label is not None or _has_label_column(header_names, columns):
+        return None
+    header = _Header(header_names, Path("."))
+    return next((found for found in ([header.find(c) for c in layout] for layout in TRIPLET_LAYOUTS)
+                 if None not in found and columns.text in (None, found[0]) and columns.pair in (None, found[1])), None)
+
+
 def _unlabelled(data: LabelledData) -> bool:
     return all(_as_class_id(label) == -1 for label in data.labels)
 
@@ -1532,19 +1543,15 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         raise UserError(f"{name} holds a token and its tag per line ({records.fmt} layout), data for "
                         f"token-classification, not {columns.task}; give a CSV, TSV or JSON file with a text and a "
                         f"label column (a header row naming them).")
-    if columns.task == "feature-extraction" and columns.label is None and not _has_label_column(records.header, columns):
-        header = _Header(records.header, Path(name))
-        layout = next((found for found in ([header.find(c) for c in layout] for layout in TRIPLET_LAYOUTS)
-                       if None not in found and columns.text in (None, found[0]) and columns.pair in (None, found[1])),
-                      None)
-        if layout is not None:  # anchor, positive, negative
-            data = _labelled(records, path, replace(columns, text=layout[0], pair=layout[1], label=layout[2]),
-                             text_is_list, split, card)
-            for row, negative in enumerate(data.labels):
-                _cell_text(negative, layout[2], data.where(row))  # one text: a list of negatives is refused
-            return replace(data, triplets=True, notes=data.notes + (TRIPLETS_NOTE,),
-                           detected=tuple(role for role, given in (("text", columns.text), ("pair", columns.pair),
-                                                                   ("label", None)) if given is None))
+    layout = _triplet_layout(records.header, columns)
+    if layout is not None:  # anchor, positive, negative
+        data = _labelled(records, path, replace(columns, text=layout[0], pair=layout[1], label=layout[2]),
+                         text_is_list, split, card)
+        for row, negative in enumerate(data.labels):
+            _cell_text(negative, layout[2], data.where(row))  # one text: a list of negatives is refused
+        return replace(data, triplets=True, notes=data.notes + (TRIPLETS_NOTE,),
+                       detected=tuple(role for role, given in (("text", columns.text), ("pair", columns.pair),
+                                                               ("label", None)) if given is None))
     if text_is_list and records.fmt not in ("CoNLL", "CoNLL-U", "SQuAD JSON"):
         from inferforge.word_rows import word_rows
 
