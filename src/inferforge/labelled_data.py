@@ -339,8 +339,8 @@ def _data_format(path: Path) -> str:
         raise UserError(
             f"Cannot read labelled data from {path}: use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or "
             f".conllu file (the text ones may be .gz, .bz2 or .xz; a .txt file only in CoNLL layout, a token and its "
-            f"tag per line, or fastText's, __label__name and the text on each line), or a folder written by datasets' save_to_disk "
-            f"(got '{''.join(path.suffixes[-2:]) or 'no suffix'}')."
+            f"tag per line, or fastText's, __label__name and the text on each line), or a folder written by "
+            f"datasets' save_to_disk (got '{''.join(path.suffixes[-2:]) or 'no suffix'}')."
         )
     return fmt
 
