@@ -501,7 +501,8 @@ def register(app) -> None:
                                                    help="Labelled data (same as --data)."),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data: CSV, TSV, JSON Lines (.jsonl, "
                                             "or .json as datasets' to_json writes it), a JSON array or columns, a SQuAD "
-                                            ".json, CoNLL (.conll, .iob, .bio) or CoNLL-U (.conllu), these also as .gz, "
+                                            ".json, CoNLL (.conll, .iob, .bio) or CoNLL-U (.conllu), fastText .txt, "
+                                            "Label Studio or Prodigy exports, these also as .gz, "
                                             ".bz2 or .xz, Parquet, Arrow, or a "
                                             "folder written by datasets' save_to_disk (Dataset or DatasetDict) or of "
                                             "files named by split."),
