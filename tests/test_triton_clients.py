@@ -759,3 +759,50 @@ def test_a_query_sent_while_the_server_restarts_waits_for_it(supervised):
             time.sleep(0.02)
         assert_same_answers(client.predict(TEXTS), local_answers(model, TEXTS))
     assert len(watchdog.recoveries) == before + 1, events
+
+
+def test_httpx_and_requests_sessions_get_the_local_answers(supervised, world_answers):
+    """HTTP libraries as scripts use them, one pooled connection each: HEAD then GET on health and metadata (httpx
+    read the 405's body of a HEAD as its next status line: `illegal status line`), /infer with their default
+    Accept-Encoding (a gzip reply, decoded by the library), /generate with texts and pairs, and /generate_stream's
+    server-sent events: the local answers."""
+    httpx = pytest.importorskip("httpx")
+    from inferforge.triton.hardening import admin_key_hiding
+
+    serving, _, _ = supervised
+    base = f"http://{serving.server.http_url}"
+    expected = world_answers["pairs"]
+    sessions = [("httpx", httpx.Client(timeout=30))]
+    try:
+        import requests
+
+        sessions.append(("requests", requests.Session()))
+    except ImportError:
+        pass
+    for library, session in sessions:
+        try:
+            if admin_key_hiding().library is not None:
+                for path in ("/v2/health/ready", f"/v2/models/{MODEL}"):
+                    head = session.head(base + path)
+                    assert (head.status_code, head.content) == (200, b""), (library, path, head.status_code)
+                    assert session.get(base + path).status_code == 200, (library, path)
+            reply = session.post(f"{base}/v2/models/{MODEL}/infer", content=kserve_body(WORLD_TEXTS, WORLD_PAIRS)) \
+                if library == "httpx" else session.post(f"{base}/v2/models/{MODEL}/infer",
+                                                         data=kserve_body(WORLD_TEXTS, WORLD_PAIRS))
+            assert reply.status_code == 200 and reply.headers.get("Content-Encoding") == "gzip", (library, reply.headers)
+            assert_same_answers(answers_in(reply.json()), expected)
+            reply = session.post(f"{base}/v2/models/{MODEL}/generate", json={"text": WORLD_TEXTS, "text_pair": WORLD_PAIRS})
+            assert reply.status_code == 200, (library, reply.text)
+            assert_same_answers([json.loads(a) for a in reply.json()["answer_json"]], expected)
+            if library == "httpx":
+                with session.stream("POST", f"{base}/v2/models/{MODEL}/generate_stream",
+                                    json={"text": WORLD_TEXTS[0]}) as streamed:
+                    events = [line for line in streamed.iter_lines() if line.startswith("data: ")]
+            else:
+                streamed = session.post(f"{base}/v2/models/{MODEL}/generate_stream", json={"text": WORLD_TEXTS[0]},
+                                        stream=True)
+                events = [line.decode() for line in streamed.iter_lines() if line.startswith(b"data: ")]
+            assert len(events) == 1, (library, events)
+            assert_same_answers([json.loads(json.loads(events[0][6:])["answer_json"])], world_answers["single"][:1])
+        finally:
+            session.close()
