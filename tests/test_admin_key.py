@@ -128,3 +128,115 @@ def test_a_server_whose_key_was_not_put_in_place_is_stopped(converted_tiny, tmp_
         server.start()
     assert server.process is None
     shutil.rmtree(server.workdir, ignore_errors=True)  # kept for its log, as after every failed start
+
+
+# A stand-in for Triton's HTTP front end (an executable that reads requests with readv and writes replies with writev,
+# as libevent does), on a socket pair with small buffers so that the writes stop short.
+FRONT_END_C = r"""
+/* Drives the preloaded library's readv/writev wrappers as Triton's front end calls them, on a socket pair whose
+ * send buffer is small, so writes stop short. Prints what the client side received. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static int server_fd, client_fd;
+static char received[1 << 20];
+static size_t received_length;
+
+static void drain_client(void) {
+    for (;;) {
+        ssize_t got = recv(client_fd, received + received_length, sizeof(received) - received_length, MSG_DONTWAIT);
+        if (got <= 0)
+            return;
+        received_length += (size_t)got;
+    }
+}
+
+/* Writes all of `data` as the front end does: writev from this executable, again after each short write. */
+static void reply(const char *data, size_t length) {
+    size_t done = 0;
+    while (done < length) {
+        struct iovec parts[2] = {{(void *)(data + done), (length - done) / 2}, {(void *)(data + done + (length - done) / 2), length - done - (length - done) / 2}};
+        ssize_t written = writev(server_fd, parts[0].iov_len ? parts : parts + 1, parts[0].iov_len ? 2 : 1);
+        if (written < 0 && errno != EAGAIN) {
+            perror("writev");
+            exit(2);
+        }
+        if (written > 0)
+            done += (size_t)written;
+        drain_client();
+    }
+}
+
+static void request(const char *text, char *into, size_t size) {
+    send(client_fd, text, strlen(text), 0);
+    struct iovec part = {into, size - 1};
+    ssize_t got = readv(server_fd, &part, 1);
+    into[got > 0 ? got : 0] = '\0';
+}
+
+int main(void) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0)
+        return 2;
+    server_fd = pair[0];
+    client_fd = pair[1];
+    int small = 2048;
+    setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(client_fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    fcntl(server_fd, F_SETFL, O_NONBLOCK);
+    char seen[4096];
+    static char body[20000], big[30000];
+    memset(body, 'b', sizeof(body));
+    /* 1. GET, answered with a long body; 2. HEAD behind it, answered with the GET's head and a body. */
+    request("GET /one HTTP/1.1\r\nHost: x\r\n\r\n", seen, sizeof(seen));
+    printf("read 1: %.16s\n", seen);
+    int head = snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof(body));
+    memcpy(big + head, body, sizeof(body));
+    reply(big, (size_t)head + sizeof(body));
+    request("HEAD /two HTTP/1.1\r\nHost: x\r\n\r\n", seen, sizeof(seen));
+    printf("read 2: %.16s\n", seen);
+    reply(big, (size_t)head + sizeof(body));
+    /* 3. HTTP/1.0 keep-alive, an empty reply with no length. */
+    request("GET /three HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", seen, sizeof(seen));
+    const char *empty = "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Type: text/plain\r\n\r\n";
+    reply(empty, strlen(empty));
+    for (int i = 0; i < 100; i++) {
+        drain_client();
+        usleep(1000);
+    }
+    printf("received %zu\n", received_length);
+    fwrite(received, 1, received_length, stderr);
+    return 0;
+}
+"""
+
+
+def test_the_library_frames_replies_through_short_writes(tmp_path):
+    """hide_args.c's readv/writev wrappers as the front end meets them, without a server: a GET answered with a 20 KB
+    body, then a HEAD (read as GET) answered with the same reply, then an empty HTTP/1.0 keep-alive reply, all written
+    through a 2 KB socket buffer (short writes, the caller writing again from where each stopped). The client side gets
+    the GET's reply whole, the HEAD's head only (its body left out over several writes), and the HTTP/1.0 head with
+    "Content-Length: 0"; nothing else."""
+    compiler = hardening.find_c_compiler()
+    if compiler is None:
+        pytest.skip("no C compiler")
+    library, program = tmp_path / "hide_args.so", tmp_path / "front_end"
+    (tmp_path / "front_end.c").write_text(FRONT_END_C)
+    subprocess.run([compiler, *hardening.COMPILE_FLAGS, "-o", str(library), str(hardening.HIDE_ARGS_SOURCE)], check=True)
+    subprocess.run([compiler, "-O1", "-o", str(program), str(tmp_path / "front_end.c")], check=True)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERFORGE_")}
+    done = subprocess.run([str(program)], env={**environment, "LD_PRELOAD": str(library)}, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert b"read 1: GET /one" in done.stdout and b"read 2: GET /two" in done.stdout, done.stdout  # HEAD read as GET
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n"
+    assert done.stderr == (head + b"b" * 20000 + head + b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+                           b"Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n"), done.stderr[-300:]

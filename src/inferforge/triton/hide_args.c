@@ -800,6 +800,7 @@ void *TRITONSERVER_ServerMetadata(void *server, void **metadata) {
 #define PEEKED_BYTES 16384
 #define MAX_EDITS 16
 #define FINISH_TIMEOUT_MS 5000
+#define FINISH_LIMIT 4096 /* caller's bytes a short write left before a removal, sent by the wrapper itself */
 #define MAX_TRACKED_FD 65536
 
 typedef ssize_t (*writev_function)(int, const struct iovec *, int);
@@ -989,8 +990,29 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
     size_t sent = (size_t)written, out = 0, own = 0;
     for (int e = 0; e < count_edits; e++) {
         size_t kept = edits[e].offset - own; /* caller's bytes written as they are before this edit */
-        if (sent < out + kept)
-            return (ssize_t)(own + (sent - out));
+        if (sent < out + kept) {
+            size_t stopped = own + (sent - out);
+            /* Stopped before a removal (the rest of a HEAD's reply head): the next write would not start with a reply
+             * head, so the body would go out. Finish those few bytes here, then count the removal as written. */
+            if (edits[e].removed > 0 && edits[e].offset - stopped <= FINISH_LIMIT) {
+                char rest[FINISH_LIMIT];
+                size_t length = 0, start = 0;
+                for (int i = 0; i < iovcnt && length < edits[e].offset - stopped; start += iov[i].iov_len, i++) {
+                    size_t end = start + iov[i].iov_len;
+                    size_t from = stopped > start ? stopped : start, to = edits[e].offset < end ? edits[e].offset : end;
+                    if (from < to) {
+                        memcpy(rest + length, (const char *)iov[i].iov_base + (from - start), to - from);
+                        length += to - from;
+                    }
+                }
+                if (finish_added(fd, rest, length) != 0) {
+                    errno = EPIPE;
+                    return -1;
+                }
+                return (ssize_t)(edits[e].offset + edits[e].removed);
+            }
+            return (ssize_t)stopped;
+        }
         out += kept;
         size_t length = edits[e].text != NULL ? strlen(edits[e].text) : 0;
         if (sent < out + length) {
