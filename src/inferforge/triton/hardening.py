@@ -26,7 +26,8 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
   requests in flight for its model (INFERFORGE_MAX_IN_FLIGHT: admission control in front of the ensemble, whose
   own refusals Triton 2.51 sometimes leaves unanswered; RELIABILITY.md section 3), and frames the HTTP replies
   Triton 2.51 leaves open-ended: an empty HTTP/1.0 keep-alive reply (health, ready) gets its Content-Length, and
-  pipelined requests are read one at a time (each was answered only when it came alone), and leaves the
+  pipelined requests are read one at a time (each was answered only when it came alone), a HEAD is answered as GET
+  without the body (was a 405 with a body, RELIABILITY.md section 7), and leaves the
   restricted APIs' extensions out of the server metadata (a client without the key could not use them); it makes
   Triton's "Stub process ... is not healthy" a 503 (was 500), and drains the server on SIGUSR2 before the watchdog
   restarts it (`HardenedServer.drain`: requests in flight answered, new ones refused with 503);
