@@ -746,8 +746,8 @@ def test_atol_must_be_a_finite_number_of_zero_or_more(tmp_path, value):
                          capture_output=True, text=True)
     said = " ".join((run.stdout + run.stderr).split())
     assert run.returncode == 2, said
-    assert said == f"error: --atol is the largest output difference allowed, a finite number of 0 or more such as " \
-                   f"0.05 (got {float(value):g}).", said
+    assert said == f"error: --atol is the largest output difference allowed and cannot be negative, infinite or NaN; " \
+                   f"give a number such as 0.05 (got {float(value):g}).", said
     assert not (tmp_path / "out").exists()
 
 

@@ -151,8 +151,8 @@ def _finite_atol(value: Optional[float]) -> Optional[float]:
     import math
 
     if value is not None and not (math.isfinite(value) and value >= 0):
-        raise UserError(f"--atol is the largest output difference allowed, a finite number of 0 or more such as 0.05 "
-                        f"(got {value:g}).")
+        raise UserError(f"--atol is the largest output difference allowed and cannot be negative, infinite or NaN; give "
+                        f"a number such as 0.05 (got {value:g}).")
     return value
 
 
