@@ -640,6 +640,17 @@ def test_label_studio_and_prodigy_exports_of_classes_and_entities(tmp_path):
     encoder = TextEncoder.from_dir(hf, list(tokenizer.model_input_names), 128)
     engine = _HFEngine(model, list(tokenizer.model_input_names))
     assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+    # two choice controls (sentiment and topic) are two columns, not one set of classes (a silent multi-label row)
+    for t in tasks:
+        for a in t["annotations"]:
+            a["result"].append({"value": {"choices": ["Sports"]}, "from_name": "topic", "to_name": "text",
+                                "type": "choices"})
+    path.write_text(json.dumps(tasks, indent=2))
+    data = read_eval_data(path, task)
+    assert (data.columns.label, data.labels[2]) == ("sentiment", gold[2].capitalize())
+    assert "each choice control as a column (sentiment, topic; name the one to score with --label-column)" in data.notes[-1]
+    assert EvalSet(task, encoder, data, labels).score(engine).value == pytest.approx(expected, abs=1e-9)
+    assert read_eval_data(path, task, label_column="topic").labels == ["Sports"] * len(TEXTS)
     # Prodigy: accepted examples only (a rejected binary label says which class a text is NOT: it was read as its class)
     prodigy = tmp_path / "prodigy.jsonl"
     rows = [{"text": t, "label": g, "answer": "accept", "_input_hash": i, "_task_hash": i} for i, (t, g) in

@@ -29,10 +29,17 @@ def is_label_studio(records: _Records) -> bool:
             and all(isinstance(r.get("data"), dict) for r in records.rows))
 
 
-def _gold(results: list, where: str, entities: bool) -> Any:
+def _gold(results: list, where: str, entities: bool, controls: int) -> Any:
     """The label of one annotation's results: a class, a list of classes, or entity spans [[start, end, label]]
-    (`entities`: the file labels entities, so no result is a text without any); None: no gold."""
-    choices = [c for r in results if r.get("type") == "choices" for c in (r.get("value") or {}).get("choices") or []]
+    (`entities`: the file labels entities, so no result is a text without any); None: no gold. With several choice
+    controls (sentiment and topic), {control's from_name: its class(es)}."""
+    by_control: dict[str, list] = {}
+    for r in results:
+        if r.get("type") == "choices":
+            by_control.setdefault(str(r.get("from_name") or "label"), []).extend((r.get("value") or {}).get("choices") or [])
+    if controls > 1 and by_control:
+        return {name: chosen[0] if len(chosen) == 1 else chosen for name, chosen in by_control.items()}
+    choices = [c for chosen in by_control.values() for c in chosen]
     spans = []
     for r in results:
         value = r.get("value") or {}
@@ -63,8 +70,10 @@ def _tasks_have(n: int) -> str:
 def read_label_studio(records: _Records, path: Path) -> _Records:
     rows, lines, places = [], [], []
     unannotated, several = [], 0
-    entities = any(isinstance(r, dict) and r.get("type") == "labels" for record in records.rows
-                   for a in record.get("annotations") or [] if isinstance(a, dict) for r in a.get("result") or [])
+    results = [r for record in records.rows for a in record.get("annotations") or [] if isinstance(a, dict)
+               for r in a.get("result") or [] if isinstance(r, dict)]
+    entities = any(r.get("type") == "labels" for r in results)
+    controls = sorted({str(r["from_name"]) for r in results if r.get("type") == "choices" and r.get("from_name")})
     for record, line in zip(records.rows, records.lines):
         where = f"task {record.get('id', '?')} (line {line}) of {path}"
         annotations = [a for a in record.get("annotations") or []
@@ -72,19 +81,21 @@ def read_label_studio(records: _Records, path: Path) -> _Records:
         if not annotations:
             unannotated.append(where)
             continue
-        label = _gold(annotations[0].get("result") or [], where, entities)
+        label = _gold(annotations[0].get("result") or [], where, entities, len(controls))
         if label is None:
             unannotated.append(where)
             continue
         several += len(annotations) > 1
-        rows.append({**record["data"], "label": label})
+        rows.append({**record["data"], **(label if isinstance(label, dict) else {"label": label})})
         lines.append(line)
         places.append(where)
     if not rows:
         raise UserError(f"No task of {path} has an annotation (Label Studio export); annotate the tasks, or export "
                         f"with annotations.")
     header = list(dict.fromkeys(k for r in rows for k in r))
-    notes = [f"{path} is a Label Studio export: each task's fields and the label of its first annotation are read"]
+    notes = [f"{path} is a Label Studio export: each task's fields and the label of its first annotation are read"
+             + (f", each choice control as a column ({', '.join(controls)}; name the one to score with --label-column)"
+                if len(controls) > 1 else "")]
     if several:
         notes.append(f"{_tasks_have(several)} several annotations; the first of each is taken as the gold")
     if unannotated:
