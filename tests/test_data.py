@@ -1136,3 +1136,17 @@ def test_class_ids_are_no_similarity_scores(tmp_path):
     assert (data.columns.text, data.columns.label, data.texts) == ("tweet", "class", ["so nice"])
     data = read_eval_data(_write(tmp_path / "clinc.csv", "utterance,intent\nbook a flight,travel\n"), classify)
     assert (data.columns.text, data.columns.label, data.labels) == ("utterance", "intent", ["travel"])
+
+
+def test_records_under_any_one_key_of_a_json_object(tmp_path):
+    """{"version": ..., "examples": [...]} or {"sentences": [...]}: the records under the one key holding a list of
+    objects (it was read as one row: 'no text column (columns found: version, examples)'); a SQuAD-like "version"
+    beside them is no SQuAD file; columns of which one holds objects stay columns."""
+    path = _write(tmp_path / "ex.json", json.dumps({"version": "1.0", "examples": [
+        {"text": "great", "label": "positive"}, {"text": "bad", "label": "negative"}]}))
+    data = read_labelled_data(path)
+    assert (data.texts, data.labels, data.file_format) == (["great", "bad"], ["positive", "negative"], "JSON records")
+    path = _write(tmp_path / "cols.json", json.dumps({"question": ["q1"], "context": ["c1"],
+                                                      "answers": [{"text": ["a"], "answer_start": [0]}]}))
+    data = read_labelled_data(path, _task_columns("question-answering"))
+    assert (data.texts, data.pairs, data.file_format) == (["q1"], ["c1"], "JSON columns")

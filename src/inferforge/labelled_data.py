@@ -449,11 +449,16 @@ def _read_file(path: Path) -> _Records:
 
 
 def _read_json_object(whole: dict, path: Path) -> _Records | None:
-    """One JSON object holding the whole data set: SQuAD, records under "data", or columns. None: one row."""
+    """One JSON object holding the whole data set: SQuAD, records under "data" (or under the one key whose value is a
+    list of objects: {"examples": [...]}, {"version": 2, "sentences": [...]}), or columns. None: one row."""
     data = whole.get("data")
+    lists = [k for k, v in whole.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    if data is None and len(lists) == 1 and not any(isinstance(v, list) for k, v in whole.items() if k != lists[0]):
+        data = whole[lists[0]]
     if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
         squad_keys = {"title", "paragraphs"}
-        if "version" in whole or any("paragraphs" in x or "qas" in x or set(x) <= squad_keys for x in data):
+        if "data" in whole and ("version" in whole or any("paragraphs" in x or "qas" in x or set(x) <= squad_keys
+                                                          for x in data)):
             return _read_squad(whole, path)
         seen: dict[str, None] = {}
         for x in data:
