@@ -703,6 +703,11 @@ def test_label_studio_and_prodigy_exports_of_classes_and_entities(tmp_path):
     data = read_eval_data(path, get_task("token-classification"))
     assert data.texts == [" ".join(w) for w in NER_WORDS] and data.file_format == "Label Studio JSON"
     assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    for result in ("bad", ["bad"], [{"type": "labels", "value": "zz"}]):  # a traceback before it was checked
+        path.write_text(json.dumps([{"id": 5, "data": {"text": "x"}, "annotations": [{"result": result}]}]))
+        with pytest.raises(UserError, match=r"The annotation at task 5 \(line 1\) of .*ner.json has a 'result' that is "
+                                            r"not a list of objects with a 'value' object"):
+            read_eval_data(path, get_task("token-classification"))
     tasks[0]["annotations"][0]["result"][0]["value"]["labels"] = ["PER", "LOC"]
     path.write_text(json.dumps(tasks))
     with pytest.raises(UserError, match=r"An entity at task 0 \(line 1\) of .*ner.json has 2 labels \(PER, LOC\); give "

@@ -71,7 +71,7 @@ def read_label_studio(records: _Records, path: Path) -> _Records:
     rows, lines, places = [], [], []
     unannotated, several = [], 0
     results = [r for record in records.rows for a in record.get("annotations") or [] if isinstance(a, dict)
-               for r in a.get("result") or [] if isinstance(r, dict)]
+               for r in (a.get("result") if isinstance(a.get("result"), list) else []) if isinstance(r, dict)]
     entities = any(r.get("type") == "labels" for r in results)
     controls = sorted({str(r["from_name"]) for r in results if r.get("type") == "choices" and r.get("from_name")})
     for record, line in zip(records.rows, records.lines):
@@ -81,7 +81,12 @@ def read_label_studio(records: _Records, path: Path) -> _Records:
         if not annotations:
             unannotated.append(where)
             continue
-        label = _gold(annotations[0].get("result") or [], where, entities, len(controls))
+        results = annotations[0].get("result") or []
+        if not isinstance(results, list) or not all(isinstance(r, dict) and isinstance(r.get("value") or {}, dict)
+                                                    for r in results):
+            raise UserError(f"The annotation at {where} has a 'result' that is not a list of objects with a 'value' "
+                            f"object; export the project again as Label Studio JSON.")
+        label = _gold(results, where, entities, len(controls))
         if label is None:
             unannotated.append(where)
             continue
