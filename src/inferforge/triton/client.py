@@ -92,7 +92,7 @@ class TritonTextClient:
             try:
                 return self._client.infer(self.model_name(), inputs, outputs=requested, **self._timeout())
             except Exception as error:
-                if _restarting(error) and time.monotonic() + RESTART_POLL_S < deadline:
+                if (_restarting(error) or self._answered_restarting()) and time.monotonic() + RESTART_POLL_S < deadline:
                     time.sleep(RESTART_POLL_S)  # the server is being restarted: ask again
                     continue
                 raise UserError(self._explain(error)) from None
@@ -206,6 +206,25 @@ class TritonTextClient:
             found = ", ".join(ensembles) or "none"
             raise UserError(f"The server at {self.url} serves {found} inferforge models; name one with --model.")
         return ensembles[0]
+
+    def _answered_restarting(self) -> bool:
+        """Whether the HTTP port answers the watchdog's restarting 503 (a request cut by the restart, such as one on a
+        connection the old server still held, fails with a connection error rather than that 503)."""
+        if self.protocol != "http":
+            return False
+        import http.client
+
+        host, _, port = self.url.rpartition(":")
+        connection = http.client.HTTPConnection(host or self.url, int(port) if port.isdigit() else 80, timeout=2)
+        try:
+            connection.request("GET", "/v2/health/ready")
+            reply = connection.getresponse()
+            return reply.status == 503 and any(sign in reply.read().decode("utf-8", "replace")
+                                               for sign in RESTARTING_SIGNS)
+        except (OSError, http.client.HTTPException, ValueError):
+            return False
+        finally:
+            connection.close()
 
     def _explain(self, error: Exception) -> str:
         if _restarting(error):
