@@ -173,7 +173,7 @@ def start_fastapi(model_dir: Path, threads: int) -> tuple[subprocess.Popen, int]
 
     port = free_port("127.0.0.1")
     process = subprocess.Popen(
-        [sys.executable, __file__, "--fastapi-app", str(model_dir), "--port", str(port), "--threads", str(threads)],
+        [sys.executable, __file__, "--fastapi-app", str(model_dir), "--fastapi-port", str(port), "--threads", str(threads)],
         stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
@@ -218,11 +218,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--max-wait", type=float, default=300.0,
                         help="seconds to wait for a quiet machine before each timed block")
+    parser.add_argument("--port", dest="first_port", type=int, default=None,
+                        help="Triton's HTTP port; gRPC and metrics take the next two (default: free ports)")
     parser.add_argument("--fastapi-app", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--fastapi-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fastapi_app:
-        run_fastapi_app(args.fastapi_app, args.port, args.threads)
+        run_fastapi_app(args.fastapi_app, args.fastapi_port, args.threads)
         return
 
     import tritonclient.grpc as grpcclient
@@ -255,7 +257,9 @@ def main() -> None:
     batch_sizes: dict[str, list[int]] = {}
     for label, one_hop in TRITON_PIPELINES.items():
         repo_options = RepositoryOptions(name="minilm", threads=args.threads, tokenize_in_model=one_hop)
-        with serve_converted(model_dir, repo_options, ServerOptions()) as served:
+        ports = {} if args.first_port is None else dict(
+            http_port=args.first_port, grpc_port=args.first_port + 1, metrics_port=args.first_port + 2)
+        with serve_converted(model_dir, repo_options, ServerOptions(**ports)) as served:
             host, port = served.server.http_url.split(":")
             for n, text in texts.items():
                 quiet("Triton")
