@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -92,7 +93,10 @@ BAD_FILES = [
     ("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", \n', "Line 2 .* not valid JSON"),
     ("broken.json", '{"text": "a", "label": "x"}\n{"text": "b", \n', "Line 2 .* not valid JSON"),
     ("array.jsonl", '["a", "b"]\n', "not a JSON object"),
-    ("rows.xlsx", "text,label\n", "use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .conll or .conllu file"),
+    ("rows.docx", "text,label\n", "use a .csv, .tsv, .jsonl, .json, .parquet, .arrow, .xlsx, .conll, .conllu or BRAT "
+                                   ".ann file"),
+    ("rows.xlsx", "text,label\n", "rows.xlsx is not a readable Excel workbook \\(File is not a zip file; an encrypted "),
+    ("rows.xls", "text,label\n", "rows.xls is an Excel 97-2003 workbook, which is not read; save the sheet as .xlsx"),
     ("rows.parquet", "PAR1", "rows.parquet is not a readable Parquet file .*write it again .ds.to_parquet"),
     ("lfs.parquet", "version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n", "Git LFS pointer, not the data"),
     ("rows.arrow", "not arrow at all", "rows.arrow is not a readable Arrow file"),
@@ -106,7 +110,8 @@ BAD_FILES = [
                                          "'|', not commas; save it as a comma-separated .csv"),
     ("commas.tsv", "text,label\nfine,1\n", "look separated by commas, not tabs"),
     # json.dumps writes a missing value as NaN: a missing cell, not the text 'nan' or the label 'nan'
-    ("nantext.jsonl", '{"text": "ok", "label": 0}\n{"text": NaN, "label": 1}\n', "'text' is empty at line 2"),
+    # a blank text is a row left out (said); no text in any row is refused
+    ("nantext.jsonl", '{"text": NaN, "label": 0}\n{"text": null, "label": 1}\n', "'text' is empty in every row of "),
     ("nanlabel.json", '[{"text": "ok", "label": 0},\n {"text": "fine", "label": NaN}]', "'label' is empty at line 2"),
     # no header line (CoLA's and Yelp's own files): said so, not 'no text column (columns found: 2, Great food...)'
     ("cola.tsv", "gj04\t1\t\tOur friends will not buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n",
@@ -128,10 +133,24 @@ def test_bad_files_are_one_clear_user_error(tmp_path, name, content, message):
         read_labelled_data(path)
 
 
-def test_not_utf8_is_a_user_error(tmp_path):
+def test_text_that_is_not_utf8_is_read_in_its_code_page_and_said_or_refused_when_damaged(tmp_path):
+    """A latin-1 / cp1252 file (Excel's plain CSV on Western European Windows) was refused as 'not UTF-8': it is read as
+    cp1252, and the note names the first byte that is not UTF-8. UTF-8 damaged in one place, and a binary file, are
+    refused naming the line; no traceback."""
     path = tmp_path / "latin1.csv"
-    path.write_bytes("text,label\ncaf\xe9,positive\n".encode("latin-1"))
-    with pytest.raises(UserError, match="not UTF-8"):
+    path.write_bytes("text,label\ncaf\xe9 cr\xe8me \x93ok\x94,positive\n".encode("latin-1"))
+    data = read_labelled_data(path)
+    assert data.texts == ["caf\xe9 cr\xe8me \u201cok\u201d"] and data.labels == ["positive"]
+    assert data.notes == (f"{path} is not UTF-8 (byte 0xE9 on line 2 is not), so it is read as Windows-1252 (cp1252, "
+                          f"Western European), as Excel and Notepad write text on Western European Windows; if letters "
+                          f"look wrong in the output, save the file as UTF-8",)
+    path.write_bytes(b"text,label\ncaf\xe9 \x81,positive\n")  # 0x81: no cp1252 character
+    assert "read as ISO-8859-1 (latin-1)" in read_labelled_data(path).notes[0]
+    path.write_bytes("text,label\n".encode() + "caf\xe9 ol\xe9,positive\n".encode() * 5 + b"caf\xe9,negative\n")
+    with pytest.raises(UserError, match=r"is UTF-8 text but for 1 byte \(the first, 0xE9, on line 7\): it is damaged"):
+        read_labelled_data(path)
+    path.write_bytes(b"text,label\n" + bytes(range(256)))
+    with pytest.raises(UserError, match=r"is not a text file: it holds binary bytes \(the first on line 2\)"):
         read_labelled_data(path)
 
 
@@ -501,8 +520,10 @@ def test_original_squad_json(tmp_path):
     assert answer_texts(data) == [["Paris", "Paris"], ["France", "of France"]]
     squad["data"][0]["paragraphs"][0]["qas"][1]["question"] = " "
     _write(path, json.dumps(squad))
-    with pytest.raises(UserError, match="'question' is empty at question 'q2' .article 1, paragraph 1. of .*dev-v1.1.json"):
-        read_labelled_data(path, _task_columns("question-answering"))
+    data = read_labelled_data(path, _task_columns("question-answering"))  # a blank question: its row left out, said
+    assert data.texts == [SQUAD_ROWS[0]["question"]] and answer_texts(data) == [["Paris", "Paris"]]
+    assert data.notes == (f"1 row has no text (a blank 'question' or 'context' cell, the first at question 'q2' "
+                          f"(article 1, paragraph 1) of {path}), so it is left out: 1 of the 2 rows of {path} are read",)
     with pytest.raises(UserError, match="Article 1 of .* has no 'paragraphs'"):
         read_labelled_data(_write(tmp_path / "bad.json", '{"data": [{"title": "x"}]}'), _task_columns("question-answering"))
 
@@ -946,7 +967,10 @@ def test_texts_from_a_dataset_folder_take_the_split_each_option_wants(tmp_path):
 
 @pytest.mark.parametrize("content, task_name, kwargs, message", [
     (None, "text-classification", {}, "--calibration-data file '{path}' does not exist."),
-    (b"\xff\xfe bad", "text-classification", {}, "--calibration-data file '{path}' is not UTF-8 text; save it as UTF-8."),
+    (b"\xff\xfe bad!", "text-classification", {}, "--calibration-data file '{path}' is not readable UTF-16-LE text "
+                                                 "(truncated data); save it as UTF-8."),
+    (b"\x00\x01 bad \xff", "text-classification", {}, "--calibration-data file '{path}': {path} is not a text file: it "
+                                                     "holds binary bytes (the first on line 1)"),
     ("\n \n", "text-classification", {}, "--calibration-data file '{path}' has no text; write one text per line"),
     ("What?\tThis.\nno tab here\n", "question-answering", {},
      "--calibration-data file '{path}': question-answering needs text pairs separated by a TAB; line 2 has none."),
@@ -1150,3 +1174,50 @@ def test_records_under_any_one_key_of_a_json_object(tmp_path):
                                                       "answers": [{"text": ["a"], "answer_start": [0]}]}))
     data = read_labelled_data(path, _task_columns("question-answering"))
     assert (data.texts, data.pairs, data.file_format) == (["q1"], ["c1"], "JSON columns")
+
+
+@pytest.mark.parametrize("codec", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_unicode_encodings_read_the_same_rows_in_every_text_format(tmp_path, codec):
+    """UTF-16 (Excel's Unicode Text, PowerShell's Out-File; with a byte-order mark, or none), UTF-32 and UTF-8 with a
+    BOM were 'not UTF-8' in every text format; each now reads as its UTF-8 twin does."""
+    import gzip
+
+    from inferforge.labelled_data import read_texts
+
+    rows = [{"text": "Un café “crème” – 5 €", "label": "positive"}, {"text": "naïve 日本語 😀", "label": "negative"}]
+    files = {"t.csv": "text,label\n" + "".join(f"\"{r['text']}\",{r['label']}\n" for r in rows),
+             "t.tsv": "text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows),
+             "t.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+             "t.json": json.dumps(rows, ensure_ascii=False)}
+    for name, content in files.items():
+        plain = _write(tmp_path / f"plain-{name}", content)
+        encoded = tmp_path / f"{codec}-{name}"
+        encoded.write_bytes(content.encode(codec))
+        expected = read_labelled_data(plain)
+        for path in (encoded, _gz(encoded, gzip)):
+            data = read_labelled_data(path)
+            assert (data.texts, data.labels) == (expected.texts, expected.labels) == ([r["text"] for r in rows],
+                                                                                        [r["label"] for r in rows])
+            assert all("byte-order mark" in n for n in data.notes) and len(data.notes) == (codec in ("utf-16-le",
+                                                                                                       "utf-16-be"))
+    conll = tmp_path / "t.conll"
+    conll.write_bytes("Müller B-PER\nsagt O\n\nKöln B-LOC\n".encode(codec))
+    assert read_labelled_data(conll, text_is_list=True).texts == ["Müller sagt", "Köln"]
+    lines = tmp_path / "calibration.txt"
+    lines.write_bytes("première ligne\nzweite Zeile\n".encode(codec))
+    assert read_texts(lines).texts == ["première ligne", "zweite Zeile"]
+
+
+def _gz(path, gzip):
+    packed = path.with_name(path.name + ".gz")
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    return packed
+
+
+def test_a_workbook_without_openpyxl_is_refused_naming_what_to_do(tmp_path, monkeypatch):
+    path = tmp_path / "labels.xlsx"
+    path.write_bytes(b"PK\x03\x04")
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # as where it is not installed: importing it fails
+    with pytest.raises(UserError, match=r"Reading .*labels.xlsx \(an Excel workbook\) needs openpyxl, which is not "
+                                        r"installed here; install it \(pip install openpyxl\) or save the sheet as CSV"):
+        read_labelled_data(path)

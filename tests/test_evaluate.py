@@ -460,16 +460,14 @@ def test_original_squad_json_scored_against_pytorch_answers(tiny_converted, tmp_
     assert _row(report, "ort-fp32").metrics == pytest.approx(score.metrics, abs=1e-9)
 
 
-def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path):
+def _torch_mean_pooling(hf_dir):
+    """texts -> transformers' token embeddings of `hf_dir` averaged over the attention mask (sentence-transformers'
+    mean pooling), the reference the embedding metrics are checked against."""
     import torch
     import transformers
 
-    from inferforge.evaluate import evaluate
-
-    stats = pytest.importorskip("scipy.stats")
-    hf, folder = tiny_converted("feature-extraction")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
-    model = transformers.AutoModel.from_pretrained(hf).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    model = transformers.AutoModel.from_pretrained(hf_dir).eval()
 
     def embed(texts):
         batch = tokenizer(texts, padding=True, return_tensors="pt")
@@ -478,6 +476,15 @@ def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path
         mask = batch["attention_mask"].unsqueeze(-1).float()
         return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
 
+    return embed
+
+
+def test_stsb_csv_spearman_against_pytorch_mean_pooling(tiny_converted, tmp_path):
+    from inferforge.evaluate import evaluate
+
+    stats = pytest.importorskip("scipy.stats")
+    hf, folder = tiny_converted("feature-extraction")
+    embed = _torch_mean_pooling(hf)
     a, b = embed([x for x, _ in PAIRS]), embed([y for _, y in PAIRS])
     cosines = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     gold = [5.0, 0.4, 3.2, 1.0, 2.2, 4.8, 0.0, 3.9]
@@ -852,22 +859,13 @@ def test_multi_label_data_scores_label_sets_by_sigmoid(tmp_path):
     """go_emotions-style labels (a list of classes per row, none to all) on a multi-label model: a class is
     predicted where PyTorch's sigmoid passes 0.5; micro F1, macro F1 and subset accuracy from sklearn."""
     import torch
-    import transformers
 
     import inferforge
     from inferforge.evaluate import evaluate
-    from tiny_models import build_tiny_model
 
     metrics = pytest.importorskip("sklearn.metrics")
     names = ["anger", "joy", "sadness"]
-    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
-    torch.manual_seed(1)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=3, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-        problem_type="multi_label_classification", ignore_mismatched_sizes=True).eval()
-    model.save_pretrained(tmp_path / "hf")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
-    tokenizer.save_pretrained(tmp_path / "hf")
+    model, tokenizer = _multi_label_model(tmp_path, names, seed=1)
     inferforge.convert(str(tmp_path / "hf"), "text-classification", tmp_path / "out", variants="ort-fp32",
                        shapes="1x8", nb_measures=2, warmup=1, threads=1)
     texts = [a for a, _ in PAIRS] + [b for _, b in PAIRS]
@@ -919,6 +917,23 @@ def test_single_labels_written_as_lists_of_one_are_single_labels(tiny_converted,
     report = evaluate(folder, path, threads=1)  # a softmax model: argmax, not a sigmoid per class
     assert report.metric == "accuracy" and _row(report, "ort-fp32").value == pytest.approx(expected)
     assert 0 < expected < 100
+
+
+def _multi_label_model(tmp_path, names, *, seed):
+    """A tiny BERT with a multi-label head over `names` (random weights from `seed`), saved with its tokenizer in
+    tmp_path / "hf"; returns the model (in eval mode) and its tokenizer."""
+    import torch
+    import transformers
+
+    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        problem_type="multi_label_classification", ignore_mismatched_sizes=True).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+    model.save_pretrained(tmp_path / "hf")
+    tokenizer.save_pretrained(tmp_path / "hf")
+    return model, tokenizer
 
 
 def _iob2(tags):
@@ -1178,21 +1193,13 @@ def test_sentence_embedding_triplets_scored_by_triplet_accuracy(tiny_converted, 
     """Triplets without a score (sentence-transformers' all-nli: anchor, positive, negative; MS MARCO: query, positive,
     negative) were 'no text column'. Scored as sentence-transformers' TripletEvaluator scores them: the share of
     triplets whose anchor is closer (cosine) to the positive than to the negative, against PyTorch mean pooling."""
-    import torch
-    import transformers
-
     from inferforge.evaluate import evaluate
 
     hf, folder = tiny_converted("feature-extraction")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
-    model = transformers.AutoModel.from_pretrained(hf).eval()
+    pooled = _torch_mean_pooling(hf)
 
     def embed(texts):
-        batch = tokenizer(texts, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        vectors = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+        vectors = pooled(texts)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     anchors = [x for x, _ in PAIRS]
@@ -1222,19 +1229,11 @@ def test_evaluate_command_on_0_1_columns_names_only_the_models_columns(tmp_path)
     classes (it listed every 0/1 column), the note counts the rows left out, micro F1 is transformers' on the kept
     rows; a -1 beside 0/1 exits 2 in one line."""
     import torch
-    import transformers
 
     import inferforge
 
     names = ["toxic", "severe_toxic", "obscene"]
-    base = build_tiny_model(tmp_path / "base", "bert", "text-classification")
-    torch.manual_seed(3)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=3, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-        problem_type="multi_label_classification", ignore_mismatched_sizes=True).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base)
-    model.save_pretrained(tmp_path / "hf")
-    tokenizer.save_pretrained(tmp_path / "hf")
+    model, tokenizer = _multi_label_model(tmp_path, names, seed=3)
     folder = tmp_path / "converted"
     inferforge.convert(str(tmp_path / "hf"), "text-classification", folder, variants="ort-fp32", shapes="1x16",
                        nb_measures=2, warmup=1, threads=1)
@@ -1270,3 +1269,123 @@ def test_evaluate_command_on_0_1_columns_names_only_the_models_columns(tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: Column 'severe_toxic' (class 'severe_toxic') is -1 at line 4 of {path}, "
                                     f"where the row's other class columns hold 0/1")
+
+
+def _sentiment_gold(hf, texts):
+    """transformers' argmax class of each text on the tiny sentiment model, gold labels that differ from it on every
+    third row, and the accuracy of the one against the other, counted here."""
+    _, out = _torch_logits(hf, "AutoModelForSequenceClassification", texts)
+    predicted = out.logits.argmax(-1).tolist()
+    gold = [1 - p if i % 3 == 0 else p for i, p in enumerate(predicted)]
+    expected = 100.0 * np.mean(np.array(gold) == np.array(predicted))
+    assert 0 < expected < 100
+    return gold, expected
+
+
+ACCENTED = ["Un café crème, très “bon”", "naïve plot – dull", "Über gut für 5 €", "mañana será mejor",
+            "œuvre d’art", "plain ascii text", "señor Müller’s «idée»", "déjà vu"]
+
+
+def test_files_saved_by_excel_and_notepad_in_cp1252_or_utf16_are_read(tiny_converted, tmp_path):
+    """Excel's plain 'CSV' on Western European Windows is cp1252, its 'Unicode Text' a UTF-16 TSV named .txt, and a
+    blank row or text cell is common in a spreadsheet: all three were refused ('not UTF-8', 'a .txt file only in CoNLL
+    layout', "Column 'text' is empty"). Read, said in notes, and scored as transformers' argmax; damaged UTF-8 exits 2
+    in one sentence."""
+    hf, folder = tiny_converted("text-classification")
+    names = ["negative", "positive"]
+    gold, expected = _sentiment_gold(hf, ACCENTED)
+    cp1252 = tmp_path / "reviews.csv"  # with CRLF, as Excel writes it
+    cp1252.write_bytes("text,label\r\n".encode() + "".join(f"\"{t}\",{names[g]}\r\n" for t, g in zip(ACCENTED, gold))
+                       .encode("cp1252"))
+    unicode_text = tmp_path / "reviews.txt"
+    unicode_text.write_bytes(("Text\tSentiment\r\n" + "".join(f"{t}\t{names[g].upper()}\r\n" for t, g in
+                                                           zip(ACCENTED, gold))).encode("utf-16"))
+    for path, note in ((cp1252, f"note: {cp1252} is not UTF-8 (byte 0xE9 on line 2 is not), so it is read as "
+                                f"Windows-1252 (cp1252, Western European)"),
+                       (unicode_text, f"note: {unicode_text} holds tab-separated columns under a header line (as Excel "
+                                      f"saves a sheet as Unicode Text), so it is read as TSV")):
+        result = _cli_to_pipe("evaluate", folder, path, "--threads", "1", "--json", tmp_path / "scores.json")
+        assert result.returncode == 0, result.stderr
+        assert note in result.stdout
+        scores = json.loads((tmp_path / "scores.json").read_text())
+        assert scores["variants"][0]["metrics"]["accuracy"] == pytest.approx(expected, abs=1e-9)
+        assert scores["eval_data"]["rows"] == len(ACCENTED)
+    # blank texts: a blank row between the rows and empty text cells are left out, counted, and the rest scored
+    blank = tmp_path / "blank.csv"
+    rows = [f"\"{t}\",{names[g]}\n" for t, g in zip(ACCENTED, gold)]
+    rows[2:2] = [",positive\n", "   ,negative\n", ",\n"]
+    blank.write_text("text,label\n" + "".join(rows))
+    result = _cli_to_pipe("evaluate", folder, blank, "--threads", "1", "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert (f"note: 2 rows have no text (a blank 'text' cell, the first at line 4 of {blank}), so they are left out: "
+            f"8 of the 10 rows of {blank} are read") in result.stdout
+    assert json.loads((tmp_path / "scores.json").read_text())["variants"][0]["metrics"]["accuracy"] == pytest.approx(
+        expected, abs=1e-9)
+    blank.write_text("text,label\n,positive\n  ,negative\n")
+    result = _cli_to_pipe("evaluate", folder, blank)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"Column 'text' is empty in every row of {blank} (the "
+                                                           f"first at line 2 of {blank}); name the column that holds "
+                                                           f"the texts with --text-column.")
+    damaged = tmp_path / "damaged.csv"  # UTF-8 with one latin-1 row pasted in
+    damaged.write_bytes("text,label\n".encode() + "".join(rows[:6]).encode() + "olé,positive\n".encode("latin-1"))
+    result = _cli_to_pipe("evaluate", folder, damaged)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"{damaged} is UTF-8 text but for 1 byte (the first, 0xE9, on line 8): it is damaged, or pasted together "
+            f"from files of two encodings; save it again as UTF-8.") in result.stderr
+
+
+def test_excel_workbook_sheets_are_read_as_splits(tiny_converted, tmp_path):
+    """A .xlsx was 'Cannot read labelled data'. Its first non-empty row names the columns, its sheets are splits (test
+    by default, --eval-split names another), ids and names alike; scored as transformers' argmax. A sheet it lacks, a
+    value right of the header's columns and the old .xls exit 2 in one sentence."""
+    openpyxl = pytest.importorskip("openpyxl")  # the dev extra installs it
+
+    hf, folder = tiny_converted("text-classification")
+    texts = [a for a, _ in PAIRS]
+    gold, expected = _sentiment_gold(hf, texts)
+    other = [b for _, b in PAIRS]
+    other_gold, other_expected = _sentiment_gold(hf, other)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "train"
+    sheet.append(["Review", "Label"])
+    for t, g in zip(other, other_gold):
+        sheet.append([t, ["Negative", "Positive"][g]])
+    sheet = book.create_sheet("Test")
+    sheet.append([])  # a title row left empty, then the header
+    sheet.append(["sentence", "label", None])
+    for i, (t, g) in enumerate(zip(texts, gold)):
+        sheet.append([t, g])  # class ids, stored as numbers
+        if i == 3:
+            sheet.append([None, None])
+    path = tmp_path / "labels.xlsx"
+    book.save(path)
+    result = _cli_to_pipe("evaluate", folder, path, "--threads", "1", "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert (f"note: {path} has 2 sheets ('train', 'Test'); sheet 'Test' is read (the first of test, validation, dev, "
+            f"valid it has; choose another with --eval-split)") in result.stdout
+    assert "read as Excel" in result.stdout
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["variants"][0]["metrics"]["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert scores["eval_data"]["rows"] == len(texts)
+    result = _cli_to_pipe("evaluate", folder, path, "--eval-split", "train", "--threads", "1", "--json",
+                          tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert f"note: sheet 'train' of {path} is read" in result.stdout
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["variants"][0]["metrics"]["accuracy"] == pytest.approx(other_expected, abs=1e-9)
+    for args, message in (((path, "--eval-split", "dev"), f"{path} has no sheet 'dev' (sheets: 'train', 'Test'); name "
+                                                          f"one of them with --eval-split."),
+                          ((tmp_path / "old.xls",), f"{tmp_path / 'old.xls'} is an Excel 97-2003 workbook, which is "
+                                                    f"not read; save the sheet as .xlsx")):
+        (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0 not really")
+        result = _cli_to_pipe("evaluate", folder, *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert message in result.stderr
+    book["Test"].cell(row=5, column=4, value="stray")
+    book.save(path)
+    result = _cli_to_pipe("evaluate", folder, path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"Row 5 of sheet 'Test' of {path} has a value in column D, right of the columns its header row (row 2) "
+            f"names") in result.stderr

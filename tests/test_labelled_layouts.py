@@ -288,6 +288,18 @@ def _token_model(tmp_path):
     return TextEncoder.from_dir(hf, names, 128), _HFEngine(model, names), predicted
 
 
+def _ner_gold(tmp_path):
+    """The tiny token model (encoder, engine) and gold tags of NER_WORDS that differ from transformers' tags in places,
+    with the entity F1 of transformers' tags against them, counted here."""
+    encoder, engine, predicted = _token_model(tmp_path)
+    gold = [list(tags) for tags in predicted]
+    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
+    gold[1] = ["B-LOC", "O", "O"]
+    expected = _hand_f1(gold, predicted)
+    assert 0 < expected < 100, (gold, predicted)
+    return encoder, engine, gold, expected
+
+
 def _scored(data, encoder, engine):
     from inferforge.evaluate import EvalSet
     from inferforge.tasks import get_task
@@ -302,12 +314,7 @@ def test_headerless_word_tag_tsv_and_a_conll2003_folder_of_txt_files(tmp_path):
     from inferforge.evaluate import read_eval_data
     from inferforge.tasks import get_task
 
-    encoder, engine, predicted = _token_model(tmp_path)
-    gold = [list(tags) for tags in predicted]
-    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
-    gold[1] = ["B-LOC", "O", "O"]
-    expected = _hand_f1(gold, predicted)
-    assert 0 < expected < 100, (gold, predicted)
+    encoder, engine, gold, expected = _ner_gold(tmp_path)
     task = get_task("token-classification")
     tsv = tmp_path / "wnut17_test.tsv"
     tsv.write_text("\n".join("".join(f"{w}\t{t}\n" for w, t in zip(ws, g)) for ws, g in zip(NER_WORDS, gold)))
@@ -369,23 +376,13 @@ def _multi_label_model(tmp_path, names, problem_type="multi_label_classification
 def test_one_0_1_column_per_class_of_a_multi_label_model(tmp_path):
     """Jigsaw's toxic-comment CSV (id, comment_text, toxic, severe_toxic, ...) and GoEmotions' raw CSV hold a 0/1 column
     per class and no label column: it was 'no label column'. Scored against transformers' sigmoids, F1 counted here."""
-    import torch
-
     from inferforge.evaluate import EvalSet, read_eval_data
     from inferforge.tasks import get_task
 
     names = ["toxic", "severe_toxic", "obscene"]
-    tokenizer, model, encoder, engine = _multi_label_model(tmp_path, names)
-    with torch.no_grad():
-        predicted = torch.sigmoid(model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits).numpy() > 0.5
-    gold = predicted.copy()
-    gold[0, 0], gold[2, 1], gold[5, 2], gold[6] = ~gold[0, 0], ~gold[2, 1], ~gold[5, 2], False
-    tp, fp, fn = (gold & predicted).sum(), (~gold & predicted).sum(), (gold & ~predicted).sum()
-    micro = 100.0 * 2 * tp / (2 * tp + fp + fn)
-    per_class = [2 * (g & p).sum() / (g.sum() + p.sum()) for g, p in zip(gold.T, predicted.T) if g.any() or p.any()]
-    expected = {"micro_f1": micro, "macro_f1": 100.0 * np.mean(per_class),
-                "subset_accuracy": 100.0 * np.mean((gold == predicted).all(1))}
-    assert 0 < micro < 100 and 0 < expected["subset_accuracy"] < 100
+    encoder, engine, predicted, gold = _toxic_gold(tmp_path, names)
+    expected = _multi_label_expected(gold, predicted)
+    assert 0 < expected["micro_f1"] < 100 and 0 < expected["subset_accuracy"] < 100
     # column names in another spelling, true/false in one column, a 0/1 column the model has no class for
     path = tmp_path / "jigsaw.csv"
     with path.open("w", newline="") as f:
@@ -423,6 +420,19 @@ def test_one_0_1_column_per_class_of_a_multi_label_model(tmp_path):
         EvalSet(task, encoder, data, names, problem_type="multi_label_classification")
 
 
+def _toxic_gold(tmp_path, names):
+    """A multi-label model over `names`, its sigmoid predictions on TEXTS (transformers) and gold labels that differ
+    from them in three classes and one row with none: (encoder, engine, predicted, gold)."""
+    import torch
+
+    tokenizer, model, encoder, engine = _multi_label_model(tmp_path, names)
+    with torch.no_grad():
+        predicted = torch.sigmoid(model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits).numpy() > 0.5
+    gold = predicted.copy()
+    gold[0, 0], gold[2, 1], gold[5, 2], gold[6] = ~gold[0, 0], ~gold[2, 1], ~gold[5, 2], False
+    return encoder, engine, predicted, gold
+
+
 def _multi_label_expected(gold, predicted):
     tp, fp, fn = (gold & predicted).sum(), (~gold & predicted).sum(), (gold & ~predicted).sum()
     per_class = [2 * (g & p).sum() / (g.sum() + p.sum()) for g, p in zip(gold.T, predicted.T) if g.any() or p.any()]
@@ -436,17 +446,11 @@ def test_blank_and_minus_one_cells_of_class_columns(tmp_path):
     are marked), a blank is 0. A row of -1 in every class column (Jigsaw's test_labels.csv) has no gold: left out.
     The column line names only the columns matched to the model's classes once it is known. Scores against
     transformers' sigmoids, F1 counted here."""
-    import torch
-
     from inferforge.evaluate import EvalSet, read_eval_data
     from inferforge.tasks import get_task
 
     names = ["toxic", "severe_toxic", "obscene"]
-    tokenizer, model, encoder, engine = _multi_label_model(tmp_path, names)
-    with torch.no_grad():
-        predicted = torch.sigmoid(model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits).numpy() > 0.5
-    gold = predicted.copy()
-    gold[0, 0], gold[2, 1], gold[5, 2], gold[6] = ~gold[0, 0], ~gold[2, 1], ~gold[5, 2], False
+    encoder, engine, predicted, gold = _toxic_gold(tmp_path, names)
     task = get_task("text-classification")
 
     def write(name, cell):
@@ -503,12 +507,7 @@ def test_one_word_per_row_tables_are_grouped_into_sentences(tmp_path):
     from inferforge.evaluate import read_eval_data
     from inferforge.tasks import get_task
 
-    encoder, engine, predicted = _token_model(tmp_path)
-    gold = [list(tags) for tags in predicted]
-    gold[0] = ["B-PER", "O", "B-PER", "O", "B-LOC"]
-    gold[1] = ["B-LOC", "O", "O"]
-    expected = _hand_f1(gold, predicted)
-    assert 0 < expected < 100, (gold, predicted)
+    encoder, engine, gold, expected = _ner_gold(tmp_path)
     task = get_task("token-classification")
     texts = [" ".join(ws) for ws in NER_WORDS]
     words = len([w for ws in NER_WORDS for w in ws])
@@ -733,3 +732,104 @@ def test_a_folders_test_split_of_triplets_or_word_rows_is_not_passed_over(tmp_pa
         (folder / f"{split}.csv").write_text(f"Word,Tag\n{word},B-PER\nran,O\n\nParis,B-LOC\n")
     data = read_eval_data(folder, get_task("token-classification"))
     assert (data.split, data.texts) == ("test", ["Alice ran", "Paris"])
+
+
+def _brat_document(folder, name, sentences, tags_of, extra=()):
+    """A BRAT document: `name`.txt with a sentence per line, `name`.ann with a T line per entity of its IOB2 tags (as
+    brat writes them: TYPE START END, the covered text), then `extra` lines (relations, notes...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text, lines = "", []
+    for words, tags in zip(sentences, tags_of):
+        starts = []
+        for word in words:
+            starts.append(len(text))
+            text += word + " "
+        text = text[:-1] + "\n"
+        for start, end, kind in _hand_entities(tags):
+            a, b = starts[start], starts[end - 1] + len(words[end - 1])
+            lines.append(f"T{len(lines) + 1}\t{kind} {a} {b}\t{text[a:b]}")
+    (folder / f"{name}.txt").write_text(text)
+    (folder / f"{name}.ann").write_text("".join(line + "\n" for line in [*lines, *extra]))
+    return folder / f"{name}.ann"
+
+
+def test_brat_standoff_documents_scored_as_entity_spans(tmp_path):
+    """BRAT's .ann + .txt (brat, INCEpTION, most biomedical NER corpora) were not read. A folder of test/ and train/
+    documents, a single .ann and its .txt: each line a sentence, its T lines as entity spans; relations, notes and an
+    entity nested in another are left out and said. Scored against transformers' word tags, F1 counted here."""
+    from inferforge.evaluate import read_eval_data
+    from inferforge.tasks import get_task
+
+    encoder, engine, gold, expected = _ner_gold(tmp_path)
+    task = get_task("token-classification")
+    corpus = tmp_path / "corpus"
+    first = _brat_document(corpus / "test", "doc1", NER_WORDS[:2], gold[:2],
+                           ["T9\tLOC 0 3\tAli", "R1\tMeets Arg1:T1 Arg2:T2", "#1\tAnnotatorNotes T1\tchecked"])
+    _brat_document(corpus / "test", "doc2", NER_WORDS[2:], gold[2:], ["A1\tNegated T1"])
+    _brat_document(corpus / "train", "doc3", NER_WORDS[:1], [["O"] * 5])
+    data = read_eval_data(corpus, task)
+    assert data.texts == [" ".join(words) for words in NER_WORDS] and data.split == "test"
+    assert data.file_format == "BRAT standoff" and data.where(2) == f"line 1 of {corpus / 'test' / 'doc2.txt'}"
+    assert (f"{corpus / 'test'} is BRAT standoff (2 documents): each line of a document's .txt is a row, its entities "
+            f"(the T lines of its .ann) read as words tagged B-/I-; 1 relation, 1 note and 1 attribute (lines other "
+            f"than T) make no tags and are left out; 1 entity is inside or overlapping another, so left out since a "
+            f"word has one tag (the one starting first, the longer at the same start, is kept)") in data.notes
+    assert _scored(data, encoder, engine).value == pytest.approx(expected, abs=1e-9)
+    for path in (first, first.with_suffix(".txt")):  # one document, named by its .ann or its .txt
+        data = read_eval_data(path, task)
+        assert data.texts == [" ".join(words) for words in NER_WORDS[:2]]
+    # Windows line ends in the .txt, offsets counted on Unix ones (as brat writes them)
+    text = first.with_suffix(".txt")
+    text.write_bytes(text.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_eval_data(corpus, task).texts == data.texts + [" ".join(words) for words in NER_WORDS[2:]]
+    with pytest.raises(UserError, match=r"holds entities of its texts \(BRAT standoff\), data for token-classification"):
+        read_eval_data(first, get_task("text-classification"))
+    first.write_text("T1\tPER 0 4\tAlice\n")
+    with pytest.raises(UserError, match=rf"Entity T1 on line 1 of {first} is 'Alice' but characters 0-4 of "
+                                        rf"{first.with_suffix('.txt')} are 'Alic'; the offsets do not fit the text"):
+        read_eval_data(first, task)
+    first.with_suffix(".txt").unlink()
+    with pytest.raises(UserError, match=r"doc1.ann has no doc1.txt beside it"):
+        read_eval_data(first, task)
+
+
+def test_one_hot_labels_on_a_single_label_model_are_its_classes(tmp_path):
+    """One-hot vectors ([0, 1, 0], Keras' categorical labels) on a softmax model were read as multi-label sets and
+    scored by micro F1 of sigmoids; they are each row's class, scored by accuracy against transformers' argmax. On a
+    multi-label model the same vectors stay sets. Sets of several classes on a model whose config.json names no
+    problem_type are multi-label (as transformers trains a model given them), and the note says why."""
+    import torch
+
+    from inferforge.evaluate import EvalSet
+    from inferforge.labelled_data import DataColumns, LabelledData
+    from inferforge.tasks import get_task
+
+    task = get_task("text-classification")
+    for names in (["anger", "joy", "sadness"], ["NEGATIVE", "POSITIVE"]):
+        tokenizer, model, encoder, engine = _multi_label_model(tmp_path / str(len(names)), names, problem_type=None)
+        with torch.no_grad():
+            logits = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+        predicted = logits.argmax(-1)
+        gold = [(p + 1) % len(names) if i % 3 == 0 else int(p) for i, p in enumerate(predicted)]
+        expected = 100.0 * np.mean(np.array(gold) == predicted)
+        assert 0 < expected < 100
+        one_hot = [[int(c == g) for c in range(len(names))] for g in gold]
+        data = LabelledData(TEXTS, None, one_hot, list(range(1, len(TEXTS) + 1)), "t.jsonl",
+                            DataColumns("text", None, "labels"))
+        eval_set = EvalSet(task, encoder, data, names, problem_type=None)
+        assert eval_set.primary == "accuracy" and eval_set.score(engine).value == pytest.approx(expected, abs=1e-9)
+        assert "labels are 0/1 vectors, one value per class in the model's order" in eval_set.label_mapping["note"]
+        as_sets = EvalSet(task, encoder, data, names, problem_type="multi_label_classification")
+        sigmoid = 1 / (1 + np.exp(-logits)) > 0.5
+        hot = np.array(one_hot, dtype=bool)
+        tp, fp, fn = (hot & sigmoid).sum(), (~hot & sigmoid).sum(), (hot & ~sigmoid).sum()
+        assert as_sets.primary == "micro_f1"
+        assert as_sets.score(engine).value == pytest.approx(100.0 * 2 * tp / (2 * tp + fp + fn), abs=1e-9)
+    sets = [[0, 2], [1], [], [0, 1, 2], [2], [1, 2], [0], [1]]
+    data = LabelledData(TEXTS, None, sets, list(range(1, len(TEXTS) + 1)), "t.jsonl", DataColumns("text", None, "labels"))
+    _, _, encoder, _ = _multi_label_model(tmp_path / "sets", ["anger", "joy", "sadness"], problem_type=None)
+    eval_set = EvalSet(task, encoder, data, ["anger", "joy", "sadness"], problem_type=None)
+    assert eval_set.multi_label
+    assert ("the model's config.json names no problem_type and the labels are sets of classes, so it is taken as "
+            "multi-label, as transformers trains a model given such labels (a sigmoid per class)"
+            in eval_set.label_mapping["note"])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inferforge.errors import UserError
-from inferforge.labelled_data import _Records
+from inferforge.data_records import _Records
 
 
 def is_label_studio(records: _Records) -> bool:

@@ -21,9 +21,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from inferforge.data_cells import (_as_class_id, _as_flag, _cell_text, _key, _listing, _missing, _name_key,
+                                   _rows_with_text, _shown)
+from inferforge.data_columns import COLUMN_CANDIDATES, DataColumns
+from inferforge.data_records import _Records
 from inferforge.errors import UserError
-from inferforge.labelled_data import (COLUMN_CANDIDATES, DataColumns, LabelledData, _as_class_id, _as_flag, _cell_text,
-                                      _key, _listing, _missing, _name_key, _Records, _shown)
+from inferforge.labelled_data import LabelledData
 
 # Columns that number the rows, never a class: a 0/1 id column of a two-row file is no class column.
 _ID_COLUMNS = {"id", "idx", "index", "unnamed: 0", ""}
@@ -66,18 +69,22 @@ def class_columns_data(records: _Records, path: Path, used: DataColumns, detecte
     """Rows whose labels are one 0/1 column per class: each label the row's {column: value} of its other columns."""
     others = [c for c in records.header if c not in (used.text, used.pair)]
     rows = records.rows_for(records.header)
+    kept, blank = _rows_with_text(rows, [c for c in (used.text, used.pair) if c is not None],
+                                  lambda i: records.where(i, name), name)
     texts: list[str] = []
     pairs: list[str] | None = [] if used.pair is not None else None
     labels = []
-    for i, record in enumerate(rows):
-        where = records.where(i, name)
+    for i in kept:
+        record, where = rows[i], records.where(i, name)
         texts.append(_cell_text(record.get(used.text), used.text, where))
         if pairs is not None:
             pairs.append(_cell_text(record.get(used.pair), used.pair, where))
         labels.append({c: record.get(c) for c in others})
-    return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=records.lines, source=str(path), columns=used,
-                        detected=detected, file_format=records.fmt, places=records.places, unit=records.unit,
-                        split=split, notes=records.notes, class_columns=tuple(flags))
+    return LabelledData(texts=texts, pairs=pairs, labels=labels, lines=[records.lines[i] for i in kept],
+                        source=str(path), columns=used, detected=detected, file_format=records.fmt,
+                        places=[records.places[i] for i in kept] if records.places is not None else None,
+                        unit=records.unit, split=split, notes=records.notes + ((blank,) if blank else ()),
+                        class_columns=tuple(flags))
 
 
 def class_columns_refused(data: LabelledData, why: str) -> UserError:

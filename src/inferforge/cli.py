@@ -184,8 +184,10 @@ def convert(
                                                                "folder; its test split first), by its text column(s); "
                                                                "labels not needed."),
     eval_data: Optional[Path] = typer.Option(None, help="Labelled CSV, TSV, JSONL/JSON, SQuAD .json, CoNLL/CoNLL-U, "
-                                                         "Parquet or Arrow file, or a datasets save_to_disk folder "
-                                                         "(columns found by their usual names, e.g. text / sentence1 + "
+                                                         "BRAT standoff (.ann or folder), Excel .xlsx, Parquet or "
+                                                         "Arrow file, or a datasets save_to_disk folder (text in "
+                                                         "UTF-8/16/32 or Windows-1252, detected; columns found by "
+                                                         "their usual names, e.g. text / sentence1 + "
                                                          "sentence2 / question + context / tokens, and label / "
                                                          "ner_tags / answers / score): "
                                                          "every variant's task accuracy, selection inside "

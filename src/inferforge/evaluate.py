@@ -14,7 +14,7 @@ Scores are percentages, so a drop reads in points.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -120,11 +120,16 @@ class EvalSet:
                             f"single-label (config.json problem_type single_label_classification: one class per text); "
                             f"evaluate it on data with one class per row.")
         by_columns = task.name == "text-classification" and data.class_columns is not None  # one 0/1 column per class
-        if by_columns and (self.single_output or not (problem_type == MULTI_LABEL if multi_label is None
+        if by_columns and (self.single_output or not (problem_type in (MULTI_LABEL, None) if multi_label is None
                                                       else multi_label)):
             raise class_columns_refused(data, "for a multi-label model (config.json problem_type "
-                                              "multi_label_classification), which this model is not")
+                                              "multi_label_classification, or none), which this model is not")
         self.multi_label = self.multi_label or by_columns
+        if self.multi_label and multi_label is None and problem_type is None:
+            # transformers itself reads such labels so: a model given float sets of classes trains with a sigmoid and
+            # binary cross-entropy per class (and saves problem_type multi_label_classification)
+            said.append("the model's config.json names no problem_type and the labels are sets of classes, so it is "
+                        "taken as multi-label, as transformers trains a model given such labels (a sigmoid per class)")
         if self.single_output:
             self.gold = similarity_scores(data, "Label", f"; the model has one output ({labels[0]}), so each row's label "
                                           f"is a number (a relevance grade, a regression target) ranked against it")
@@ -432,7 +437,6 @@ def evaluate(model_dir: Path | str, data_path: Path | str, *, variants: list[str
     the file, split, rows and how labels became the model's ids, `report.messages` what to tell the user."""
     from inferforge.artifacts import TOKENIZER_DIR, Manifest
     from inferforge.tasks import get_task
-    from inferforge.variants import variant_from_dict
 
     folder = Path(model_dir)
     manifest = Manifest.read(folder)
@@ -502,12 +506,13 @@ def register(app) -> None:
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data: CSV, TSV, JSON Lines (.jsonl, "
                                             "or .json as datasets' to_json writes it), a JSON array or columns, a SQuAD "
                                             ".json, CoNLL (.conll, .iob, .bio) or CoNLL-U (.conllu), fastText .txt, "
-                                            "Label Studio or Prodigy exports, these also as .gz, "
-                                            ".bz2 or .xz, Parquet, Arrow, or a "
-                                            "folder written by datasets' save_to_disk (Dataset or DatasetDict) or of "
-                                            "files named by split."),
+                                            "Label Studio or Prodigy exports, BRAT .ann + .txt, these also as .gz, "
+                                            ".bz2 or .xz, in UTF-8, UTF-16 or Windows-1252; an Excel .xlsx, Parquet, "
+                                            "Arrow, or a folder written by datasets' save_to_disk (Dataset or "
+                                            "DatasetDict) or of files named by split."),
         eval_split: Optional[str] = typer.Option(None, "--eval-split", "--split", help="Split of a dataset folder "
-                                                 "(default: test, then validation); a slice such as test[:500] too."),
+                                                 "(default: test, then validation), or sheet of an Excel workbook; a "
+                                                 "slice such as test[:500] too."),
         text_column: Optional[str] = typer.Option(None, help="Column with the text (the question for QA; the words "
                                                              "for token classification). Default: detected (text, "
                                                              "sentence, sentence1, premise, question, tokens...)."),

@@ -15,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from inferforge.data_cells import _missing, _name_key, parse_cell
+from inferforge.data_columns import COLUMN_CANDIDATES, SPAN_COLUMNS, DataColumns, _Header, _one_of
+from inferforge.data_records import _Records
 from inferforge.errors import UserError
-from inferforge.labelled_data import (COLUMN_CANDIDATES, SPAN_COLUMNS, DataColumns, _Header, _missing, _name_key,
-                                      _one_of, _Records, parse_cell)
 
 WORD_COLUMNS = ("tokens", "words", "token", "word", "form")
 TAG_COLUMNS = tuple(c for c in COLUMN_CANDIDATES["token-classification"]["label"] if c not in SPAN_COLUMNS) + (
