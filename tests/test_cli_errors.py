@@ -133,7 +133,6 @@ def test_missing_option_is_a_usage_error(tmp_path, tiny_bert):
 
 
 TEXT_ONLY = "and inferforge gives a model text only."
-DYNAMIC_SHAPES = "cannot be exported to ONNX with a dynamic batch and sequence length: the graph traced on 2 texts of 8 tokens"
 REFUSALS = {
     "layoutlm": "LayoutLMForSequenceClassification cannot be served by inferforge: besides the text it needs the page "
                 f"layout, a bounding box per token (`bbox`), {TEXT_ONLY}",
@@ -141,12 +140,6 @@ REFUSALS = {
                         f"language id per text (`lang_ids`, or a default_language in its config.json), {TEXT_ONLY}",
     "xlm-languages": "XLMForSequenceClassification cannot be served by inferforge: besides the text it needs a "
                      f"language id per token (`langs`), {TEXT_ONLY}",
-    # Its Python branches on the attention mask (padding, global attention) are frozen by the trace.
-    "longformer": "LongformerForSequenceClassification cannot be exported to ONNX faithfully (its graph follows the "
-                  "tokens and padding seen while tracing: Python code that branches on them, such as expert routing or "
-                  "windowed attention, is frozen at the traced input): the graph traced on 2 texts of 8 tokens gives "
-                  "other logits than PyTorch on 2 other texts of 8 tokens.",
-    "funnel": f"FunnelForSequenceClassification {DYNAMIC_SHAPES} fails on 2 texts of 64 tokens (",
     "nystromformer": "NystromformerForSequenceClassification cannot be exported to ONNX: tracing it on 2 texts of 8 "
                      "tokens fails (shape '[-1, 2, 4, 16, 16]' is invalid for input of size 512).",
     "mra": "MraForSequenceClassification cannot be served on this machine: in PyTorch here its tokens do not see each "

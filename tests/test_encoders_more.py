@@ -137,3 +137,44 @@ def test_more_families_answer_as_transformers(tmp_path, arch, task, monkeypatch)
         mask = arrays["attention_mask"].unsqueeze(-1).float()
         np.testing.assert_allclose(model.run(encoded.arrays)["sentence_embedding"],
                                    ((states * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_sentence_transformers_loading_dtype_is_said_and_a_bad_one_refused(tmp_path, dtype):
+    """model_kwargs {"dtype": ...} of a sentence-transformers directory (the library loads the model and computes its
+    embeddings in that precision) was dropped without a word. Now: read in fp32, the reference (the embeddings are
+    the library's in fp32, and within that rounding of the library's own half-precision ones), and one sentence in
+    the report's warnings says so; a value the library cannot load with either ('torch.bfloat16', 'float12')
+    is refused in one sentence, nothing written."""
+    from sentence_transformers import SentenceTransformer
+
+    from inferforge.errors import UserError
+    from test_sentence_embedding import _edit_json, library_embeddings, save_sentence_transformer
+
+    from test_sentence_embedding import TEXTS as texts
+
+    folder = save_sentence_transformer(tmp_path / "st", "bert", "mean", ["normalize"])
+    in_fp32 = library_embeddings(folder)
+    _edit_json(folder / "sentence_bert_config.json", model_kwargs={"dtype": dtype})
+    library = SentenceTransformer(str(folder), device="cpu")
+    assert str(library.dtype) == f"torch.{dtype}"
+    reduced = library.encode(texts, convert_to_numpy=True, batch_size=len(texts)).astype(np.float32)
+    result = inferforge.convert(str(folder), "feature-extraction", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                                nb_measures=1, warmup=0, threads=1)
+    got = np.asarray(inferforge.load(result.output).predict(texts), dtype=np.float32)
+    np.testing.assert_allclose(got, in_fp32, atol=1e-4, rtol=1e-4)
+    assert (got * reduced).sum(-1).min() > 0.99  # normalized: the cosine with the library's reduced-precision vectors
+    assert result.report["warnings"] == [
+        f"'{folder}' asks sentence-transformers to load it in {dtype} (dtype in its model_kwargs), which the library "
+        "computes its outputs in; inferforge reads it in float32, the reference every variant is checked against, so "
+        "its outputs differ from the library's by that rounding only (the bf16 variants run it at reduced precision)."]
+    for bad in ("torch.bfloat16", "float12"):
+        _edit_json(folder / "sentence_bert_config.json", model_kwargs={"torch_dtype": bad})
+        with pytest.raises(UserError) as error:
+            inferforge.convert(str(folder), "feature-extraction", tmp_path / "bad", variants="ort-fp32", shapes="1x8")
+        assert str(error.value) == (
+            f"'{folder}' asks sentence-transformers to load it with torch_dtype={bad!r} (model_kwargs in its "
+            "sentence_bert_config.json), which is neither 'auto' nor the name of a floating-point torch dtype such as "
+            "'float32' or 'bfloat16'; sentence-transformers cannot load the folder with it either.")
+        assert not (tmp_path / "bad").exists()
+

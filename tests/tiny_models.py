@@ -408,3 +408,6 @@ EMBEDDING_SPECS.update({
                                                      num_global_tokens=3, stagger_local_blocks=True), XLMR_STYLE),
 })
 ALL_SPECS.update(EMBEDDING_SPECS)
+# Longformer and LED convert since their attention windows export (inferforge.export.windowed_attention): no longer
+# refused (tests/test_encoder_sweep.py). Still in ALL_SPECS under their names.
+WINDOWED_SPECS: dict[str, Architecture] = {name: REFUSED_SPECS.pop(name) for name in ("longformer", "led")}

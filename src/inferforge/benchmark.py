@@ -72,6 +72,10 @@ class IdFrame:
     prefix: tuple[int, ...] = ()
     suffix: tuple[int, ...] = ()
     special: frozenset[int] = frozenset()
+    # Text pairs (question answering): the special tokens between the two texts, after the first quarter of the
+    # random ids (a question, then its context), and the second text's segment id.
+    middle: tuple[int, ...] = ()
+    second_type: int = 0
 
     @property
     def low(self) -> int:
@@ -99,7 +103,13 @@ def random_inputs(input_names, shape: Shape, frame: IdFrame | int, rng: np.rando
     ids[:, :len(prefix)] = prefix
     if suffix:
         ids[:, shape.sequence - len(suffix):] = suffix
-    values = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    types = np.zeros_like(ids)
+    words = shape.sequence - len(prefix) - len(suffix) - len(frame.middle)
+    if frame.middle and words >= 2:  # room for a word on either side
+        at = len(prefix) + max(1, words // 4)
+        ids[:, at:at + len(frame.middle)] = frame.middle
+        types[:, at + len(frame.middle):] = frame.second_type
+    values = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": types}
     return {n: values[n] for n in input_names}
 
 

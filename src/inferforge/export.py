@@ -46,6 +46,21 @@ def block_multiple(config) -> int:
         return multiple
     if kind == "pegasus_x":
         return int(getattr(config, "block_size", 1) or 1)
+    if kind in ("longformer", "led"):  # attention windows: the model pads to a multiple of the widest
+        window = getattr(config, "attention_window", 1) or 1
+        return int(max(window) if isinstance(window, (list, tuple)) else window)
+    return 1
+
+
+def shortest_length(config) -> int:
+    """The fewest tokens the model runs on in PyTorch (1: any). Funnel pools the sequence between its blocks (by 2,
+    its <cls> kept apart) and fails in transformers on a text too short to pool at every block ("Meh." has 4
+    tokens: under 5 with its checkpoints' 3 blocks). The export pads such a text to this length, masked: its answer is
+    the one transformers gives it padded to that length (in a batch beside a text of that length)."""
+    if getattr(config, "model_type", "") == "funnel":
+        blocks = len(getattr(config, "block_sizes", None) or ())
+        if blocks >= 2:
+            return 2 ** (blocks - 1) + 1 if getattr(config, "separate_cls", True) else 2 ** (blocks - 2) + 1
     return 1
 
 
@@ -57,7 +72,7 @@ class ExportWrapper(torch.nn.Module):
     """
 
     def __init__(self, model: torch.nn.Module, task: TaskSpec, input_names: tuple[str, ...], pooling: Pooling | None,
-                 pad_left: bool = False, multiple: int = 1, pad_id: int = 0):
+                 pad_left: bool = False, multiple: int = 1, pad_id: int = 0, shortest: int = 1):
         super().__init__()
         self.model = model
         self.task_name = task.name
@@ -70,16 +85,21 @@ class ExportWrapper(torch.nn.Module):
         self.pad_left = pad_left and "attention_mask" in self.input_names
         # Texts padded to a multiple of the model's block length (see block_multiple), padding hidden by the mask.
         self.multiple = multiple if "attention_mask" in self.model_input_names else 1
+        # Texts shorter than the model runs on padded to that length (see shortest_length), masked.
+        self.shortest = shortest if "attention_mask" in self.model_input_names else 1
         self.pad_id = pad_id
         self.per_token = [1 in task.output_axes(name) for name in task.output_names]
 
     def _to_multiple(self, kwargs: dict) -> tuple[dict, torch.Tensor]:
-        """The inputs right-padded to the next multiple of `self.multiple` (the pad id, mask and segment 0), and the
-        positions of the real length, to cut per-token outputs back. Every size here is computed from the input's
-        shape by traced operations: the graph pads each length by its own amount."""
+        """The inputs right-padded to the next multiple of `self.multiple`, and to at least `self.shortest` tokens
+        (the pad id, mask and segment 0), and the positions of the real length, to cut per-token outputs back. Every
+        size here is computed from the input's shape by traced operations: the graph pads each length by its own
+        amount."""
         ids = kwargs["input_ids"]
         length = ids.shape[1]
         padded = (length + self.multiple - 1) // self.multiple * self.multiple
+        if self.shortest > 1:
+            padded = torch.clamp(torch.as_tensor(padded, device=ids.device), min=self.shortest)
         index = torch.arange(padded, device=ids.device)
         real = (index < length).unsqueeze(0)
         source = torch.remainder(index, length).unsqueeze(0).expand(ids.shape[0], -1)
@@ -91,7 +111,7 @@ class ExportWrapper(torch.nn.Module):
 
     def forward(self, *inputs: torch.Tensor):
         kwargs = dict(zip(self.input_names, inputs))
-        if self.multiple > 1:
+        if self.multiple > 1 or self.shortest > 1:
             kwargs, keep = self._to_multiple(kwargs)
             outputs = self._forward(kwargs)
             return tuple(o.index_select(1, keep) if per_token else o for o, per_token in zip(outputs, self.per_token))
@@ -130,7 +150,7 @@ class ExportWrapper(torch.nn.Module):
 def export_wrapper(source: SourceModel, task: TaskSpec) -> ExportWrapper:
     pad_left = getattr(source.tokenizer, "padding_side", "right") == "left"
     return ExportWrapper(source.model, task, source.input_names, source.pooling, pad_left,
-                         block_multiple(source.config), source.pad_id).eval()
+                         block_multiple(source.config), source.pad_id, shortest_length(source.config)).eval()
 
 
 def dummy_inputs(input_names: tuple[str, ...], batch: int = 2, sequence: int = 8,
@@ -183,6 +203,14 @@ def probe_inputs(source: SourceModel, task: TaskSpec, length: int) -> tuple[torc
         mask = inputs[source.input_names.index("attention_mask")]
         if not mask[1].all():
             return inputs
+        # Both texts fill the length: the second cut shorter on its own and padded, its special tokens kept (a model
+        # that finds the question by its separators, as Longformer's question answering does, reads real pairs only).
+        shorter = _tokenized(source, rows[1:], second[1:] if second else None, max(2, length - length // 3), "longest")
+        if shorter is not None and shorter[0].shape[1] < inputs[0].shape[1]:
+            fill = {"input_ids": source.pad_id}
+            padded = [torch.nn.functional.pad(t, (0, inputs[0].shape[1] - t.shape[1]), value=fill.get(n, 0))
+                      for n, t in zip(source.input_names, shorter)]
+            return tuple(torch.cat([full[:1], part]) for full, part in zip(inputs, padded))
     inputs = dict(zip(source.input_names, dummy_inputs(source.input_names, 2, length,
                                                        getattr(source.config, "vocab_size", None))))
     short = max(1, length - max(1, length // 3))
@@ -251,6 +279,164 @@ def traceable_fourier(model: torch.nn.Module):
             del module.forward  # the class's own forward again
 
 
+WINDOWED_ATTENTION_CLASSES = ("LongformerSelfAttention", "LEDEncoderSelfAttention")
+
+
+def windowed_attention(self, hidden_states, attention_mask=None, is_index_masked=None, is_index_global_attn=None,
+                       is_global_attn=None, output_attentions=False):
+    """Longformer's self-attention (LED's encoder's too) with every size computed from the input by traced
+    operations: each token attends to the `w` tokens on either side of it that are neither padding nor global, and
+    to every global token; a global token attends to every token that is not padding, through its own projections.
+
+    transformers computes the same numbers with strided views (`as_strided` with strides of the traced length) and
+    gathers the global tokens into a tensor whose size is the batch's largest global-token count, both read as
+    Python numbers while tracing: the graph then fails at other lengths and gives other numbers at the traced one.
+    Here the sequence is read in chunks of `w` queries, each against the 3 `w` keys around it (reshapes and slices of
+    the key and value tensors padded by `w` on both sides: memory linear in the length, as the model's own), and the
+    global tokens are picked by a one-hot matrix of their rank (at least one slot, empty slots masked). The sequence
+    is a multiple of the attention window (the model pads to it; the export pads to it first, see block_multiple)."""
+    import math
+
+    batch, length, embed = hidden_states.shape
+    heads, head_dim, w = self.num_heads, self.head_dim, self.one_sided_attn_window_size
+    lowest = torch.finfo(hidden_states.dtype).min
+
+    def per_head(x):  # (batch, length, embed) -> (batch, heads, length, head_dim)
+        return x.reshape(batch, length, heads, head_dim).transpose(1, 2)
+
+    def windows(x):  # (..., length, d) -> (..., chunks, 3 w, d): for chunk c the positions c w - w .. c w + 2 w - 1
+        padded = torch.nn.functional.pad(x, (0, 0, w, w))
+        blocks = padded.reshape(*padded.shape[:-2], -1, w, padded.shape[-1])
+        return torch.cat([blocks[..., :-2, :, :], blocks[..., 1:-1, :, :], blocks[..., 2:, :, :]], dim=-2)
+
+    query = per_head(self.query(hidden_states) / math.sqrt(head_dim))
+    key, value = per_head(self.key(hidden_states)), per_head(self.value(hidden_states))
+    chunked_query = query.reshape(batch, heads, -1, w, head_dim)  # (batch, heads, chunks, w, head_dim)
+    local_scores = torch.matmul(chunked_query, windows(key).transpose(-1, -2))  # (batch, heads, chunks, w, 3 w)
+    # Keys a token reads in its window: real, not global (global keys are read as such), within w of it.
+    local_key = windows((attention_mask == 0).unsqueeze(-1).to(hidden_states.dtype))[..., 0] > 0.5  # (b, chunks, 3w)
+    device = hidden_states.device
+    offsets = torch.arange(3 * w, device=device)[None, :] - torch.arange(w, device=device)[:, None]
+    in_band = (offsets >= 0) & (offsets <= 2 * w)  # key position - query position in [-w, w]
+    allowed = local_key[:, None, :, None, :] & in_band
+    local_scores = local_scores.masked_fill(~allowed, lowest)
+
+    is_global = is_index_global_attn
+    counts = is_global.sum(dim=1)
+    slots = torch.arange(torch.clamp(counts.max(), min=1), device=device)  # at least one slot
+    rank = torch.cumsum(is_global.to(torch.int64), dim=1) - 1
+    pick = ((rank[:, None, :] == slots[None, :, None]) & is_global[:, None, :]).to(hidden_states.dtype)  # (b, G, L)
+    slot_used = slots[None, :] < counts[:, None]  # (batch, G)
+    global_key = torch.matmul(pick[:, None], key)  # (batch, heads, G, head_dim)
+    global_value = torch.matmul(pick[:, None], value)
+    global_scores = torch.matmul(chunked_query, global_key[:, :, None].transpose(-1, -2))  # (b, h, chunks, w, G)
+    global_scores = global_scores.masked_fill(~slot_used[:, None, None, None, :], lowest)
+
+    probs = torch.softmax(torch.cat([global_scores, local_scores], dim=-1), dim=-1, dtype=torch.float32)
+    probs = probs.to(hidden_states.dtype)
+    probs = probs.masked_fill(is_index_masked.reshape(batch, 1, -1, w, 1), 0.0)
+    local_out = torch.matmul(probs[..., -3 * w:], windows(value))  # (batch, heads, chunks, w, head_dim)
+    global_out = torch.matmul(probs[..., : -3 * w], global_value[:, :, None])
+    out = (local_out + global_out).reshape(batch, heads, length, head_dim).transpose(1, 2).reshape(batch, length, embed)
+
+    # Global tokens attend to every real token, with the global projections.
+    global_hidden = torch.matmul(pick, hidden_states)  # (batch, G, embed)
+    global_query = self.query_global(global_hidden) / math.sqrt(head_dim)
+    global_query = global_query.reshape(batch, -1, heads, head_dim).transpose(1, 2)  # (batch, heads, G, head_dim)
+    all_key, all_value = per_head(self.key_global(hidden_states)), per_head(self.value_global(hidden_states))
+    scores = torch.matmul(global_query, all_key.transpose(-1, -2))
+    scores = scores.masked_fill(is_index_masked[:, None, None, :], lowest)
+    attended = torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype), all_value)
+    attended = attended.transpose(1, 2).reshape(batch, -1, embed)  # (batch, G, embed)
+    out = torch.where(is_global[:, :, None], torch.matmul(pick.transpose(1, 2), attended), out)
+    return (out,)
+
+
+@contextmanager
+def traceable_windows(model: torch.nn.Module):
+    """Longformer's and LED's windowed self-attention computed by `windowed_attention` while exporting; the PyTorch
+    reference keeps transformers' own."""
+    swapped = [m for m in model.modules() if type(m).__name__ in WINDOWED_ATTENTION_CLASSES]
+    for module in swapped:
+        module.forward = windowed_attention.__get__(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
+
+
+def funnel_position_embeds(structure, ones: torch.Tensor, dtype: torch.dtype):
+    """FunnelAttentionStructure.get_position_embeds with every position a tensor: transformers lists the positions
+    of each block as Python numbers, which the exporter freezes at the traced length (the graph then fails at any
+    other). `ones`: a tensor of the sequence's length. The same numbers, for both attention types."""
+    config, device = structure.config, ones.device
+    d_model = config.d_model
+    pos = torch.cumsum(ones.to(torch.int64), 0) - 1
+    freq_seq = torch.arange(0, d_model // 2, 1.0, dtype=torch.int64, device=device).to(dtype)
+    inv_freq = 1 / (10000 ** (freq_seq / (d_model // 2)))
+    if config.attention_type == "factorized":
+        sinusoid = pos.to(dtype)[:, None] * inv_freq[None]
+        sin_embed, cos_embed = torch.sin(sinusoid), torch.cos(sinusoid)
+        return (torch.cat([sin_embed, sin_embed], dim=-1), torch.cat([cos_embed, cos_embed], dim=-1),
+                torch.cat([cos_embed, sin_embed], dim=-1), torch.cat([-sin_embed, cos_embed], dim=-1))
+    length = pos[-1] + 1
+    zero_offset = 2 * length
+    sinusoid = torch.arange(-zero_offset, zero_offset, dtype=torch.int64, device=device).to(dtype)[:, None] * inv_freq
+    pos_embed = torch.cat([torch.sin(sinusoid), torch.cos(sinusoid)], dim=-1)
+
+    def relative(pos, stride, pooled=None, shift=1):  # FunnelAttentionStructure.relative_pos
+        pooled = pos if pooled is None else pooled
+        max_dist = pooled[0] - pos[0] + shift * torch.ones_like(pooled).sum() * stride
+        rel = torch.arange(max_dist, pooled[0] - pos[-1] - 1, -stride, dtype=torch.long, device=device)
+        return torch.gather(pos_embed, 0, (rel[:, None] + zero_offset).expand(-1, d_model))
+
+    def pooled_positions(pos, block_index):  # FunnelAttentionStructure.stride_pool_pos
+        if not config.separate_cls:
+            return pos[::2]
+        rest = pos[1:-1] if config.truncate_seq else pos[1:]
+        return torch.cat([pos[:1] * 0 + 1 - 2 ** block_index, rest[::2]])
+
+    embeds = []
+    for block_index in range(config.num_blocks):
+        pooling = None
+        if block_index > 0:
+            pooled = pooled_positions(pos, block_index)
+            pooling = relative(pos, 2 ** (block_index - 1), pooled, shift=2)
+            pos = pooled
+        embeds.append([relative(pos, 2 ** block_index), pooling])
+    return embeds
+
+
+def funnel_attention_inputs(self, inputs_embeds, attention_mask=None, token_type_ids=None):
+    """FunnelAttentionStructure.init_attention_inputs with the positions and the <cls> mask computed from the input
+    by traced operations (see funnel_position_embeds)."""
+    self.pooling_mult = 1
+    self.seq_len = inputs_embeds.size(1)
+    ones = torch.ones_like(inputs_embeds[0, :, 0], dtype=torch.int64)
+    position_embeds = funnel_position_embeds(self, ones, inputs_embeds.dtype)
+    token_type_mat = self.token_type_ids_to_mat(token_type_ids) if token_type_ids is not None else None
+    cls_mask = None
+    if self.config.separate_cls:  # 0 on the first row and column, 1 elsewhere
+        rest = torch.cumsum(ones, 0) > 1
+        cls_mask = (rest[:, None] & rest[None, :]).to(inputs_embeds.dtype)
+    return (position_embeds, token_type_mat, attention_mask, cls_mask)
+
+
+@contextmanager
+def traceable_funnel(model: torch.nn.Module):
+    """Funnel's attention inputs computed by `funnel_attention_inputs` while exporting; the PyTorch reference keeps
+    transformers' own."""
+    swapped = [m for m in model.modules() if type(m).__name__ == "FunnelAttentionStructure"]
+    for module in swapped:
+        module.init_attention_inputs = funnel_attention_inputs.__get__(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.init_attention_inputs
+
+
 @contextmanager
 def non_negative_repeat_dims():
     """`repeat_interleave` along a negative dim given as the same dim counted from the front while exporting. The
@@ -317,7 +503,8 @@ def _torch_export(wrapper: ExportWrapper, source: SourceModel, task: TaskSpec, p
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({n: task.output_axes(n) for n in task.output_names})
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), eager_attention(source.model), \
-            traceable_fourier(source.model), non_negative_repeat_dims(), traceable_masks():
+            traceable_fourier(source.model), traceable_windows(source.model), traceable_funnel(source.model), \
+            non_negative_repeat_dims(), traceable_masks():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,

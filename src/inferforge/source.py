@@ -61,9 +61,31 @@ def model_input_names(model, config, tokenizer=None) -> tuple[str, ...]:
     names = [n for n in ("input_ids", "attention_mask") if n in params]
     tokenizer_types = tokenizer is None or "token_type_ids" in (getattr(tokenizer, "model_input_names", None)
                                                                 or ("token_type_ids",))
-    if "token_type_ids" in params and (getattr(config, "type_vocab_size", 0) or 0) > 1 and tokenizer_types:
-        names.append("token_type_ids")
+    if "token_type_ids" in params and tokenizer_types:
+        kinds = getattr(config, "type_vocab_size", None)
+        if (kinds or 0) > 1 or (kinds is None and tokenizer is not None and reads_segments(model, tokenizer)):
+            names.append("token_type_ids")
     return tuple(names)
+
+
+def reads_segments(model, tokenizer) -> bool:
+    """Whether a model without a segment-embedding table (no `type_vocab_size`: XLNet's relative segment encoding,
+    Funnel's segment attention) changes its output with the segment ids its tokenizer gives a text pair."""
+    import torch
+
+    try:
+        pair = tokenizer("a b", "c d", return_tensors="pt")
+        types = pair.get("token_type_ids")
+        if types is None or not bool((types != 0).any()):
+            return False
+        params = inspect.signature(model.forward).parameters
+        kwargs = {name: pair[name] for name in ("input_ids", "attention_mask") if name in params and name in pair}
+        with torch.inference_mode(False), torch.no_grad():
+            outputs = [model(**kwargs, token_type_ids=t, return_dict=True) for t in (torch.zeros_like(types), types)]
+        first = [next(v for v in o.values() if isinstance(v, torch.Tensor)) for o in outputs]
+        return first[0].shape == first[1].shape and not torch.allclose(first[0], first[1], rtol=0, atol=1e-6)
+    except Exception:  # noqa: BLE001 - a model that cannot run on a pair this way: its segment ids are not read
+        return False
 
 
 def _optional(param) -> bool:
@@ -275,8 +297,36 @@ def _traceable_experts(model):
     return model
 
 
-# sentence-transformers model_kwargs that inferforge sets itself: the reference is read in fp32 on the CPU.
+# sentence-transformers model_kwargs that inferforge sets itself: the reference is read in fp32 on the CPU (a dtype
+# there is checked and said by `loading_dtype_warning`).
 OWN_LOADING_KWARGS = ("dtype", "torch_dtype", "device_map", "low_cpu_mem_usage", "trust_remote_code")
+
+
+def loading_dtype_warning(model: str, model_kwargs: dict) -> str | None:
+    """One sentence for a sentence-transformers directory whose model_kwargs load the model in another precision than
+    fp32 (`dtype` or `torch_dtype`: bfloat16, float16, float64), which the library's `encode` then computes in; None
+    for float32 or 'auto' (a half checkpoint is read in fp32 like any other). inferforge reads the weights in fp32,
+    the reference every variant is checked against, and says so. Any other value (neither 'auto' nor a floating-point
+    torch dtype's name, e.g. 'torch.bfloat16', on which loading the folder with sentence-transformers fails too) is
+    refused in one sentence."""
+    import torch
+
+    for key in ("dtype", "torch_dtype"):
+        value = model_kwargs.get(key)
+        if value is None or value == "auto":
+            continue
+        dtype = getattr(torch, value, None) if isinstance(value, str) else None
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise UserError(f"'{model}' asks sentence-transformers to load it with {key}={value!r} (model_kwargs in "
+                            "its sentence_bert_config.json), which is neither 'auto' nor the name of a floating-point "
+                            "torch dtype such as 'float32' or 'bfloat16'; sentence-transformers cannot load the "
+                            "folder with it either.")
+        if dtype != torch.float32:
+            return (f"'{model}' asks sentence-transformers to load it in {str(dtype).removeprefix('torch.')} ({key} in "
+                    "its model_kwargs), which the library computes its outputs in; inferforge reads it in float32, "
+                    "the reference every variant is checked against, so its outputs differ from the library's by "
+                    "that rounding only (the bf16 variants run it at reduced precision).")
+    return None
 
 
 def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool, model_kwargs: dict):
@@ -401,6 +451,7 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         check_task_modules(folder, task.name)
     # What the library passes to transformers when it loads the model (its Transformer module's configuration).
     settings = transformer_settings(folder) if folder is not None else TransformerSettings(path)
+    dtype_warning = loading_dtype_warning(model, settings.model_kwargs)
     try:
         config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                          **settings.config_kwargs)
@@ -477,5 +528,5 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         pooling=pooling,
         pad_id=pad_token_id(tokenizer, config),
         prompt=pooling.prompt if pooling is not None else pair_prompt(folder, task.name) if folder else "",
-        warnings=[w for w in [missing_weights_warning(model, task, missing)] if w],
+        warnings=[w for w in [missing_weights_warning(model, task, missing), dtype_warning] if w],
     )

@@ -100,19 +100,29 @@ class TextEncoder:
                 "prefix": self.prefix}
         (directory / "encoder.json").write_text(json.dumps(meta, indent=2))
 
-    def id_frame(self, vocab_size: int | None = None):
+    def id_frame(self, vocab_size: int | None = None, pairs: bool | None = None):
         """The special tokens this tokenizer puts before and after a text, for the benchmark's random ids
-        (`vocab_size`: the model's embedding rows, default the tokenizer's vocabulary)."""
+        (`vocab_size`: the model's embedding rows, default the tokenizer's vocabulary). `pairs` (default: when the
+        task reads a second text in windows, question answering): those around and between the two texts of a pair,
+        and the second text's segment id, as a question and its context come (Longformer finds the question by its
+        separators and fails on a row without them)."""
         from inferforge.benchmark import IdFrame
 
+        pairs = self.windows is not None if pairs is None else pairs
         with self._lock:
-            encoding = self.tokenizer.encode(self.prefix + "a", add_special_tokens=True)
+            encoding = (self.tokenizer.encode(self.prefix + "a", "b", add_special_tokens=True) if pairs else
+                        self.tokenizer.encode(self.prefix + "a", add_special_tokens=True))
         content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
         first, last = (content[0], content[-1]) if content else (len(encoding.ids), len(encoding.ids) - 1)
         special = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
         special.update(i for i, mark in zip(encoding.ids, encoding.special_tokens_mask) if mark)
+        middle, second_type = (), 0
+        second = [i for i in content if encoding.sequence_ids[i] == 1]
+        if pairs and second:
+            end_first = max((i for i in content if encoding.sequence_ids[i] == 0), default=first - 1)
+            middle, second_type = tuple(encoding.ids[end_first + 1:second[0]]), int(encoding.type_ids[second[0]])
         return IdFrame(int(vocab_size or self.tokenizer.get_vocab_size()), tuple(encoding.ids[:first]),
-                       tuple(encoding.ids[last + 1:]), frozenset(special))
+                       tuple(encoding.ids[last + 1:]), frozenset(special), middle, second_type)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None, pad_to: int | None = None) -> Encoded:
         if isinstance(texts, str):
