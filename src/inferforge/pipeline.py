@@ -463,6 +463,7 @@ def _build_variants(variants: list[Variant], ctx: BuildContext, threads: int,
         try:
             row.files = variant.build(ctx)
             engines[variant.name] = variant.open(ctx.workdir, row.files, threads, ctx)
+            row.precision = _runs_at(row.precision, engines[variant.name])
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - one variant failing must not stop the others
@@ -470,6 +471,15 @@ def _build_variants(variants: list[Variant], ctx: BuildContext, threads: int,
         row.build_seconds = time.perf_counter() - start
     progress("build variants", len(variants), len(variants))
     return rows, engines
+
+
+def _runs_at(precision: str, engine: Engine) -> str:
+    """A variant at its runtime's "default" precision is reported at the one its engine chose on this CPU (OpenVINO:
+    bf16 with AVX512-BF16 or AMX, fp32 otherwise), so the table and the accuracy budget treat it as what it is."""
+    chosen = getattr(engine, "precision", None)
+    if precision != "default" or not chosen:
+        return precision
+    return {"f32": "fp32", "f16": "fp16"}.get(chosen, chosen)
 
 
 def _verify(rows, engines, batches, reference, task, budget, progress) -> None:

@@ -9,7 +9,6 @@ through `inferforge.json`, so the report says exactly what was built.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,17 +200,9 @@ class OrtDynamicInt8(_OrtVariant):
         return self.kind + ("" if self.per_channel else "-per-tensor")
 
     def build(self, ctx: BuildContext) -> list[str]:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from inferforge.quantize import quantize_ort_dynamic
 
-        out = ctx.variant_dir(self.name) / "model.onnx"
-        root = logging.getLogger()  # onnxruntime.quantization warns "consider pre-processing" on the root logger
-        level = root.level
-        root.setLevel(max(level, logging.ERROR))
-        try:
-            quantize_dynamic(str(ctx.fp32_onnx), str(out), weight_type=QuantType.QInt8, per_channel=self.per_channel,
-                             op_types_to_quantize=["MatMul"])
-        finally:
-            root.setLevel(level)
+        out = quantize_ort_dynamic(ctx.fp32_onnx, ctx.variant_dir(self.name) / "model.onnx", self.per_channel)
         return [str(out.relative_to(ctx.workdir))]
 
 

@@ -49,7 +49,8 @@ class OpenVinoEngine:
         self.request = self.compiled.create_infer_request()
         self.input_names = tuple(_port_name(p) for p in self.compiled.inputs)
         self.output_names = tuple(_port_name(p) for p in self.compiled.outputs)
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        # What the kernels run at, as OpenVINO names it ("f32", "bf16"): the default is bf16 only on a bf16 CPU.
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._static_requests: OrderedDict[tuple, object] = OrderedDict()
         self._shape_counts: Counter = Counter()
         self._static_dropped = 0
