@@ -182,16 +182,21 @@ static void request(const char *text, char *into, size_t size) {
     into[got > 0 ? got : 0] = '\0';
 }
 
-int main(void) {
+/* The front end's (non-blocking) end and the client's of a socket pair whose buffers take 2 KB. */
+static void open_pair(void) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0)
-        return 2;
+        exit(2);
     server_fd = pair[0];
     client_fd = pair[1];
     int small = 2048;
     setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     setsockopt(client_fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     fcntl(server_fd, F_SETFL, O_NONBLOCK);
+}
+
+int main(void) {
+    open_pair();
     char seen[4096];
     static char body[20000], big[30000];
     memset(body, 'b', sizeof(body));
@@ -219,24 +224,85 @@ int main(void) {
 """
 
 
-def test_the_library_frames_replies_through_short_writes(tmp_path):
-    """hide_args.c's readv/writev wrappers as the front end meets them, without a server: a GET answered with a 20 KB
-    body, then a HEAD (read as GET) answered with the same reply, then an empty HTTP/1.0 keep-alive reply, all written
-    through a 2 KB socket buffer (short writes, the caller writing again from where each stopped). The client side gets
-    the GET's reply whole, the HEAD's head only (its body left out over several writes), and the HTTP/1.0 head with
-    "Content-Length: 0"; nothing else."""
+def run_under_the_library(source: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`source` (a stand-in front end) compiled and run with hide_args.c preloaded; it must exit 0."""
     compiler = hardening.find_c_compiler()
     if compiler is None:
         pytest.skip("no C compiler")
     library, program = tmp_path / "hide_args.so", tmp_path / "front_end"
-    (tmp_path / "front_end.c").write_text(FRONT_END_C)
+    (tmp_path / "front_end.c").write_text(source)
     subprocess.run([compiler, *hardening.COMPILE_FLAGS, "-o", str(library), str(hardening.HIDE_ARGS_SOURCE)], check=True)
     subprocess.run([compiler, "-O1", "-o", str(program), str(tmp_path / "front_end.c")], check=True)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERFORGE_")}
     done = subprocess.run([str(program)], env={**environment, "LD_PRELOAD": str(library)}, capture_output=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-500:]
+    return done
+
+
+def test_the_library_frames_replies_through_short_writes(tmp_path):
+    """hide_args.c's readv/writev wrappers as the front end meets them, without a server: a GET answered with a 20 KB
+    body, then a HEAD (read as GET) answered with the same reply, then an empty HTTP/1.0 keep-alive reply, all written
+    through a 2 KB socket buffer (short writes, the caller writing again from where each stopped). The client side gets
+    the GET's reply whole, the HEAD's head only (its body left out over several writes), and the HTTP/1.0 head with
+    "Content-Length: 0"; nothing else."""
+    done = run_under_the_library(FRONT_END_C, tmp_path)
     assert b"read 1: GET /one" in done.stdout and b"read 2: GET /two" in done.stdout, done.stdout  # HEAD read as GET
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n"
     assert done.stderr == (head + b"b" * 20000 + head + b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
                            b"Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n"), done.stderr[-300:]
+
+
+# The same stand-in front end for what the library adds to Triton's replies: the Allow header of a 405, OPTIONS
+# answered 204, and a chunked reply to an HTTP/1.0 client written unchunked and close-delimited.
+METHODS_AND_CHUNKS_C = FRONT_END_C.split("int main(void) {")[0].replace(
+    "        if (got <= 0)\n            return;",
+    "        if (got == 0)\n            closed = 1;\n        if (got <= 0)\n            return;",
+).replace("static size_t received_length;", "static size_t received_length;\nstatic int closed;") + r"""
+int main(void) {
+    open_pair();
+    char seen[4096];
+    const char *refused = "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 30\r\n"
+                          "\r\n{\"error\":\"Method Not Allowed\"}";
+    /* 1. A CORS preflight on health, answered 405 by the front end; 2. GET on infer, the same 405. */
+    request("OPTIONS /v2/health/ready HTTP/1.1\r\nHost: x\r\nOrigin: http://page.example\r\n"
+            "Access-Control-Request-Method: GET\r\n\r\n", seen, sizeof(seen));
+    reply(refused, strlen(refused));
+    request("GET /v2/models/m/infer?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", seen, sizeof(seen));
+    reply(refused, strlen(refused));
+    /* 3. generate from an HTTP/1.0 client, answered chunked: a 20,000-byte chunk, one with an extension, the last. */
+    request("POST /v2/models/m/generate HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}", seen,
+            sizeof(seen));
+    static char chunked[30000];
+    size_t length = (size_t)snprintf(chunked, sizeof(chunked), "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                                     "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n4E20\r\n");
+    memset(chunked + length, 'c', 20000);
+    length += 20000;
+    length += (size_t)snprintf(chunked + length, sizeof(chunked) - length, "\r\na;name=value\r\n0123456789\r\n0\r\n\r\n");
+    reply(chunked, length);
+    for (int i = 0; i < 100 && !closed; i++) {
+        drain_client();
+        usleep(1000);
+    }
+    printf("received %zu, closed %d\n", received_length, closed);
+    fwrite(received, 1, received_length, stderr);
+    return 0;
+}
+"""
+
+
+def test_the_library_adds_allow_answers_options_and_unchunks_for_http_1_0(tmp_path):
+    """hide_args.c's wrappers on the stand-in front end, through a 2 KB socket buffer: an OPTIONS (a CORS preflight)
+    that the front end answers 405 reaches the client as "204 No Content" with the path's Allow header, without the
+    error body or its type, and without any CORS header; a GET on /infer keeps its 405 and body and gains
+    "Allow: POST, OPTIONS"; a chunked reply to an HTTP/1.0 client (generate) arrives unchunked (no size lines, no
+    extension, no last chunk), with "Connection: close" in place of its Transfer-Encoding and keep-alive, and the
+    connection's sending side shut after it, however the short writes cut its framing."""
+    done = run_under_the_library(METHODS_AND_CHUNKS_C, tmp_path)
+    assert b"closed 1" in done.stdout, done.stdout
+    expected = (b"HTTP/1.1 204 No Content\r\nAllow: GET, HEAD, OPTIONS\r\n\r\n"
+                b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 30\r\n"
+                b"Allow: POST, OPTIONS\r\n\r\n{\"error\":\"Method Not Allowed\"}"
+                b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                + b"c" * 20000 + b"0123456789")
+    assert done.stderr == expected, done.stderr[:400]

@@ -33,7 +33,7 @@ from inferforge.errors import UserError
 from inferforge.triton.hardening import (ADMIN_KEY_HEADER, KEY_PLACEHOLDER, KEY_VARIABLE, HardenedServer,
                                         loopback_warning)
 from inferforge.triton.raw_requests import BAD_REQUESTS, MALFORMED_JSON, send, text_request
-from inferforge.triton.repository import RepositoryOptions, write_repository
+from inferforge.triton.repository import STEP_TIMEOUT_US, RepositoryOptions, write_repository
 from inferforge.triton.serve import serve_converted
 from inferforge.triton.server import ServerOptions
 from inferforge.triton.watchdog import RESTARTING_MESSAGE, Watchdog, health_probe, stub_processes
@@ -418,7 +418,8 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
     # without a queue timeout (Triton 2.51 leaves those refusals unanswered: see the /generate flood test).
     # The model step's limit is the admission limit (2 waiting + 1 x 1 running), which `serve` enforces in front of the
     # ensemble; this server is started without it (no max_in_flight), so the model step's queue is what refuses here.
-    for model, limits in (("rel_busy_tokenize", (0, 0)), ("rel_busy_model", (3, 0))):
+    # The steps' queue timeout is a day (STEP_TIMEOUT_US): none fires, and a direct call's shorter `timeout` applies.
+    for model, limits in (("rel_busy_tokenize", (0, STEP_TIMEOUT_US)), ("rel_busy_model", (3, STEP_TIMEOUT_US))):
         config = text_format.Parse((repo.path / model / "config.pbtxt").read_text(), mc.ModelConfig())
         policy = config.dynamic_batching.default_queue_policy
         assert (policy.max_queue_size, policy.default_timeout_microseconds) == limits, model
@@ -453,7 +454,12 @@ def test_overload_is_refused_at_once_and_a_hung_execute_is_bounded(converted_tin
         answered = [r for r, _ in results if getattr(r, "status", None) == 200]
         assert refused and answered and len(refused) + len(answered) == 24, results
         assert all("Exceeds maximum queue size" in r.error or "timeout" in r.error for r, _ in refused)
-        assert min(took for _, took in refused) < 1.0  # refused at once, not after waiting
+        # Refused at once, not after waiting for the queue to be served. "At once" is not a fixed time: Triton
+        # 2.51's dynamic batcher misses the wake-up when a model instance frees and waits out its 500 ms default
+        # (DynamicBatchScheduler: WaitForPayloadSlotAvailable), so with no new request arriving a burst is served in
+        # 0.5 s waves (measured: answers at 0.01, 0.5, 1.0, 1.5, 2.0 s), and a refusal can come one wave late.
+        timeline = sorted((round(took, 3), getattr(r, "status", r)) for r, took in results)
+        assert min(took for _, took in refused) < max(took for r, took in results if r in answered), timeline
 
         started = time.monotonic()
         hung, took = one(HANG_MARKER)

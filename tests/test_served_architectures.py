@@ -4,8 +4,8 @@ The Triton tokenizer model re-implements what `TextEncoder` does (special tokens
 truncation, QA windows, offsets): XLNet (pads on the left, <cls> last), a T5 tokenizer as real checkpoints
 have it (no classifier token, "A </s> B </s>"), XLM-RoBERTa (SentencePiece, pad id 1), ModernBERT (byte-level
 BPE offsets), BART (end-of-sequence pooling), ALBERT (SentencePiece with token type ids), DistilBERT (no token
-type ids), a BERT whose tokenizer adds no special tokens, and FNet (no attention mask: padding would change its
-answers). Requests carry several texts of mixed lengths (longer than the model reads, non-ASCII, emoji; QA
+type ids), a BERT whose tokenizer adds no special tokens, FNet (no attention mask: padding would change its
+answers), and ConvBERT (its convolutions read padding) with a tokenizer that pads with its end token. Requests carry several texts of mixed lengths (longer than the model reads, non-ASCII, emoji; QA
 contexts of several windows) and are sent concurrently, so the dynamic batcher joins requests of different
 lengths.
 """
@@ -45,6 +45,9 @@ STYLES = {  # served name: (architecture, task)
     # No attention mask: padding changes every answer, so rows of each length run unpadded, here as in predict.
     "fnet_cls": ("fnet", "text-classification"),
     "fnet_ner": ("fnet", "token-classification"),
+    # Layers that read padding (rows run at their own length) and a pad token that is the end token: a row's length is
+    # its attention mask's, not up to its last token that is not the pad id (which cut every row's final [SEP]).
+    "convbert_cls": ("convbert-pad-is-end", "text-classification"),
 }
 ODD = ["Ünïcödé text, with punctuation! And émojis 🙂 too.", "東京は日本の首都です。", "naïve café — “quoted” 🙂👍🏽 ok",
        "  leading and trailing spaces  "]
@@ -67,6 +70,18 @@ def without_classifier_token(folder):
             (folder / name).write_text(json.dumps(settings))
 
 
+def pad_is_end_token(folder):
+    """A tokenizer whose pad token is its end token ([SEP]), as GPT-2-style checkpoints pad with <|endoftext|>."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.sep_token
+    tokenizer.save_pretrained(folder)
+
+
+TOKENIZER_QUIRKS = {"-no-cls": without_classifier_token, "-pad-is-end": pad_is_end_token}
+
+
 @pytest.fixture(scope="module")
 def served_styles(tmp_path_factory):
     root = tmp_path_factory.mktemp("served-styles")
@@ -74,9 +89,10 @@ def served_styles(tmp_path_factory):
     combined.mkdir()
     folders = {}
     for name, (arch, task) in STYLES.items():
-        hf = build_tiny_model(root / f"hf-{name}", arch.removesuffix("-no-cls"), task)
-        if arch.endswith("-no-cls"):
-            without_classifier_token(hf)
+        quirk = next((q for q in TOKENIZER_QUIRKS if arch.endswith(q)), "")
+        hf = build_tiny_model(root / f"hf-{name}", arch.removesuffix(quirk) if quirk else arch, task)
+        if quirk:
+            TOKENIZER_QUIRKS[quirk](hf)
         folders[name] = root / name
         inferforge.convert(str(hf), task, folders[name], variants="ort-fp32", shapes="1x8", nb_measures=1, warmup=0,
                            threads=1)
@@ -86,6 +102,8 @@ def served_styles(tmp_path_factory):
     models = {name: inferforge.load(folder, threads=1) for name, folder in folders.items()}
     assert models["t5_qa"].encoder.cls_id == -1 and models["xlnet_cls"].encoder.tokenizer.encode("a").ids[-1] == \
         models["xlnet_cls"].encoder.cls_id  # the quirks this file is about
+    convbert = models["convbert_cls"]
+    assert convbert.manifest.reads_padding and convbert.encoder.tokenizer.encode("a").ids[-1] == convbert.encoder.pad_id
     with TritonServer(combined, ServerOptions(python_models=2 * len(folders), ready_timeout_s=300)) as server:
         yield server, models
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -278,7 +279,7 @@ def test_every_json_object_of_a_response_names_each_key_once(supervised):
     for body in (as_json, header):
         parsed = strict_json(body)
         assert parsed["parameters"] == {"sequence_id": 0, "sequence_start": False, "sequence_end": False}, parsed
-        assert len(parsed["outputs"]) == 3
+        assert sorted(o["name"] for o in parsed["outputs"]) == ["answer_json", "label", "score", "scores"]
     client = grpcclient.InferenceServerClient(serving.server.grpc_url)
     try:
         text = grpcclient.InferInput("text", [1, 1], "BYTES")
@@ -758,6 +759,10 @@ def test_a_query_sent_while_the_server_restarts_waits_for_it(supervised):
         while not watchdog.recovering and len(watchdog.recoveries) == before and time.monotonic() < deadline:
             time.sleep(0.02)
         assert_same_answers(client.predict(TEXTS), local_answers(model, TEXTS))
+    # The restarted server answers a moment before the watchdog records its recovery (it reads the new workers first).
+    deadline = time.monotonic() + 10
+    while len(watchdog.recoveries) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(watchdog.recoveries) == before + 1, events
 
 
@@ -766,19 +771,15 @@ def test_httpx_and_requests_sessions_get_the_local_answers(supervised, world_ans
     read the 405's body of a HEAD as its next status line: `illegal status line`), /infer with their default
     Accept-Encoding (a gzip reply, decoded by the library), /generate with texts and pairs, and /generate_stream's
     server-sent events: the local answers."""
-    httpx = pytest.importorskip("httpx")
+    import httpx
+    import requests
+
     from inferforge.triton.hardening import admin_key_hiding
 
     serving, _, _ = supervised
     base = f"http://{serving.server.http_url}"
     expected = world_answers["pairs"]
-    sessions = [("httpx", httpx.Client(timeout=30))]
-    try:
-        import requests
-
-        sessions.append(("requests", requests.Session()))
-    except ImportError:
-        pass
+    sessions = [("httpx", httpx.Client(timeout=30)), ("requests", requests.Session())]
     for library, session in sessions:
         try:
             if admin_key_hiding().library is not None:
@@ -806,3 +807,290 @@ def test_httpx_and_requests_sessions_get_the_local_answers(supervised, world_ans
             assert_same_answers([json.loads(json.loads(events[0][6:])["answer_json"])], world_answers["single"][:1])
         finally:
             session.close()
+
+
+def local_class_scores(model, texts: list[str]) -> np.ndarray:
+    """Every class's score for each text alone, from the local engine's logits (softmax: a single-label classifier)."""
+    from inferforge.tasks import softmax
+
+    return np.concatenate([softmax(model.run(model.encoder.encode([text]).arrays)["logits"]) for text in texts])
+
+
+@pytest.mark.parametrize("protocol, binary", [("http", True), ("http", False), ("grpc", True)],
+                         ids=["http-binary", "http-json", "grpc"])
+def test_class_count_on_scores_answers_score_index_label(supervised, protocol, binary):
+    """Triton's classification extension as tritonclient asks for it (`InferRequestedOutput("scores",
+    class_count=k)`) on the classifier's `scores` (every class's score): k strings "score:index:label" per text, best
+    first, the label from the served labels.txt, the scores the local engine's. `scores` itself is those scores."""
+    serving, model, _ = supervised
+    module = httpclient if protocol == "http" else grpcclient
+    client = module.InferenceServerClient(serving.server.http_url if protocol == "http" else serving.server.grpc_url)
+    expected = local_class_scores(model, WORLD_TEXTS)
+    classes = expected.shape[1]
+    names = [model.labels[i] if model.labels and i < len(model.labels) else f"LABEL_{i}" for i in range(classes)]
+    text = module.InferInput("text", [len(WORLD_TEXTS), 1], "BYTES")
+    if module is httpclient:
+        text.set_data_from_numpy(np.array([[t.encode()] for t in WORLD_TEXTS], dtype=np.object_), binary_data=binary)
+    else:
+        text.set_data_from_numpy(np.array([[t.encode()] for t in WORLD_TEXTS], dtype=np.object_))
+    options = {"binary_data": binary} if module is httpclient else {}
+    try:
+        for count in (1, classes):
+            result = client.infer(MODEL, [text], outputs=[module.InferRequestedOutput("scores", class_count=count,
+                                                                                        **options)])
+            got = result.as_numpy("scores")
+            assert got.shape == (len(WORLD_TEXTS), count), got.shape
+            for row, strings in zip(expected, got):
+                fields = [(v.decode() if isinstance(v, bytes) else v).split(":", 2) for v in strings]
+                order = np.argsort(-row, kind="stable")[:count]
+                assert [int(index) for _, index, _ in fields] == order.tolist(), fields
+                assert [label for _, _, label in fields] == [names[i] for i in order], fields
+                np.testing.assert_allclose([float(score) for score, _, _ in fields], row[order], atol=1e-4)
+        result = client.infer(MODEL, [text], outputs=[module.InferRequestedOutput("scores", **options)])
+        np.testing.assert_allclose(result.as_numpy("scores"), expected, atol=1e-4)
+    finally:
+        client.close()
+
+
+def test_a_timeout_sent_to_the_ensemble_is_refused_and_one_sent_to_the_model_applies(supervised):
+    """tritonclient's `infer(timeout=...)` (a queue timeout in microseconds): Triton 2.51 runs an ensemble's steps
+    without it, so `inferforge serve` refuses it there in one sentence (HTTP 400, gRPC INVALID_ARGUMENT) instead of
+    ignoring it; the ensemble's model step (`<name>_model`, which takes the same texts) applies it: a 1 µs timeout
+    expires in its queue, a 60 s one is answered with the local answers; 0 means none."""
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler: Triton 2.51 ignores the timeout on the ensemble")
+    serving, model, _ = supervised
+    texts = np.array([[t.encode()] for t in WORLD_TEXTS], dtype=np.object_)
+    for module, url in ((httpclient, serving.server.http_url), (grpcclient, serving.server.grpc_url)):
+        client = module.InferenceServerClient(url)
+        text = module.InferInput("text", list(texts.shape), "BYTES")
+        text.set_data_from_numpy(texts)
+        try:
+            with pytest.raises(InferenceServerException, match="is an ensemble") as refused:
+                client.infer(MODEL, [text], timeout=60_000_000)
+            assert refused.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), refused.value.status()
+            assert_same_answers(_answers(client.infer(MODEL, [text], timeout=0)), local_answers(model, WORLD_TEXTS))
+            assert_same_answers(_answers(client.infer(f"{MODEL}_model", [text], timeout=60_000_000)),
+                                local_answers(model, WORLD_TEXTS))
+            # A queue timeout bounds the wait in the queue: a request the idle batcher takes at once never waits
+            # there, so the 1 µs one is sent while long direct requests keep the model busy.
+            busy = [threading.Thread(target=_infer_long_texts, args=(serving.server.http_url,)) for _ in range(2)]
+            for thread in busy:
+                thread.start()
+            time.sleep(0.3)
+            try:
+                with pytest.raises(InferenceServerException, match="[Tt]imeout"):
+                    client.infer(f"{MODEL}_model", [text], timeout=1)
+            finally:
+                for thread in busy:
+                    thread.join(timeout=120)
+        finally:
+            client.close()
+
+
+def _infer_long_texts(url: str) -> None:
+    """A full batch of long texts sent to `<name>_model`: keeps its one instance busy for a while."""
+    texts = np.array([[LONG_TEXT.encode()]] * 8, dtype=np.object_)
+    client = httpclient.InferenceServerClient(url, network_timeout=120)
+    text = httpclient.InferInput("text", list(texts.shape), "BYTES")
+    text.set_data_from_numpy(texts)
+    try:
+        client.infer(f"{MODEL}_model", [text])
+    finally:
+        client.close()
+
+
+# 99,000 characters: truncated to the model's length, and long enough to tokenize that a batch of them takes a while.
+LONG_TEXT = ("the movie was long and slow and yet everyone stayed until the end " * 1500)[:99_000]
+
+
+def _answers(result) -> list:
+    return [json.loads(v) for v in result.as_numpy("answer_json").ravel()]
+
+
+def test_priorities_one_to_three_are_served_in_order_and_others_refused(supervised):
+    """tritonclient's `infer(priority=...)`: Triton passes an ensemble request's priority on to its steps, whose
+    queues have 3 levels (1 first, 2 the default). A priority-1 request sent behind a queue of priority-3 ones (each a
+    full batch of long texts, so each takes a while) is answered before most of them; priority 4 is refused in one
+    sentence naming the levels (Triton would take it as the default); 0 is the default."""
+    from inferforge.triton.hardening import admin_key_hiding
+
+    serving, model, _ = supervised
+    url = serving.server.http_url
+    slow = np.array([[LONG_TEXT.encode()]] * 8, dtype=np.object_)
+    quick = np.array([[WORLD_TEXTS[0].encode()]], dtype=np.object_)
+
+    def send(texts, priority, into=None):
+        client = httpclient.InferenceServerClient(url, network_timeout=120)
+        text = httpclient.InferInput("text", list(texts.shape), "BYTES")
+        text.set_data_from_numpy(texts)
+        try:
+            result = client.infer(MODEL, [text], priority=priority)
+        finally:
+            client.close()
+        if into is not None:
+            into.append((time.monotonic(), priority))
+        return result
+
+    assert_same_answers(_answers(send(quick, 0)), local_answers(model, WORLD_TEXTS[:1]))
+    assert_same_answers(_answers(send(quick, 3)), local_answers(model, WORLD_TEXTS[:1]))
+    if admin_key_hiding().library is not None:
+        with pytest.raises(InferenceServerException, match="priority 4 is not one of this server's 3 levels"):
+            send(quick, 4)
+    finished: list[tuple[float, int]] = []
+    slow_ones = [threading.Thread(target=send, args=(slow, 3, finished)) for _ in range(8)]
+    for thread in slow_ones:
+        thread.start()
+        time.sleep(0.02)
+    time.sleep(0.3)  # all queued behind the first
+    urgent = send(quick, 1, finished)
+    for thread in slow_ones:
+        thread.join(timeout=120)
+    assert len(finished) == 9, finished
+    assert_same_answers(_answers(urgent), local_answers(model, WORLD_TEXTS[:1]))
+    order = [priority for _, priority in sorted(finished)]
+    assert order.index(1) <= 3, order  # without priorities: last (8 slow requests queued before it)
+
+
+def test_options_gets_204_and_a_405_names_the_allowed_methods(supervised):
+    """RFC 9110: a 405 names the methods the resource takes (`Allow`), and OPTIONS asks for them. Triton 2.51 answered
+    OPTIONS (a browser's CORS preflight too) with 405 and no 405 carried Allow. Under `inferforge serve` OPTIONS is a
+    204 with the path's Allow and no body, and no CORS header (a page of another origin still cannot read answers);
+    other 405s keep their error body and gain Allow; the keep-alive connection goes on answering."""
+    import http.client
+
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler: Triton 2.51's 405s stay as they are")
+    serving, _, _ = supervised
+    host, port = serving.server.http_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    preflight = {"Origin": "http://page.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    cases = [
+        ("OPTIONS", "/v2/health/ready", preflight, 204, "GET, HEAD, OPTIONS"),
+        ("OPTIONS", f"/v2/models/{MODEL}/infer", preflight, 204, "POST, OPTIONS"),
+        ("OPTIONS", f"/v2/models/{MODEL}/generate_stream", {}, 204, "POST, OPTIONS"),
+        ("OPTIONS", f"/v2/models/{MODEL}/versions/1/config", {}, 204, "GET, HEAD, OPTIONS"),
+        ("GET", f"/v2/models/{MODEL}/infer", {}, 405, "POST, OPTIONS"),
+        ("PUT", "/v2/health/live", {}, 405, "GET, HEAD, OPTIONS"),
+        ("GET", f"/v2/models/{MODEL}/ready", {}, 200, None),
+    ]
+    try:
+        for method, path, headers, status, allow in cases:
+            connection.request(method, path, headers=headers)
+            reply = connection.getresponse()
+            body = reply.read()
+            assert (reply.status, reply.getheader("Allow")) == (status, allow), (method, path, reply.getheaders())
+            assert not [name for name, _ in reply.getheaders() if name.lower().startswith("access-control-")]
+            if status == 204:
+                assert body == b"" and reply.getheader("Content-Length") is None, (path, reply.getheaders())
+            if status == 405:
+                assert "error" in json.loads(body), body
+    finally:
+        connection.close()
+
+
+def http_1_0_reply(url: str, path: str, body: bytes, keep_alive: bool) -> tuple[str, dict, bytes]:
+    """(status line, headers, body) of one HTTP/1.0 POST, the body read as HTTP/1.0 reads it: to the connection's end."""
+    import socket
+
+    host, port = url.split(":")
+    head = (f"POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + ("Connection: keep-alive\r\n" if keep_alive else "") + "\r\n")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head.encode() + body)
+        data = b""
+        while chunk := connection.recv(65536):  # a socket timeout: the server never ended the body
+            data += chunk
+    reply_head, _, reply_body = data.partition(b"\r\n\r\n")
+    status, *lines = reply_head.decode("latin-1").split("\r\n")
+    return status, {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, reply_body
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["plain", "keep-alive"])
+def test_generate_answers_an_http_1_0_client_without_chunks(supervised, world_answers, keep_alive):
+    """/generate and /generate_stream answer in chunked encoding, which HTTP/1.0 (nginx's default upstream protocol,
+    ab, old health checkers) does not have: such a client read the chunk sizes as part of the JSON. Under `inferforge
+    serve` the reply to an HTTP/1.0 request has no Transfer-Encoding, says `Connection: close` and ends with the
+    connection: the body is the JSON (or the server-sent events) alone, with the local answers."""
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler: Triton 2.51 sends HTTP/1.0 clients chunks")
+    serving, _, _ = supervised
+    url = serving.server.http_url
+    body = json.dumps({"text": WORLD_TEXTS, "text_pair": WORLD_PAIRS}).encode()
+    status, headers, answer = http_1_0_reply(url, f"/v2/models/{MODEL}/generate", body, keep_alive)
+    assert status.startswith("HTTP/1.0 200"), (status, headers)
+    assert "transfer-encoding" not in headers and headers.get("connection") == "close", headers
+    assert_same_answers([json.loads(a) for a in strict_json(answer)["answer_json"]], world_answers["pairs"])
+    body = json.dumps({"text": WORLD_TEXTS[0]}).encode()
+    status, headers, events = http_1_0_reply(url, f"/v2/models/{MODEL}/generate_stream", body, keep_alive)
+    assert status.startswith("HTTP/1.0 200") and "transfer-encoding" not in headers, (status, headers)
+    data = [line[len(b"data: "):] for line in events.split(b"\n") if line.strip()]
+    assert len(data) == 1 and events.startswith(b"data: "), events
+    assert_same_answers([json.loads(json.loads(data[0])["answer_json"])], world_answers["single"][:1])
+
+
+def test_asyncio_clients_json_outputs_a_subset_and_the_metrics(supervised, world_answers):
+    """tritonclient's asyncio clients (http.aio, grpc.aio) as their documentation shows: inputs and outputs as JSON
+    (binary_data=False), a subset of the outputs (the label alone, the scores with class_count), the model's metadata,
+    config and statistics; each answer the local one. Prometheus then counts the ensemble's successes."""
+    import asyncio
+    import urllib.request
+
+    import tritonclient.grpc.aio as grpc_aio
+    import tritonclient.http.aio as http_aio
+
+    serving, model, _ = supervised
+    expected = world_answers["single"]
+    texts = np.array([[t.encode()] for t in WORLD_TEXTS], dtype=np.object_)
+
+    def successes() -> float:
+        with urllib.request.urlopen(serving.server.metrics_url, timeout=10) as reply:
+            metrics = reply.read().decode()
+        found = re.search(r'^nv_inference_request_success\{model="%s",version="1"\} (\S+)$' % MODEL, metrics, re.M)
+        assert found, metrics[:500]
+        return float(found.group(1))
+
+    async def ask(aio, url, options) -> int:
+        client = aio.InferenceServerClient(url)
+        text = aio.InferInput("text", list(texts.shape), "BYTES")
+        text.set_data_from_numpy(texts, **options)
+        try:
+            result = await client.infer(MODEL, [text], outputs=[aio.InferRequestedOutput("label", **options)])
+            assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label").ravel()] \
+                == [a["label"] for a in expected]
+            assert result.as_numpy("answer_json") is None and result.as_numpy("score") is None
+            result = await client.infer(MODEL, [text], outputs=[aio.InferRequestedOutput("scores", class_count=1,
+                                                                                         **options)])
+            tops = [(v.decode() if isinstance(v, bytes) else v).split(":", 2) for v in result.as_numpy("scores").ravel()]
+            assert [label for _, _, label in tops] == [a["label"] for a in expected], tops
+            np.testing.assert_allclose([float(s) for s, _, _ in tops], [a["score"] for a in expected], atol=1e-4)
+            result = await client.infer(MODEL, [text])
+            assert_same_answers(_answers(result), expected)
+            metadata = await client.get_model_metadata(MODEL)
+            config = await client.get_model_config(MODEL)
+            statistics = await client.get_inference_statistics(MODEL)
+            if aio is grpc_aio:
+                metadata, config, statistics = (MessageToDict(m, preserving_proto_field_name=True)
+                                                for m in (metadata, config, statistics))
+            assert {o["name"] for o in metadata["outputs"]} >= {"answer_json", "label", "score", "scores"}
+            scores = next(o for o in config.get("config", config)["output"] if o["name"] == "scores")
+            assert scores["label_filename"] == "labels.txt", scores
+            assert statistics["model_stats"][0]["name"] == MODEL
+        finally:
+            await client.close()
+        return 3
+
+    from google.protobuf.json_format import MessageToDict
+
+    before = successes()
+    sent = asyncio.run(ask(http_aio, serving.server.http_url, {"binary_data": False}))
+    sent += asyncio.run(ask(http_aio, serving.server.http_url, {}))
+    sent += asyncio.run(ask(grpc_aio, serving.server.grpc_url, {}))
+    assert successes() - before >= sent  # other tests of the module may run in between only before or after

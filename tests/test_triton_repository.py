@@ -114,7 +114,42 @@ def test_typed_outputs_follow_the_answer(converted_tiny, tmp_path):
     cls = write_repository(converted_tiny("text-classification"), tmp_path / "cls", name="cls")
     config = read_config(cls.path / "cls")
     assert {i.name: i.optional for i in config.input} == {"text": False, "text_pair": True}
-    assert [o.name for o in config.output] == ["answer_json", "label", "score"]
+    assert [o.name for o in config.output] == ["answer_json", "label", "score", "scores"]
+
+
+@pytest.mark.parametrize("flavour", ["python", "onnxruntime"])
+def test_a_classifier_names_its_classes_for_the_classification_extension(converted_tiny, tmp_path, flavour):
+    """Triton's `class_count` answers "score:index:label" from the label file an output's config names, read beside
+    that model's config: the ensemble's `scores` (every class's score) and the model step's raw `logits` name
+    labels.txt, one class name a line in output order; other tasks and outputs name none. Every dynamically batched
+    model has 3 priority levels (2 the default) and lets a request's timeout set its queue timeout; what the server
+    reads from that (hardening.request_checks): the ensemble, and the 3 levels."""
+    import inferforge
+    from inferforge.triton.hardening import request_checks
+
+    folder = converted_tiny("text-classification")
+    repo = write_repository(folder, tmp_path / "cls", name="cls", flavour=flavour)
+    model = inferforge.load(folder, threads=1)
+    classes = model.run(model.encoder.encode(["a text"]).arrays)["logits"].shape[-1]
+    names = [model.labels[i] if model.labels and i < len(model.labels) else f"LABEL_{i}" for i in range(classes)]
+    labelled = {"cls": {"scores"}, "cls_model": {"logits", "scores"} if flavour == "python" else {"logits"}}
+    if flavour == "onnxruntime":
+        labelled["cls_postprocess"] = {"scores"}
+    for name in repo.model_names:
+        config = read_config(repo.path / name)
+        named = {o.name: o.label_filename for o in config.output if o.label_filename}
+        assert named == dict.fromkeys(labelled.get(name, ()), "labels.txt"), (name, named)
+        if name in labelled:
+            assert (repo.path / name / "labels.txt").read_text().splitlines() == names
+            assert all(list(o.dims) == [classes] for o in config.output if o.name in labelled[name])
+        if config.platform != "ensemble":
+            batching = config.dynamic_batching
+            assert (batching.priority_levels, batching.default_priority_level) == (3, 2), name
+            assert batching.default_queue_policy.allow_timeout_override, name
+    assert request_checks(repo.path) == (("cls",), 3)
+    embeddings = write_repository(converted_tiny("feature-extraction"), tmp_path / "emb", name="emb")
+    assert not list(embeddings.path.rglob("labels.txt"))
+    assert not any(o.label_filename for o in read_config(embeddings.path / "emb").output)
 
 
 def test_onnxruntime_flavour_is_native_with_accelerator_options(converted_tiny, tmp_path):

@@ -41,11 +41,21 @@ MULTI_LABEL = "multi_label_classification"  # transformers' config.problem_type 
 REGRESSION = "regression"  # transformers' config.problem_type of a raw value: its pipeline applies no function
 
 
+def class_scores(logits: np.ndarray, problem_type: str | None = None) -> np.ndarray:
+    """Every class's score of a classifier with two or more classes, by the function its answer's `score` comes from:
+    a sigmoid per label for multi-label models, the raw value for regression, softmax otherwise."""
+    if problem_type == MULTI_LABEL:
+        return sigmoid(logits)
+    if problem_type == REGRESSION:
+        return np.asarray(logits)
+    return softmax(logits)
+
+
 def _postprocess_classification(outputs, encoded, labels, problem_type=None):
     if problem_type == MULTI_LABEL and outputs["logits"].shape[-1] > 1:
         # Independent labels (toxicity, emotions, topics): each has its own sigmoid, several may apply.
         # The best label and its score as for any classifier, and every label's score beside them.
-        probs = sigmoid(outputs["logits"])
+        probs = class_scores(outputs["logits"], problem_type)
         names = [_label(labels, i) for i in range(probs.shape[-1])]
         return [{"label": names[int(p.argmax())], "score": float(p.max()),
                  "scores": {n: float(v) for n, v in zip(names, p)}} for p in probs]
@@ -62,7 +72,7 @@ def _postprocess_classification(outputs, encoded, labels, problem_type=None):
         # with the raw value beside it (a regression target, or a reranker's logit).
         raw = outputs["logits"][:, 0]
         return [{"label": _label(labels, 0), "score": float(p), "logit": float(v)} for p, v in zip(sigmoid(raw), raw)]
-    probs = softmax(outputs["logits"])
+    probs = class_scores(outputs["logits"])
     best = probs.argmax(-1)
     return [{"label": _label(labels, int(i)), "score": float(p[i])} for i, p in zip(best, probs)]
 

@@ -29,6 +29,10 @@ TOKEN_DETAILS = ("offsets", "special_mask", "word_ids", "sequence_ids")
 
 
 WINDOW_SAMPLE = "window_sample"  # per row, the index of its text in the request (a long QA context: several rows)
+# A classifier's score for every class, in class order (the function its answer's `score` comes from: softmax, a
+# sigmoid per label for multi-label models, the raw value for regression); its config names LABEL_FILE for Triton's
+# classification extension (`class_count`), which answers "score:index:label" strings from it.
+SCORES_OUTPUT = "scores"
 
 
 def encoded_from_details(texts: list[str], pairs: list[str] | None, details: dict[str, np.ndarray],
@@ -85,6 +89,10 @@ def answer_tensors(task, labels, outputs: dict[str, np.ndarray], encoded: Encode
             continue
         if name == "embedding":
             tensors[name] = np.asarray(answers, dtype=dtype)
+        elif name == SCORES_OUTPUT:
+            from inferforge.tasks import class_scores
+
+            tensors[name] = class_scores(outputs["logits"], problem_type).astype(dtype)
         elif dtype == np.object_:
             tensors[name] = np.array([[str(a[name]).encode("utf-8")] for a in answers], dtype=np.object_)
         else:

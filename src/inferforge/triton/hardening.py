@@ -30,7 +30,11 @@ needs inference, health, metadata and statistics only, so `HardenedServer` adds 
   without the body (was a 405 with a body, RELIABILITY.md section 7), and leaves the
   restricted APIs' extensions out of the server metadata (a client without the key could not use them); it makes
   Triton's "Stub process ... is not healthy" a 503 (was 500), and drains the server on SIGUSR2 before the watchdog
-  restarts it (`HardenedServer.drain`: requests in flight answered, new ones refused with 503);
+  restarts it (`HardenedServer.drain`: requests in flight answered, new ones refused with 503); it adds the
+  Allow header a 405 lacked, answers OPTIONS with 204 and that header (no CORS headers), writes /generate's chunked
+  replies to an HTTP/1.0 client unchunked and close-delimited, and refuses with a 400 a request `timeout` sent to an
+  ensemble (INFERFORGE_ENSEMBLES: Triton 2.51 ignores it there) and a `priority` past the repository's levels
+  (INFERFORGE_PRIORITY_LEVELS), both read from the repository's configs (`request_checks`);
 - `--model-control-mode none` (models cannot be loaded or unloaded over the network);
 - SageMaker and Vertex AI endpoints off (already in the base launch);
 - `--reuse-http-port` / `--reuse-grpc-port`, so that the watchdog can answer 503 on the HTTP port while
@@ -82,6 +86,8 @@ PRELOAD_WAS_VARIABLE = "INFERFORGE_LD_PRELOAD_WAS"
 MAX_IN_FLIGHT_VARIABLE = "INFERFORGE_MAX_IN_FLIGHT"  # admission control in the same library (0 or absent: off)
 HIDDEN_EXTENSIONS_VARIABLE = "INFERFORGE_HIDDEN_EXTENSIONS"  # left out of the server metadata by the same library
 DRAIN_FILE_VARIABLE = "INFERFORGE_DRAIN_FILE"  # the same library creates it once drained (SIGUSR2 asks)
+ENSEMBLES_VARIABLE = "INFERFORGE_ENSEMBLES"  # the same library refuses a request timeout sent to these
+PRIORITY_LEVELS_VARIABLE = "INFERFORGE_PRIORITY_LEVELS"  # ... and a priority past this many levels (0: not checked)
 DRAIN_FILE_NAME = "drained"
 # How long a drain may take: the library waits at most 5 s for the requests in flight, then 0.2 s for their replies.
 DRAIN_WAIT_S = 6.0
@@ -95,6 +101,27 @@ KEY_CHECK_TIMEOUT_S = 10.0
 
 def new_admin_key() -> str:
     return secrets.token_urlsafe(24)
+
+
+def request_checks(repository: Path) -> tuple[tuple[str, ...], int]:
+    """The ensembles of a model repository (a request timeout does nothing there on Triton 2.51) and the priority
+    levels every dynamically batched model of it has (0 when they differ or none has any), from its configs."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    ensembles, levels = [], set()
+    for config_path in sorted(Path(repository).glob("*/config.pbtxt")):
+        config = mc.ModelConfig()
+        try:
+            text_format.Parse(config_path.read_text(), config)
+        except (OSError, text_format.ParseError):
+            continue  # Triton itself says what is wrong with it
+        name = config.name or config_path.parent.name
+        if config.platform == "ensemble":
+            ensembles.append(name)
+        elif config.HasField("dynamic_batching"):
+            levels.add(config.dynamic_batching.priority_levels)
+    return tuple(ensembles), (levels.pop() if len(levels) == 1 else 0)
 
 
 def is_loopback(host: str) -> bool:
@@ -278,8 +305,14 @@ class HardenedServer(TritonServer):
         env.pop(MAX_IN_FLIGHT_VARIABLE, None)
         env.pop(HIDDEN_EXTENSIONS_VARIABLE, None)
         env.pop(DRAIN_FILE_VARIABLE, None)
+        env.pop(ENSEMBLES_VARIABLE, None)
+        env.pop(PRIORITY_LEVELS_VARIABLE, None)
         library = self.key_hiding.library
         if library is not None:
+            ensembles, levels = request_checks(self.repository)
+            if ensembles:
+                env[ENSEMBLES_VARIABLE] = ",".join(ensembles)
+            env[PRIORITY_LEVELS_VARIABLE] = str(levels)
             if self.workdir is not None:
                 env[DRAIN_FILE_VARIABLE] = str(self.workdir / DRAIN_FILE_NAME)
             env[KEY_VARIABLE] = self.admin_key

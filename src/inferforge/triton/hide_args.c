@@ -35,7 +35,11 @@
  *
  * And it frames the HTTP front end's replies for clients Triton 2.51 leaves waiting (see writev and readv below): an
  * empty HTTP/1.0 keep-alive reply (health, ready) gets its "Content-Length: 0", pipelined HTTP/1.1 requests are
- * read one at a time, so each gets its answer, and a HEAD is answered as GET without the body (was 405 with a body). A dead stub's "not healthy" error is a 503, and on SIGUSR2 (from the
+ * read one at a time, so each gets its answer, a HEAD is answered as GET without the body (was 405 with a body), a 405
+ * names the allowed methods (Allow), an OPTIONS is answered 204 with them, and a chunked reply to an HTTP/1.0 client
+ * (generate) is written unchunked, ending with the connection. It refuses a request `timeout` sent to an ensemble
+ * (Triton 2.51 ignores it there) and a `priority` past the repository's levels, with a 400 that says so (see
+ * TRITONSERVER_InferenceRequestSetTimeoutMicroseconds). A dead stub's "not healthy" error is a 503, and on SIGUSR2 (from the
  * watchdog, before it restarts the server) the server drains: it stops listening, refuses new requests with a 503
  * and answers those in flight (see TRITONSERVER_ServerInferAsync).
  */
@@ -79,6 +83,32 @@ static void refuse(const char *why) {
     _exit(REFUSED);
 }
 
+/* The comma-separated names in the environment variable `variable` into `list` (`size` bytes) as ",name,name,"; left
+ * empty when the variable is unset or empty. A value too long for it ends the process. */
+static void read_name_list(const char *variable, char *list, size_t size) {
+    const char *value = getenv(variable);
+    if (value == NULL || *value == '\0')
+        return;
+    if (strlen(value) + 3 > size) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s is too long", variable);
+        refuse(why);
+    }
+    snprintf(list, size, ",%s,", value);
+}
+
+/* Whether `name` (`length` bytes) is one of the names of `list` (",name,name,", or empty). */
+static int listed(const char *list, const char *name, size_t length) {
+    char wanted[260];
+    if (list[0] == '\0' || length + 3 > sizeof(wanted))
+        return 0;
+    wanted[0] = ',';
+    memcpy(wanted + 1, name, length);
+    wanted[length + 1] = ',';
+    wanted[length + 2] = '\0';
+    return strstr(list, wanted) != NULL;
+}
+
 /* `text` with every PLACEHOLDER replaced by `key`, on the heap. */
 static char *replace_placeholders(const char *text, const char *key) {
     size_t placeholder_length = strlen(PLACEHOLDER), key_length = strlen(key), count = 0;
@@ -109,12 +139,16 @@ static char *environment_entry(const char *name) {
 }
 
 static void read_max_in_flight(void);
+static void read_ensembles(void);
+static void read_priority_levels(void);
 static void read_hidden_extensions(void);
 static void start_drain_support(void);
 
 static int main_with_key(int argc, char **argv, char **envp) {
     (void)envp;
     read_max_in_flight(); /* before any thread: the admission limit (see TRITONSERVER_ServerInferAsync below) */
+    read_ensembles();     /* and the request checks (see TRITONSERVER_InferenceRequestSetTimeoutMicroseconds) */
+    read_priority_levels();
     read_hidden_extensions(); /* and the extensions the server metadata leaves out (see TRITONSERVER_ServerMetadata) */
     start_drain_support();    /* and draining before a restart (see TRITONSERVER_ServerInferAsync) */
     int placeholders = 0;
@@ -158,6 +192,16 @@ static int main_with_key(int argc, char **argv, char **envp) {
 }
 
 static void *program_base; /* where the executable (tritonserver) is mapped */
+
+/* The next definition of `name` after this library's (glibc's), looked up once into `*cache`; NULL, with errno
+ * ENOSYS, when there is none. */
+static void *next_definition(void **cache, const char *name) {
+    if (*cache == NULL)
+        *cache = dlsym(RTLD_NEXT, name);
+    if (*cache == NULL)
+        errno = ENOSYS;
+    return *cache;
+}
 
 typedef uint32_t (*byte_size_function)(int);
 
@@ -365,6 +409,7 @@ typedef void *(*infer_async_function)(void *, void *, void *);
 struct model_count {
     char name[MAX_MODEL_NAME];
     atomic_int in_flight;
+    int ensemble; /* named in INFERFORGE_ENSEMBLES (see TRITONSERVER_InferenceRequestSetTimeoutMicroseconds) */
 };
 
 struct tracked_request {
@@ -406,6 +451,23 @@ static void read_max_in_flight(void) {
     max_in_flight = (int)limit;
 }
 
+/* Model names the server serves as ensembles, ",name,name," (INFERFORGE_ENSEMBLES, set by inferforge from the
+ * repository), or empty; the front end's requests are tracked (the table below) when it is set or admission is on. */
+#define ENSEMBLES_VARIABLE "INFERFORGE_ENSEMBLES"
+static char ensembles[4096];
+
+static void read_ensembles(void) {
+    read_name_list(ENSEMBLES_VARIABLE, ensembles, sizeof(ensembles));
+}
+
+static int is_ensemble(const char *name) {
+    return listed(ensembles, name, strlen(name));
+}
+
+static int tracking_requests(void) {
+    return max_in_flight > 0 || ensembles[0] != '\0';
+}
+
 static size_t bucket_of(const void *request) {
     uintptr_t key = (uintptr_t)request;
     return (size_t)((key >> 4) ^ (key >> 16)) % REQUEST_BUCKETS;
@@ -423,6 +485,7 @@ static struct model_count *model_named(const char *name) {
         return NULL;
     strcpy(models[total].name, name);
     atomic_init(&models[total].in_flight, 0);
+    models[total].ensemble = is_ensemble(name);
     atomic_store(&model_total, total + 1);
     return &models[total];
 }
@@ -436,7 +499,7 @@ static struct tracked_request *find_tracked(const void *request) {
 
 /* The tracked request the front end (the caller at `return_address`) passes; NULL when it is not counted. */
 static struct tracked_request *frontend_request(const void *request, const void *return_address) {
-    if (max_in_flight <= 0 || !called_by_the_frontend(return_address))
+    if (!tracking_requests() || !called_by_the_frontend(return_address))
         return NULL;
     pthread_mutex_lock(&admission_lock);
     struct tracked_request *tracked = find_tracked(request);
@@ -455,7 +518,7 @@ void *TRITONSERVER_InferenceRequestNew(void **request, void *server, const char 
     if (real_request_new == NULL)
         return NULL; /* not in tritonserver: nothing calls this */
     void *error = real_request_new(request, server, model_name, version);
-    if (error != NULL || max_in_flight <= 0 || request == NULL || *request == NULL ||
+    if (error != NULL || !tracking_requests() || request == NULL || *request == NULL ||
         !called_by_the_frontend(__builtin_return_address(0)))
         return error;
     struct tracked_request *tracked = calloc(1, sizeof(*tracked));
@@ -480,7 +543,7 @@ void *TRITONSERVER_InferenceRequestDelete(void *request) {
         resolve_admission_functions();
     if (real_request_delete == NULL)
         return NULL;
-    if (max_in_flight > 0 && request != NULL) {
+    if (tracking_requests() && request != NULL) {
         pthread_mutex_lock(&admission_lock);
         struct tracked_request **link = &requests[bucket_of(request)];
         while (*link != NULL && (*link)->request != request)
@@ -622,7 +685,7 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
     if (atomic_load(&draining) && called_by_the_frontend(__builtin_return_address(0)))
         return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_UNAVAILABLE, RESTARTING_MESSAGE) : NULL;
     struct tracked_request *tracked = frontend_request(request, __builtin_return_address(0));
-    if (tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
+    if (max_in_flight <= 0 || tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
         return real_infer_async(server, request, trace);
     struct model_count *model = tracked->model;
     int in_flight = atomic_load(&model->in_flight);
@@ -644,6 +707,95 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
     return error;
 }
 
+/* A client's per-request `timeout` and `priority` (tritonclient's infer(timeout=, priority=), HTTP `parameters`
+ * {"timeout": us, "priority": n}, the gRPC parameters of the same names).
+ *
+ * Triton applies a request's timeout as the queue timeout of the model it waits at, where that model's queue policy has
+ * allow_timeout_override (inferforge's configs have it). Triton 2.51's ensemble gives its steps' requests no timeout at
+ * all, so a timeout sent to an ensemble was accepted and did nothing. For the front end's requests to the models
+ * INFERFORGE_ENSEMBLES names, a timeout other than 0 is refused at once with INVALID_ARG (HTTP 400, gRPC
+ * INVALID_ARGUMENT) saying so; the same timeout sent to a model that is not an ensemble is Triton's.
+ *
+ * Triton passes an ensemble request's priority on to its steps, where a priority of 0, or above the step's
+ * priority_levels, silently becomes the default level. With INFERFORGE_PRIORITY_LEVELS (the levels of every model of
+ * the repository) a priority above it is refused the same way, naming the levels; 0 stays "the default". */
+#define PRIORITY_LEVELS_VARIABLE "INFERFORGE_PRIORITY_LEVELS"
+#define TRITONSERVER_ERROR_INVALID_ARG_CODE 3
+
+typedef void *(*set_timeout_function)(void *, uint64_t);
+typedef void *(*set_priority_function)(void *, uint32_t);
+typedef void *(*set_priority64_function)(void *, uint64_t);
+
+static unsigned long long priority_levels; /* 0: priorities not checked */
+
+static void read_priority_levels(void) {
+    const char *value = getenv(PRIORITY_LEVELS_VARIABLE);
+    if (value == NULL || *value == '\0')
+        return;
+    char *end;
+    unsigned long long levels = strtoull(value, &end, 10);
+    if (*end != '\0' || levels > 1000000ULL)
+        refuse(PRIORITY_LEVELS_VARIABLE " is not a count of priority levels (0 = not checked)");
+    priority_levels = levels;
+}
+
+static void *invalid_argument(const char *message) {
+    return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_INVALID_ARG_CODE, message) : NULL;
+}
+
+void *TRITONSERVER_InferenceRequestSetTimeoutMicroseconds(void *request, uint64_t timeout_us) {
+    static void *next;
+    set_timeout_function real =
+        (set_timeout_function)next_definition(&next, "TRITONSERVER_InferenceRequestSetTimeoutMicroseconds");
+    if (real == NULL)
+        return NULL; /* not in tritonserver: nothing calls this */
+    struct tracked_request *tracked = timeout_us != 0 && ensembles[0] != '\0'
+                                          ? frontend_request(request, __builtin_return_address(0))
+                                          : NULL;
+    if (tracked != NULL && tracked->model->ensemble) {
+        char message[MAX_MODEL_NAME + 512];
+        snprintf(message, sizeof(message),
+                 "the request's 'timeout' (%llu microseconds) cannot be applied: '%s' is an ensemble, whose steps "
+                 "Triton 2.51 runs without a timeout; leave it out and bound the wait in the client (tritonclient's "
+                 "client_timeout or network_timeout, a read timeout in an HTTP library), or send the request to a "
+                 "model that is not an ensemble, which applies it as its queue timeout",
+                 (unsigned long long)timeout_us, tracked->model->name);
+        return invalid_argument(message);
+    }
+    return real(request, timeout_us);
+}
+
+/* The error for `priority` from the front end (the caller at `return_address`), or NULL when it is allowed. */
+static void *refused_priority(unsigned long long priority, const void *return_address) {
+    if (priority_levels == 0 || priority <= priority_levels || !called_by_the_frontend(return_address))
+        return NULL;
+    char message[512];
+    snprintf(message, sizeof(message),
+             "priority %llu is not one of this server's %llu levels: send 1 (served first) to %llu (served last), or "
+             "0 (or no priority) for the default level",
+             priority, priority_levels, priority_levels);
+    return invalid_argument(message);
+}
+
+void *TRITONSERVER_InferenceRequestSetPriority(void *request, uint32_t priority) {
+    static void *next;
+    set_priority_function real = (set_priority_function)next_definition(&next, "TRITONSERVER_InferenceRequestSetPriority");
+    if (real == NULL)
+        return NULL;
+    void *refused = refused_priority(priority, __builtin_return_address(0));
+    return refused != NULL ? refused : real(request, priority);
+}
+
+void *TRITONSERVER_InferenceRequestSetPriorityUInt64(void *request, uint64_t priority) {
+    static void *next;
+    set_priority64_function real =
+        (set_priority64_function)next_definition(&next, "TRITONSERVER_InferenceRequestSetPriorityUInt64");
+    if (real == NULL)
+        return NULL;
+    void *refused = refused_priority(priority, __builtin_return_address(0));
+    return refused != NULL ? refused : real(request, priority);
+}
+
 /* The server metadata (GET /v2, gRPC ServerMetadata) lists the protocol extensions a client may use. Triton 2.51 lists
  * all it has, also those its --http-restricted-api / --grpc-restricted-protocol answer with 403 / PERMISSION_DENIED
  * without the admin key (model_repository, system_shared_memory, logging, trace...): a client that reads the list and
@@ -660,23 +812,11 @@ typedef void *(*message_new_function)(void **, const char *, size_t);
 typedef void *(*message_delete_function)(void *);
 
 static void read_hidden_extensions(void) {
-    const char *value = getenv(HIDDEN_EXTENSIONS_VARIABLE);
-    if (value == NULL || *value == '\0')
-        return;
-    if (strlen(value) + 3 > sizeof(hidden_extensions))
-        refuse(HIDDEN_EXTENSIONS_VARIABLE " is too long");
-    snprintf(hidden_extensions, sizeof(hidden_extensions), ",%s,", value);
+    read_name_list(HIDDEN_EXTENSIONS_VARIABLE, hidden_extensions, sizeof(hidden_extensions));
 }
 
 static int extension_hidden(const char *name, size_t length) {
-    char wanted[260];
-    if (length + 3 > sizeof(wanted))
-        return 0;
-    wanted[0] = ',';
-    memcpy(wanted + 1, name, length);
-    wanted[length + 1] = ',';
-    wanted[length + 2] = '\0';
-    return strstr(hidden_extensions, wanted) != NULL;
+    return listed(hidden_extensions, name, length);
 }
 
 /* `json` (length `length`) with the hidden names left out of its "extensions" array, on the heap; NULL when there is
@@ -791,22 +931,55 @@ void *TRITONSERVER_ServerMetadata(void *server, void **metadata) {
  *   reads as the start of its next response on a keep-alive connection. A HEAD request (without a body) on a
  *   connection with no answer outstanding is read as GET (Triton answers only GET there) and its reply is written
  *   without its body: the GET's status and headers, Content-Length included, as HTTP says a HEAD reply is.
+ * - A 405 (a method the path does not take: GET on /infer, DELETE anywhere) named no Allow header, which RFC 9110
+ *   requires of it: writev adds the methods the request's path takes, from the request line readv saw (remembered per
+ *   request, MAX_PIPELINED deep): "GET, HEAD, OPTIONS" on health, metadata, config and statistics; "POST, OPTIONS" on
+ *   infer, generate and the repository and shared-memory actions; "GET, HEAD, POST, OPTIONS" on the logging and trace
+ *   settings. A path Triton does not serve is its 400 and is left as it is.
+ * - OPTIONS (RFC 9110 section 9.3.7, and a browser's CORS preflight) was that same 405: its reply is written as
+ *   "204 No Content" with the path's Allow header and without the error body. No CORS header is added: a web page of
+ *   another origin still cannot read the server's answers (the browser refuses a preflight answered without
+ *   Access-Control-Allow-Origin), which is what a server on loopback should give any page a browser runs
+ *   (RELIABILITY.md section 7).
+ * - /generate and /generate_stream answer in chunked encoding, also to an HTTP/1.0 client (nginx's default
+ *   proxy_http_version, ab, health checkers), which has no chunked encoding and reads the framing as the body. To an
+ *   HTTP/1.0 client writev writes that reply unchunked: its head loses "Transfer-Encoding" and any "Connection" header
+ *   and gets "Connection: close", the chunk framing is left out of the body (over as many writes as it takes), and after
+ *   the last chunk the connection's sending side is shut, so the body ends where the connection does, as HTTP/1.0 says.
  * - While draining (see above) writev adds "Connection: close" to each HTTP/1.1 reply head that names no Connection.
  * Added bytes are sent with the reply; a partial write that stops inside them finishes them before returning, so the
  * caller's count of its own bytes stays right; removed bytes count as written. */
 #define ADDED_LENGTH "Content-Length: 0\r\n"
 #define ADDED_CLOSE "Connection: close\r\n"
+#define NO_CONTENT_STATUS "204 No Content"
 #define SCANNED_BYTES 65536 /* replies that start further into one write are not looked at */
 #define PEEKED_BYTES 16384
-#define MAX_EDITS 16
+#define MAX_EDITS 32
+#define EDITS_PER_REPLY 6 /* the most edits one reply head takes */
 #define FINISH_TIMEOUT_MS 5000
 #define FINISH_LIMIT 4096 /* caller's bytes a short write left before a removal, sent by the wrapper itself */
 #define MAX_TRACKED_FD 65536
+#define MAX_PIPELINED 8 /* requests of a connection read ahead of their replies whose Allow is remembered */
+#define MAX_IOVEC 1024
 
 typedef ssize_t (*writev_function)(int, const struct iovec *, int);
 typedef ssize_t (*readv_function)(int, const struct iovec *, int);
 typedef int (*accept4_function)(int, struct sockaddr *, socklen_t *, int);
 typedef int (*accept_function)(int, struct sockaddr *, socklen_t *);
+
+/* The methods a request path takes (the Allow header of its 405), ALLOW_UNKNOWN for a path Triton does not serve. */
+enum allowed { ALLOW_UNKNOWN, ALLOW_GET, ALLOW_POST, ALLOW_GET_POST };
+static const char *const allow_headers[] = {NULL, "Allow: GET, HEAD, OPTIONS\r\n", "Allow: POST, OPTIONS\r\n",
+                                            "Allow: GET, HEAD, POST, OPTIONS\r\n"};
+
+/* Where an HTTP/1.0 reply's chunked body is, as writev leaves its framing out. */
+enum chunk_state { CHUNKS_OFF, CHUNK_SIZE, CHUNK_EXTENSION, CHUNK_DATA, CHUNK_DATA_END, CHUNK_TRAILER,
+                   CHUNK_TRAILER_LINE, CHUNKS_DONE };
+
+struct unchunking {
+    uint8_t state;      /* enum chunk_state */
+    uint64_t left;      /* CHUNK_SIZE: the size read so far; CHUNK_DATA: the chunk's bytes still to come */
+};
 
 /* Per connection, touched by the one front-end thread that serves it. */
 struct connection_state {
@@ -814,57 +987,112 @@ struct connection_state {
     uint32_t replies;    /* final reply heads written */
     uint32_t strip;      /* the number of the reply whose body is not written (a HEAD's), 0: none */
     uint8_t untracked;   /* replies could not be followed (a chunked one): no HEAD is read as GET any more */
-    size_t drop;         /* body bytes of a HEAD's reply still to leave out of the next writes */
+    size_t drop;         /* body bytes of a HEAD's or an OPTIONS's reply still to leave out of the next writes */
+    uint8_t allow[MAX_PIPELINED];   /* by request number modulo MAX_PIPELINED: enum allowed of its path */
+    uint8_t options[MAX_PIPELINED]; /* ... and whether it is an OPTIONS */
+    struct unchunking chunks;       /* an HTTP/1.0 reply being written unchunked */
 };
 static struct connection_state connections[MAX_TRACKED_FD];
+
+static struct connection_state *connection_of(int fd) {
+    return fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
+}
 
 struct edit {
     size_t offset;    /* in the caller's bytes */
     size_t removed;   /* caller's bytes left out from there */
-    const char *text; /* written there instead (ADDED_LENGTH, ADDED_CLOSE), or NULL */
+    const char *text; /* written there instead (ADDED_LENGTH, ADDED_CLOSE, an Allow header, ...), or NULL */
 };
 
-/* Whether the header `name` (with its colon) starts a line of the head `head` (length `length`, no final blank line),
- * and when `value` is given, whether its value starts with `value`. */
-static int head_has(const char *head, size_t length, const char *name, const char *value) {
+/* The header line `name` (with its colon) of the head `head` (length `length`, each line ending in CRLF, no final
+ * blank line), as the offset where it starts, its length without CRLF in *line_length; -1 when the head has none. */
+static long header_line(const char *head, size_t length, const char *name, size_t *line_length) {
     size_t name_length = strlen(name);
     for (const char *line = head; line < head + length;) {
         const char *end = memmem(line, (size_t)(head + length - line), "\r\n", 2);
-        size_t line_length = end != NULL ? (size_t)(end - line) : (size_t)(head + length - line);
-        if (line_length >= name_length && strncasecmp(line, name, name_length) == 0) {
-            if (value == NULL)
-                return 1;
-            const char *at = line + name_length;
-            while (at < line + line_length && (*at == ' ' || *at == '\t'))
-                at++;
-            if ((size_t)(line + line_length - at) >= strlen(value) && strncasecmp(at, value, strlen(value)) == 0)
-                return 1;
+        size_t this_length = end != NULL ? (size_t)(end - line) : (size_t)(head + length - line);
+        if (this_length >= name_length && strncasecmp(line, name, name_length) == 0) {
+            if (line_length != NULL)
+                *line_length = this_length;
+            return (long)(line - head);
         }
-        line += line_length + 2;
-    }
-    return 0;
-}
-
-/* The Content-Length of the head, or -1 when it has none. */
-static long long content_length(const char *head, size_t length) {
-    for (const char *line = head; line < head + length;) {
-        const char *end = memmem(line, (size_t)(head + length - line), "\r\n", 2);
-        if (end == NULL)
-            break;
-        if (strncasecmp(line, "Content-Length:", 15) == 0)
-            return strtoll(line + 15, NULL, 10);
-        line = end + 2;
+        line += this_length + 2;
     }
     return -1;
 }
 
+/* Whether the head has the header `name`, and when `value` is given, whether its value starts with `value`. */
+static int head_has(const char *head, size_t length, const char *name, const char *value) {
+    size_t line_length;
+    long at = header_line(head, length, name, &line_length);
+    if (at < 0)
+        return 0;
+    if (value == NULL)
+        return 1;
+    const char *from = head + at + strlen(name), *end = head + at + line_length;
+    while (from < end && (*from == ' ' || *from == '\t'))
+        from++;
+    return (size_t)(end - from) >= strlen(value) && strncasecmp(from, value, strlen(value)) == 0;
+}
+
+/* The Content-Length of the head, or -1 when it has none. */
+static long long content_length(const char *head, size_t length) {
+    long at = header_line(head, length, "Content-Length:", NULL);
+    return at < 0 ? -1 : strtoll(head + at + 15, NULL, 10);
+}
+
+/* The methods the request target `path` (`length` bytes, a query after '?' ignored) takes in Triton's HTTP API. */
+static uint8_t allowed_for(const char *path, size_t length) {
+    const char *query = memchr(path, '?', length);
+    if (query != NULL)
+        length = (size_t)(query - path);
+    if (length == 1 && path[0] == '*')
+        return ALLOW_GET_POST; /* OPTIONS *: the server as a whole */
+    if (length < 3 || memcmp(path, "/v2", 3) != 0 || (length > 3 && path[3] != '/'))
+        return ALLOW_UNKNOWN;
+    static const char *const posted[] = {"/infer", "/generate", "/generate_stream", "/index",
+                                         "/load",  "/unload",   "/register",        "/unregister"};
+    static const char *const both[] = {"/trace/setting", "/v2/logging"};
+    for (size_t i = 0; i < sizeof(posted) / sizeof(posted[0]); i++)
+        if (length >= strlen(posted[i]) && memcmp(path + length - strlen(posted[i]), posted[i], strlen(posted[i])) == 0)
+            return ALLOW_POST;
+    for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++)
+        if (length >= strlen(both[i]) && memcmp(path + length - strlen(both[i]), both[i], strlen(both[i])) == 0)
+            return ALLOW_GET_POST;
+    return ALLOW_GET;
+}
+
+/* What one write covers: its first `limit` caller bytes, with `edits`; `whole`: those bytes are all sent before the
+ * wrapper returns (the head of a reply written unchunked, which the next write must not start inside);
+ * `unchunk_after`: the chunked body of an HTTP/1.0 reply follows them. */
+struct write_plan {
+    size_t limit;
+    int whole;
+    int unchunk_after;
+};
+
+/* Adds `edit` to `found` (of `*count`), merged into the last one when both remove and they touch; 0 when full. */
+static int add_edit(struct edit *found, int *count, int most, struct edit edit) {
+    if (*count > 0 && edit.text == NULL && found[*count - 1].text == NULL &&
+        found[*count - 1].offset + found[*count - 1].removed == edit.offset) {
+        found[*count - 1].removed += edit.removed;
+        return 1;
+    }
+    if (*count >= most)
+        return 0;
+    found[(*count)++] = edit;
+    return 1;
+}
+
 /* The edits of one write to `fd`: `data` holds its first `length` bytes of `total`. Follows the replies from the start
  * of the write as long as each one's extent is known, counting the final ones on the connection. */
-static int edits_for(int fd, const char *data, size_t length, size_t total, struct edit found[MAX_EDITS]) {
-    struct connection_state *connection = fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
-    int count = 0, closing = atomic_load(&draining);
+static struct write_plan edits_for(int fd, const char *data, size_t length, size_t total, struct edit found[MAX_EDITS],
+                                   int *count) {
+    struct connection_state *connection = connection_of(fd);
+    struct write_plan plan = {total, 0, 0};
+    int closing = atomic_load(&draining);
     size_t at = 0;
-    while (count < MAX_EDITS - 2 && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
+    while (*count <= MAX_EDITS - EDITS_PER_REPLY && length - at > 9 && strncmp(data + at, "HTTP/1.", 7) == 0) {
         const char *end = memmem(data + at, length - at, "\r\n\r\n", 4);
         if (end == NULL)
             break;
@@ -874,32 +1102,147 @@ static int edits_for(int fd, const char *data, size_t length, size_t total, stru
         int http10 = head[7] == '0', status = atoi(head + 9);
         long long body = content_length(head, head_length);
         int chunked = head_has(head, head_length, "Transfer-Encoding:", NULL);
-        if (status >= 200 && connection != NULL) {
+        if (http10 && chunked && status >= 200 && connection != NULL) {
+            if (at > 0) { /* this write goes up to that reply; the next one starts with it */
+                plan.limit = at;
+                break;
+            }
+            size_t line_length;
+            long line = header_line(head, head_length, "Transfer-Encoding:", &line_length);
+            add_edit(found, count, MAX_EDITS, (struct edit){at + (size_t)line, line_length + 2, NULL});
+            line = header_line(head, head_length, "Connection:", &line_length);
+            if (line >= 0)
+                add_edit(found, count, MAX_EDITS, (struct edit){at + (size_t)line, line_length + 2, NULL});
+            add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, ADDED_CLOSE});
             connection->replies++;
+            connection->untracked = 1;
+            plan = (struct write_plan){body_at, 1, 1};
+            break;
+        }
+        uint32_t reply = 0;
+        if (status >= 200 && connection != NULL) {
+            reply = ++connection->replies;
             if (chunked)
                 connection->untracked = 1;
         }
         if (closing && !http10 && status >= 200 && !head_has(head, head_length, "Connection:", NULL))
-            found[count++] = (struct edit){at + head_length, 0, ADDED_CLOSE};
+            add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, ADDED_CLOSE});
         if (body < 0 && status >= 100 && status < 200) {
             body = 0; /* 100 Continue: no body */
         } else if (body < 0 && http10 && !chunked && head_has(head, head_length, "Connection:", "keep-alive")) {
-            found[count++] = (struct edit){at + head_length, 0, ADDED_LENGTH};
+            add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, ADDED_LENGTH});
             body = 0;
         }
-        if (status >= 200 && connection != NULL && connection->strip != 0 && connection->strip == connection->replies) {
+        int strip = 0; /* the body is left out: a HEAD's reply, or an OPTIONS's turned into 204 */
+        if (reply != 0 && connection->strip == reply) {
             connection->strip = 0;
-            if (body > 0) { /* a HEAD's reply: its body is left out, here and in the next writes */
-                size_t here = (unsigned long long)body <= total - body_at ? (size_t)body : total - body_at;
-                found[count++] = (struct edit){body_at, here, NULL};
-                connection->drop = (size_t)body - here;
-            }
+            strip = 1;
+        }
+        uint8_t allow = ALLOW_UNKNOWN, options = 0;
+        if (status == 405 && reply != 0 && connection->requests - reply < MAX_PIPELINED) {
+            allow = connection->allow[reply % MAX_PIPELINED];
+            options = connection->options[reply % MAX_PIPELINED];
+        }
+        if (allow != ALLOW_UNKNOWN && options && !strip) { /* "405 Method Not Allowed" -> "204 No Content", no body */
+            const char *status_end = memmem(head, head_length, "\r\n", 2);
+            add_edit(found, count, MAX_EDITS, (struct edit){at + 9, (size_t)(status_end - head) - 9, NO_CONTENT_STATUS});
+            size_t line_length;
+            long line = header_line(head, head_length, "Content-Length:", &line_length);
+            if (line >= 0)
+                add_edit(found, count, MAX_EDITS,
+                         (struct edit){at + (size_t)line, line_length + 2, allow_headers[allow]});
+            else
+                add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, allow_headers[allow]});
+            line = header_line(head, head_length, "Content-Type:", &line_length);
+            if (line >= 0) /* a 204 has no content, nor a type of it */
+                add_edit(found, count, MAX_EDITS, (struct edit){at + (size_t)line, line_length + 2, NULL});
+            strip = 1;
+        } else if (allow != ALLOW_UNKNOWN) {
+            add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, allow_headers[allow]});
+        }
+        if (strip && body > 0) { /* left out, here and in the next writes */
+            size_t here = (unsigned long long)body <= total - body_at ? (size_t)body : total - body_at;
+            add_edit(found, count, MAX_EDITS, (struct edit){body_at, here, NULL});
+            connection->drop = (size_t)body - here;
         }
         if (body < 0 || (unsigned long long)body > length - body_at)
             break; /* a body whose end the head does not say, or that ends beyond what was looked at */
         at = body_at + (size_t)body;
     }
-    return count;
+    /* In offset order (an Allow header and a "Connection: close" may be added at the same place: kept in turn). */
+    for (int i = 1; i < *count; i++)
+        for (int j = i; j > 0 && found[j - 1].offset > found[j].offset; j--) {
+            struct edit swapped = found[j];
+            found[j] = found[j - 1];
+            found[j - 1] = swapped;
+        }
+    return plan;
+}
+
+/* The byte at caller offset `offset` of `iov`; `*piece`/`*piece_start` remember where the last one was (offsets only
+ * grow between calls). */
+static unsigned char byte_at(const struct iovec *iov, int iovcnt, size_t offset, int *piece, size_t *piece_start) {
+    while (*piece < iovcnt && offset >= *piece_start + iov[*piece].iov_len) {
+        *piece_start += iov[*piece].iov_len;
+        (*piece)++;
+    }
+    return ((const unsigned char *)iov[*piece].iov_base)[offset - *piece_start];
+}
+
+/* Follows a chunked body through the caller's bytes [from, to) of `iov` from `chunks`, and, with `found`, adds an edit
+ * leaving out its framing (size lines and their extensions, the CRLF after each chunk's data, the last chunk and its
+ * trailer). Returns where it stopped: `to`, or the first byte of framing `found` had no room for (the write then goes
+ * that far only). Bytes after the end of the body are not looked at. */
+static size_t unchunk(struct unchunking *chunks, const struct iovec *iov, int iovcnt, size_t from, size_t to,
+                      struct edit *found, int *count) {
+    int piece = 0;
+    size_t piece_start = 0, at = from;
+    while (at < to && chunks->state != CHUNKS_DONE && chunks->state != CHUNKS_OFF) {
+        if (chunks->state == CHUNK_DATA) { /* the chunk's own bytes: kept */
+            size_t run = to - at < chunks->left ? to - at : (size_t)chunks->left;
+            chunks->left -= run;
+            at += run;
+            if (chunks->left == 0)
+                chunks->state = CHUNK_DATA_END;
+            continue;
+        }
+        if (found != NULL && !add_edit(found, count, MAX_EDITS, (struct edit){at, 1, NULL}))
+            return at;
+        unsigned char c = byte_at(iov, iovcnt, at++, &piece, &piece_start);
+        switch (chunks->state) {
+        case CHUNK_SIZE:
+        case CHUNK_EXTENSION:
+            if (c == '\n') {
+                chunks->state = chunks->left == 0 ? CHUNK_TRAILER : CHUNK_DATA;
+            } else if (chunks->state == CHUNK_SIZE && ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'))) {
+                if (chunks->left >> 56) { /* not a size: left as it is from here */
+                    chunks->state = CHUNKS_OFF;
+                    break;
+                }
+                chunks->left = chunks->left * 16 + (uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+            } else {
+                chunks->state = CHUNK_EXTENSION; /* ";name=value", white space, the CR */
+            }
+            break;
+        case CHUNK_DATA_END: /* the CRLF after a chunk's data */
+            if (c == '\n') {
+                chunks->state = CHUNK_SIZE;
+                chunks->left = 0;
+            }
+            break;
+        case CHUNK_TRAILER: /* at the start of a trailer line: an empty one ends the body */
+            if (c == '\n')
+                chunks->state = CHUNKS_DONE;
+            else if (c != '\r')
+                chunks->state = CHUNK_TRAILER_LINE;
+            break;
+        case CHUNK_TRAILER_LINE:
+            if (c == '\n')
+                chunks->state = CHUNK_TRAILER;
+            break;
+        }
+    }
+    return to;
 }
 
 /* Sends bytes[0..length) of an added text on `fd` (non-blocking), waiting for the socket as needed; 0 once sent. */
@@ -923,46 +1266,19 @@ static int finish_added(int fd, const char *bytes, size_t length) {
     return 0;
 }
 
-ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
-    static writev_function real;
-    if (real == NULL)
-        real = (writev_function)dlsym(RTLD_NEXT, "writev");
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    if (iovcnt <= 0 || iovcnt > 1024 || !called_by_the_frontend(__builtin_return_address(0)))
-        return real(fd, iov, iovcnt);
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    struct connection_state *connection = fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
-    if (connection != NULL && connection->drop > 0 && total > 0) { /* the rest of a HEAD's reply body: not written */
-        size_t dropped = total < connection->drop ? total : connection->drop;
-        connection->drop -= dropped;
-        return (ssize_t)dropped;
-    }
-    if (iov[0].iov_len < 9 || memcmp(iov[0].iov_base, "HTTP/1.", 7) != 0)
-        return real(fd, iov, iovcnt);
-    char scanned[SCANNED_BYTES];
-    size_t scanned_length = 0;
-    for (int i = 0; i < iovcnt && scanned_length < SCANNED_BYTES; i++) {
-        size_t take = iov[i].iov_len < SCANNED_BYTES - scanned_length ? iov[i].iov_len : SCANNED_BYTES - scanned_length;
-        memcpy(scanned + scanned_length, iov[i].iov_base, take);
-        scanned_length += take;
-    }
-    struct edit edits[MAX_EDITS];
-    int count_edits = edits_for(fd, scanned, scanned_length, total, edits);
-    if (count_edits == 0)
-        return real(fd, iov, iovcnt);
-
+/* Writes the caller's bytes [0, limit) of `iov` with `edits` applied (in offset order, within the limit) and returns
+ * how many of the caller's bytes that accounts for, as writev would: an added text a short write stopped in is finished
+ * first, removed bytes count as written. With `whole`, everything up to `limit` is sent before returning; with
+ * `reach_removals`, a short write that stops shortly before a removal sends the bytes up to it (see below). */
+static ssize_t write_edited(writev_function real, int fd, const struct iovec *iov, int iovcnt, size_t limit,
+                            const struct edit *edits, int count_edits, int whole, int reach_removals) {
     /* The caller's bytes kept (each range up to the next edit), with the added texts between them. */
-    struct iovec pieces[1024 + 2 * MAX_EDITS];
+    struct iovec pieces[MAX_IOVEC + 2 * MAX_EDITS];
     int count = 0, piece = 0;
     size_t piece_start = 0; /* caller's offset where iov[piece] starts */
     size_t kept_from = 0;
     for (int e = 0; e <= count_edits; e++) {
-        size_t kept_to = e < count_edits ? edits[e].offset : total;
+        size_t kept_to = e < count_edits ? edits[e].offset : limit;
         /* caller's bytes [kept_from, kept_to), through the caller's pieces */
         while (kept_from < kept_to && piece < iovcnt) {
             size_t piece_end = piece_start + iov[piece].iov_len;
@@ -985,6 +1301,21 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
     ssize_t written = count > 0 ? real(fd, pieces, count) : 0;
     if (written < 0)
         return written;
+    if (whole) {
+        size_t skip = (size_t)written;
+        for (int i = 0; i < count; i++) {
+            if (skip >= pieces[i].iov_len) {
+                skip -= pieces[i].iov_len;
+                continue;
+            }
+            if (finish_added(fd, (const char *)pieces[i].iov_base + skip, pieces[i].iov_len - skip) != 0) {
+                errno = EPIPE;
+                return -1;
+            }
+            skip = 0;
+        }
+        return (ssize_t)limit;
+    }
     /* Back to the caller's bytes: walk the edits along what was written. An added text the write stopped at or inside
      * is finished here, and the caller's count goes on after the edit (what it removed counts as written). */
     size_t sent = (size_t)written, out = 0, own = 0;
@@ -994,7 +1325,7 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
             size_t stopped = own + (sent - out);
             /* Stopped before a removal (the rest of a HEAD's reply head): the next write would not start with a reply
              * head, so the body would go out. Finish those few bytes here, then count the removal as written. */
-            if (edits[e].removed > 0 && edits[e].offset - stopped <= FINISH_LIMIT) {
+            if (reach_removals && edits[e].removed > 0 && edits[e].offset - stopped <= FINISH_LIMIT) {
                 char rest[FINISH_LIMIT];
                 size_t length = 0, start = 0;
                 for (int i = 0; i < iovcnt && length < edits[e].offset - stopped; start += iov[i].iov_len, i++) {
@@ -1028,15 +1359,66 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
     return (ssize_t)(own + (sent - out));
 }
 
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
+    static void *next;
+    writev_function real = (writev_function)next_definition(&next, "writev");
+    if (real == NULL)
+        return -1;
+    if (iovcnt <= 0 || iovcnt > MAX_IOVEC || !called_by_the_frontend(__builtin_return_address(0)))
+        return real(fd, iov, iovcnt);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    struct connection_state *connection = connection_of(fd);
+    if (connection != NULL && connection->drop > 0 && total > 0) { /* the rest of a reply body left out: not written */
+        size_t dropped = total < connection->drop ? total : connection->drop;
+        connection->drop -= dropped;
+        return (ssize_t)dropped;
+    }
+    struct edit edits[MAX_EDITS];
+    int count_edits = 0;
+    if (connection != NULL && connection->chunks.state != CHUNKS_OFF) { /* an HTTP/1.0 reply's body, unchunked */
+        struct unchunking looked = connection->chunks;
+        size_t limit = unchunk(&looked, iov, iovcnt, 0, total, edits, &count_edits);
+        /* A write that stops in the data before some framing needs nothing finished: the next one goes on from there. */
+        ssize_t done = write_edited(real, fd, iov, iovcnt, limit, edits, count_edits, 0, 0);
+        if (done > 0)
+            unchunk(&connection->chunks, iov, iovcnt, 0, (size_t)done, NULL, NULL);
+        if (connection->chunks.state == CHUNKS_DONE) { /* the body ends where the connection does */
+            connection->chunks.state = CHUNKS_OFF;
+            shutdown(fd, SHUT_WR);
+        }
+        return done;
+    }
+    if (iov[0].iov_len < 9 || memcmp(iov[0].iov_base, "HTTP/1.", 7) != 0)
+        return real(fd, iov, iovcnt);
+    char scanned[SCANNED_BYTES];
+    size_t scanned_length = 0;
+    for (int i = 0; i < iovcnt && scanned_length < SCANNED_BYTES; i++) {
+        size_t take = iov[i].iov_len < SCANNED_BYTES - scanned_length ? iov[i].iov_len : SCANNED_BYTES - scanned_length;
+        memcpy(scanned + scanned_length, iov[i].iov_base, take);
+        scanned_length += take;
+    }
+    struct write_plan plan = edits_for(fd, scanned, scanned_length, total, edits, &count_edits);
+    if (count_edits == 0 && plan.limit == total)
+        return real(fd, iov, iovcnt);
+    ssize_t done = write_edited(real, fd, iov, iovcnt, plan.limit, edits, count_edits, plan.whole, 1);
+    if (done >= 0 && plan.unchunk_after && connection != NULL)
+        connection->chunks = (struct unchunking){CHUNK_SIZE, 0};
+    return done;
+}
+
 /* What the socket holds at the start of a request, by MSG_PEEK. */
 struct peeked_request {
     int starts;      /* it starts with a request line */
     int head_method; /* that request is a HEAD, complete, without a body */
+    int options;     /* that request is an OPTIONS */
+    uint8_t allow;   /* the methods its path takes (enum allowed) */
     size_t limit;    /* the length of that request when more bytes follow it; 0 when the read needs no limit */
 };
 
 static struct peeked_request peek_request(int fd) {
-    struct peeked_request found = {0, 0, 0};
+    struct peeked_request found = {0, 0, 0, ALLOW_UNKNOWN, 0};
     char peeked[PEEKED_BYTES];
     ssize_t length = recv(fd, peeked, sizeof(peeked), MSG_PEEK | MSG_DONTWAIT);
     if (length < 16)
@@ -1049,6 +1431,9 @@ static struct peeked_request peek_request(int fd) {
         memcmp(line_end - 9, " HTTP/1.", 8) != 0)
         return found; /* not the start of an HTTP request */
     found.starts = 1;
+    found.options = method == 7 && memcmp(peeked, "OPTIONS", 7) == 0;
+    if (line_end - 9 > peeked + method + 1)
+        found.allow = allowed_for(peeked + method + 1, (size_t)(line_end - 9 - (peeked + method + 1)));
     const char *end = memmem(peeked, (size_t)length, "\r\n\r\n", 4);
     if (end == NULL)
         return found;
@@ -1067,87 +1452,78 @@ static struct peeked_request peek_request(int fd) {
     return found;
 }
 
-ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
-    static readv_function real;
-    if (real == NULL)
-        real = (readv_function)dlsym(RTLD_NEXT, "readv");
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
+/* `iov` without its first `skip` bytes and cut to `limit` bytes, into `into`; the count of pieces. */
+static int clipped(struct iovec into[MAX_IOVEC], const struct iovec *iov, int iovcnt, size_t skip, size_t limit) {
+    int count = 0;
+    for (int i = 0; i < iovcnt && limit > 0; i++) {
+        into[count] = iov[i];
+        size_t skipped = skip < into[count].iov_len ? skip : into[count].iov_len;
+        into[count].iov_base = (char *)into[count].iov_base + skipped;
+        into[count].iov_len -= skipped;
+        skip -= skipped;
+        if (into[count].iov_len == 0)
+            continue;
+        if (into[count].iov_len > limit)
+            into[count].iov_len = limit;
+        limit -= into[count].iov_len;
+        count++;
     }
-    if (program_base == NULL || iovcnt <= 0 || iovcnt > 1024 || !called_by_the_frontend(__builtin_return_address(0)))
+    return count;
+}
+
+ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
+    static void *next;
+    readv_function real = (readv_function)next_definition(&next, "readv");
+    if (real == NULL)
+        return -1;
+    if (program_base == NULL || iovcnt <= 0 || iovcnt > MAX_IOVEC || !called_by_the_frontend(__builtin_return_address(0)))
         return real(fd, iov, iovcnt);
     struct peeked_request peeked = peek_request(fd);
-    struct connection_state *connection = fd >= 0 && fd < MAX_TRACKED_FD ? &connections[fd] : NULL;
+    struct connection_state *connection = connection_of(fd);
+    struct iovec limited[MAX_IOVEC];
     if (peeked.starts && connection != NULL) {
         connection->requests++;
+        connection->allow[connection->requests % MAX_PIPELINED] = peeked.allow;
+        connection->options[connection->requests % MAX_PIPELINED] = (uint8_t)peeked.options;
         if (peeked.head_method && !connection->untracked && connection->requests == connection->replies + 1 &&
             connection->strip == 0 && connection->drop == 0 && iov[0].iov_len > 8) {
             /* "HEAD" leaves the socket, "GET" reaches the front end in its place; the rest is read behind it. */
             char method[4];
             if (recv(fd, method, sizeof(method), MSG_DONTWAIT) == (ssize_t)sizeof(method)) {
                 memcpy(iov[0].iov_base, "GET", 3);
-                struct iovec rest[1024];
                 size_t left = peeked.limit != 0 ? peeked.limit - sizeof(method) : SIZE_MAX; /* this request only */
-                int count = 0;
-                for (int i = 0; i < iovcnt && left > 0; i++) {
-                    rest[count] = iov[i];
-                    if (i == 0) {
-                        rest[0].iov_base = (char *)rest[0].iov_base + 3;
-                        rest[0].iov_len -= 3;
-                    }
-                    if (rest[count].iov_len > left)
-                        rest[count].iov_len = left;
-                    left -= rest[count].iov_len;
-                    count++;
-                }
-                ssize_t read_now = real(fd, rest, count);
+                ssize_t read_now = real(fd, limited, clipped(limited, iov, iovcnt, 3, left));
                 connection->strip = connection->requests;
                 return read_now < 0 ? 3 : 3 + read_now;
             }
         }
     }
-    size_t limit = peeked.limit;
-    if (limit == 0)
+    if (peeked.limit == 0)
         return real(fd, iov, iovcnt);
-    struct iovec limited[1024];
-    int count = 0;
-    for (int i = 0; i < iovcnt && limit > 0; i++) {
-        limited[count] = iov[i];
-        if (limited[count].iov_len > limit)
-            limited[count].iov_len = limit;
-        limit -= limited[count].iov_len;
-        count++;
-    }
-    return real(fd, limited, count);
+    return real(fd, limited, clipped(limited, iov, iovcnt, 0, peeked.limit));
 }
 
 static void new_connection(int fd) {
-    if (fd >= 0 && fd < MAX_TRACKED_FD)
-        memset(&connections[fd], 0, sizeof(connections[fd]));
+    struct connection_state *connection = connection_of(fd);
+    if (connection != NULL)
+        memset(connection, 0, sizeof(*connection));
 }
 
 int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
-    static accept4_function real;
+    static void *next;
+    accept4_function real = (accept4_function)next_definition(&next, "accept4");
     if (real == NULL)
-        real = (accept4_function)dlsym(RTLD_NEXT, "accept4");
-    if (real == NULL) {
-        errno = ENOSYS;
         return -1;
-    }
     int accepted = real(fd, address, length, flags);
     new_connection(accepted);
     return accepted;
 }
 
 int accept(int fd, struct sockaddr *address, socklen_t *length) {
-    static accept_function real;
+    static void *next;
+    accept_function real = (accept_function)next_definition(&next, "accept");
     if (real == NULL)
-        real = (accept_function)dlsym(RTLD_NEXT, "accept");
-    if (real == NULL) {
-        errno = ENOSYS;
         return -1;
-    }
     int accepted = real(fd, address, length);
     new_connection(accepted);
     return accepted;

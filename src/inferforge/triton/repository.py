@@ -29,7 +29,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from inferforge.artifacts import Manifest
 from inferforge.errors import UserError
-from inferforge.triton.answers import ANSWER_OUTPUT, TOKEN_DETAILS, WINDOW_SAMPLE
+from inferforge.triton.answers import ANSWER_OUTPUT, SCORES_OUTPUT, TOKEN_DETAILS, WINDOW_SAMPLE
 
 BACKEND_MODELS = Path(__file__).parent / "backend_models"
 # Imported by every Python-backend model.py, copied beside it (standard library, numpy and tokenizers only).
@@ -39,6 +39,13 @@ FLAVOURS = ("python", "onnxruntime")
 INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU", "KIND_AUTO")
 ORT_ACCELERATORS = ("none", "openvino", "tensorrt")
 TEXT_INPUT, PAIR_INPUT = "text", "text_pair"
+# A client's `priority` (tritonclient's infer(priority=...)): Triton passes an ensemble request's priority on to its
+# steps, whose dynamic batchers serve level 1 first; 0 (or none) is the default level, a level past these is refused by
+# `inferforge serve` (hide_args.c) and taken as the default by a Triton without it.
+PRIORITY_LEVELS, DEFAULT_PRIORITY = 3, 2
+# Triton's classification extension (`class_count` on a requested output) reads each class's name from this file beside
+# the config of the model answering it: written for the `scores` (and raw `logits`) of a classifier.
+LABEL_FILE = "labels.txt"
 SAMPLE_TEXT, SAMPLE_PAIR = "What is served here?", "A converted transformer model is served here."
 
 _NUMPY_TO_TRITON = {
@@ -72,9 +79,9 @@ class RepositoryOptions:
     # (`max_queue_size` waiting plus a full batch per instance running); `serve` refuses more at once with a 503 before
     # they enter the ensemble (the preloaded library, hide_args.c), and the ensemble's later step(s) refuse past the same
     # count (which then never fires; without the library it is the bound). The first step's queue cannot refuse, and
-    # no ensemble step has a queue timeout: Triton 2.51 leaves such refusals unanswered. `queue_timeout_us` applies to
-    # a model outside the ensemble only (<name>_tokenize with tokenize_in_model); an execute() running longer than
-    # `execute_timeout_s` ends its Python stub, which the serving watchdog then restarts.
+    # no ensemble step has a queue timeout that fires: Triton 2.51 leaves such refusals unanswered. `queue_timeout_us`
+    # applies to a model outside the ensemble only (<name>_tokenize with tokenize_in_model); an execute() running
+    # longer than `execute_timeout_s` ends its Python stub, which the serving watchdog then restarts.
     max_queue_size: int = 128
     queue_timeout_us: int = 10_000_000
     execute_timeout_s: float = 60.0
@@ -123,6 +130,7 @@ class TensorSpec:
     dims: tuple[int, ...]
     optional: bool = False
     ragged: bool = False
+    label_file: str = ""  # outputs: the file naming each class, for the classification extension
 
     def to_input(self) -> mc.ModelInput:
         return mc.ModelInput(
@@ -131,7 +139,8 @@ class TensorSpec:
         )
 
     def to_output(self) -> mc.ModelOutput:
-        return mc.ModelOutput(name=self.name, data_type=self.data_type, dims=list(self.dims))
+        return mc.ModelOutput(name=self.name, data_type=self.data_type, dims=list(self.dims),
+                              label_filename=self.label_file)
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,7 @@ class _ConvertedModel:
     cls_id: int
     text_prefix: str
     labels: list[str] | None
+    class_names: list[str] | None = None  # a classifier's class names, in output order (LABEL_FILE)
     model_outputs: list[TensorSpec] = field(default_factory=list)
     answer_outputs: list[TensorSpec] = field(default_factory=list)
 
@@ -263,15 +273,30 @@ def _read_converted(model_dir: Path, opts: RepositoryOptions) -> _ConvertedModel
         text_prefix=encoder.prefix,
         labels=manifest.labels,
     )
+    classes = _class_count(task, raw)
+    if classes:
+        converted.class_names = [manifest.labels[i] if manifest.labels and i < len(manifest.labels) else f"LABEL_{i}"
+                                 for i in range(classes)]
     for out_name in output_names:
         array = np.asarray(raw[out_name])
         if array.dtype not in _NUMPY_TO_TRITON:
             raise UserError(f"Output '{out_name}' has dtype {array.dtype}, which the Triton repository cannot carry.")
         axes = task.output_axes(out_name)
         dims = tuple(-1 if axis in axes else array.shape[axis] for axis in range(1, array.ndim))
-        converted.model_outputs.append(TensorSpec(out_name, _NUMPY_TO_TRITON[array.dtype], dims, ragged=True))
+        converted.model_outputs.append(TensorSpec(out_name, _NUMPY_TO_TRITON[array.dtype], dims, ragged=True,
+                                                  label_file=LABEL_FILE if classes and out_name == "logits" else ""))
     converted.answer_outputs = _answer_tensors(answer)
+    if classes:  # every class's score (what `score` is the largest of), named for class_count
+        converted.answer_outputs.append(TensorSpec(SCORES_OUTPUT, mc.TYPE_FP32, (classes,), label_file=LABEL_FILE))
     return converted
+
+
+def _class_count(task, raw: dict) -> int:
+    """The classes of a text classifier with two or more (one score per text and class), else 0."""
+    if task.name != "text-classification" or "logits" not in raw:
+        return 0
+    logits = np.asarray(raw["logits"])
+    return int(logits.shape[-1]) if logits.ndim == 2 and logits.shape[-1] >= 2 else 0
 
 
 def _answer_tensors(answer) -> list[TensorSpec]:
@@ -315,9 +340,13 @@ def _rows(opts: RepositoryOptions, converted: "_ConvertedModel") -> int:
 # queue timeout), and sometimes when a later step refuses it on a queue timeout; a later step's full queue is answered
 # (measured: 400 concurrent requests, 92-216 unanswered with the limits on every step, 0 of 5,600 with the limit on the
 # later step only). Fixed in Triton core PR #466 (2026), not in the 2.51 this project runs.
-FIRST_STEP = "first step"  # no limit, no timeout: its queue cannot refuse
-LATER_STEP = "later step"  # refuses past admission_limit() (answered: 503, 400 on /generate), no queue timeout
+FIRST_STEP = "first step"  # no limit, no timeout that fires (STEP_TIMEOUT_US): its queue cannot refuse
+LATER_STEP = "later step"  # refuses past admission_limit() (answered: 503, 400 on /generate), no timeout that fires
 OUTSIDE_ENSEMBLE = "outside the ensemble"  # called directly only: max_queue_size and the queue timeout
+# An ensemble step's default queue timeout: a day, which no request waits. Triton applies a client's `timeout` only when
+# it is shorter than the queue's default (PriorityQueue::PolicyQueue::Enqueue), so with 0 (none) a direct call's
+# timeout was ignored; the ensemble gives its steps' requests none, so for them this default is the only one.
+STEP_TIMEOUT_US = 86_400 * 1_000_000
 
 
 def admission_limit(opts: RepositoryOptions) -> int:
@@ -340,9 +369,14 @@ def _base_config(name: str, opts: RepositoryOptions, *, role: str, instances: in
                  rows: int | None = None) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, max_batch_size=rows or opts.max_batch_size)
     config.dynamic_batching.max_queue_delay_microseconds = opts.queue_delay_us
+    config.dynamic_batching.priority_levels = PRIORITY_LEVELS
+    config.dynamic_batching.default_priority_level = DEFAULT_PRIORITY
     policy = config.dynamic_batching.default_queue_policy
+    # A client's `timeout` is this queue's timeout for its request. An ensemble gives its steps' requests none
+    # (Triton 2.51), so this applies to direct calls only: there a refusal is answered (RELIABILITY.md section 7).
+    policy.allow_timeout_override = True
     policy.max_queue_size = {FIRST_STEP: 0, LATER_STEP: admission_limit(opts)}.get(role, opts.max_queue_size)  # 0: none
-    policy.default_timeout_microseconds = opts.queue_timeout_us if role == OUTSIDE_ENSEMBLE else 0  # 0: none
+    policy.default_timeout_microseconds = opts.queue_timeout_us if role == OUTSIDE_ENSEMBLE else STEP_TIMEOUT_US
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     config.parameters["execute_timeout_s"].string_value = str(opts.execute_timeout_s)
     group = config.instance_group.add()
@@ -384,9 +418,14 @@ def _answer_specs(converted: _ConvertedModel) -> list[TensorSpec]:
     return [TensorSpec(ANSWER_OUTPUT, mc.TYPE_STRING, (1,)), *converted.answer_outputs]
 
 
-def _write_config(model_dir: Path, config: mc.ModelConfig) -> None:
+def _write_config(model_dir: Path, config: mc.ModelConfig, converted: "_ConvertedModel | None" = None) -> None:
+    """config.pbtxt, and LABEL_FILE beside it when an output names it (the classifier's class names)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(render_config(config))
+    if any(output.label_filename == LABEL_FILE for output in config.output):
+        assert converted is not None and converted.class_names
+        names = (" ".join(name.split()) or f"LABEL_{i}" for i, name in enumerate(converted.class_names))
+        (model_dir / LABEL_FILE).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
 
 
 def _set_parameters(config: mc.ModelConfig, **values) -> None:
@@ -466,7 +505,7 @@ def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: Reposi
         _copy_artifact(converted, version / "artifact")
     else:
         _fill_onnxruntime(config, converted, opts, version)
-    _write_config(repo / model_name, config)
+    _write_config(repo / model_name, config, converted)
 
 
 def _fill_onnxruntime(config: mc.ModelConfig, converted: _ConvertedModel, opts: RepositoryOptions, version: Path) -> None:
@@ -541,7 +580,7 @@ def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: 
     version = repo / model_name / "1"
     version.mkdir(parents=True)
     _copy_backend_model("postprocess.py", version)
-    _write_config(repo / model_name, config)
+    _write_config(repo / model_name, config, converted)
 
 
 def _write_ensemble(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
@@ -577,4 +616,4 @@ def _write_ensemble(repo: Path, name: str, converted: _ConvertedModel, opts: Rep
         step(f"{name}_model", arrays, raw)
         step(f"{name}_postprocess", {**answer_texts, **dict(zip(raw + details, raw + details))}, answers)
     (repo / name / "1").mkdir(parents=True)
-    _write_config(repo / name, config)
+    _write_config(repo / name, config, converted)
