@@ -158,6 +158,46 @@ def test_1000_requests_at_concurrency_32_with_10_percent_bad(served, expected):
     assert max(int(b["batch_size"]) for b in batch_stats) > 1
 
 
+def test_a_burst_of_waiting_clients_is_answered_without_half_second_waves(served, expected):
+    """Triton 2.51's dynamic batcher, with a batch ready while the model instance is busy, sleeps up to 500 ms and is
+    not woken when the instance frees, only by a new request: clients that each wait for their answer got them in
+    0.5 s waves (0.5, 1.0, 1.5 s after the burst). The preloaded library cuts that wait to 0.2 ms polls. With
+    INFERFORGE_BATCHER_POLL_US=0 (Triton's own wait) this fails: bench/experiments/batcher_stall.py shows both."""
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler: the preloaded library is not built, Triton's batcher waits as it does")
+    serving, _, _ = served
+    clients, bursts = 24, 4
+    connections = [connect(serving.server.http_url) for _ in range(clients)]
+    try:
+        for connection in connections:  # connected and warm before the bursts
+            assert send(connection, MODEL, text_request([GOOD_TEXTS[0]])).status == 200
+        slowest = []
+        for _ in range(bursts):
+            gate = threading.Barrier(clients)
+
+            def one(i):
+                text = GOOD_TEXTS[i % len(GOOD_TEXTS)]
+                gate.wait()
+                start = time.perf_counter()
+                reply = send(connections[i], MODEL, text_request([text]))
+                return time.perf_counter() - start, text, reply
+
+            with ThreadPoolExecutor(clients) as pool:
+                results = list(pool.map(one, range(clients)))
+            for _, text, reply in results:
+                assert reply.status == 200, reply
+                assert_same_embeddings(reply.answers(), [expected[text]])
+            slowest.append(max(elapsed for elapsed, _, _ in results))
+            time.sleep(0.2)
+    finally:
+        for connection in connections:
+            connection.close()
+    # A burst of 24 one-text requests at a tiny model takes tens of milliseconds; a wave is 500 ms.
+    assert max(slowest) < 0.4, f"slowest answer of each burst, s: {[round(s, 3) for s in slowest]}"
+
+
 def test_the_same_answers_when_the_model_tokenizes_itself(converted_tiny, expected):
     """--tokenize-in-model: texts go straight to the model's stub, which must refuse the same inputs."""
     options = RepositoryOptions(name="rel_one_hop", max_batch_size=MAX_BATCH, threads=1, tokenize_in_model=True)

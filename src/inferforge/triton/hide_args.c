@@ -41,10 +41,13 @@
  * (Triton 2.51 ignores it there) and a `priority` past the repository's levels, with a 400 that says so (see
  * TRITONSERVER_InferenceRequestSetTimeoutMicroseconds). A dead stub's "not healthy" error is a 503, and on SIGUSR2 (from the
  * watchdog, before it restarts the server) the server drains: it stops listening, refuses new requests with a 503
- * and answers those in flight (see TRITONSERVER_ServerInferAsync).
+ * and answers those in flight (see TRITONSERVER_ServerInferAsync). And it keeps the dynamic batcher from sleeping up
+ * to 0.5 s with a batch ready while a model instance is already free (see pthread_cond_clockwait).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -59,8 +62,11 @@
 #include <strings.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEY_VARIABLE "INFERFORGE_ADMIN_KEY"
@@ -1529,6 +1535,130 @@ int accept(int fd, struct sockaddr *address, socklen_t *length) {
     return accepted;
 }
 
+/* ------------------------------------------------ the dynamic batcher's wait for a free model instance
+ * Triton 2.51's dynamic batcher, holding a batch while every instance of its model is busy, sleeps in
+ * DynamicBatchScheduler::WaitForPayloadSlotAvailable on its condition variable for up to 500 ms, and nothing wakes
+ * it when an instance frees: only a new request does (later Triton releases notify it). A burst of requests from
+ * clients that each wait for their answer is therefore served in 0.5 s waves, and the busier the server, the
+ * larger its p99 (BENCHMARKS.md, serving). The wait re-checks whether an instance is free each time it wakes, so
+ * its timed waits, and only those (the caller's address is inside that function), are cut to slot_poll_ns: a
+ * spurious wake-up, which every condition-variable wait allows (libstdc++ compares its own deadline with the clock
+ * and waits again while no instance is free). The function is not exported: its address comes from the symbol table of
+ * the libtritonserver file. Another Triton, where the function is not found, is left as it is. */
+#define SLOT_WAIT_SYMBOL "_ZN6triton4core21DynamicBatchScheduler27WaitForPayloadSlotAvailableEPSt11unique_lockISt5mutexEm"
+#define SLOT_POLL_VARIABLE "INFERFORGE_BATCHER_POLL_US" /* 0: Triton's own wait, for comparison */
+static long slot_poll_ns = 200000L; /* 0.2 ms: a few us of work per wake-up, only while a batch waits for an instance */
+
+typedef int (*clockwait_function)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+static uintptr_t slot_wait_start, slot_wait_end; /* [start, end) of the function's code; 0, 0 if not found */
+
+struct object_search {
+    const char *name_part;
+    char path[4096];
+    uintptr_t base;
+};
+
+static int find_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct object_search *search = data;
+    if (info->dlpi_name == NULL || strstr(info->dlpi_name, search->name_part) == NULL)
+        return 0;
+    snprintf(search->path, sizeof search->path, "%s", info->dlpi_name);
+    search->base = (uintptr_t)info->dlpi_addr;
+    return 1;
+}
+
+/* The address range of the function `symbol` in the loaded library whose path holds `name_part`, from the library
+ * file's own symbol table (.symtab: the function is not exported, so dlsym cannot see it). 1 when found. */
+static int local_function(const char *name_part, const char *symbol, uintptr_t *start, uintptr_t *end) {
+    struct object_search search = {name_part, "", 0};
+    if (dl_iterate_phdr(find_object, &search) == 0 || search.path[0] == '\0')
+        return 0;
+    int fd = open(search.path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat info;
+    int found = 0;
+    if (fstat(fd, &info) == 0 && (size_t)info.st_size >= sizeof(ElfW(Ehdr))) {
+        size_t length = (size_t)info.st_size;
+        const unsigned char *file = mmap(NULL, length, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (file != MAP_FAILED) {
+            const ElfW(Ehdr) *header = (const ElfW(Ehdr) *)file;
+            size_t sections_end = header->e_shoff + (size_t)header->e_shnum * sizeof(ElfW(Shdr));
+            if (memcmp(header->e_ident, ELFMAG, SELFMAG) == 0 && header->e_shentsize == sizeof(ElfW(Shdr)) &&
+                sections_end <= length) {
+                const ElfW(Shdr) *sections = (const ElfW(Shdr) *)(file + header->e_shoff);
+                for (int i = 0; i < header->e_shnum && !found; i++) {
+                    const ElfW(Shdr) *table = &sections[i];
+                    if (table->sh_type != SHT_SYMTAB || table->sh_link >= header->e_shnum ||
+                        table->sh_offset + table->sh_size > length)
+                        continue;
+                    const ElfW(Shdr) *names = &sections[table->sh_link];
+                    if (names->sh_offset + names->sh_size > length)
+                        continue;
+                    const ElfW(Sym) *symbols = (const ElfW(Sym) *)(file + table->sh_offset);
+                    const char *strings = (const char *)(file + names->sh_offset);
+                    size_t count = table->sh_size / sizeof(ElfW(Sym));
+                    size_t wanted = strlen(symbol);
+                    for (size_t j = 0; j < count; j++) {
+                        const ElfW(Sym) *entry = &symbols[j];
+                        if (ELF64_ST_TYPE(entry->st_info) != STT_FUNC || entry->st_size == 0 ||
+                            entry->st_name + wanted >= names->sh_size ||
+                            memcmp(strings + entry->st_name, symbol, wanted + 1) != 0)
+                            continue;
+                        *start = search.base + entry->st_value;
+                        *end = *start + entry->st_size;
+                        found = 1;
+                        break;
+                    }
+                }
+            }
+            munmap((void *)file, length);
+        }
+    }
+    close(fd);
+    return found;
+}
+
+static void resolve_slot_wait(void) {
+    const char *poll_us = getenv(SLOT_POLL_VARIABLE);
+    if (poll_us != NULL && *poll_us != '\0') {
+        char *end;
+        long value = strtol(poll_us, &end, 10);
+        if (*end != '\0' || value < 0 || value > 500000)
+            refuse(SLOT_POLL_VARIABLE " must be a whole number of microseconds from 0 (off) to 500000");
+        if (value == 0)
+            return;
+        slot_poll_ns = value * 1000L;
+    }
+    uintptr_t start = 0, end = 0;
+    if (local_function("libtritonserver", SLOT_WAIT_SYMBOL, &start, &end)) {
+        slot_wait_start = start;
+        slot_wait_end = end;
+    }
+}
+
+int pthread_cond_clockwait(pthread_cond_t *cond, pthread_mutex_t *mutex, clockid_t clock,
+                           const struct timespec *deadline) {
+    static void *next;
+    clockwait_function real = (clockwait_function)next_definition(&next, "pthread_cond_clockwait");
+    if (real == NULL)
+        return ENOSYS;
+    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+    struct timespec now;
+    if (caller < slot_wait_start || caller >= slot_wait_end || clock_gettime(clock, &now) != 0)
+        return real(cond, mutex, clock, deadline);
+    struct timespec soon = {now.tv_sec, now.tv_nsec + slot_poll_ns};
+    if (soon.tv_nsec >= 1000000000L) {
+        soon.tv_sec += 1;
+        soon.tv_nsec -= 1000000000L;
+    }
+    if (soon.tv_sec > deadline->tv_sec || (soon.tv_sec == deadline->tv_sec && soon.tv_nsec >= deadline->tv_nsec))
+        return real(cond, mutex, clock, deadline);
+    int result = real(cond, mutex, clock, &soon);
+    return result == ETIMEDOUT ? 0 : result; /* woken early, as far as the caller knows */
+}
+
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
                       void (*rtld_fini)(void), void *stack_end) {
     start_main_function next = (start_main_function)dlsym(RTLD_NEXT, "__libc_start_main");
@@ -1539,5 +1669,6 @@ int __libc_start_main(main_function main, int argc, char **argv, void (*init)(vo
     if (dladdr((void *)main, &program) != 0)
         program_base = program.dli_fbase;
     resolve_admission_functions();
+    resolve_slot_wait();
     return next(main_with_key, argc, argv, init, fini, rtld_fini, stack_end);
 }
