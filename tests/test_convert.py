@@ -358,6 +358,25 @@ def more_encoder_tasks(arch: str) -> tuple[str, str]:
             "token-classification" if arch in NO_QA_HEAD else "question-answering")
 
 
+def assert_mean_pooled_matches_transformers(model, hf, texts: list[str], encoder_only: bool = False) -> None:
+    """A converted sentence-embedding model against transformers' token states mean-pooled over the mask, for `texts`
+    (mixed lengths) and one text far over the limit. `encoder_only`: an encoder-decoder's encoder stack (as
+    sentence-transformers reads it), else the model AutoModel loads."""
+    import transformers
+
+    reference = transformers.AutoModel.from_pretrained(hf).eval()
+    if encoder_only and reference.config.is_encoder_decoder:
+        reference = reference.get_encoder()
+    for batch in (texts, [" ".join(texts * 20)]):
+        encoded = model.encoder.encode(batch)
+        arrays = {k: torch.from_numpy(v) for k, v in encoded.arrays.items()}
+        with torch.no_grad():
+            states = reference(input_ids=arrays["input_ids"], attention_mask=arrays["attention_mask"]).last_hidden_state
+        mask = arrays["attention_mask"].unsqueeze(-1).float()
+        np.testing.assert_allclose(model.run(encoded.arrays)["sentence_embedding"],
+                                   ((states * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4, rtol=1e-4)
+
+
 def assert_longest_input_matches_transformers(model, hf, task: str) -> None:
     """A text far over the limit, cut where inferforge cuts it: every position the graph sees exists in the
     model (PyTorch would fail on one past its table), and the numbers are transformers' on the same tokens."""

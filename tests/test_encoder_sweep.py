@@ -58,22 +58,6 @@ PARAMS = [pytest.param(arch, task, marks=[pytest.mark.slow] if (arch, task) in S
                              ("funnel-q-only", "question-answering"), ("xlnet-segments", "text-classification")]]
 
 
-def assert_embeddings_match_transformers(model, hf) -> None:
-    """Mean-pooled token states (an encoder-decoder's full model, as AutoModel reads it) for texts of mixed lengths
-    and one far over the limit."""
-    import transformers
-
-    reference = transformers.AutoModel.from_pretrained(hf).eval()
-    for texts in (TEXTS, [" ".join(TEXTS * 20)]):
-        encoded = model.encoder.encode(texts)
-        arrays = {k: torch.from_numpy(v) for k, v in encoded.arrays.items()}
-        with torch.no_grad():
-            states = reference(input_ids=arrays["input_ids"], attention_mask=arrays["attention_mask"]).last_hidden_state
-        mask = arrays["attention_mask"].unsqueeze(-1).float()
-        np.testing.assert_allclose(model.run(encoded.arrays)["sentence_embedding"],
-                                   ((states * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4, rtol=1e-4)
-
-
 def convert_and_check(tmp_path, arch: str, task: str) -> None:
     hf = build_tiny_model(tmp_path / "hf", arch, task)
     result = inferforge.convert(str(hf), task, tmp_path / "out", variants="ort-fp32", shapes="1x8,2x16",
@@ -83,7 +67,7 @@ def convert_and_check(tmp_path, arch: str, task: str) -> None:
     assert row.check.max_abs_diff < 1e-4
     model = inferforge.load(result.output)
     if task == "feature-extraction":
-        assert_embeddings_match_transformers(model, hf)
+        test_convert.assert_mean_pooled_matches_transformers(model, hf, TEXTS)  # AutoModel's whole model
         assert len(model.predict(TEXTS)) == len(TEXTS)
         return
     pairs = test_convert.CONTEXTS if task == "question-answering" else None

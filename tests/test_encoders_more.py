@@ -109,8 +109,6 @@ def test_more_families_answer_as_transformers(tmp_path, arch, task, monkeypatch)
     """Each family converted (onnxruntime fp32, verified within 1e-4) gives transformers' numbers for the same tokens:
     texts and text pairs or question and context, and a text far over the limit, cut where inferforge cuts it;
     sentence embeddings are the token states (an encoder-decoder's encoder's) mean-pooled."""
-    import transformers
-
     import test_convert
 
     monkeypatch.setitem(tiny_models.ALL_SPECS, arch, FAMILIES[arch][0])
@@ -126,17 +124,7 @@ def test_more_families_answer_as_transformers(tmp_path, arch, task, monkeypatch)
             test_convert.assert_matches_transformers(model, hf, task, TEXTS[:2], TEXTS[2:4])
         test_convert.assert_longest_input_matches_transformers(model, hf, task)
         return
-    reference = transformers.AutoModel.from_pretrained(hf).eval()
-    if reference.config.is_encoder_decoder:
-        reference = reference.get_encoder()
-    for texts in (TEXTS, [" ".join(TEXTS * 20)]):
-        encoded = model.encoder.encode(texts)
-        arrays = {k: torch.from_numpy(v) for k, v in encoded.arrays.items()}
-        with torch.no_grad():
-            states = reference(input_ids=arrays["input_ids"], attention_mask=arrays["attention_mask"]).last_hidden_state
-        mask = arrays["attention_mask"].unsqueeze(-1).float()
-        np.testing.assert_allclose(model.run(encoded.arrays)["sentence_embedding"],
-                                   ((states * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-4, rtol=1e-4)
+    test_convert.assert_mean_pooled_matches_transformers(model, hf, TEXTS, encoder_only=True)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

@@ -266,17 +266,24 @@ def real_fourier_2d(hidden: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def traceable_fourier(model: torch.nn.Module):
-    """FNet's Fourier layers (forward: `(fourier_transform(hidden).real,)`) computed by `real_fourier_2d`
-    while exporting; the PyTorch reference keeps torch.fft."""
-    swapped = [m for m in model.modules() if type(m).__name__ == "FNetBasicFourierTransform"]
+def _swapped_methods(model: torch.nn.Module, class_names: tuple[str, ...], attribute: str, make):
+    """While the block runs, every module of `model` whose class is named in `class_names` has its method `attribute`
+    replaced by `make(module)` (an instance attribute); the class's own method again afterwards."""
+    swapped = [m for m in model.modules() if type(m).__name__ in class_names]
     for module in swapped:
-        module.forward = lambda hidden_states: (real_fourier_2d(hidden_states),)
+        setattr(module, attribute, make(module))
     try:
         yield
     finally:
         for module in swapped:
-            del module.forward  # the class's own forward again
+            delattr(module, attribute)
+
+
+def traceable_fourier(model: torch.nn.Module):
+    """FNet's Fourier layers (forward: `(fourier_transform(hidden).real,)`) computed by `real_fourier_2d`
+    while exporting; the PyTorch reference keeps torch.fft."""
+    return _swapped_methods(model, ("FNetBasicFourierTransform",), "forward",
+                            lambda module: lambda hidden_states: (real_fourier_2d(hidden_states),))
 
 
 WINDOWED_ATTENTION_CLASSES = ("LongformerSelfAttention", "LEDEncoderSelfAttention")
@@ -352,18 +359,10 @@ def windowed_attention(self, hidden_states, attention_mask=None, is_index_masked
     return (out,)
 
 
-@contextmanager
 def traceable_windows(model: torch.nn.Module):
     """Longformer's and LED's windowed self-attention computed by `windowed_attention` while exporting; the PyTorch
     reference keeps transformers' own."""
-    swapped = [m for m in model.modules() if type(m).__name__ in WINDOWED_ATTENTION_CLASSES]
-    for module in swapped:
-        module.forward = windowed_attention.__get__(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.forward
+    return _swapped_methods(model, WINDOWED_ATTENTION_CLASSES, "forward", windowed_attention.__get__)
 
 
 def funnel_position_embeds(structure, ones: torch.Tensor, dtype: torch.dtype):
@@ -423,18 +422,11 @@ def funnel_attention_inputs(self, inputs_embeds, attention_mask=None, token_type
     return (position_embeds, token_type_mat, attention_mask, cls_mask)
 
 
-@contextmanager
 def traceable_funnel(model: torch.nn.Module):
     """Funnel's attention inputs computed by `funnel_attention_inputs` while exporting; the PyTorch reference keeps
     transformers' own."""
-    swapped = [m for m in model.modules() if type(m).__name__ == "FunnelAttentionStructure"]
-    for module in swapped:
-        module.init_attention_inputs = funnel_attention_inputs.__get__(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.init_attention_inputs
+    return _swapped_methods(model, ("FunnelAttentionStructure",), "init_attention_inputs",
+                            funnel_attention_inputs.__get__)
 
 
 @contextmanager
