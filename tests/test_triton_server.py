@@ -680,6 +680,29 @@ def test_served_onnxruntime_threads_do_not_busy_wait_between_requests(converted_
             assert sorted(idle)[2] > 0.03, idle
 
 
+@pytest.mark.parametrize("mode, allow, stop", [("0", "0", ""), ("run", "", "1"), ("1", "", ""), (None, "", ""),
+                                               ("bogus", "", "")])
+def test_ort_spinning_modes_map_to_session_options(monkeypatch, mode, allow, stop):
+    """INFERFORGE_ORT_SPINNING: 0 never spins, run spins only while a call runs (the served default), 1 and anything
+    else are onnxruntime's default (spin after calls too)."""
+    from inferforge.engines.ort import SPINNING_ENV, session_options
+
+    if mode is None:
+        monkeypatch.delenv(SPINNING_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SPINNING_ENV, mode)
+    options = session_options(2)
+
+    def entry(key: str) -> str:  # "" when the key was never set (onnxruntime raises)
+        try:
+            return options.get_session_config_entry(key)
+        except RuntimeError:
+            return ""
+
+    assert entry("session.intra_op.allow_spinning") == allow
+    assert entry("session.force_spinning_stop") == stop
+
+
 def test_metrics_are_served(served):
     server, _ = served
     with urllib.request.urlopen(server.metrics_url, timeout=10) as response:

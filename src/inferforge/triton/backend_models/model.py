@@ -66,8 +66,9 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         artifact = os.path.join(args["model_repository"], args["model_version"], "artifact")
         threads = int(params.get("threads") or 0) or None
-        # Busy-waiting engine threads would take the cores the server and the client need (see engines/ort.py).
-        os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or os.environ.get(ORT_SPINNING_ENV) or "0"
+        # Engine threads busy-waiting between requests would take the cores the server and the client need; spinning
+        # only while a call runs keeps the wake-ups out of it (see engines/ort.py).
+        os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or os.environ.get(ORT_SPINNING_ENV) or "run"
         self.model = load(artifact, variant=params.get("variant") or None, threads=threads)
         config_path = os.path.join(artifact, "config.json")
         self.token_limits = token_limits(json.load(open(config_path)) if os.path.exists(config_path) else {})
