@@ -6,6 +6,7 @@ test_reliability.py (`-k "admin_key or restarted"`), on its shared server."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -38,6 +39,16 @@ def launch(tmp_path) -> tuple[list[str], dict[str, str], HardenedServer]:
     server = HardenedServer(tmp_path, admin_key="the-real-key")
     server.ports = ServerPorts(8000, 8001, 8002)
     return server.command(FAKE_INSTALLATION, tmp_path / "backends"), server.environment(FAKE_INSTALLATION), server
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5", "600000"])
+def test_a_bad_batcher_poll_setting_is_one_sentence_before_launching(cache, tmp_path, monkeypatch, value):
+    """The preloaded library refuses to start Triton (exit 127) on such a value; the server says why first."""
+    monkeypatch.setenv(hardening.BATCHER_POLL_VARIABLE, value)
+    with pytest.raises(UserError, match=f"INFERFORGE_BATCHER_POLL_US='{re.escape(value)}' is not a whole number"):
+        launch(tmp_path)
+    monkeypatch.setenv(hardening.BATCHER_POLL_VARIABLE, "0")
+    assert launch(tmp_path)[1][hardening.BATCHER_POLL_VARIABLE] == "0"
 
 
 def test_the_key_goes_through_the_environment_and_the_preload_library(cache, tmp_path, monkeypatch):

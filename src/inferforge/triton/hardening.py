@@ -87,6 +87,9 @@ MAX_IN_FLIGHT_VARIABLE = "INFERFORGE_MAX_IN_FLIGHT"  # admission control in the 
 HIDDEN_EXTENSIONS_VARIABLE = "INFERFORGE_HIDDEN_EXTENSIONS"  # left out of the server metadata by the same library
 DRAIN_FILE_VARIABLE = "INFERFORGE_DRAIN_FILE"  # the same library creates it once drained (SIGUSR2 asks)
 ENSEMBLES_VARIABLE = "INFERFORGE_ENSEMBLES"  # the same library refuses a request timeout sent to these
+# The user's setting of the dynamic batcher's poll for a free model instance (hide_args.c, pthread_cond_clockwait).
+BATCHER_POLL_VARIABLE = "INFERFORGE_BATCHER_POLL_US"
+BATCHER_POLL_MAX_US = 500_000
 PRIORITY_LEVELS_VARIABLE = "INFERFORGE_PRIORITY_LEVELS"  # ... and a priority past this many levels (0: not checked)
 DRAIN_FILE_NAME = "drained"
 # How long a drain may take: the library waits at most 5 s for the requests in flight, then 0.2 s for their replies.
@@ -230,7 +233,8 @@ def _self_test(library: Path) -> None:
     """Run this interpreter under the library: argv gets the key; /proc/self/cmdline and environ show none of
     it; the variable and LD_PRELOAD are gone from the environment children inherit."""
     key = new_admin_key()
-    env = {name: value for name, value in os.environ.items() if name not in (PRELOAD_WAS_VARIABLE, "LD_PRELOAD")}
+    env = {name: value for name, value in os.environ.items()
+           if name not in (PRELOAD_WAS_VARIABLE, "LD_PRELOAD", BATCHER_POLL_VARIABLE)}  # the server checks that one
     env.update({KEY_VARIABLE: key, "LD_PRELOAD": str(library)})
     seen, stderr = None, ""
     try:
@@ -308,6 +312,10 @@ class HardenedServer(TritonServer):
         env.pop(ENSEMBLES_VARIABLE, None)
         env.pop(PRIORITY_LEVELS_VARIABLE, None)
         library = self.key_hiding.library
+        poll = env.get(BATCHER_POLL_VARIABLE, "").strip()
+        if library is not None and poll and not (poll.isdigit() and int(poll) <= BATCHER_POLL_MAX_US):
+            raise UserError(f"{BATCHER_POLL_VARIABLE}={poll!r} is not a whole number of microseconds from 0 "
+                            f"(Triton's own 500 ms wait for a free model instance) to {BATCHER_POLL_MAX_US}.")
         if library is not None:
             ensembles, levels = request_checks(self.repository)
             if ensembles:
