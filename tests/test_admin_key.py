@@ -41,7 +41,7 @@ def launch(tmp_path) -> tuple[list[str], dict[str, str], HardenedServer]:
     return server.command(FAKE_INSTALLATION, tmp_path / "backends"), server.environment(FAKE_INSTALLATION), server
 
 
-@pytest.mark.parametrize("value", ["abc", "-5", "1.5", "600000"])
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5", "600000", " 200", "\u00b2"])
 def test_a_bad_batcher_poll_setting_is_one_sentence_before_launching(cache, tmp_path, monkeypatch, value):
     """The preloaded library refuses to start Triton (exit 127) on such a value; the server says why first."""
     monkeypatch.setenv(hardening.BATCHER_POLL_VARIABLE, value)

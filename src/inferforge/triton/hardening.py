@@ -52,6 +52,7 @@ import ipaddress
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -89,7 +90,7 @@ DRAIN_FILE_VARIABLE = "INFERFORGE_DRAIN_FILE"  # the same library creates it onc
 ENSEMBLES_VARIABLE = "INFERFORGE_ENSEMBLES"  # the same library refuses a request timeout sent to these
 # The user's setting of the dynamic batcher's poll for a free model instance (hide_args.c, pthread_cond_clockwait).
 BATCHER_POLL_VARIABLE = "INFERFORGE_BATCHER_POLL_US"
-BATCHER_POLL_MAX_US = 500_000
+BATCHER_POLL_MAX_US = 500_000  # hide_args.c's resolve_slot_wait holds the same bound
 PRIORITY_LEVELS_VARIABLE = "INFERFORGE_PRIORITY_LEVELS"  # ... and a priority past this many levels (0: not checked)
 DRAIN_FILE_NAME = "drained"
 # How long a drain may take: the library waits at most 5 s for the requests in flight, then 0.2 s for their replies.
@@ -312,8 +313,8 @@ class HardenedServer(TritonServer):
         env.pop(ENSEMBLES_VARIABLE, None)
         env.pop(PRIORITY_LEVELS_VARIABLE, None)
         library = self.key_hiding.library
-        poll = env.get(BATCHER_POLL_VARIABLE, "").strip()
-        if library is not None and poll and not (poll.isdigit() and int(poll) <= BATCHER_POLL_MAX_US):
+        poll = env.get(BATCHER_POLL_VARIABLE, "")  # as the library reads it: ASCII digits only, "" for unset
+        if library is not None and poll and not (re.fullmatch("[0-9]+", poll) and int(poll) <= BATCHER_POLL_MAX_US):
             raise UserError(f"{BATCHER_POLL_VARIABLE}={poll!r} is not a whole number of microseconds from 0 "
                             f"(Triton's own 500 ms wait for a free model instance) to {BATCHER_POLL_MAX_US}.")
         if library is not None:

@@ -1568,8 +1568,43 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *data) {
     return 1;
 }
 
+/* The function `symbol` in the symbol table (.symtab) of an ELF file mapped at `file` (`length` bytes): its value
+ * (an offset from where the library is loaded) and size. 1 when found; every offset is checked against `length`. */
+static int symtab_function(const unsigned char *file, size_t length, const char *symbol, uintptr_t *value,
+                           size_t *size) {
+    const ElfW(Ehdr) *header = (const ElfW(Ehdr) *)file;
+    if (length < sizeof(ElfW(Ehdr)) || memcmp(header->e_ident, ELFMAG, SELFMAG) != 0 ||
+        header->e_shentsize != sizeof(ElfW(Shdr)) ||
+        header->e_shoff + (size_t)header->e_shnum * sizeof(ElfW(Shdr)) > length)
+        return 0;
+    const ElfW(Shdr) *sections = (const ElfW(Shdr) *)(file + header->e_shoff);
+    size_t wanted = strlen(symbol);
+    for (int i = 0; i < header->e_shnum; i++) {
+        const ElfW(Shdr) *table = &sections[i];
+        if (table->sh_type != SHT_SYMTAB || table->sh_link >= header->e_shnum ||
+            table->sh_offset + table->sh_size > length)
+            continue;
+        const ElfW(Shdr) *names = &sections[table->sh_link];
+        if (names->sh_offset + names->sh_size > length)
+            continue;
+        const ElfW(Sym) *symbols = (const ElfW(Sym) *)(file + table->sh_offset);
+        const char *strings = (const char *)(file + names->sh_offset);
+        for (size_t j = 0; j < table->sh_size / sizeof(ElfW(Sym)); j++) {
+            const ElfW(Sym) *entry = &symbols[j];
+            if (ELF64_ST_TYPE(entry->st_info) == STT_FUNC && entry->st_size != 0 &&
+                entry->st_name + wanted < names->sh_size &&
+                memcmp(strings + entry->st_name, symbol, wanted + 1) == 0) {
+                *value = (uintptr_t)entry->st_value;
+                *size = (size_t)entry->st_size;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* The address range of the function `symbol` in the loaded library whose path holds `name_part`, from the library
- * file's own symbol table (.symtab: the function is not exported, so dlsym cannot see it). 1 when found. */
+ * file's own symbol table (the function is not exported, so dlsym cannot see it). 1 when found. */
 static int local_function(const char *name_part, const char *symbol, uintptr_t *start, uintptr_t *end) {
     struct object_search search = {name_part, "", 0};
     if (dl_iterate_phdr(find_object, &search) == 0 || search.path[0] == '\0')
@@ -1579,41 +1614,17 @@ static int local_function(const char *name_part, const char *symbol, uintptr_t *
         return 0;
     struct stat info;
     int found = 0;
-    if (fstat(fd, &info) == 0 && (size_t)info.st_size >= sizeof(ElfW(Ehdr))) {
-        size_t length = (size_t)info.st_size;
+    if (fstat(fd, &info) == 0 && info.st_size > 0) {
+        size_t length = (size_t)info.st_size, size = 0;
+        uintptr_t value = 0;
         const unsigned char *file = mmap(NULL, length, PROT_READ, MAP_PRIVATE, fd, 0);
         if (file != MAP_FAILED) {
-            const ElfW(Ehdr) *header = (const ElfW(Ehdr) *)file;
-            size_t sections_end = header->e_shoff + (size_t)header->e_shnum * sizeof(ElfW(Shdr));
-            if (memcmp(header->e_ident, ELFMAG, SELFMAG) == 0 && header->e_shentsize == sizeof(ElfW(Shdr)) &&
-                sections_end <= length) {
-                const ElfW(Shdr) *sections = (const ElfW(Shdr) *)(file + header->e_shoff);
-                for (int i = 0; i < header->e_shnum && !found; i++) {
-                    const ElfW(Shdr) *table = &sections[i];
-                    if (table->sh_type != SHT_SYMTAB || table->sh_link >= header->e_shnum ||
-                        table->sh_offset + table->sh_size > length)
-                        continue;
-                    const ElfW(Shdr) *names = &sections[table->sh_link];
-                    if (names->sh_offset + names->sh_size > length)
-                        continue;
-                    const ElfW(Sym) *symbols = (const ElfW(Sym) *)(file + table->sh_offset);
-                    const char *strings = (const char *)(file + names->sh_offset);
-                    size_t count = table->sh_size / sizeof(ElfW(Sym));
-                    size_t wanted = strlen(symbol);
-                    for (size_t j = 0; j < count; j++) {
-                        const ElfW(Sym) *entry = &symbols[j];
-                        if (ELF64_ST_TYPE(entry->st_info) != STT_FUNC || entry->st_size == 0 ||
-                            entry->st_name + wanted >= names->sh_size ||
-                            memcmp(strings + entry->st_name, symbol, wanted + 1) != 0)
-                            continue;
-                        *start = search.base + entry->st_value;
-                        *end = *start + entry->st_size;
-                        found = 1;
-                        break;
-                    }
-                }
-            }
+            found = symtab_function(file, length, symbol, &value, &size);
             munmap((void *)file, length);
+        }
+        if (found) {
+            *start = search.base + value;
+            *end = *start + size;
         }
     }
     close(fd);
