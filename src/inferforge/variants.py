@@ -89,6 +89,7 @@ def variant_kinds() -> list[str]:
 
 def variant_from_dict(data: dict) -> Variant:
     import inferforge.quantize  # noqa: F401 - registers the calibrated int8 kinds a manifest may name
+    import inferforge.rowwise_int8  # noqa: F401
 
     data = dict(data)
     kind = data.pop("kind")
@@ -253,6 +254,7 @@ def default_variants() -> list[Variant]:
     the budget, or can be made to by the accuracy search; on CPUs without them it is skipped.
     """
     from inferforge.quantize import OpenVinoInt8
+    from inferforge.rowwise_int8 import OrtRowwiseInt8
 
     return [
         TorchEager("fp32"),
@@ -260,6 +262,7 @@ def default_variants() -> list[Variant]:
         OrtFp32(),
         OrtFused(),
         OrtDynamicInt8(),
+        OrtRowwiseInt8(),
         OpenVino("f32"),
         OpenVino(None),
         OpenVinoInt8(),
