@@ -322,7 +322,7 @@ def quantize_rowwise(fp32_onnx: Path, out: Path, batches: list[dict[str, np.ndar
 
 
 # Measured once per conversion and shared by the accuracy search's candidates:
-# (fp32 ONNX path, calibration digest) -> channel ranges, and (..., activation bits) -> the chosen smoothing.
+# (fp32 ONNX file, calibration digest) -> channel ranges, and (..., activation bits) -> the chosen smoothing.
 _RANGES: dict[tuple, dict] = {}
 _SMOOTHING: dict[tuple, float] = {}
 
@@ -349,7 +349,8 @@ class OrtRowwiseInt8(_Int8Variant, _OrtVariant):
     def quantize_into(self, ctx: BuildContext, folder: Path) -> list[Path]:
         batches = context_calibration_batches(ctx)
         bits = activation_bits_for(ctx.machine)
-        key = (str(ctx.fp32_onnx), _batches_digest(batches))
+        stat = ctx.fp32_onnx.stat()  # the same path may hold another model in a later conversion
+        key = (str(ctx.fp32_onnx), stat.st_size, stat.st_mtime_ns, _batches_digest(batches))
         if key not in _RANGES:
             model = onnx.load(str(ctx.fp32_onnx), load_external_data=False)
             sources = list(dict.fromkeys(node.input[0] for node, _ in _eligible(model)))
