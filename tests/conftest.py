@@ -108,3 +108,30 @@ def sentiment_tiny(tmp_path_factory, movie_reviews):
     inferforge.convert(str(tuned), "text-classification", converted, variants="ort-fp32,ort-int8-dynamic",
                        shapes="1x16", nb_measures=2, warmup=1, threads=1)
     return tuned, converted, tuned / "test.csv"
+
+
+@pytest.fixture(scope="module")
+def int8_setup(sentiment_tiny, tmp_path_factory, movie_reviews):
+    """A build context over a copy of the converted folder, the labelled test set and the fp32 score (int8 tests)."""
+    import shutil
+
+    from inferforge.artifacts import TOKENIZER_DIR, Manifest
+    from inferforge.cpu import machine_info
+    from inferforge.engines.ort import OrtEngine
+    from inferforge.evaluate import read_eval_set
+    from inferforge.tasks import get_task
+    from inferforge.tokenization import TextEncoder
+    from inferforge.variants import BuildContext
+
+    _, converted, test_csv = sentiment_tiny
+    work = tmp_path_factory.mktemp("int8") / "work"
+    work.mkdir()
+    shutil.copy(converted / "model.onnx", work / "model.onnx")
+    manifest = Manifest.read(converted)
+    task = get_task("text-classification")
+    encoder = TextEncoder.from_dir(converted / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
+    ctx = BuildContext(workdir=work, task=task, encoder=encoder, threads=1, machine=machine_info(),
+                       calibration_texts=[s.text for s in movie_reviews.train[:64]])
+    eval_set = read_eval_set(test_csv, task, encoder, manifest.labels)
+    fp32 = eval_set.score(OrtEngine(work / "model.onnx", 1))
+    return ctx, eval_set, fp32

@@ -97,7 +97,8 @@ def test_the_graph_computes_the_rowwise_scheme(tmp_path, bits, smoothing):
     smooth2 = None
     if smoothing:
         smooth2 = np.maximum(-hrange[0], hrange[1]) ** smoothing / np.abs(w2).max(1) ** (1 - smoothing)
-    # the second product reads the first one's int8 result, computed by the graph: compare from the graph's h2
+    # the third product reads the second one's int8 result: h2 as the reference computes it (the first product
+    # shows the graph computes exactly that)
     assert np.abs(y2 - _reference_product(h2, w2, levels, smooth2)).max() < 0.05 * np.abs(y2).max()
     exact = x @ w1 + bias
     assert np.abs(y1 - exact).max() < 0.03 * np.abs(exact).max()  # and it is a close int8 of the fp32 product
@@ -115,6 +116,27 @@ def test_keep_fp32_leaves_named_products_and_refuses_unknown_names(tmp_path):
         quantize_rowwise(tmp_path / "fp32.onnx", tmp_path / "bad.onnx", calibration, 7, 0.5, keep_fp32=["fourth"])
 
 
+def test_a_graph_without_products_on_weights_is_not_applicable(tmp_path):
+    """A variant that cannot apply to a model is skipped with the reason (`NotApplicable`), never a whole convert's
+    failure (a `UserError`) and never an unchanged fp32 graph reported as int8."""
+    from inferforge.errors import NotApplicable
+
+    w = numpy_helper.from_array(np.ones((K, N), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], name="gemm")], "gemm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, K])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, N])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "gemm.onnx"))
+    with pytest.raises(NotApplicable, match="no matrix product on a constant weight"):
+        quantize_rowwise(tmp_path / "gemm.onnx", tmp_path / "out.onnx", [{"x": np.ones((2, K), np.float32)}], 7, 0.5)
+    _two_products(tmp_path / "old.onnx")
+    old = onnx.load(str(tmp_path / "old.onnx"))
+    old.opset_import[0].version = 11
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    with pytest.raises(NotApplicable, match="opset 11: row-wise int8 needs opset 13"):
+        quantize_rowwise(tmp_path / "old.onnx", tmp_path / "out.onnx", None, 7, 0.5)
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_seven_bit_activations_without_vnni():
     from inferforge.cpu import MachineInfo
 
@@ -126,34 +148,18 @@ def test_seven_bit_activations_without_vnni():
     assert activation_bits_for(machine("avx512_vnni")) == 8 == activation_bits_for(machine("amx_int8"))
 
 
-def test_scored_on_held_out_labels_like_fp32(sentiment_tiny, tmp_path, movie_reviews):
+def test_scored_on_held_out_labels_like_fp32(int8_setup):
     """A tiny BERT trained on movie reviews: the row-wise int8 build scores the 2,000 held-out sentences within a
     point of fp32 and is rebuilt exactly from its manifest entry."""
-    import shutil
-
-    from inferforge.artifacts import TOKENIZER_DIR, Manifest
-    from inferforge.cpu import machine_info
-    from inferforge.engines.ort import OrtEngine
-    from inferforge.evaluate import read_eval_set
     from inferforge.rowwise_int8 import OrtRowwiseInt8
-    from inferforge.tasks import get_task
-    from inferforge.tokenization import TextEncoder
-    from inferforge.variants import BuildContext, variant_from_dict
+    from inferforge.variants import variant_from_dict
 
-    _, converted, test_csv = sentiment_tiny
-    shutil.copy(converted / "model.onnx", tmp_path / "model.onnx")
-    manifest = Manifest.read(converted)
-    task = get_task("text-classification")
-    encoder = TextEncoder.from_dir(converted / TOKENIZER_DIR, manifest.input_names, manifest.max_length)
-    ctx = BuildContext(workdir=tmp_path, task=task, encoder=encoder, threads=1, machine=machine_info(),
-                       calibration_texts=[s.text for s in movie_reviews.train[:64]])
-    eval_set = read_eval_set(test_csv, task, encoder, manifest.labels)
-    fp32 = eval_set.score(OrtEngine(tmp_path / "model.onnx", 1))
+    ctx, eval_set, fp32 = int8_setup
     variant = OrtRowwiseInt8()
     files = variant.build(ctx)
-    ops = {n.op_type for n in onnx.load(str(tmp_path / files[0])).graph.node}
+    ops = {n.op_type for n in onnx.load(str(ctx.workdir / files[0])).graph.node}
     assert {"MatMulIntegerToFloat", "QuantizeLinear"} <= ops
-    score = eval_set.score(variant.open(tmp_path, files, 1))
+    score = eval_set.score(variant.open(ctx.workdir, files, 1))
     assert score.rows == 2000 and abs(fp32.value - score.value) < 1.0, (fp32.value, score.value)
     assert variant_from_dict(variant.to_dict()) == variant
 

@@ -7,6 +7,11 @@ class UserError(Exception):
     exit_code = 2
 
 
+class NotApplicable(Exception):
+    """A variant that cannot be built for this model (not for this machine: `Variant.unavailable_reason`); `convert`
+    marks it skipped with this message and goes on with the others."""
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The error's first non-empty line, cut at a word within `limit` characters (with "..."); its type's
     name when it says nothing (a bare `assert` in a library)."""

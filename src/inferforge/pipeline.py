@@ -17,7 +17,7 @@ from inferforge.artifacts import MANIFEST, TOKENIZER_DIR, Manifest
 from inferforge.benchmark import LatencyStats, Shape, benchmark_engines, parse_shapes
 from inferforge.cpu import default_threads, machine_info
 from inferforge.engines.base import Engine
-from inferforge.errors import UserError, first_line
+from inferforge.errors import NotApplicable, UserError, first_line
 from inferforge.export import export_onnx, export_wrapper, reads_padding
 from inferforge.labelled_data import LabelledData, TextRows, plain_text_source, read_texts
 from inferforge.report import REFERENCE, VariantResult, report_dict, write_reports
@@ -466,6 +466,8 @@ def _build_variants(variants: list[Variant], ctx: BuildContext, threads: int,
             row.precision = _runs_at(row.precision, engines[variant.name])
         except UserError:
             raise
+        except NotApplicable as why:
+            row.status, row.reason = "skipped", str(why)
         except Exception as error:  # noqa: BLE001 - one variant failing must not stop the others
             row.status, row.reason = "error", f"{type(error).__name__}: {first_line(error, 200)}"
         row.build_seconds = time.perf_counter() - start

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inferforge.errors import UserError
+from inferforge.errors import NotApplicable, UserError
 from inferforge.quantize import (
     _batches_digest,
     _check_nodes,
@@ -88,6 +88,13 @@ def _constant_weight_products(model: onnx.ModelProto, keep_fp32: Sequence[str]) 
 def rowwise_nodes(fp32_onnx: Path) -> list[str]:
     """Names of the nodes this variant quantizes (what the accuracy search may keep in fp32), in graph order."""
     return [node.name for node, _ in _eligible(onnx.load(str(fp32_onnx), load_external_data=False))]
+
+
+def _check_applicable(model: onnx.ModelProto) -> None:
+    if _opset(model) < 13:
+        raise NotApplicable(f"the graph uses ONNX opset {_opset(model)}: row-wise int8 needs opset 13 or later")
+    if next(_eligible(model), None) is None:
+        raise NotApplicable("the graph has no matrix product on a constant weight to quantize")
 
 
 def activation_channel_ranges(fp32_onnx: Path, sources: Sequence[str],
@@ -301,8 +308,7 @@ def quantize_rowwise(fp32_onnx: Path, out: Path, batches: list[dict[str, np.ndar
         raise UserError(f"activation_bits must be 7 or 8 (got {activation_bits}).")
     _check_nodes(keep_fp32, rowwise_nodes(fp32_onnx), fp32_onnx.name)
     model = onnx.load(str(fp32_onnx))
-    if _opset(model) < 13:
-        raise UserError(f"{fp32_onnx.name} uses ONNX opset {_opset(model)}: row-wise int8 needs opset 13 or later.")
+    _check_applicable(model)
     groups = _constant_weight_products(model, keep_fp32)
     if ranges is None:
         ranges = activation_channel_ranges(fp32_onnx, list(groups), batches)
@@ -351,8 +357,9 @@ class OrtRowwiseInt8(_Int8Variant, _OrtVariant):
         bits = activation_bits_for(ctx.machine)
         stat = ctx.fp32_onnx.stat()  # the same path may hold another model in a later conversion
         key = (str(ctx.fp32_onnx), stat.st_size, stat.st_mtime_ns, _batches_digest(batches))
+        model = onnx.load(str(ctx.fp32_onnx), load_external_data=False)
+        _check_applicable(model)
         if key not in _RANGES:
-            model = onnx.load(str(ctx.fp32_onnx), load_external_data=False)
             sources = list(dict.fromkeys(node.input[0] for node, _ in _eligible(model)))
             _RANGES.clear()
             _SMOOTHING.clear()
