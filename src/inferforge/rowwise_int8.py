@@ -306,8 +306,8 @@ def quantize_rowwise(fp32_onnx: Path, out: Path, batches: list[dict[str, np.ndar
     `activation_channel_ranges`) and choose the SmoothQuant strength when `smoothing` is None (0: no smoothing)."""
     if activation_bits not in (7, 8):
         raise UserError(f"activation_bits must be 7 or 8 (got {activation_bits}).")
-    _check_nodes(keep_fp32, rowwise_nodes(fp32_onnx), fp32_onnx.name)
     model = onnx.load(str(fp32_onnx))
+    _check_nodes(keep_fp32, [node.name for node, _ in _eligible(model)], fp32_onnx.name)
     _check_applicable(model)
     groups = _constant_weight_products(model, keep_fp32)
     if ranges is None:
