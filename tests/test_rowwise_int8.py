@@ -7,6 +7,7 @@ and the real all-MiniLM-L6-v2 against sentence-transformers' own embeddings.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,15 +138,43 @@ def test_a_graph_without_products_on_weights_is_not_applicable(tmp_path):
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_seven_bit_activations_without_vnni():
+def _machine(*flags):
     from inferforge.cpu import MachineInfo
 
-    def machine(*flags):
-        return MachineInfo(cpu_model="test", cores=2, isa={flag: True for flag in flags}, python="3.11")
+    return MachineInfo(cpu_model="test CPU", cores=2, isa={flag: True for flag in flags}, python="3.11")
 
-    assert activation_bits_for(machine("avx2")) == 7
-    assert activation_bits_for(machine("avx2", "avx512f")) == 7
-    assert activation_bits_for(machine("avx512_vnni")) == 8 == activation_bits_for(machine("amx_int8"))
+
+def test_seven_bit_activations_without_vnni():
+    assert activation_bits_for(_machine("avx2")) == 7
+    assert activation_bits_for(_machine("avx2", "avx512f")) == 7
+    assert activation_bits_for(_machine("avx512_vnni")) == 8 == activation_bits_for(_machine("amx_int8"))
+
+
+def test_an_eight_bit_model_moved_to_a_cpu_without_vnni_is_flagged(tmp_path):
+    """A folder converted where VNNI exists holds 8-bit rows; on a CPU without it the same products saturate. The
+    file says how it was built (metadata, shown by Netron too), and opening it there warns."""
+    from inferforge.rowwise_int8 import BITS_METADATA, SMOOTHING_METADATA, OrtRowwiseInt8, portability_warning
+
+    _two_products(tmp_path / "fp32.onnx")
+    calibration = [{"x": np.random.default_rng(0).standard_normal((2, 4, K)).astype(np.float32)}]
+    quantize_rowwise(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration, 8, 0.5)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "int8.onnx")).metadata_props}
+    assert props[BITS_METADATA] == "8" and props[SMOOTHING_METADATA] == "0.5"
+
+    message = portability_warning(8, _machine("avx2"))
+    assert message and "8-bit" in message and "test CPU" in message and "convert the model again" in message
+    assert portability_warning(8, _machine("avx512_vnni")) is None
+    assert portability_warning(7, _machine("avx2")) is None and portability_warning(None, _machine("avx2")) is None
+
+    from inferforge.cpu import machine_info
+
+    eight_bit_ok = activation_bits_for(machine_info()) == 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = OrtRowwiseInt8().open(tmp_path, ["int8.onnx"], 1)
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == (
+        [] if eight_bit_ok else [portability_warning(8, machine_info())])
+    assert engine.input_names == ("x",)
 
 
 def test_scored_on_held_out_labels_like_fp32(int8_setup):

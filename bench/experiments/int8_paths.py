@@ -12,7 +12,8 @@ graph with pooling inside; its variants/ folder may hold NNCF int8 IRs, used whe
                     quantizes activations dynamically per group of DYNAMIC_QUANTIZATION_GROUP_SIZE (default)
   ov-wc-int8-dq0    the same with dynamic quantization off (weights decompressed, product in bf16/f32)
   ov-wc-int8-dq32   the same with a group size of 32
-  ort-int8-dyn      onnxruntime quantize_dynamic, per-channel (variants/ort-int8-dynamic/model.onnx)
+  ort-*             every onnxruntime variant of the folder (variants/ort-*/model.onnx: ort-fused,
+                    ort-int8-dynamic, ort-int8-rowwise...)
 Accuracy: sentence embeddings on inferforge's built-in validation texts (batches of 8, padded) against
 onnxruntime fp32 of model.onnx (the same graph inferforge verifies against PyTorch), scaled max abs diff
 and min cosine, the default budget 0.05 / 0.99. Speed: `time_interleaved`, full-length rows of real text.
@@ -84,9 +85,8 @@ def main() -> None:
     }
     for xml in sorted(args.converted.glob("variants/openvino-int8*/model.xml")):
         engines[f"nncf-{xml.parent.name.removeprefix('openvino-')}"] = (lambda x=xml: OpenVinoEngine(x, args.threads))
-    ort_int8 = args.converted / "variants" / "ort-int8-dynamic" / "model.onnx"
-    if ort_int8.exists():
-        engines["ort-int8-dyn"] = lambda: OrtEngine(ort_int8, args.threads)
+    for onnx_file in sorted(args.converted.glob("variants/ort-*/model.onnx")):  # fused, int8 dynamic, row-wise...
+        engines[onnx_file.parent.name] = (lambda f=onnx_file: OrtEngine(f, args.threads))
     engines["ort-fp32"] = lambda: OrtEngine(fp32_onnx, args.threads)
     if args.only:
         keep = set(args.only.split(",")) | {"ort-fp32"}

@@ -60,6 +60,21 @@ def activation_bits_for(machine) -> int:
     return 8 if (isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx_int8")) else 7
 
 
+# The ONNX file's metadata: the activation bits and SmoothQuant strength it was built with (Netron shows them).
+BITS_METADATA = "inferforge.activation_bits"
+SMOOTHING_METADATA = "inferforge.smoothing"
+
+
+def portability_warning(built_bits: int | None, machine) -> str | None:
+    """What to tell a user whose folder was converted on a CPU with VNNI/AMX int8 (8-bit rows) and now runs on one
+    without them, where the same products saturate: None when the graph suits this CPU."""
+    if built_bits is None or built_bits <= activation_bits_for(machine):
+        return None
+    return (f"this row-wise int8 model was built with {built_bits}-bit activations for a CPU with VNNI or AMX int8; "
+            f"this CPU ({machine.cpu_model}) has neither, and onnxruntime's int8 products can overflow on it "
+            "(answers off): convert the model again on this machine, or choose another variant.")
+
+
 @dataclass
 class _Product:
     node: onnx.NodeProto
@@ -316,6 +331,8 @@ def quantize_rowwise(fp32_onnx: Path, out: Path, batches: list[dict[str, np.ndar
         smoothing = choose_smoothing(model, groups, ranges, activation_bits, batches)
     quantized = _rowwise_model(model, groups, ranges, activation_bits, smoothing)
     del model
+    props = {prop.key: prop.value for prop in quantized.metadata_props}  # set_model_props replaces them all
+    helper.set_model_props(quantized, props | {BITS_METADATA: str(activation_bits), SMOOTHING_METADATA: f"{smoothing:g}"})
     out.parent.mkdir(parents=True, exist_ok=True)
     from inferforge.export import EXTERNAL_DATA_SUFFIX
 
@@ -351,6 +368,18 @@ class OrtRowwiseInt8(_Int8Variant, _OrtVariant):
 
     def quantized_nodes(self, ctx: BuildContext) -> list[str]:
         return rowwise_nodes(ctx.fp32_onnx)
+
+    def open(self, model_dir, files, threads, ctx=None):
+        import warnings
+
+        from inferforge.cpu import machine_info
+
+        engine = super().open(model_dir, files, threads, ctx)
+        bits = engine.session.get_modelmeta().custom_metadata_map.get(BITS_METADATA)
+        message = portability_warning(int(bits) if bits else None, machine_info())
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return engine
 
     def quantize_into(self, ctx: BuildContext, folder: Path) -> list[Path]:
         batches = context_calibration_batches(ctx)
