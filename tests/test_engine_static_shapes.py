@@ -97,3 +97,26 @@ def test_varied_shapes_stop_new_static_compilations(converted_tiny):
         np.testing.assert_allclose(out, reference.run(arrays)["sentence_embedding"], rtol=1e-4, atol=1e-5)
     assert len(compiled) == STATIC_CACHE_SIZE + STATIC_MAX_DROPPED
     assert len(engine.static_shapes) == STATIC_CACHE_SIZE
+
+
+def test_a_model_that_compiles_only_with_dynamic_shapes_keeps_answering(tmp_path):
+    """A Funnel model reshaped to a static 1x16 stopped OpenVINO in ConvertMatMulToFC (after its dynamic compilation
+    had answered), and the exception ended `inferforge convert` with a traceback at the benchmark's third call. The
+    engine now stays on the dynamic model, and the variant is verified, timed and can be selected like any other."""
+    import inferforge
+    from tiny_models import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "funnel", "funnel", "text-classification")
+    result = inferforge.convert(str(model), "text-classification", tmp_path / "out", shapes="1x16", nb_measures=4,
+                                variants="ort-fp32,openvino-fp32")
+    rows = {row["name"]: row for row in result.report["variants"]}
+    assert rows["openvino-fp32"]["status"] in ("passed", "selected"), rows["openvino-fp32"]
+    assert rows["openvino-fp32"]["latency"]["1x16"]["p50_ms"] > 0
+
+    engine = OpenVinoEngine(tmp_path / "out" / "model.onnx", threads=1, precision=F32)
+    encoder = TextEncoder.from_dir(tmp_path / "out" / "tokenizer")
+    arrays = encoder.encode(["Paris is the capital of France.", "Meh."]).arrays
+    first = engine.run(arrays)["logits"]
+    for _ in range(STATIC_AFTER_CALLS + 1):
+        np.testing.assert_array_equal(engine.run(arrays)["logits"], first)
+    assert engine.static_failed and engine.static_shapes == ()
