@@ -202,3 +202,20 @@ def test_search_candidates_are_the_models_the_quantizer_writes(int8_setup, tmp_p
                 np.testing.assert_array_equal(got[name], expected[name])
     finally:
         forget_search_sources()
+
+
+def test_openvino_int8_is_skipped_where_its_statistics_follow_the_sequence_length(tmp_path):
+    """NNCF stacks each node's statistics over the calibration batches; a tiny ConvBERT's span convolutions give
+    statistics whose shape follows the sequence length, and NNCF stopped with "all input arrays must have the same
+    shape" (an 'error' row). Calibrated at one length, its int8 model fails at every other: the variant does not
+    apply, and the row says why."""
+    import inferforge
+    from tiny_models import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "convbert", "convbert", "text-classification")
+    result = inferforge.convert(str(model), "text-classification", tmp_path / "out", shapes="1x16", nb_measures=2,
+                                variants="ort-fp32,openvino-int8")
+    rows = {row["name"]: row for row in result.report["variants"]}
+    assert rows["openvino-int8"]["status"] == "skipped"
+    assert "depend on the sequence length" in rows["openvino-int8"]["reason"]
+    assert rows["ort-fp32"]["status"] == "selected"

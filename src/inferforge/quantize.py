@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 
 from inferforge.engines.base import Engine
-from inferforge.errors import UserError
+from inferforge.errors import NotApplicable, UserError
 from inferforge.tokenization import TextEncoder
 from inferforge.variants import BuildContext, Variant, _module_available, _OrtVariant, register_variant
 
@@ -487,8 +487,19 @@ class OpenVinoInt8(_Int8Variant):
         return next((c for c in (name, f"{name}/WithoutBiases") if c in own_nodes), None)
 
     def quantize_into(self, ctx: BuildContext, folder: Path) -> list[Path]:
-        xml = quantize_openvino_int8(ctx.fp32_onnx, folder / "model.xml", context_calibration_batches(ctx, self.calibration_size),
-                                     self.keep_fp32, self.preset, self.smooth_quant)
+        try:
+            xml = quantize_openvino_int8(ctx.fp32_onnx, folder / "model.xml",
+                                         context_calibration_batches(ctx, self.calibration_size), self.keep_fp32,
+                                         self.preset, self.smooth_quant)
+        except ValueError as error:
+            # NNCF stacks each node's statistics over the calibration batches. Where a statistic's shape follows the
+            # sequence length (a tiny ConvBERT's span convolutions) it stops: "all input arrays must have the same
+            # shape". Calibrated on one length instead, the int8 model then fails at any other length (measured),
+            # so this variant does not apply to such a model.
+            if "same shape" not in str(error):
+                raise
+            raise NotApplicable("NNCF's int8 statistics of this model depend on the sequence length (its quantized "
+                                "model would run at one length only)") from None
         return [xml, xml.with_suffix(".bin")]
 
     def open(self, model_dir, files, threads, ctx=None) -> Engine:
