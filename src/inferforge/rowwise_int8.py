@@ -114,7 +114,10 @@ def _check_applicable(model: onnx.ModelProto) -> None:
 
 def activation_channel_ranges(fp32_onnx: Path, sources: Sequence[str],
                               batches: list[dict[str, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(min, max) per channel (last axis) of each tensor in `sources`, over the calibration batches (fp32 graph)."""
+    """(min, max) per channel (last axis) of each tensor in `sources`, over the calibration batches (fp32 graph).
+
+    A tensor with no row in any batch is left out: X-MOD routes each token to its language's adapter, so the
+    adapters of languages the calibration texts are not in see empty tensors (and get no smoothing)."""
     import onnxruntime as ort
 
     model = onnx.load(str(fp32_onnx))
@@ -138,6 +141,8 @@ def activation_channel_ranges(fp32_onnx: Path, sources: Sequence[str],
             outputs = session.run(wanted, {k: v for k, v in batch.items() if k in feeds_names})
             for name, value in zip(wanted, outputs):
                 rows = value.reshape(-1, value.shape[-1])
+                if not len(rows):
+                    continue
                 low, high = rows.min(axis=0), rows.max(axis=0)
                 if name in ranges:
                     low, high = np.minimum(ranges[name][0], low), np.maximum(ranges[name][1], high)
@@ -243,7 +248,7 @@ def _rowwise_model(model: onnx.ModelProto, groups: "OrderedDict[str, list[_Produ
     b = _Builder(model)
     by_output: dict[str, list[onnx.NodeProto]] = {}  # a product's output -> its nodes (the first also quantizes)
     for index, (source, products) in enumerate(groups.items()):
-        smooth = _smoothing_factors(products, *ranges[source], alpha)
+        smooth = _smoothing_factors(products, *ranges[source], alpha) if source in ranges else None
         tag = f"rowwise{index}"
         b.nodes = []
         q, row_scale, zp_scaled = _quantize_input(b, source, products[0].weight.shape[0],
