@@ -160,8 +160,11 @@ def test_openvino_search_ranks_on_onnxruntime_and_builds_with_ignored_scope(int8
     full_engine = full.open(starved.workdir, full_files, 1)
     drop = fp32.value - eval_set.score(full_engine).value
     # How much one calibration word costs depends on the CPU's int8 kernels (0.7 to 2 points of 2,000 rows
-    # seen): the budget is half of what this machine loses, so the search must keep nodes to fit it.
-    assert drop >= 0.2, f"NNCF int8 calibrated on one word was expected to lose accuracy, lost {drop:.2f} points"
+    # seen): the budget is half of what this machine loses, so the search must keep nodes to fit it. On the AVX-512
+    # VNNI EPYC it lost 0.7 points in two runs and gained 0.7 in a third (OpenVINO's int8 kernels there): with
+    # nothing lost there is nothing for the search to win back, which says nothing about the search.
+    if drop < 0.2:
+        pytest.skip(f"NNCF int8 calibrated on one word lost {drop:.2f} points on this run: nothing to search for")
     budget = round(drop / 2, 2)
     result = search_int8(starved, full, eval_set, budget, fp32.value, timing_shape=None,
                          full_engine=full_engine, full_files=full_files)
