@@ -201,11 +201,7 @@ def _ort_int8_product(size: int, threads: int):
     return lambda: session.run(None, {"a": a})
 
 
-def _ort_int8_ceiling(size: int, threads: int, repeats: int) -> MatmulCeiling | None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return None
+def _ort_int8_ceiling(size: int, threads: int, repeats: int) -> MatmulCeiling:
     seconds = _best_seconds(_ort_int8_product(size, threads), repeats)
     return MatmulCeiling("int8", size, threads, seconds, 2 * size**3 / seconds, engine="onnxruntime")
 
@@ -241,7 +237,7 @@ def measure_matmul_ceiling(
     best = MatmulCeiling(precision, torch_size, used_threads, seconds, 2 * torch_size**3 / seconds)
     if precision == "int8":
         ort_ceiling = _ort_int8_ceiling(size, used_threads, repeats)
-        if ort_ceiling is not None and ort_ceiling.ops_per_second > best.ops_per_second:
+        if ort_ceiling.ops_per_second > best.ops_per_second:
             best = ort_ceiling
     return best
 
