@@ -62,6 +62,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from inferforge.errors import UserError
 from inferforge.triton.server import ServerPorts, TritonInstallation, TritonServer, _wait_group_gone
@@ -183,38 +184,50 @@ def preload_cache_dir() -> Path:
 def build_hide_args_library(compiler: str, folder: Path | None = None) -> Path:
     """`hide_args.c` compiled into `folder` (0700) as hide_args-<content hash>.so (0600), once; self-tested
     before an atomic rename puts it in place. Raises KeyHidingUnavailable."""
+    return build_cached_library(compiler, HIDE_ARGS_SOURCE, "hide_args", ("-ldl",), KeyHidingUnavailable,
+                                folder=folder, self_test=_self_test)
+
+
+def build_cached_library(compiler: str, source_path: Path, stem: str, link_args: tuple[str, ...],
+                         unavailable: type[Exception], *, folder: Path | None = None,
+                         self_test: Callable[[Path], None] | None = None) -> Path:
+    """`source_path` compiled with COMPILE_FLAGS + `link_args` into `folder` (0700, default the per-user preload
+    cache) as <stem>-<hash of source, flags and machine>.so (0600), once; `self_test` runs on the new file
+    before an atomic rename puts it in place. Every failure raises `unavailable` with the reason."""
     folder = folder or preload_cache_dir()
-    source = HIDE_ARGS_SOURCE.read_bytes()
-    digest = hashlib.sha256(b"\0".join([source, " ".join(COMPILE_FLAGS).encode(),
+    source = source_path.read_bytes()
+    flags = [*COMPILE_FLAGS, *link_args]
+    digest = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(),
                                         platform.machine().encode()])).hexdigest()[:16]
-    target = folder / f"hide_args-{digest}.so"
+    target = folder / f"{stem}-{digest}.so"
     if any(char in str(target) for char in " :\t\n"):
-        raise KeyHidingUnavailable(f"its preload library path {target} holds a space or a colon, which "
-                                   "LD_PRELOAD cannot carry (set INFERFORGE_CACHE elsewhere)")
+        raise unavailable(f"its library path {target} holds a space or a colon, which LD_PRELOAD and Triton's "
+                          "backend paths cannot carry (set INFERFORGE_CACHE elsewhere)")
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = folder.stat()
         if info.st_uid != os.getuid():
-            raise KeyHidingUnavailable(f"{folder} belongs to another user")
+            raise unavailable(f"{folder} belongs to another user")
         if info.st_mode & 0o077:
             folder.chmod(0o700)
         if target.is_file() and target.stat().st_uid == os.getuid():
             return target
-        handle, temporary = tempfile.mkstemp(prefix=".hide_args-", suffix=".so", dir=folder)
+        handle, temporary = tempfile.mkstemp(prefix=f".{stem}-", suffix=".so", dir=folder)
         os.close(handle)
     except OSError as error:
-        raise KeyHidingUnavailable(f"its preload library cannot be written in {folder} ({error})") from None
+        raise unavailable(f"its library cannot be written in {folder} ({error})") from None
     try:
         try:
-            built = subprocess.run([compiler, *COMPILE_FLAGS, "-o", temporary, str(HIDE_ARGS_SOURCE), "-ldl"],
+            built = subprocess.run([compiler, *COMPILE_FLAGS, "-o", temporary, str(source_path), *link_args],
                                    capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise KeyHidingUnavailable(f"{compiler} could not run ({error})") from None
+            raise unavailable(f"{compiler} could not run ({error})") from None
         if built.returncode != 0:
             last = (built.stderr.strip().splitlines() or ["no message"])[-1]
-            raise KeyHidingUnavailable(f"{compiler} could not build {HIDE_ARGS_SOURCE.name} ({last})")
+            raise unavailable(f"{compiler} could not build {source_path.name} ({last})")
         os.chmod(temporary, 0o600)
-        _self_test(Path(temporary))
+        if self_test is not None:
+            self_test(Path(temporary))
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):

@@ -30,6 +30,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from inferforge.artifacts import Manifest
 from inferforge.errors import UserError
 from inferforge.triton.answers import ANSWER_OUTPUT, SCORES_OUTPUT, TOKEN_DETAILS, WINDOW_SAMPLE
+from inferforge.triton.inprocess import BACKEND_NAME as INPROCESS_BACKEND
 
 BACKEND_MODELS = Path(__file__).parent / "backend_models"
 # Imported by every Python-backend model.py, copied beside it (standard library, numpy and tokenizers only).
@@ -72,6 +73,10 @@ class RepositoryOptions:
     # python flavour: the ensemble sends text straight to <name>_model, which tokenizes with the same
     # tokenizer.json (one Python hop per request instead of two); <name>_tokenize stays for clients.
     tokenize_in_model: bool = False
+    # Python-backend models run by inferforge's in-process backend (inprocess_backend.c) inside tritonserver's own
+    # process, not in a stub process each: for the embedded server only (the backend is built for this machine's
+    # Python by `inferforge serve --in-process`).
+    in_process: bool = False
     ort_accelerator: str = "none"  # onnxruntime flavour: "openvino" on CPU, "tensorrt" on GPU
     tensorrt_precision: str = "FP16"
     tensorrt_workspace_bytes: int = 1 << 30
@@ -113,6 +118,8 @@ class RepositoryOptions:
             )
         if self.ort_accelerator != "none" and self.flavour != "onnxruntime":
             raise UserError("ONNX Runtime accelerators apply to the onnxruntime flavour only; add --flavour onnxruntime.")
+        if self.in_process and self.flavour != "python":
+            raise UserError("The in-process backend runs the python flavour's models; leave out --flavour onnxruntime.")
         if self.tokenize_in_model and self.flavour != "python":
             raise UserError("Tokenizing inside the model needs the python flavour; the onnxruntime model takes token arrays.")
         if self.ort_accelerator == "tensorrt" and self.instance_kind == "KIND_CPU":
@@ -155,11 +162,12 @@ class ModelRepository:
     outputs: tuple[str, ...]
     max_batch_size: int
     model_names: tuple[str, ...]  # the ensemble last
+    in_process: bool = False  # its Python models run inside tritonserver (RepositoryOptions.in_process)
 
     @property
     def python_models(self) -> int:
         """Models run by Triton's Python backend (each maps its own shared-memory region)."""
-        return 2
+        return 0 if self.in_process else 2
 
 
 @dataclass
@@ -247,6 +255,7 @@ def write_repository(model_dir: Path | str, output: Path | str, *, overwrite: bo
         outputs=(ANSWER_OUTPUT, *(t.name for t in converted.answer_outputs)), max_batch_size=opts.max_batch_size,
         model_names=(f"{name}_tokenize", f"{name}_model",
                      *([f"{name}_postprocess"] if opts.flavour == "onnxruntime" else []), name),
+        in_process=opts.in_process,
     )
 
 
@@ -433,6 +442,11 @@ def _set_parameters(config: mc.ModelConfig, **values) -> None:
         config.parameters[key].string_value = str(value)
 
 
+def _python_backend(opts: RepositoryOptions) -> str:
+    """The backend of the models written as Python-backend scripts: Triton's, or inferforge's in-process one."""
+    return INPROCESS_BACKEND if opts.in_process else "python"
+
+
 def _copy_backend_model(script: str, version: Path) -> None:
     """A Python-backend script as `model.py`, with the helper modules it imports."""
     shutil.copy2(BACKEND_MODELS / script, version / "model.py")
@@ -443,7 +457,7 @@ def _copy_backend_model(script: str, version: Path) -> None:
 def _write_tokenize(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_tokenize"
     config = _base_config(model_name, opts, role=_queue_role("tokenize", opts))
-    config.backend = "python"
+    config.backend = _python_backend(opts)
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for input_name in converted.input_names:
         config.output.append(TensorSpec(input_name, mc.TYPE_INT64, (-1,)).to_output())
@@ -484,7 +498,7 @@ def _write_model(repo: Path, name: str, converted: _ConvertedModel, opts: Reposi
     version.mkdir(parents=True)
     if python:
         # It also answers: texts and token details in (optional: token arrays alone give raw outputs).
-        config.backend = "python"
+        config.backend = _python_backend(opts)
         for spec in _text_inputs(converted):
             config.input.append(TensorSpec(spec.name, spec.data_type, spec.dims, optional=True).to_input())
         config.input.extend(t.to_input() for t in _detail_specs(converted, ragged=True, optional=True))
@@ -562,7 +576,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _write_postprocess(repo: Path, name: str, converted: _ConvertedModel, opts: RepositoryOptions) -> None:
     model_name = f"{name}_postprocess"
     config = _base_config(model_name, opts, role=_queue_role("postprocess", opts), rows=_rows(opts, converted))
-    config.backend = "python"
+    config.backend = _python_backend(opts)
     config.input.extend(t.to_input() for t in _text_inputs(converted))
     for spec in converted.model_outputs:
         config.input.append(spec.to_input())

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from inferforge.triton.repository import ModelRepository, RepositoryOptions, admission_limit, write_repository
+from inferforge.errors import UserError
 from inferforge.triton.hardening import HardenedServer, new_admin_key
+from inferforge.triton.inprocess import InProcessUnavailable, build_backend
 from inferforge.triton.server import ServerOptions, TritonServer
 from inferforge.tasks import get_task
 from inferforge.triton.raw_requests import text_request
@@ -19,6 +21,15 @@ from inferforge.triton.watchdog import Watchdog, health_probe
 # A model counts as hung this long after its stubs' own execute() deadline would have ended a hung call.
 STALL_MARGIN_S = 10.0
 PROBE_TEXT = "inferforge watchdog probe"
+
+
+def inprocess_backend() -> Path:
+    """The in-process backend built for this machine, or a UserError saying why it cannot be."""
+    try:
+        return build_backend()
+    except InProcessUnavailable as error:
+        raise UserError(f"--in-process needs inferforge's Triton backend built here, but {error}; serve without "
+                        "--in-process (Triton's Python backend).") from None
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ def serve_converted(
         repository = write_repository(model_dir, workdir / "repository", options=repository_options)
         if server_options.python_models != repository.python_models:
             server_options = replace(server_options, python_models=repository.python_models)
+        if repository_options.in_process and server_options.inprocess_backend is None:
+            server_options = replace(server_options, inprocess_backend=inprocess_backend())
         if server_options.max_in_flight is None:  # refused at once past this, before the ensemble (RELIABILITY.md 3)
             server_options = replace(server_options, max_in_flight=admission_limit(repository_options))
         with HardenedServer(repository.path, server_options, admin_key=admin_key or new_admin_key()) as server:

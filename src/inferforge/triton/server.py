@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferforge.errors import UserError
+from inferforge.triton.inprocess import BACKEND_NAME as INPROCESS_BACKEND, PYTHON_VARIABLE as INPROCESS_PYTHON_VARIABLE
 
 SHM_DIR = Path("/dev/shm")
 # The Python backend maps one region per model instance; 64 MB each is the backend's default.
@@ -118,6 +119,8 @@ class ServerOptions:
     # of `HardenedServer` (hardening.py, hide_args.c). 0: no limit; None: `serve_converted` picks it from the
     # repository's queue size and batch (RELIABILITY.md section 3).
     max_in_flight: int | None = None
+    # The built in-process backend (inprocess.build_backend), for repositories whose models say backend "inferforge".
+    inprocess_backend: Path | None = None
 
     def __post_init__(self) -> None:
         for what, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
@@ -235,6 +238,8 @@ class TritonServer:
         # The stub's embedded interpreter finds its site-packages through `python3` on PATH.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if self.options.inprocess_backend is not None:  # the embedded interpreter takes this one's environment
+            env[INPROCESS_PYTHON_VARIABLE] = sys.executable
         env.update(dict(self.options.extra_env))
         return env
 
@@ -404,6 +409,10 @@ class TritonServer:
             if source.is_file():
                 (python_dir / source.name).symlink_to(source)
         (python_dir / installation.stub.name).symlink_to(installation.stub)
+        if self.options.inprocess_backend is not None:
+            inprocess_dir = python_dir.parent / INPROCESS_BACKEND
+            inprocess_dir.mkdir()
+            (inprocess_dir / f"libtriton_{INPROCESS_BACKEND}.so").symlink_to(self.options.inprocess_backend)
         return python_dir.parent
 
     def _http_status(self, path: str) -> int | None:
