@@ -31,9 +31,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- serving:start -->", "<!-- serving:end -->"
-# The two ensembles `inferforge serve` can run: tokenizer model then model (default), or the model
-# tokenizing the text itself (`--tokenize-in-model`, one Python hop less).
-TRITON_PIPELINES = {"(tokenizer model + model)": False, "(tokenize in model)": True}
+# The two ensembles `inferforge serve` can run: tokenizer model then model (default), or the model tokenizing the
+# text itself (`--tokenize-in-model`, one Python hop less). In process against the Python backend, interleaved:
+# bench/serving_inprocess.py.
+TRITON_PIPELINES = {
+    "(tokenizer model + model)": dict(tokenize_in_model=False),
+    "(tokenize in model)": dict(tokenize_in_model=True),
+}
+LOCAL_ENGINE = "local engine (token arrays in)"
 QUIET = 0.85  # idle fraction of the CPUs under which timings mostly measure other people's work
 BUSY_WARNING = ("**Taken on a busy machine: these figures measure the contention more than the serving "
                 "overhead and cannot judge the targets; rerun on a quiet machine.**")
@@ -249,14 +254,14 @@ def main() -> None:
     for n, text in texts.items():
         quiet("local")
         arrays = local.encoder.encode([text]).arrays
-        latency.setdefault("local engine (token arrays in)", {})[n] = time_calls(
+        latency.setdefault(LOCAL_ENGINE, {})[n] = time_calls(
             lambda: local.run(arrays), args.requests, warmup)
         latency.setdefault("local pipeline (`LoadedModel.predict`)", {})[n] = time_calls(
             lambda: local.predict([text]), args.requests, warmup)
 
     batch_sizes: dict[str, list[int]] = {}
-    for label, one_hop in TRITON_PIPELINES.items():
-        repo_options = RepositoryOptions(name="minilm", threads=args.threads, tokenize_in_model=one_hop)
+    for label, pipeline in TRITON_PIPELINES.items():
+        repo_options = RepositoryOptions(name="minilm", threads=args.threads, **pipeline)
         ports = {} if args.first_port is None else dict(
             http_port=args.first_port, grpc_port=args.first_port + 1, metrics_port=args.first_port + 2)
         with serve_converted(model_dir, repo_options, ServerOptions(**ports)) as served:
@@ -336,13 +341,16 @@ def render(model_dir, local, args, token_counts, levels, latency, rates, batch_s
         "converted folder).",
         "",
         *([BUSY_WARNING, ""] if min(idle.values(), default=1.0) < QUIET else []),
-        "Sequential latency, ms (p50 / p99):",
+        "Sequential latency, ms (p50 / p99; in brackets, p50 over the local engine's):",
         "",
         "| path | " + " | ".join(f"{n} tokens" for n in token_counts) + " |",
         "|---|" + "---|" * len(token_counts),
     ]
+    engine = latency[LOCAL_ENGINE]
     for path, cells in latency.items():
-        lines.append(f"| {path} | " + " | ".join(cells[n].cell() for n in token_counts) + " |")
+        lines.append(f"| {path} | " + " | ".join(
+            cells[n].cell() + ("" if path == LOCAL_ENGINE else f" (+{cells[n].p50_ms - engine[n].p50_ms:.2f})")
+            for n in token_counts) + " |")
     lines += [
         "",
         "Throughput, requests/s (plain HTTP JSON client, one keep-alive connection per client):",

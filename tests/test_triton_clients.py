@@ -37,11 +37,13 @@ pytestmark = pytest.mark.slow
 MODEL = "clients_cls"
 
 
-@pytest.fixture(scope="module")
-def supervised(converted_tiny):
+@pytest.fixture(scope="module", params=[False, True], ids=["stubs", "in-process"])
+def supervised(converted_tiny, request):
+    """The server as `inferforge serve` starts it, with Triton's Python backend and with `--in-process`."""
     folder = converted_tiny("text-classification")
     events: list[str] = []
-    with serve_converted(folder, RepositoryOptions(name=MODEL, max_batch_size=8, threads=1),
+    options = RepositoryOptions(name=MODEL, max_batch_size=8, threads=1, in_process=request.param)
+    with serve_converted(folder, options,
                          ServerOptions(ready_timeout_s=300), on_event=events.append) as serving:
         yield serving, inferforge.load(folder, threads=1), events
 
@@ -752,9 +754,12 @@ def test_a_query_sent_while_the_server_restarts_waits_for_it(supervised):
     watchdog = serving.watchdog
     assert answers_once_ready(serving.server.http_url, 10)
     before = len(watchdog.recoveries)
-    stub = next(s for s in stub_processes(serving.server.process.pid) if s.model == f"{MODEL}_model")
+    if serving.repository.in_process:  # no worker process: the server itself
+        victim = serving.server.process.pid
+    else:
+        victim = next(s.pid for s in stub_processes(serving.server.process.pid) if s.model == f"{MODEL}_model")
     with TritonTextClient(serving.server.http_url, "http", MODEL, timeout_s=60) as client:
-        os.kill(stub.pid, signal.SIGKILL)
+        os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while not watchdog.recovering and len(watchdog.recoveries) == before and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -315,10 +315,18 @@ static PyObject *request_tuple(TRITONBACKEND_Request *request, TRITONSERVER_Erro
 static TRITONSERVER_Error *fill_response(TRITONBACKEND_Response *response, PyObject *answer) {
   if (PyTuple_Check(answer)) {
     int code = (int)PyLong_AsLong(PyTuple_GetItem(answer, 0));
-    const char *message = PyUnicode_AsUTF8(PyTuple_GetItem(answer, 1));
-    if (!message) return python_error("inferforge in-process backend: unreadable error");
-    return TRITONSERVER_ErrorNew(code, message);
+    /* A message may quote the request's bad text: lone surrogates become escapes, not a lost error. */
+    PyObject *message = PyUnicode_AsEncodedString(PyTuple_GetItem(answer, 1), "utf-8", "backslashreplace");
+    if (!message || PyErr_Occurred()) {
+      Py_XDECREF(message);
+      return python_error("inferforge in-process backend: unreadable error");
+    }
+    TRITONSERVER_Error *error = TRITONSERVER_ErrorNew(code, PyBytes_AS_STRING(message));
+    Py_DECREF(message);
+    return error;
   }
+  if (!PyList_Check(answer))
+    return TRITONSERVER_ErrorNew(ERR_INTERNAL, "inferforge in-process backend: an answer is neither outputs nor error");
   Py_ssize_t count = PyList_Size(answer);
   for (Py_ssize_t i = 0; i < count; ++i) {
     PyObject *name, *shape, *data;
@@ -381,7 +389,8 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstan
           : failed          ? TRITONSERVER_ErrorNew(ERR_INTERNAL, TRITONSERVER_ErrorMessage(failed))
                             : fill_response(response, PyList_GetItem(answers, r));
       request_errors[r] = NULL;
-      TRITONBACKEND_ResponseSend(response, RESPONSE_COMPLETE_FINAL, answer_error);
+      TRITONSERVER_Error *unsent = TRITONBACKEND_ResponseSend(response, RESPONSE_COMPLETE_FINAL, answer_error);
+      if (unsent) TRITONSERVER_ErrorDelete(unsent); /* the client is gone: nothing left to tell it */
       if (answer_error) TRITONSERVER_ErrorDelete(answer_error);
       TRITONBACKEND_ModelInstanceReportStatistics(instance, requests[r], answer_error == NULL, exec_start,
                                                   compute_start, compute_end, now_ns());
