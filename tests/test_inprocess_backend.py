@@ -7,12 +7,10 @@ restarted by the watchdog; and, where the backend cannot be built, one sentence.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import signal
-
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,16 +28,12 @@ from inferforge.triton.raw_requests import BAD_REQUESTS, send, text_request
 from inferforge.triton.repository import RepositoryOptions
 from inferforge.triton.serve import serve_converted
 from inferforge.triton.watchdog import stub_processes
+from test_reliability import GOOD_TEXTS, connect
 from test_triton_server import CONTEXTS, assert_same_answers, local_answers
 
 MODEL = "ip_emb"
 MAX_BATCH = 8
-TEXTS = [f"{base} number {i}" for i, base in enumerate([
-    "the movie was great and the actors were wonderful",
-    "Alice met Bob in Paris last summer",
-    "Ünïcödé text, with punctuation! And émojis 🙂 too.",
-    "the quick brown fox jumps over the lazy dog " * 6,
-] * 4)]
+TEXTS = GOOD_TEXTS[:16]  # short and long, non-ASCII and emoji
 
 
 # ----- the shim's tensors, against tritonclient's own (de)serialization -------------------------------
@@ -68,11 +62,6 @@ def served(converted_tiny):
     options = RepositoryOptions(name=MODEL, max_batch_size=MAX_BATCH, threads=1, in_process=True)
     with serve_converted(folder, options, on_event=events.append) as serving:
         yield serving, inferforge.load(folder, threads=1), events
-
-
-def connect(url: str) -> http.client.HTTPConnection:
-    host, port = url.rsplit(":", 1)
-    return http.client.HTTPConnection(host, int(port), timeout=30)
 
 
 @pytest.mark.slow

@@ -55,8 +55,9 @@ def serve(
                                                        "one Python hop per request instead of two."),
     in_process: bool = typer.Option(False, "--in-process", help="Run the tokenizer and model inside the Triton "
                                     "server's own process (inferforge's backend, built here with the C compiler) "
-                                    "instead of a Python-backend stub process each: about 0.7 ms less per request "
-                                    "at 16 tokens (BENCHMARKS.md). A crash in a runtime then restarts the whole "
+                                    "instead of a Python-backend stub process each: 0.5-0.8 ms less per 16-token "
+                                    "request with the two-step pipeline, 0.2-0.4 ms with --tokenize-in-model "
+                                    "(BENCHMARKS.md). A crash in a runtime then restarts the whole "
                                     "server, not one worker."),
     max_queue_size: int = MAX_QUEUE_SIZE,
     queue_timeout_ms: int = QUEUE_TIMEOUT_MS,
