@@ -170,6 +170,25 @@ def test_a_killed_server_is_restarted_and_answers_right_again(served):
     assert stub_processes(server.process.pid) == []
 
 
+@pytest.mark.slow
+def test_two_instances_each_load_their_model_and_answer_right(converted_tiny):
+    """`--instances 2`: each instance its own model code and engine (as each stub is), batches run on both."""
+    folder = converted_tiny("feature-extraction")
+    model = inferforge.load(folder, threads=1)
+    options = RepositoryOptions(name="ip_two", threads=1, in_process=True, instance_count=2, max_batch_size=4)
+    with serve_converted(folder, options, supervise=False) as serving:
+        def ask(text: str):
+            with TritonTextClient(serving.server.http_url, "http", "ip_two") as client:
+                return client.predict([text])[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(ask, TEXTS * 4))
+        log = serving.server.log_path.read_text(errors="replace")
+    np.testing.assert_allclose(got, [model.predict([t])[0] for t in TEXTS * 4], atol=1e-4)
+    for instance in ("ip_two_model_0_0", "ip_two_model_0_1"):
+        assert f"inferforge in-process: loaded {instance}" in log, log[-2000:]
+
+
 def test_without_a_c_compiler_in_process_serving_is_refused_in_one_sentence(converted_tiny, tmp_path, monkeypatch):
     monkeypatch.setattr("inferforge.triton.hardening.find_c_compiler", lambda: None)
     monkeypatch.setenv("INFERFORGE_CACHE", str(tmp_path / "cache"))

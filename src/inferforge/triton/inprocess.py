@@ -169,9 +169,10 @@ def _utils_module() -> types.ModuleType:
 
 
 class LoadedModel:
-    """One model of the repository: its `TritonPythonModel`, called by the backend with raw request tuples."""
+    """One instance of a model of the repository: its own `TritonPythonModel` (and engine), called by the backend
+    with raw request tuples."""
 
-    def __init__(self, name: str, config_json: str, location: str, version: int) -> None:
+    def __init__(self, name: str, config_json: str, location: str, version: int, instance_name: str) -> None:
         config = json.loads(config_json)
         version_dir = os.path.join(location, str(version))
         filename = config.get("parameters", {}).get("default_model_filename", {}).get("string_value") or "model.py"
@@ -184,7 +185,9 @@ class LoadedModel:
         self.model = module.TritonPythonModel()
         self.model.initialize({"model_config": config_json, "model_repository": location,
                                "model_version": str(version), "model_name": name,
-                               "model_instance_kind": "CPU", "model_instance_name": f"{name}_0"})
+                               "model_instance_kind": "CPU", "model_instance_name": instance_name})
+        print(f"inferforge in-process: loaded {instance_name} ({filename} of {name} version {version})",
+              file=sys.stderr, flush=True)
 
     def execute(self, batch: list) -> list:
         """Per request: a list of (name, datatype, shape, buffer), or (error code, message)."""
@@ -218,10 +221,10 @@ def _answer(response: InferenceResponse):
     return outputs
 
 
-def load_model(name: str, config_json: str, location: str, version: int) -> LoadedModel:
-    """Called by the backend for each model it loads (inside tritonserver)."""
+def load_model(name: str, config_json: str, location: str, version: int, instance_name: str) -> LoadedModel:
+    """Called by the backend for each instance of a model it loads (inside tritonserver)."""
     sys.modules.setdefault("triton_python_backend_utils", _utils_module())
-    return LoadedModel(name, config_json, location, version)
+    return LoadedModel(name, config_json, location, version, instance_name)
 
 
 class InProcessUnavailable(Exception):

@@ -60,6 +60,9 @@ extern TRITONSERVER_Error *TRITONBACKEND_ModelConfig(TRITONBACKEND_Model *model,
                                                      TRITONSERVER_Message **config);
 extern TRITONSERVER_Error *TRITONBACKEND_ModelSetState(TRITONBACKEND_Model *model, void *state);
 extern TRITONSERVER_Error *TRITONBACKEND_ModelState(TRITONBACKEND_Model *model, void **state);
+extern TRITONSERVER_Error *TRITONBACKEND_ModelInstanceName(TRITONBACKEND_ModelInstance *instance, const char **name);
+extern TRITONSERVER_Error *TRITONBACKEND_ModelInstanceSetState(TRITONBACKEND_ModelInstance *instance, void *state);
+extern TRITONSERVER_Error *TRITONBACKEND_ModelInstanceState(TRITONBACKEND_ModelInstance *instance, void **state);
 extern TRITONSERVER_Error *TRITONBACKEND_ModelInstanceModel(TRITONBACKEND_ModelInstance *instance,
                                                             TRITONBACKEND_Model **model);
 extern TRITONSERVER_Error *TRITONBACKEND_ModelInstanceReportStatistics(
@@ -176,6 +179,21 @@ TRITONSERVER_Error *TRITONBACKEND_Initialize(TRITONBACKEND_Backend *backend) {
   return start_python();
 }
 
+/* What a model's instances are loaded from: its name, config (JSON), folder and version. */
+typedef struct {
+  char *name, *config, *location;
+  size_t config_size;
+  uint64_t version;
+} ModelSource;
+
+static void free_source(ModelSource *source) {
+  if (!source) return;
+  free(source->name);
+  free(source->config);
+  free(source->location);
+  free(source);
+}
+
 TRITONSERVER_Error *TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model *model) {
   const char *name = NULL, *location = NULL, *json = NULL;
   uint64_t version = 0;
@@ -187,27 +205,64 @@ TRITONSERVER_Error *TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model *model) {
   if (!error) error = TRITONBACKEND_ModelRepository(model, &artifact_type, &location);
   if (!error) error = TRITONBACKEND_ModelConfig(model, 1, &config);
   if (!error) error = TRITONSERVER_MessageSerializeToJson(config, &json, &json_size);
-  if (error) {
-    if (config) TRITONSERVER_MessageDelete(config);
-    return error;
-  }
-  PyGILState_STATE gil = PyGILState_Ensure();
-  PyObject *loaded = NULL;
-  error = import_shim();
+  ModelSource *source = NULL;
   if (!error) {
-    loaded = PyObject_CallMethod(shim, "load_model", "ss#sK", name, json, (Py_ssize_t)json_size, location,
-                                 (unsigned long long)version);
-    if (!loaded) error = python_error("inferforge in-process backend: model initialize failed");
+    source = calloc(1, sizeof *source);
+    if (source) {
+      source->name = strdup(name);
+      source->location = strdup(location);
+      source->config = malloc(json_size + 1);
+      if (source->config) {
+        memcpy(source->config, json, json_size);
+        source->config[json_size] = 0;
+      }
+      source->config_size = json_size;
+      source->version = version;
+    }
+    if (!source || !source->name || !source->location || !source->config)
+      error = TRITONSERVER_ErrorNew(ERR_INTERNAL, "inferforge in-process backend: out of memory");
   }
-  PyGILState_Release(gil);
-  TRITONSERVER_MessageDelete(config);
-  if (error) return error;
-  return TRITONBACKEND_ModelSetState(model, loaded); /* the reference is the state's, released at finalize */
+  if (config) TRITONSERVER_MessageDelete(config);
+  if (!error) error = TRITONBACKEND_ModelSetState(model, source);
+  if (error) free_source(source);
+  return error;
 }
 
 TRITONSERVER_Error *TRITONBACKEND_ModelFinalize(TRITONBACKEND_Model *model) {
   void *state = NULL;
   TRITONSERVER_Error *error = TRITONBACKEND_ModelState(model, &state);
+  if (!error) free_source(state);
+  return error;
+}
+
+/* Each instance loads its own copy of the model code and engine, as each Python-backend stub does: the batches of
+ * `--instances N` run in parallel without sharing a session. */
+TRITONSERVER_Error *TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelInstance *instance) {
+  TRITONBACKEND_Model *model;
+  void *state = NULL;
+  const char *instance_name = "";
+  TRITONSERVER_Error *error = TRITONBACKEND_ModelInstanceModel(instance, &model);
+  if (!error) error = TRITONBACKEND_ModelState(model, &state);
+  if (!error) error = TRITONBACKEND_ModelInstanceName(instance, &instance_name);
+  if (error) return error;
+  ModelSource *source = state;
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject *loaded = NULL;
+  error = import_shim();
+  if (!error) {
+    loaded = PyObject_CallMethod(shim, "load_model", "ss#sKs", source->name, source->config,
+                                 (Py_ssize_t)source->config_size, source->location,
+                                 (unsigned long long)source->version, instance_name);
+    if (!loaded) error = python_error("inferforge in-process backend: model initialize failed");
+  }
+  PyGILState_Release(gil);
+  if (error) return error;
+  return TRITONBACKEND_ModelInstanceSetState(instance, loaded); /* the reference is the state's until finalize */
+}
+
+TRITONSERVER_Error *TRITONBACKEND_ModelInstanceFinalize(TRITONBACKEND_ModelInstance *instance) {
+  void *state = NULL;
+  TRITONSERVER_Error *error = TRITONBACKEND_ModelInstanceState(instance, &state);
   if (error || !state) return error;
   PyGILState_STATE gil = PyGILState_Ensure();
   PyObject *result = PyObject_CallMethod((PyObject *)state, "finalize", NULL);
@@ -215,16 +270,6 @@ TRITONSERVER_Error *TRITONBACKEND_ModelFinalize(TRITONBACKEND_Model *model) {
   Py_XDECREF(result);
   Py_DECREF((PyObject *)state);
   PyGILState_Release(gil);
-  return NULL;
-}
-
-TRITONSERVER_Error *TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelInstance *instance) {
-  (void)instance;
-  return NULL;
-}
-
-TRITONSERVER_Error *TRITONBACKEND_ModelInstanceFinalize(TRITONBACKEND_ModelInstance *instance) {
-  (void)instance;
   return NULL;
 }
 
@@ -357,10 +402,8 @@ static TRITONSERVER_Error *fill_response(TRITONBACKEND_Response *response, PyObj
 TRITONSERVER_Error *TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstance *instance,
                                                        TRITONBACKEND_Request **requests, const uint32_t count) {
   uint64_t exec_start = now_ns();
-  TRITONBACKEND_Model *model;
   void *state = NULL;
-  TRITONSERVER_Error *failed = TRITONBACKEND_ModelInstanceModel(instance, &model);
-  if (!failed) failed = TRITONBACKEND_ModelState(model, &state);
+  TRITONSERVER_Error *failed = TRITONBACKEND_ModelInstanceState(instance, &state);
   PyGILState_STATE gil = PyGILState_Ensure();
   PyObject *batch = PyList_New(0);
   PyObject *answers = NULL;
