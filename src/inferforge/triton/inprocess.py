@@ -30,6 +30,7 @@ PYTHON_VARIABLE = "INFERFORGE_INPROCESS_PYTHON"  # the interpreter whose environ
 DATATYPES = {1: np.bool_, 2: np.uint8, 3: np.uint16, 4: np.uint32, 5: np.uint64, 6: np.int8, 7: np.int16,
              8: np.int32, 9: np.int64, 10: np.float16, 11: np.float32, 12: np.float64, 13: np.object_}
 BYTES = 13
+_CODES = {np.dtype(kind): code for code, kind in DATATYPES.items() if code != BYTES}  # per output, per request
 CONFIG_TYPES = {"TYPE_BOOL": 1, "TYPE_UINT8": 2, "TYPE_UINT16": 3, "TYPE_UINT32": 4, "TYPE_UINT64": 5, "TYPE_INT8": 6,
                 "TYPE_INT16": 7, "TYPE_INT32": 8, "TYPE_INT64": 9, "TYPE_FP16": 10, "TYPE_FP32": 11, "TYPE_FP64": 12,
                 "TYPE_STRING": 13}
@@ -139,10 +140,10 @@ def _array(datatype: int, shape: tuple, data) -> np.ndarray:
 def _datatype(array: np.ndarray) -> int:
     if array.dtype == np.object_ or array.dtype.kind in "SU":
         return BYTES
-    for code, kind in DATATYPES.items():
-        if kind is not np.object_ and array.dtype == kind:
-            return code
-    raise TypeError(f"no Triton type for numpy {array.dtype}")
+    code = _CODES.get(array.dtype)
+    if code is None:
+        raise TypeError(f"no Triton type for numpy {array.dtype}")
+    return code
 
 
 def _serialized(array: np.ndarray):

@@ -10,7 +10,7 @@
  *
  * Built by `inferforge.triton.inprocess.build_backend` with the system C compiler against the running Python:
  *   cc -shared -fPIC -O2 inprocess_backend.c -I<python include> -L<python libdir> -lpython3.11 -ldl
- * and placed in the model's folder as libtriton_inferforge.so (Triton looks for a model's backend there first).
+ * and linked by `inferforge serve` as backends/inferforge/libtriton_inferforge.so in the server's backend directory.
  * The Python side is found through the environment: INFERFORGE_INPROCESS_PYTHON (the virtual environment's
  * python, so that its site-packages are on sys.path).
  *
