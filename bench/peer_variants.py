@@ -46,6 +46,7 @@ class Peer:
     how: str  # one line: what was called, for the report
     setup_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    settle: Callable[[], None] | None = None  # waits for work the warm-up started in the background
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,8 @@ def inferforge_selected(ctx: PeerContext, shapes: list, reuse: bool = False,
 
         peer = Peer(f"inferforge ({selected})", _precision_of(variant, loaded.engine), run,
                     "inferforge.convert(model, 'feature-extraction', out, shapes=...); "
-                    "inferforge.load(out, variant=<selected for the shape>).run(arrays)")
+                    "inferforge.load(out, variant=<selected for the shape>).run(arrays)",
+                    settle=getattr(loaded.engine, "settle", None))
         peer.setup_seconds = convert_seconds
         peer.notes.append(f"at {shape} convert selects {selected}: {json.dumps(variant.to_dict())}")
         peers[str(shape)] = peer

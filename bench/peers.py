@@ -171,7 +171,8 @@ def markdown_section(command: str, machine: str, limits: HardwareLimits, limits_
                 continue
             seen.add(peer.name)
             if peer.name.startswith("inferforge"):
-                peer = Peer(f"{peer.name} on {model}", peer.precision, peer.run, peer.how, peer.setup_seconds, peer.notes)
+                peer = Peer(f"{peer.name} on {model}", peer.precision, peer.run, peer.how, peer.setup_seconds, peer.notes,
+                            peer.settle)
             notes = f" ({'; '.join(peer.notes)})" if peer.notes else ""
             lines.append(f"- **{peer.name}**: {peer.how}{notes}.")
     for model, model_errors in errors.items():

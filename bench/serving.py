@@ -260,6 +260,9 @@ def main() -> None:
             lambda: local.predict([text]), args.requests, warmup)
 
     batch_sizes: dict[str, list[int]] = {}
+    # Within the variant's accuracy budget: an int8 OpenVINO engine answers a shape it has compiled statically (after
+    # a few calls) slightly differently from its first, dynamic-shape calls (MiniLM int8: up to 0.014 apart).
+    budget_atol = json.loads((model_dir / "report.json").read_text()).get("budget", {}).get("atol", 1e-3)
     for label, pipeline in TRITON_PIPELINES.items():
         repo_options = RepositoryOptions(name="minilm", threads=args.threads, **pipeline)
         ports = {} if args.first_port is None else dict(
@@ -271,7 +274,7 @@ def main() -> None:
                 client = JsonHttpClient(host, int(port))
                 expected = local.predict([text])[0]
                 answer = triton_call(client, "minilm", text)()
-                assert np.allclose(answer, expected, atol=1e-3), "Triton answers differ from the local engine"
+                assert np.allclose(answer, expected, atol=budget_atol), "Triton answers differ from the local engine"
                 latency.setdefault(f"Triton {label}, HTTP JSON", {})[n] = time_calls(
                     triton_call(client, "minilm", text), args.requests, warmup)
                 client.close()

@@ -9,6 +9,7 @@ interleaved on the same inputs:
   shared     the same compiled model, infer(share_inputs=True, share_outputs=True), no copy
   static     reshaped to the exact shape before compiling, shared memory
   tput2      THROUGHPUT hint, 2 streams x 1 thread, the batch split in two async requests (batch > 1)
+  tput2static the same, each stream compiled for its half's static shape
   pinned     LATENCY + ENABLE_CPU_PINNING, shared memory
 """
 
@@ -41,9 +42,12 @@ def shared_runner(compiled):
     return run
 
 
-def throughput_runner(core, model, config):
+def throughput_runner(core, model, config, static_half=None):
     import openvino as ov
 
+    if static_half is not None:  # each stream's slice gets its own static shape
+        model = model.clone()
+        model.reshape(static_half)
     compiled = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2,
                                                  "INFERENCE_NUM_THREADS": 2})
     queue = ov.AsyncInferQueue(compiled, 2)
@@ -115,6 +119,8 @@ def main() -> None:
                 model, "CPU", {**latency, "ENABLE_CPU_PINNING": True})), ""))
             if shape.batch > 1:
                 peers.append(Peer("tput2", label, throughput_runner(core, model, {}), ""))
+                half = {n: [(arrays[n].shape[0] + 1) // 2, *arrays[n].shape[1:]] for n in names}
+                peers.append(Peer("tput2static", label, throughput_runner(core, model, {}, half), ""))
             idle = wait_for_quiet(0 if args.cpu_time else 180, log=lambda m: None)
             print(f"idle before: {idle:.2f}", flush=True)
             if args.only:
