@@ -479,3 +479,55 @@ def test_help_in_a_pipe_keeps_option_names_whole_and_version_completion_work(mon
     assert run_main(monkeypatch, capsys, "--version")[:2] == (0, f"inferforge {__version__}\n")
     code, out, _ = run_main(monkeypatch, capsys, "--show-completion", "bash")
     assert code == 0 and "_INFERFORGE_COMPLETE=complete_bash" in out
+
+
+SIGNAL_IN_A_FINALIZER = """
+import os, signal, sys, time, weakref
+from inferforge import cli
+from inferforge.triton import commands
+
+class Holder:
+    pass
+
+def finalize(*_):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(200000):  # Python runs the handler between these bytecodes, inside the finalizer
+        pass
+
+def work(prog_name=None):
+    holder = Holder()
+    if FINALIZER == "__del__":
+        Holder.__del__ = finalize
+    else:
+        weakref.finalize(holder, finalize)
+    del holder
+    time.sleep(2)
+    print("the run went on")
+
+if COMMAND == "convert":  # cli.main's handler, raising Interrupted
+    cli.app = work
+    cli.main()
+else:  # `serve`'s handler, raising KeyboardInterrupt
+    signal.signal(signal.SIGTERM, commands._raise_interrupt)
+    try:
+        work()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        sys.exit(143)
+"""
+
+
+@pytest.mark.parametrize("finalizer", ["__del__", "weakref"])
+@pytest.mark.parametrize("command", ["convert", "serve"])
+def test_a_signal_inside_a_finalizer_still_stops_the_run_quietly(finalizer, command):
+    """In CI, SIGTERM landed while regex's `Group.__del__` ran during "load model": the handler's raise went into
+    the `__del__`, Python printed "Exception ignored ... Traceback" and the run went on. The signal arrives here
+    inside a finalizer on purpose; the run must still stop, quietly, with 143."""
+    script = f"FINALIZER, COMMAND = {finalizer!r}, {command!r}\n" + SIGNAL_IN_A_FINALIZER
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 143, done.stderr
+    assert "the run went on" not in done.stdout
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    said = "interrupted (SIGTERM); nothing was left half-written." if command == "convert" else "stopped"
+    assert said in done.stderr, done.stderr

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from inferforge.errors import UserError
 from inferforge.report import output_console
+from inferforge.signals import raise_outside_finalizers
 from inferforge.triton.commands import FILE_OPTION, PAIR_OPTION, TEXTS_ARGUMENT, texts_and_pairs
 
 app = typer.Typer(
@@ -65,7 +66,7 @@ def _interrupt(signum, frame) -> None:
     _stopped_by.append(signum)
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(signum)
+    raise_outside_finalizers(Interrupted(signum), frame)
 
 
 def _help_style() -> None:

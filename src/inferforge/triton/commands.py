@@ -259,5 +259,7 @@ _signals_received: list[int] = []
 
 
 def _raise_interrupt(signum, frame) -> None:
+    from inferforge.signals import raise_outside_finalizers
+
     _signals_received.append(signum)
-    raise KeyboardInterrupt
+    raise_outside_finalizers(KeyboardInterrupt(), frame)
