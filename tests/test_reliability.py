@@ -281,8 +281,10 @@ def test_restricted_grpc_protocols_are_denied_without_the_key(served):
     }
     try:
         for api, call in calls.items():
-            with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            with pytest.raises(InferenceServerException, match="This protocol is restricted") as refused:
                 call()
+            # Triton's own UNAVAILABLE would tell a client the server is down and to retry (hide_args.c)
+            assert refused.value.status() == "StatusCode.PERMISSION_DENIED", api
             call(headers=serving.server.grpc_admin_headers)  # with the key: answered
         assert client.is_server_ready() and client.get_inference_statistics(MODEL)  # open APIs stay open
     finally:
@@ -368,8 +370,9 @@ def test_the_admin_key_is_not_on_the_command_line(served):
         connection.close()
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+        with pytest.raises(InferenceServerException, match="This protocol is restricted") as refused:
             client.get_log_settings(headers={"triton-grpc-protocol-" + ADMIN_KEY_HEADER: KEY_PLACEHOLDER})
+        assert refused.value.status() == "StatusCode.PERMISSION_DENIED"
         client.get_log_settings(headers=server.grpc_admin_headers)
     finally:
         client.close()

@@ -1710,6 +1710,109 @@ int pthread_cond_clockwait(pthread_cond_t *cond, pthread_mutex_t *mutex, clockid
     return result == ETIMEDOUT ? 0 : result; /* woken early, as far as the caller knows */
 }
 
+/* A restricted gRPC protocol called without the key answers PERMISSION_DENIED (gRPC's "forbidden", what HTTP's 403
+ * is), not UNAVAILABLE. Triton 2.51's gRPC handlers build `::grpc::Status(UNAVAILABLE, "This protocol is restricted,
+ * expecting header '" + header + "'")`: UNAVAILABLE tells a client the server is down and to retry, and a client
+ * with a retry policy keeps knocking on a door that will stay shut. gRPC is linked statically into the executable and
+ * the Status constructor is inlined, so no wrapper reaches it; the status code is an immediate operand stored right
+ * after the message is built. Before main runs (one thread), this finds each instruction that loads the message's
+ * address (a RIP-relative `lea` of its first or its last byte), then the first `movl $14, <stack slot>` within
+ * RESTRICTED_WINDOW bytes after it, and makes that 14 a 7. 21 sites in Triton 2.51 (the 19 common handlers, infer,
+ * stream infer). A different build where the pattern is not found keeps Triton's UNAVAILABLE; a page that cannot be
+ * made writable is left as it was. INFERFORGE_GRPC_RESTRICTED_STATUS=unavailable keeps Triton's code. */
+#define RESTRICTED_MESSAGE "This protocol is restricted, expecting header '"
+#define RESTRICTED_WINDOW 256
+#define RESTRICTED_STATUS_VARIABLE "INFERFORGE_GRPC_RESTRICTED_STATUS"
+#define GRPC_UNAVAILABLE 14
+#define GRPC_PERMISSION_DENIED 7
+static int restricted_sites; /* how many status codes were changed */
+
+struct program_segments {
+    uintptr_t text_start, text_end; /* the executable segment */
+    uintptr_t message;              /* where RESTRICTED_MESSAGE is, 0 if not found */
+};
+
+static int find_program_segments(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct program_segments *found = data;
+    if ((void *)info->dlpi_addr != program_base && !(info->dlpi_name != NULL && info->dlpi_name[0] == '\0'))
+        return 0;
+    size_t message_length = strlen(RESTRICTED_MESSAGE);
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
+        if (segment->p_type != PT_LOAD || !(segment->p_flags & PF_R))
+            continue;
+        uintptr_t start = info->dlpi_addr + segment->p_vaddr, end = start + segment->p_filesz;
+        if (segment->p_flags & PF_X) {
+            found->text_start = start;
+            found->text_end = end;
+        } else if (found->message == 0 && !(segment->p_flags & PF_W) && end - start >= message_length) {
+            const char *hit = memmem((const void *)start, end - start, RESTRICTED_MESSAGE, message_length + 1);
+            if (hit != NULL)
+                found->message = (uintptr_t)hit;
+        }
+    }
+    return 1;
+}
+
+/* The offset of the status code's immediate in a `movl $14, disp(%rsp)` or `movl $14, disp(%rbp)` at `code`, or 0. */
+static size_t unavailable_immediate(const unsigned char *code) {
+    static const unsigned char fourteen[4] = {GRPC_UNAVAILABLE, 0, 0, 0};
+    if (code[0] != 0xc7)
+        return 0;
+    size_t at = 0;
+    if (code[1] == 0x44 && code[2] == 0x24) /* disp8(%rsp) */
+        at = 4;
+    else if (code[1] == 0x84 && code[2] == 0x24) /* disp32(%rsp) */
+        at = 7;
+    else if (code[1] == 0x45) /* disp8(%rbp) */
+        at = 3;
+    else if (code[1] == 0x85) /* disp32(%rbp) */
+        at = 6;
+    return at != 0 && memcmp(code + at, fourteen, 4) == 0 ? at : 0;
+}
+
+static void set_immediate(unsigned char *immediate, unsigned char value) {
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t first = (uintptr_t)immediate & ~(uintptr_t)(page - 1);
+    size_t length = (uintptr_t)immediate + 4 - first > (size_t)page ? 2 * (size_t)page : (size_t)page;
+    if (mprotect((void *)first, length, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+        return;
+    immediate[0] = value;
+    mprotect((void *)first, length, PROT_READ | PROT_EXEC);
+    restricted_sites++;
+}
+
+static void deny_restricted_grpc(void) {
+    const char *wanted = getenv(RESTRICTED_STATUS_VARIABLE);
+    if (wanted != NULL && strcmp(wanted, "unavailable") == 0)
+        return;
+    struct program_segments found = {0, 0, 0};
+    dl_iterate_phdr(find_program_segments, &found);
+    if (found.message == 0 || found.text_end - found.text_start < 16)
+        return;
+    uintptr_t last_byte = found.message + strlen(RESTRICTED_MESSAGE);
+    const unsigned char *text = (const unsigned char *)found.text_start;
+    size_t length = found.text_end - found.text_start;
+    for (size_t i = 0; i + 7 <= length; i++) {
+        /* lea disp32(%rip), %reg: REX.W (0x48 or 0x4c), 0x8d, ModRM with mod 00 and r/m 101 */
+        if ((text[i] != 0x48 && text[i] != 0x4c) || text[i + 1] != 0x8d || (text[i + 2] & 0xc7) != 0x05)
+            continue;
+        int32_t displacement;
+        memcpy(&displacement, text + i + 3, sizeof displacement);
+        uintptr_t target = found.text_start + i + 7 + (intptr_t)displacement;
+        if (target != found.message && target != last_byte)
+            continue;
+        for (size_t j = i + 7; j < i + 7 + RESTRICTED_WINDOW && j + 11 <= length; j++) {
+            size_t at = unavailable_immediate(text + j);
+            if (at != 0) {
+                set_immediate((unsigned char *)text + j + at, GRPC_PERMISSION_DENIED);
+                break;
+            }
+        }
+    }
+}
+
 int __libc_start_main(main_function main, int argc, char **argv, void (*init)(void), void (*fini)(void),
                       void (*rtld_fini)(void), void *stack_end) {
     start_main_function next = (start_main_function)dlsym(RTLD_NEXT, "__libc_start_main");
@@ -1721,5 +1824,6 @@ int __libc_start_main(main_function main, int argc, char **argv, void (*init)(vo
         program_base = program.dli_fbase;
     resolve_admission_functions();
     resolve_slot_wait();
+    deny_restricted_grpc();
     return next(main_with_key, argc, argv, init, fini, rtld_fini, stack_end);
 }
