@@ -4,7 +4,7 @@ Sequential requests of one text (16 tokens by default) over plain HTTP JSON; Tri
 (`/v2/models/<m>/stats`) give, per model, the average queue and compute time of those requests, so
 end to end = client + HTTP + Triton core + the models' times. Run on a quiet machine.
 
-    .venv/bin/python bench/experiments/serving_overhead.py DIR [--tokens 16] [--requests 300]
+    .venv/bin/python bench/experiments/serving_overhead.py DIR [--tokens 16] [--requests 300] [--in-process]
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def main() -> None:
     parser.add_argument("--one-hop", action="store_true", help="the model tokenizes the text itself")
     parser.add_argument("--no-watchdog", action="store_true")
     parser.add_argument("--variant", help="variant to serve (default: the selected one)")
+    parser.add_argument("--in-process", action="store_true", help="serve with inferforge's in-process backend")
+    parser.add_argument("--gap-ms", type=float, default=3.0,
+                        help="idle time between the local engine's calls in its 'with gaps' timing (a served "
+                             "request's time outside the engine)")
     args = parser.parse_args()
 
     import inferforge
@@ -47,8 +51,23 @@ def main() -> None:
     def p50(call, n=args.requests, warmup=30):
         return time_calls(call, n, warmup).p50_ms
 
-    print(f"local engine {p50(lambda: local.run(arrays)):.3f} ms, local predict {p50(lambda: local.predict([text])):.3f} ms")
-    options = RepositoryOptions(name="m", threads=args.threads, tokenize_in_model=args.one_hop, variant=args.variant)
+    import time
+
+    def run_after_gap():
+        time.sleep(args.gap_ms / 1000)
+        start = time.perf_counter()
+        local.run(arrays)
+        return time.perf_counter() - start
+
+    def gapped_p50(n=args.requests):
+        for _ in range(10):
+            run_after_gap()
+        return 1000 * sorted(run_after_gap() for _ in range(n))[n // 2]
+
+    print(f"local engine {p50(lambda: local.run(arrays)):.3f} ms, local predict {p50(lambda: local.predict([text])):.3f} ms, "
+          f"local engine after {args.gap_ms} ms idle {gapped_p50():.3f} ms")
+    options = RepositoryOptions(name="m", threads=args.threads, tokenize_in_model=args.one_hop, variant=args.variant,
+                                in_process=args.in_process)
     with serve_converted(args.model_dir, options, ServerOptions(), supervise=not args.no_watchdog) as served:
         host, port = served.server.http_url.split(":")
         port = int(port)

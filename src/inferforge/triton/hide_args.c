@@ -43,7 +43,8 @@
  * watchdog, before it restarts the server) the server drains: it stops listening, refuses new requests with a 503
  * and answers those in flight (see TRITONSERVER_ServerInferAsync). And it keeps the dynamic batcher from sleeping up
  * to 0.5 s with a batch ready while a model instance is already free, or with a request queued behind its idle wait
- * (see pthread_cond_clockwait).
+ * (see pthread_cond_clockwait). A restricted gRPC protocol called without the key answers PERMISSION_DENIED, not
+ * UNAVAILABLE (see deny_restricted_grpc).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
