@@ -793,3 +793,16 @@ def test_a_model_needing_more_than_text_is_refused_for_that_before_its_weights(t
                          "needs the page layout, a bounding box per token (`bbox`), and inferforge gives a model text "
                          "only."), said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+@pytest.mark.skipif(not __import__("inferforge.cpu", fromlist=["machine_info"]).machine_info().has_bf16,
+                    reason="PyTorch bf16 runs only on a CPU with AVX512-BF16 or AMX")
+def test_pytorch_bf16_runs_a_model_autocast_cannot(tmp_path):
+    """X-MOD's language adapters write autocast's bf16 products into fp32 tensors in place ("Index put requires the
+    source and destination dtypes match"): the pytorch-bf16 row was an error. It now runs the model cast to bf16."""
+    hf = build_tiny_model(tmp_path / "hf", "xmod", "text-classification")
+    result = inferforge.convert(str(hf), "text-classification", tmp_path / "out", variants="pytorch-bf16,ort-fp32",
+                                shapes="1x8", nb_measures=1, warmup=0, threads=1)
+    row = result.row("pytorch-bf16")
+    assert row.status != "error" and row.check is not None, row.reason
+    assert 0 < row.check.max_abs_diff < 0.1  # bf16, measured against fp32
