@@ -1726,7 +1726,6 @@ int pthread_cond_clockwait(pthread_cond_t *cond, pthread_mutex_t *mutex, clockid
 #define RESTRICTED_STATUS_VARIABLE "INFERFORGE_GRPC_RESTRICTED_STATUS"
 #define GRPC_UNAVAILABLE 14
 #define GRPC_PERMISSION_DENIED 7
-static int restricted_sites; /* how many status codes were changed */
 
 struct program_segments {
     uintptr_t text_start, text_end; /* the executable segment */
@@ -1781,7 +1780,6 @@ static void set_immediate(unsigned char *immediate, unsigned char value) {
         return;
     immediate[0] = value;
     mprotect((void *)first, length, PROT_READ | PROT_EXEC);
-    restricted_sites++;
 }
 
 static void deny_restricted_grpc(void) {
