@@ -806,3 +806,25 @@ def test_pytorch_bf16_runs_a_model_autocast_cannot(tmp_path):
     row = result.row("pytorch-bf16")
     assert row.status != "error" and row.check is not None, row.reason
     assert 0 < row.check.max_abs_diff < 0.1  # bf16, measured against fp32
+
+
+def test_the_bf16_fallback_computes_only_linear_layers_in_bf16(tmp_path):
+    """The fallback keeps layer norms and embeddings in fp32 (the whole model cast to bf16 moved the answers further
+    from fp32), and leaves the model it copies untouched."""
+    import copy
+
+    from transformers import AutoModelForSequenceClassification
+
+    from inferforge.engines.torch_engine import bf16_linear_copy
+
+    hf = build_tiny_model(tmp_path / "hf", "bert", "text-classification")
+    model = AutoModelForSequenceClassification.from_pretrained(hf).eval()
+    ids = torch.randint(5, 100, (4, 12), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        reference = model(input_ids=ids).logits
+        linear_bf16 = bf16_linear_copy(model)(input_ids=ids).logits
+        all_bf16 = copy.deepcopy(model).to(torch.bfloat16)(input_ids=ids).logits.float()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert linear_bf16.dtype == torch.float32
+    linear_error = (linear_bf16 - reference).abs().max().item()
+    assert 0 < linear_error < (all_bf16 - reference).abs().max().item()

@@ -34,11 +34,35 @@ class TorchEngine:
             except RuntimeError as error:
                 # Autocast runs matrix products in bf16 and leaves buffers in fp32, and code that writes one into the
                 # other in place fails: X-MOD's language adapters ("Index put requires the source and destination
-                # dtypes match"). The model with its weights cast to bf16 runs every step in bf16 instead.
+                # dtypes match"). A copy whose Linear layers compute in bf16 and answer in their input's dtype runs
+                # the bulk of the arithmetic in bf16 as autocast would, with everything else left as it was.
                 if "dtype" not in str(error):
                     raise
-                import copy
-
-                self.cast_module = copy.deepcopy(self.module).to(self.dtype)
+                self.cast_module = bf16_linear_copy(self.module, self.dtype)
                 outputs = self.cast_module(*tensors)
         return {name: out.float().numpy() for name, out in zip(self.output_names, outputs)}
+
+
+class _LowPrecisionLinear(torch.nn.Module):
+    """A Linear layer whose product runs in a lower precision; its answer keeps the dtype of its input."""
+
+    def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype):
+        super().__init__()
+        self.weight = torch.nn.Parameter(linear.weight.detach().to(dtype), requires_grad=False)
+        self.bias = (None if linear.bias is None
+                     else torch.nn.Parameter(linear.bias.detach().to(dtype), requires_grad=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+
+def bf16_linear_copy(module: torch.nn.Module, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
+    """A copy of `module` with every nn.Linear computing in `dtype` (the rest untouched, the original unchanged)."""
+    import copy
+
+    clone = copy.deepcopy(module)
+    for parent in list(clone.modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(parent, child_name, _LowPrecisionLinear(child, dtype))
+    return clone.eval()
