@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 import inferforge
 from inferforge.errors import UserError
@@ -175,38 +176,47 @@ def test_concurrent_long_contexts_batched_together_are_answered_as_locally(serve
     assert max(len(model.encoder.encode([q], [c]).rows_of(0)) for q, c in zip(questions, contexts)) > 3
 
 
-def first_windows_answer(model, question: str, context: str, windows: int) -> dict:
-    """The local answer when only the first `windows` windows of the context are read."""
-    from inferforge.tasks import get_task
-
-    encoded = model.encoder.encode([question], [context])
-    assert len(encoded.sample) > windows
-    arrays = {name: array[:windows] for name, array in encoded.arrays.items()}
-    for field in ("offsets", "sequence_ids", "word_ids", "special_mask"):
-        setattr(encoded, field, getattr(encoded, field)[:windows])
-    encoded.sample = [0] * windows
-    return get_task("question-answering").postprocess(model.run(arrays), encoded, None)[0]
-
-
-def test_a_context_of_more_windows_than_max_batch_size_is_read_from_its_start(served, local_models):
-    """The tokenizer model cannot hand the next model more rows than its max_batch_size (WINDOW_ROWS_PER_TEXT
-    rows per text of the ensemble's): a context of 63 windows is answered from its first 32 (as any text is
-    truncated to what the model reads); the model that tokenizes itself reads all 63, as `predict` does."""
+def test_contexts_needing_more_windows_than_max_batch_size_are_refused_not_cut(served, local_models):
+    """The tokenizer model cannot hand the next model more rows than its max_batch_size (WINDOW_ROWS_PER_TEXT rows
+    per text of the ensemble's). A request whose contexts need more was answered from their first windows only: not
+    `predict`'s answer, and nothing said. It is now refused with a message naming the limit; the client sends such a
+    batch again in halves (answers as `predict`'s), and the model that tokenizes itself reads every window."""
     from inferforge.triton.repository import WINDOW_ROWS_PER_TEXT
 
     server, _ = served
+    model = local_models["tiny_qa"]
     rows = MAX_BATCH * WINDOW_ROWS_PER_TEXT
-    question, context = TEXTS[1], " ".join(CONTEXTS * 12)
-    assert local_models["tiny_qa"].encoder.encode([question], [context]).arrays["input_ids"].shape[0] > rows
+    question = TEXTS[1]
+    windows = lambda context: model.encoder.encode([question], [context]).arrays["input_ids"].shape[0]  # noqa: E731
+    repeat = 1
+    while windows(" ".join(CONTEXTS * repeat)) <= rows // 2:
+        repeat += 1
+    middle, long = " ".join(CONTEXTS * repeat), " ".join(CONTEXTS * 12)
+    assert rows // 2 < windows(middle) <= rows < windows(long)
+
+    raw = httpclient.InferenceServerClient(server.http_url)
+    try:
+        inputs = []
+        for name, values in (("text", [question] * 3), ("text_pair", [middle] * 3)):
+            tensor = httpclient.InferInput(name, [3, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[v.encode()] for v in values], dtype=np.object_))
+            inputs.append(tensor)
+        with pytest.raises(InferenceServerException) as refused:
+            raw.infer("tiny_qa", inputs)
+    finally:
+        raw.close()
+    assert f"the 3 contexts of this request need {3 * windows(middle)} reading windows and the model reads at most " \
+           f"{rows} per request" in str(refused.value)
+
     with TritonTextClient(server.http_url, "http", "tiny_qa") as client:
-        cut = client.predict([question], [context])[0]
-        two = client.predict([question, question], [context, CONTEXTS[1]])  # rows / 2 windows each at most
+        split = client.predict([question, TEXTS[0], question], [middle, CONTEXTS[0], middle])
+        with pytest.raises(UserError, match=r"the context of this request needs \d+ reading windows .*--tokenize-in-model"):
+            client.predict([question], [long])
+        assert client.is_ready()
+    assert_same_answers(split, local_answers(model, [question, TEXTS[0], question], [middle, CONTEXTS[0], middle]))
     with TritonTextClient(server.http_url, "http", "tiny_qa_1hop") as client:
-        whole = client.predict([question], [context])[0]
-    assert_same_answers(cut, first_windows_answer(local_models["tiny_qa"], question, context, rows))
-    assert_same_answers(two, [first_windows_answer(local_models["tiny_qa"], question, context, rows // 2),
-                              *local_answers(local_models["tiny_qa"], [question], [CONTEXTS[1]])])
-    assert_same_answers(whole, local_answers(local_models["tiny_qa_1hop"], [question], [context])[0])
+        whole = client.predict([question], [long])[0]
+    assert_same_answers(whole, local_answers(local_models["tiny_qa_1hop"], [question], [long])[0])
 
 
 def concurrent_answers(server, name, texts, pairs=None, repeats=1) -> list:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferforge.errors import UserError
+from inferforge.triton.backend_models.text_checks import TOO_MANY_WINDOWS
 from inferforge.triton.repository import ANSWER_OUTPUT, PAIR_INPUT, TEXT_INPUT
 
 PROTOCOLS = ("http", "grpc")
@@ -64,13 +65,25 @@ class TritonTextClient:
         step = self.max_batch_size() or max(1, len(texts))
         answers = []
         for start in range(0, len(texts), step):
-            result = self.infer(texts[start:start + step], pairs[start:start + step] if pairs is not None else None)
-            values = result.as_numpy(ANSWER_OUTPUT)
-            if values is None:  # a model whose configuration could not be read, answering without it
-                raise UserError(f"Model '{self.model_name()}' answered without '{ANSWER_OUTPUT}': "
-                                f"{self._not_public_reason()}")
-            answers.extend(json.loads(value) for value in _strings(values))
+            answers.extend(self._answers(texts[start:start + step], pairs[start:start + step] if pairs is not None else None))
         return answers
+
+    def _answers(self, texts: list[str], pairs: list[str] | None) -> list:
+        """One request's answers. Question answering reads long contexts in windows, and a request whose contexts
+        need more windows than the served model takes in one request is refused: it is sent again in halves."""
+        try:
+            result = self.infer(texts, pairs)
+        except UserError as error:
+            if len(texts) < 2 or TOO_MANY_WINDOWS not in str(error):
+                raise
+            half = len(texts) // 2
+            return [*self._answers(texts[:half], pairs[:half] if pairs is not None else None),
+                    *self._answers(texts[half:], pairs[half:] if pairs is not None else None)]
+        values = result.as_numpy(ANSWER_OUTPUT)
+        if values is None:  # a model whose configuration could not be read, answering without it
+            raise UserError(f"Model '{self.model_name()}' answered without '{ANSWER_OUTPUT}': "
+                            f"{self._not_public_reason()}")
+        return [json.loads(value) for value in _strings(values)]
 
     def max_batch_size(self) -> int:
         """The served model's `max_batch_size` (0 when the configuration cannot be read)."""
@@ -232,7 +245,10 @@ class TritonTextClient:
                     f"{min(self.timeout_s, RESTART_WAIT_S):.0f} s; retry in a few seconds ({_message(error)}).")
         if not self.is_ready():
             return f"No Triton server answers at {self.url} ({self.protocol}); start one with `inferforge serve DIR`."
-        return f"The server at {self.url} refused the request: {_message(error)}"
+        message = f"The server at {self.url} refused the request: {_message(error)}"
+        if TOO_MANY_WINDOWS in message:  # a context too long for the two-step pipeline (the tokenizer model's windows)
+            message += " (`inferforge serve --tokenize-in-model` reads every window of any context)"
+        return message
 
 
 def _restarting(error: Exception) -> bool:

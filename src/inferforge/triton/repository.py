@@ -335,7 +335,7 @@ def _default_name(model_dir: Path) -> str:
 # ----- the four models ------------------------------------------------------------------------
 # A task read in windows (QA's long contexts) turns the ensemble's texts into more rows for the steps after the
 # tokenizer: they take this many rows per text, so that a full batch of contexts two or three windows long is read
-# whole, as `inferforge.load(DIR).predict` reads it (the tokenizer keeps a context's first windows past that).
+# whole, as `inferforge.load(DIR).predict` reads it (the tokenizer refuses a request that needs more, saying so).
 WINDOW_ROWS_PER_TEXT = 4
 
 

@@ -37,7 +37,7 @@ def checked_texts(array, name: str, max_chars=None) -> list:
         if max_chars is not None and len(text) > max_chars:
             raise BadText(
                 f"{where} has {len(text):,} characters; this server takes at most {max_chars:,} "
-                "(the model reads only the first tokens anyway): send a shorter text"
+                "(`inferforge serve --max-text-chars` sets it): send a shorter text"
             )
         if not text.strip():
             raise BadText(f"{where} is empty: send some text")
@@ -45,6 +45,17 @@ def checked_texts(array, name: str, max_chars=None) -> list:
     if not texts:
         raise BadText(f"input '{name}' holds no text")
     return texts
+
+
+# Said when a request's contexts need more reading windows (question answering) than the model after the tokenizer
+# takes in one request; `inferforge.triton.client` splits such a batch of texts on these words.
+TOO_MANY_WINDOWS = "reading windows"
+
+
+def too_many_windows(needed: int, texts: int, limit: int) -> str:
+    contexts = "the context of this request needs" if texts == 1 else f"the {texts} contexts of this request need"
+    return (f"{contexts} {needed} {TOO_MANY_WINDOWS} and the model reads at most {limit} per request (its "
+            "max_batch_size): send " + ("a shorter context" if texts == 1 else "fewer or shorter contexts per request"))
 
 
 def token_limits(config: dict) -> dict:

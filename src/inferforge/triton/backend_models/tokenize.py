@@ -13,9 +13,9 @@ Question answering reads a long context in overlapping windows, as `inferforge.t
 does (`token_windows.py`, copied beside this file): a request of n texts then gives one row per window, and
 `window_text`, `window_text_pair` (each window's question and context) and `window_sample` (the index of its
 text in the request) say which text each row belongs to, so that every tensor of the next step has the same
-number of rows. A request needing more windows than `max_windows` (the next model's max_batch_size) keeps the
-first max_windows // texts windows of each text: the start of a context too long to read whole, as any text
-is truncated to what the model reads (`inferforge.load(DIR).predict` reads every window).
+number of rows. A request needing more windows than `max_windows` (the next model's max_batch_size) is refused
+with a message that says so: answered from some of its windows only, it would get another answer than
+`inferforge.load(DIR).predict`, which reads every window.
 
 Config parameters (string values): `max_length`, `input_names` (comma separated), `pad_id`, `cls_id`,
 `tokenizer_file`, `text_prefix` (put before every text: a sentence-transformers model's default prompt), and for windows `window_length`, `window_stride`, `max_windows`. Outputs besides the model's
@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 
 from execute_deadline import bounded_execute  # copied beside this file (standard library only)
 # copied beside this file (numpy only)
-from text_checks import BadText, checked_texts, for_request, refuse_pair_parameter
+from text_checks import BadText, checked_texts, for_request, refuse_pair_parameter, too_many_windows
 from token_windows import Windows, encode_windows, special_marks  # copied beside this file (tokenizers only)
 
 DETAIL_OUTPUTS = ("offsets", "special_mask", "word_ids", "sequence_ids")
@@ -101,11 +101,11 @@ class TritonPythonModel:
             end = row
             while end < len(owners) and owners[end] < first + len(p):
                 end += 1
-            if windows:
-                kept = _first_windows([owner - first for owner in owners[row:end]], len(p), self.max_windows)
-                mine = [encodings[row + i] for i in kept]
-                samples = [owners[row + i] - first for i in kept]
-                result.append((mine, [p[i] for i in samples], samples))
+            if windows and end - row > self.max_windows:
+                result.append(BadText(too_many_windows(end - row, len(p), self.max_windows)))
+            elif windows:
+                samples = [owner - first for owner in owners[row:end]]
+                result.append((encodings[row:end], [p[i] for i in samples], samples))
             else:
                 result.append((encodings[row:end], None, None))
             first, row = first + len(p), end
@@ -158,21 +158,6 @@ class TritonPythonModel:
                           window_sample=np.array(window_samples, dtype=np.int64).reshape(-1, 1))
         names = [n for n in (*self.input_names, *DETAIL_OUTPUTS, *WINDOW_OUTPUTS) if n in wanted] or list(self.input_names)
         return [pb_utils.Tensor(name, arrays[name]) for name in names]
-
-
-def _first_windows(samples, texts, limit):
-    """Indices of the windows kept when a request's texts need more than `limit` (the next model's max_batch_size):
-    each text keeps its first limit // texts windows, i.e. the start of a context too long to read whole."""
-    if len(samples) <= limit:
-        return list(range(len(samples)))
-    share = max(1, limit // texts)
-    seen = [0] * texts
-    kept = []
-    for i, sample in enumerate(samples):
-        if seen[sample] < share:
-            kept.append(i)
-        seen[sample] += 1
-    return kept
 
 
 def _strings(values):
