@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -737,6 +738,17 @@ def test_taken_port_is_one_sentence(served):
         TritonServer(server.repository, ServerOptions(http_port=taken)).start()
 
 
+def test_one_port_given_twice_is_one_sentence_before_starting(served):
+    """Both ports 18000 was refused by Triton itself, after seconds of starting, pointing at its log."""
+    server, _ = served
+    started = time.monotonic()
+    with pytest.raises(UserError, match="The HTTP and gRPC ports are both 18123; give each its own"):
+        TritonServer(server.repository, ServerOptions(http_port=18123, grpc_port=18123)).start()
+    with pytest.raises(UserError, match="The gRPC and metrics ports are both 18124"):
+        TritonServer(server.repository, ServerOptions(grpc_port=18124, metrics_port=18124)).start()
+    assert time.monotonic() - started < 2
+
+
 def tokenizer_alone(converted_tiny, tmp_path: Path, name: str) -> Path:
     """A repository holding only the tiny classifier's tokenizer model, `<name>_tokenize` (one Python model: it
     starts fast), for the tests of starting and stopping a server."""
@@ -841,14 +853,20 @@ def test_cli_serve_query_and_sigterm_leave_nothing_behind(converted_tiny):
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_interrupted_while_starting_says_so_and_leaves_nothing(converted_tiny, stop):
-    """Ctrl-C (or SIGTERM) before the server is ready: one sentence, exit 128+signal, no process, no /dev/shm."""
+    """Ctrl-C (or SIGTERM) before the server is ready: one sentence, exit 128+signal, no process, no /dev/shm, no
+    folder (the server's log folder was left behind)."""
     model_dir = converted_tiny("text-classification")
+    ours = lambda: set(Path(tempfile.gettempdir()).glob("inferforge-*"))  # noqa: E731
+    before = ours()
     serve = subprocess.Popen([sys.executable, "-c", "from inferforge.cli import main; main()", "serve", str(model_dir),
                               "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert serve.stderr.readline().startswith("Starting Triton on")
-        time.sleep(1.0)  # the server and its Python stubs are starting (ready takes several seconds)
+        deadline = time.monotonic() + 30
+        while not any((d / "tritonserver.log").exists() for d in ours() - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # tritonserver launched: its Python stubs are starting (ready takes several seconds)
         serve.send_signal(stop)
         assert serve.wait(timeout=60) == 128 + stop
         said = serve.stderr.read()
@@ -861,6 +879,7 @@ def test_serve_interrupted_while_starting_says_so_and_leaves_nothing(converted_t
     marker = f"inferforge_{serve.pid}_"
     assert not running_processes_with(marker)
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+    assert not ours() - before
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -272,13 +272,14 @@ class TritonServer:
         self._check_shm_space()
         picked_ports = None in (self.options.http_port, self.options.grpc_port, self.options.metrics_port)
         for attempt in range(3):
-            self._launch(installation)
             try:
+                self._launch(installation)
                 self.wait_ready(self.options.ready_timeout_s)
                 return self
             except BaseException as error:
-                lost_race = picked_ports and attempt < 2 and isinstance(error, UserError) and self._lost_port_race()
-                self.stop(keep_log=not lost_race)  # the error message points at the log
+                said = isinstance(error, UserError)  # its message points at the log; an interrupt leaves nothing
+                lost_race = picked_ports and attempt < 2 and said and self._lost_port_race()
+                self.stop(keep_log=said and not lost_race)
                 if not lost_race:
                     raise
         raise AssertionError("unreachable")
@@ -304,6 +305,8 @@ class TritonServer:
 
     def _lost_port_race(self) -> bool:
         """A free port we picked was taken by someone else before the server bound it."""
+        if self.workdir is None:
+            return False  # refused before launching (a port given is taken)
         try:
             return "already in use" in self.log_path.read_text(errors="replace")
         except OSError:
@@ -374,11 +377,18 @@ class TritonServer:
         if not address_is_local(o.host):
             raise UserError(f"'{o.host}' is not an address of this machine, so the server cannot listen on it; "
                             "use 127.0.0.1 (the default), 0.0.0.0 or one of this machine's addresses.")
+        wanted = (("http", o.http_port), ("grpc", o.grpc_port), ("metrics", o.metrics_port))
+        names = {"http": "HTTP", "grpc": "gRPC", "metrics": "metrics"}
+        for index, (kind, given) in enumerate(wanted):
+            for other, same in wanted[index + 1:]:
+                if given is not None and given == same:
+                    raise UserError(f"The {names[kind]} and {names[other]} ports are both {given}; give each its own "
+                                    f"(--{kind}-port, --{other}-port; 0 picks a free port).")
         chosen: list[int] = []
-        for kind, given in (("http", o.http_port), ("grpc", o.grpc_port), ("metrics", o.metrics_port)):
+        for kind, given in wanted:
             if given is None:
                 port = free_port(o.host)
-                while port in chosen:
+                while port in chosen or port in (p for _, p in wanted):
                     port = free_port(o.host)
             else:
                 if not port_is_free(o.host, given):
