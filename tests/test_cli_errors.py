@@ -531,3 +531,47 @@ def test_a_signal_inside_a_finalizer_still_stops_the_run_quietly(finalizer, comm
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     said = "interrupted (SIGTERM); nothing was left half-written." if command == "convert" else "stopped"
     assert said in done.stderr, done.stderr
+
+
+SIGNAL_AROUND_THE_COMMIT = """
+import os, signal, sys
+from inferforge import cli
+from inferforge.pipeline import WRITTEN_STEP
+
+original = cli.RichProgress.__call__
+
+def progress(self, step, done, total):
+    if step == WRITTEN_STEP and done == WHEN:
+        os.kill(os.getpid(), signal.SIGINT)  # at 0: before the output is moved in place; at 1: right after
+    return original(self, step, done, total)
+
+cli.RichProgress.__call__ = progress
+sys.argv = ["inferforge", "convert", MODEL, "--task", "text-classification", "--output", OUTPUT,
+            "--variants", "ort-fp32", "--shapes", "1x8", "--nb-measures", "2", *EXTRA]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("when", [0, 1], ids=["before", "after"])
+def test_a_ctrl_c_at_the_commit_gives_the_old_folder_or_the_new_one_and_says_which(tiny_bert, tmp_path, when):
+    """A Ctrl-C that came after the output folder was in place gave exit 130 and no word (or "nothing was left
+    half-written" beside a complete folder). Now: before the commit, the run stops and the folder it replaces (--force)
+    is still there; after it, the run ends with 0 and says the output is complete."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "inferforge.json").write_text("{}")  # what --force replaces: a folder inferforge wrote
+    (output / "old.txt").write_text("the previous conversion")
+    script = (f"MODEL, OUTPUT, WHEN, EXTRA = {str(tiny_bert)!r}, {str(output)!r}, {when}, ['--force']\n"
+              + SIGNAL_AROUND_THE_COMMIT)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    assert "Traceback" not in done.stderr, done.stderr
+    if when == 0:
+        assert done.returncode == 130, done.stderr
+        assert "interrupted (SIGINT); nothing was left half-written." in done.stderr
+        assert sorted(p.name for p in output.iterdir()) == ["inferforge.json", "old.txt"]
+    else:
+        assert done.returncode == 0, done.stderr
+        assert "SIGINT came after the output was written: it is complete." in done.stderr
+        assert (output / "report.json").exists() and not (output / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing set aside or half-moved is left

@@ -5,6 +5,7 @@ ConvBERT, ModernBERT), checked against transformers itself (not against our own 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -828,3 +829,34 @@ def test_the_bf16_fallback_computes_only_linear_layers_in_bf16(tmp_path):
     assert linear_bf16.dtype == torch.float32
     linear_error = (linear_bf16 - reference).abs().max().item()
     assert 0 < linear_error < (all_bf16 - reference).abs().max().item()
+
+
+def test_openvino_conversion_sends_no_telemetry_without_consent(tmp_path):
+    """OpenVINO's convert_model (and NNCF) count a machine without a consent file as consenting to usage telemetry:
+    a client id and statistics under ~/intel, processes posting to Google Analytics. inferforge's conversion declines
+    it where the user did not opt in (a run of openvino.convert_model itself, the control, writes ~/intel)."""
+    import subprocess
+    import sys
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    runs = {"inferforge": "from inferforge.openvino_tools import convert_onnx; convert_onnx(path)",
+            "control": "import openvino as ov; ov.convert_model(str(path))"}
+    for name, code in runs.items():
+        home = tmp_path / name
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+        done = subprocess.run([sys.executable, "-c", f"path = {str(path)!r}\n{code}\nimport time; time.sleep(1)"],
+                              env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+        if name == "control":
+            assert written, "openvino.convert_model wrote nothing under ~/intel: the control no longer shows telemetry"
+        else:
+            assert written == [], written

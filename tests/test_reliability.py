@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -201,7 +202,8 @@ def test_a_burst_of_waiting_clients_is_answered_without_half_second_waves(served
 def test_an_idle_server_does_not_keep_polling(served, expected):
     """The batcher's idle wait is polled every 1 ms only while the server is in use (a request in flight or answered in
     the last 0.1 s). With 1 s, the watchdog's probe every 2 s kept an idle server polling half the time: 26 ticks of
-    CPU in 10 s idle (MiniLM, `inferforge serve`) against 2 with the polls off."""
+    CPU in 10 s idle (MiniLM, `inferforge serve`) against 2 with the polls off. Nor does it count requests nobody
+    sent in its statistics (the probe is sent only after a request failed)."""
     from inferforge.triton.hardening import admin_key_hiding
 
     if admin_key_hiding().library is None:
@@ -221,10 +223,19 @@ def test_an_idle_server_does_not_keep_polling(served, expected):
     def cpu_ticks():  # user + system time of the server process, in clock ticks
         return sum(int(field) for field in stat.read_text().rsplit(")", 1)[1].split()[11:13])
 
+    def successes():  # what the server's statistics count for the served model (the ensemble)
+        with urllib.request.urlopen(f"http://{serving.server.http_url}/v2/models/{MODEL}/stats", timeout=10) as reply:
+            stats = json.loads(reply.read())["model_stats"][0]
+        return stats["inference_stats"]["success"]["count"], stats["last_inference"]
+
+    time.sleep(Watchdog.probe_s)  # the probe that earlier tests' refused requests asked for, if any, is sent by now
+    counted = successes()
     before = cpu_ticks()
     time.sleep(10)
     ticks = cpu_ticks() - before
     assert ticks < 12, f"the idle server used {ticks} ticks of CPU in 10 s"
+    # The watchdog's health probe, one real inference every 2 s, made 5 of these in 10 s idle.
+    assert successes() == counted, "the idle server's statistics counted requests nobody sent"
 
 
 def test_the_same_answers_when_the_model_tokenizes_itself(converted_tiny, expected):
@@ -789,6 +800,57 @@ def test_onnx_external_data_outside_its_folder_is_refused(converted_tiny, tmp_pa
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 2 and words in " ".join(done.stderr.split()), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_stop_under_keep_alive_load_refuses_new_requests_and_takes_no_exit_timeout(converted_tiny):
+    """Clients on connections kept alive, sending one request after another, while the server is stopped (what
+    `inferforge serve` does on Ctrl-C or SIGTERM). Triton alone kept answering their new requests until its exit
+    timeout (15 s here), then cut them. Now the requests in flight are answered (their connections then closed), a
+    request that comes on an open connection meanwhile gets a 503 that says the server is shutting down, new connections
+    are refused, and the stop takes seconds."""
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler: the preloaded library that drains the server is not built")
+    options = RepositoryOptions(name="rel_stop", max_batch_size=MAX_BATCH, threads=1)
+    stopping = threading.Event()
+    seen: list[list] = [[] for _ in range(4)]  # per client: (status or error, sent after the stop began)
+
+    def client(index: int, url: str) -> None:
+        connection = connect(url, timeout=30)
+        try:
+            while True:
+                after = stopping.is_set()
+                try:
+                    reply = send(connection, "rel_stop", text_request([GOOD_TEXTS[index]]))
+                except (OSError, http.client.HTTPException) as error:
+                    seen[index].append((type(error).__name__, after))
+                    return
+                seen[index].append((reply.status if reply.status == 200 else (reply.status, reply.error), after))
+                if reply.status != 200:
+                    return
+        finally:
+            connection.close()
+
+    with serve_converted(converted_tiny("feature-extraction"), options, ServerOptions(exit_timeout_s=15),
+                         supervise=False) as serving:
+        threads = [threading.Thread(target=client, args=(i, serving.server.http_url)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        assert all(outcomes and outcomes[-1][0] == 200 for outcomes in seen), seen
+        stopping.set()
+        started = time.monotonic()
+    took = time.monotonic() - started
+    for thread in threads:
+        thread.join(timeout=30)
+    assert took < 8, f"the stop took {took:.1f} s (Triton's exit timeout is 15 s)"
+    # Each client's last request: refused with the reason, or (its connection closed after the answer before it) a new
+    # connection the stopped server no longer takes.
+    last = [outcomes[-1][0] for outcomes in seen]
+    assert all((isinstance(outcome, tuple) and outcome[0] == 503 and "shutting down" in outcome[1])
+               or outcome in ("ConnectionRefusedError", "RemoteDisconnected", "ConnectionResetError")
+               for outcome in last), last
 
 
 def test_stop_after_the_server_died_leaves_none_of_its_stubs(converted_tiny):

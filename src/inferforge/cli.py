@@ -58,11 +58,16 @@ class Interrupted(BaseException):
 
 
 _stopped_by: list[int] = []  # the signal that stopped this run, if one did
+_written: list[str] = []  # set once this run's output folder is in place: a signal from then on stops nothing
+_late_signals: list[int] = []
 
 
 def _interrupt(signum, frame) -> None:
     import signal
 
+    if _written:
+        _late_signals.append(signum)
+        return
     _stopped_by.append(signum)
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
@@ -94,7 +99,11 @@ class RichProgress:
         self.tasks: dict[str, int] = {}
 
     def __call__(self, step: str, done: int, total: int) -> None:
-        if _stopped_by:  # a signal a library swallowed (an import that failed "initialization") still stops the run
+        from inferforge.pipeline import WRITTEN_STEP
+
+        if step == WRITTEN_STEP and done == total:
+            _written.append(step)
+        elif _stopped_by:  # a signal a library swallowed (an import that failed "initialization") still stops the run
             raise Interrupted(_stopped_by[0])
         if step not in self.tasks:
             self.tasks[step] = self.progress.add_task(step, total=total)
@@ -262,6 +271,11 @@ def convert(
     note = ((result.report.get("eval_data") or {}).get("labels") or {}).get("note")
     if note:
         out.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    if _late_signals:
+        import signal
+
+        console.print(f"{signal.Signals(_late_signals[0]).name} came after the output was written: it is complete.",
+                      highlight=False)
 
 
 @app.command()

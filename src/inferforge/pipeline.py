@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ DEFAULT_SHAPES = "1x16,1x128,32x128"
 VERIFICATION_SEARCH_MAX_KEPT = 0.2
 
 # progress(step, done, total): called as long steps advance (the CLI draws bars from it).
+# The last step: the output folder is in place and complete (a stop signal from then on changes nothing).
+WRITTEN_STEP = "write output"
 ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -290,6 +293,7 @@ def convert(model: str | Path, task: str | None = None, output: str | Path | Non
     # Folders above the output that this run creates are removed again if it fails.
     created = [p for p in (output.parent, *output.parent.parents) if not p.exists()]
     workdir = output.parent / f".{output.name}.inferforge-tmp-{os.getpid()}"
+    replaced = output.parent / f".{output.name}.inferforge-replaced-{os.getpid()}"
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -300,18 +304,44 @@ def convert(model: str | Path, task: str | None = None, output: str | Path | Non
     done = False
     try:
         result = _convert_into(model, options, shapes, target, variants, workdir, report_progress)
-        if output.exists():
-            shutil.rmtree(output)
-        workdir.rename(output)
-        result.output = output
         result.report["output"] = str(output)
-        (output / "report.json").write_text(json.dumps(result.report, indent=2))
-        done = True
+        (workdir / "report.json").write_text(json.dumps(result.report, indent=2))
+        report_progress(WRITTEN_STEP, 0, 1)
+        with _signals_held():  # a Ctrl-C from here is handled once the output is in place and said so
+            if output.exists():  # --force: set aside (one rename), put back if the run stops before the next one
+                output.rename(replaced)
+            try:
+                workdir.rename(output)  # the one step that makes the output: complete, or not there
+            except BaseException:
+                if replaced.exists() and not output.exists():
+                    replaced.rename(output)
+                raise
+            result.output = output
+            done = True
+            report_progress(WRITTEN_STEP, 1, 1)
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
         if not done:
             _remove_empty(created)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait until the block ends (main thread, POSIX); elsewhere nothing changes."""
+    import signal
+    import threading
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _remove_empty(folders: list[Path]) -> None:

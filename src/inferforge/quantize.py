@@ -419,11 +419,14 @@ def quantize_openvino_int8(fp32_onnx: Path, out_xml: Path, batches: list[dict[st
 
     `smooth_quant`: SmoothQuant's migration strength for MatMuls (None: NNCF's own default, -1: off).
     """
+    from inferforge.openvino_tools import convert_onnx, decline_telemetry_without_consent
+
+    decline_telemetry_without_consent()
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-    model = ov.convert_model(str(fp32_onnx))
+    model = convert_onnx(fp32_onnx)
     _check_nodes(keep_fp32, openvino_matmul_nodes(model), "the OpenVINO model")
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     if preset not in presets:
@@ -472,9 +475,9 @@ class OpenVinoInt8(_Int8Variant):
         return _module_available("openvino") or _module_available("nncf")
 
     def quantized_nodes(self, ctx: BuildContext) -> list[str]:
-        import openvino as ov
+        from inferforge.openvino_tools import convert_onnx
 
-        return openvino_matmul_nodes(ov.convert_model(str(ctx.fp32_onnx)))
+        return openvino_matmul_nodes(convert_onnx(ctx.fp32_onnx))
 
     def ranking_proxy(self) -> _Int8Variant:
         """Each NNCF run recollects statistics (seconds to minutes): the sensitivities are measured on

@@ -237,8 +237,10 @@ class OpenVino(Variant):
         if not target.exists():
             import openvino as ov
 
+            from inferforge.openvino_tools import convert_onnx
+
             target.parent.mkdir(parents=True, exist_ok=True)
-            ov.save_model(ov.convert_model(str(ctx.fp32_onnx)), str(target), compress_to_fp16=False)
+            ov.save_model(convert_onnx(ctx.fp32_onnx), str(target), compress_to_fp16=False)
         return [OPENVINO_IR, OPENVINO_IR[: -len(".xml")] + ".bin"]
 
     def open(self, model_dir, files, threads, ctx=None) -> Engine:

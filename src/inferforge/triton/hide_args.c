@@ -618,18 +618,25 @@ void *TRITONSERVER_InferenceRequestSetReleaseCallback(void *request, release_fun
  * Without admission control (INFERFORGE_MAX_IN_FLIGHT 0) nothing is counted and the drain is the flush time only. */
 #define DRAIN_FILE_VARIABLE "INFERFORGE_DRAIN_FILE"
 #define DRAIN_SIGNAL SIGUSR2
+/* The same drain before a shutdown (`inferforge serve` stopped by Ctrl-C or SIGTERM, sent before Triton's SIGTERM): the
+ * new requests of connections kept alive are refused at once with these words, and the connections closed, instead of
+ * being served until Triton's exit timeout and then cut. */
+#define SHUTDOWN_DRAIN_SIGNAL SIGUSR1
+#define SHUTTING_DOWN_MESSAGE "the server is shutting down; send the request to another server or retry once it is back"
 #define DRAIN_TIMEOUT_MS 5000
 #define DRAIN_FLUSH_MS 200
 #define RESTARTING_MESSAGE "the server is restarting after a worker crash; retry in a few seconds"
 
 static atomic_int draining;
+static atomic_int shutting_down;
 static char drain_file[4096];
 static sem_t drain_requested;
 
 static void request_drain(int signal_number) {
-    (void)signal_number;
-    atomic_store(&draining, 1);
-    sem_post(&drain_requested); /* async-signal-safe */
+    if (signal_number == SHUTDOWN_DRAIN_SIGNAL)
+        atomic_store(&shutting_down, 1);
+    if (atomic_exchange(&draining, 1) == 0)
+        sem_post(&drain_requested); /* async-signal-safe; one drain per server */
 }
 
 static int front_end_in_flight(void) {
@@ -690,7 +697,7 @@ static void start_drain_support(void) {
     action.sa_flags = SA_RESTART;
     sigemptyset(&action.sa_mask);
     if (sem_init(&drain_requested, 0, 0) != 0 || pthread_create(&thread, NULL, drain, NULL) != 0 ||
-        sigaction(DRAIN_SIGNAL, &action, NULL) != 0)
+        sigaction(DRAIN_SIGNAL, &action, NULL) != 0 || sigaction(SHUTDOWN_DRAIN_SIGNAL, &action, NULL) != 0)
         refuse("cannot set up draining (" DRAIN_FILE_VARIABLE ")");
     pthread_detach(thread);
 }
@@ -701,7 +708,10 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
     if (real_infer_async == NULL)
         return NULL;
     if (atomic_load(&draining) && called_by_the_frontend(__builtin_return_address(0)))
-        return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_UNAVAILABLE, RESTARTING_MESSAGE) : NULL;
+        return real_error_new != NULL
+                   ? real_error_new(TRITONSERVER_ERROR_UNAVAILABLE,
+                                    atomic_load(&shutting_down) ? SHUTTING_DOWN_MESSAGE : RESTARTING_MESSAGE)
+                   : NULL;
     struct tracked_request *tracked = frontend_request(request, __builtin_return_address(0));
     if (max_in_flight <= 0 || tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
         return real_infer_async(server, request, trace);

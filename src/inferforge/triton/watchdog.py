@@ -11,8 +11,10 @@ With `stall_timeout_s`, a Python model that has requests waiting but finishes no
 this catches a stub that the execute() deadline inside it cannot end (stopped, or stuck in native code
 holding the GIL).
 
-With `probe` (`health_probe`), a tiny real inference every `probe_s` catches what Triton itself reports
-as an unhealthy worker.
+With `probe` (`health_probe`), a tiny real inference catches what Triton itself reports as an unhealthy worker.
+It is sent only after a request failed (Prometheus `nv_inference_request_failure` grew; at most once per `probe_s`):
+a probe every 2 s whatever happened counted as traffic in the server's statistics and metrics (about 43,000
+requests a day on an idle server, and a `last_inference` that never aged).
 
 Recovery restarts the whole server on the same ports (model control stays `none`). When a stub died and the
 server still runs, it is drained first (`HardenedServer.drain`: under the preloaded library its requests in flight
@@ -42,6 +44,7 @@ from inferforge.triton.server import exit_description
 STUB_BINARY = b"triton_python_backend_stub"
 RESTARTING_MESSAGE = "the server is restarting after a worker crash; retry in a few seconds"
 PENDING_METRIC = re.compile(r'^nv_inference_pending_request_count\{model="([^"]+)"[^}]*\}\s+(\S+)', re.MULTILINE)
+FAILURE_METRIC = re.compile(r'^nv_inference_request_failure\{[^}]*\}\s+(\S+)', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,8 @@ class Watchdog:
     # Set above the stubs' own execute() deadline: this catches what that deadline cannot (a stub that is
     # stopped, or stuck in native code holding the GIL).
     stall_timeout_s: float | None = None
-    # Called every `probe_s`: a problem string when a real request shows the server broken (see `health_probe`).
+    # Called after a request failed, at most every `probe_s`: a problem string when a real request shows the server
+    # broken (see `health_probe`).
     probe: Callable[[], str | None] | None = None
     probe_s: float = 2.0
     on_event: Callable[[str], None] = lambda message: None
@@ -198,6 +202,7 @@ class Watchdog:
     _progress: dict[str, tuple[int | None, float]] = field(default_factory=dict, init=False)
     _next_progress_check: float = field(default=0.0, init=False)
     _next_probe: float = field(default=0.0, init=False)
+    _failures: float | None = field(default=None, init=False)  # requests failed so far, as the metrics count them
     _drainable: bool = field(default=False, init=False)
     drains: list[bool] = field(default_factory=list, init=False)  # per drain asked: whether the server finished it
 
@@ -235,7 +240,7 @@ class Watchdog:
                 return f"the Python worker of model '{stub.model}' (pid {stub.pid}) died"
         if self.probe is not None and time.monotonic() >= self._next_probe:
             self._next_probe = time.monotonic() + self.probe_s
-            verdict = self.probe()
+            verdict = self.probe() if self._requests_failed() else None
             if verdict is not None:
                 return verdict
         if self.stall_timeout_s is not None:
@@ -271,6 +276,18 @@ class Watchdog:
             return None
         finally:
             connection.close()
+
+    def _requests_failed(self) -> bool:
+        """Whether requests failed since the last look (a restarted server counts from 0 again)."""
+        if self.server.ports is None:
+            return False
+        text = self._get(self.server.ports.metrics, "/metrics")
+        if text is None:
+            return False
+        total = sum(float(value) for value in FAILURE_METRIC.findall(text.decode(errors="replace")))
+        failed = self._failures is not None and total > self._failures
+        self._failures = total
+        return failed
 
     def _pending_requests(self) -> dict[str, int] | None:
         text = self._get(self.server.ports.metrics, "/metrics")
@@ -329,6 +346,7 @@ class Watchdog:
                 return
             self._stubs = self._current_stubs()
             self._progress.clear()
+            self._failures = None
             if answerer is not None:
                 answerer.close()
                 answerer = None
