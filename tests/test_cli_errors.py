@@ -56,6 +56,36 @@ def test_hub_unreachable_suggests_a_local_path(tmp_path):
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
 
 
+def test_a_hub_that_does_not_answer_is_said_at_once(tmp_path):
+    """huggingface_hub retried an unreachable hub for about 50 s, printing every retry, before the error."""
+    import socket
+    import time
+
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "inferforge", "convert", "some-org/some-model", "--task",
+                             "feature-extraction", "--output", str(tmp_path / "out")], capture_output=True, text=True,
+                            env={**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "200"},
+                            timeout=300)
+    assert_user_error(result, "'some-org/some-model' is not a local folder, and the Hugging Face Hub (127.0.0.1) "
+                              "cannot be reached", "local directory")
+    assert "Retry" not in result.stderr and time.monotonic() - started < 30
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, tiny_bert):
+    """'models/bert-tcc', where the folder 'models' is here, went to the hub (about 50 s, then "could not fetch")."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "bert-tc").symlink_to(tiny_bert)
+    result = run_cli("convert", "models/bert-tcc", "--task", "text-classification", "--output", "out", cwd=tmp_path)
+    assert_user_error(result, "Model path 'models/bert-tcc' does not exist ('models' is a local folder, so this is "
+                              "read as a path, not a hub id; it holds: bert-tc)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_task(tmp_path, tiny_bert):
     result = run_cli("convert", str(tiny_bert), "--task", "translation", "--output", str(tmp_path / "out"))
     assert_user_error(result, "Unknown task 'translation'", "feature-extraction")

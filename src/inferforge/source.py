@@ -429,6 +429,37 @@ def transformers_twin(tokenizer, tokenizer_class):
                                                 model_input_names=list(tokenizer.model_input_names))
 
 
+HUB_CHECK_TIMEOUT_S = 3.0
+
+
+def check_hub_id(model: str) -> None:
+    """A hub id that cannot be fetched is said at once: a local path mistyped ('models/bert-tcc' where the folder
+    'models' is here) or a hub that does not answer (huggingface_hub retried for about 50 s, printing each retry).
+    A model in the local Hugging Face cache is loaded from it."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    parent = Path(model).parent
+    if str(parent) != "." and parent.is_dir():
+        near = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))[:5]
+        raise UserError(f"Model path '{model}' does not exist ('{parent}' is a local folder, so this is read as a "
+                        f"path, not a hub id{'; it holds: ' + ', '.join(near) if near else ''}).")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model, "config.json")
+    if isinstance(cached, str) or constants.HF_HUB_OFFLINE:
+        return  # from the cache (offline: transformers says itself what is missing)
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+                                 timeout=HUB_CHECK_TIMEOUT_S).close()
+    except OSError:
+        raise UserError(f"'{model}' is not a local folder, and the Hugging Face Hub ({endpoint.hostname}) cannot be "
+                        "reached from here to fetch it; download the model and pass its local directory "
+                        "instead.") from None
+
+
 def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                 prompt_name: str | None = None) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError.
@@ -440,6 +471,8 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     local = path.exists()
     if not local and not HUB_ID.match(model):
         raise UserError(f"Model path '{model}' does not exist.")
+    if not local:
+        check_hub_id(model)
     root = path
     if local:
         path = transformer_folder(path)
