@@ -448,7 +448,8 @@ def check_hub_id(model: str) -> None:
     from huggingface_hub import constants, try_to_load_from_cache
 
     cached = try_to_load_from_cache(model, "config.json")
-    if isinstance(cached, str) or constants.HF_HUB_OFFLINE:
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    if isinstance(cached, str) or offline:
         return  # from the cache (offline: transformers says itself what is missing)
     endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
     try:
