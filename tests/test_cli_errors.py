@@ -86,6 +86,12 @@ def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, tiny_bert):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_models_config_file_given_as_the_model_names_its_folder(tmp_path, tiny_bert):
+    result = run_cli("convert", str(tiny_bert / "config.json"), "--task", "text-classification", "--output",
+                     str(tmp_path / "out"))
+    assert_user_error(result, f"'{tiny_bert / 'config.json'}' is a file; give the model's folder ('{tiny_bert}').")
+
+
 def test_unknown_task(tmp_path, tiny_bert):
     result = run_cli("convert", str(tiny_bert), "--task", "translation", "--output", str(tmp_path / "out"))
     assert_user_error(result, "Unknown task 'translation'", "feature-extraction")

@@ -860,3 +860,39 @@ def test_openvino_conversion_sends_no_telemetry_without_consent(tmp_path):
             assert written, "openvino.convert_model wrote nothing under ~/intel: the control no longer shows telemetry"
         else:
             assert written == [], written
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "deberta-v2"])
+def test_entities_are_grouped_as_the_transformers_simple_aggregation(tmp_path, arch):
+    """Entities against transformers' own token-classification pipeline, aggregation_strategy="simple", on random
+    weights (tags that change inside words). Two B- tags on the pieces of one word were one entity ("Smith"), the
+    pipeline's two ("Sm", "ith")."""
+    import transformers
+
+    hf = build_tiny_model(tmp_path / "hf", arch, "token-classification")
+    inferforge.convert(str(hf), "token-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                       nb_measures=1, warmup=0, threads=1)
+    texts = ["John Smith lives in Paris and works for the United Nations in Geneva.",
+             "Marie Curie discovered polonium with Pierre Curie in Warsaw and Paris."] + list(TEXTS_FOR_ENTITIES)
+    ours = inferforge.load(tmp_path / "out").predict(texts)
+    pipeline = transformers.pipeline("token-classification", model=str(hf), aggregation_strategy="simple",
+                                     device="cpu")
+    theirs = pipeline(texts)
+    assert sum(len(entities) for entities in ours) > 10
+    for text, mine, expected in zip(texts, ours, theirs):
+        got = [(e["entity"], e["start"], e["end"]) for e in mine]
+        # The pipeline also gives "entities" of a lone SentencePiece "▁" (white space alone): not answers here.
+        expected = [e for e in expected if (lambda span: span[1] > span[0])(trim(text, e["start"], e["end"]))]
+        wanted = [(e["entity_group"], *trim(text, e["start"], e["end"])) for e in expected]
+        assert got == wanted, text
+        np.testing.assert_allclose([e["score"] for e in mine], [e["score"] for e in expected], atol=1e-4)
+
+
+TEXTS_FOR_ENTITIES = ("The quick brown fox jumps over the lazy dog near Amsterdam.",
+                      "Barack Obama visited Berlin, Tokyo and Nairobi in one week.")
+
+
+def trim(text: str, start: int, end: int) -> tuple[int, int]:
+    from inferforge.tasks import trim_span
+
+    return trim_span(text, start, end)

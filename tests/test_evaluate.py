@@ -838,6 +838,14 @@ def test_evaluate_json_into_a_new_folder_and_a_folder_as_the_file(tiny_converted
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.strip() == (f"error: --json {target.parent} is a folder; name the JSON file to write, "
                                      f"e.g. {target}.")
+    # A place no file can be written to is said before the variants run (it was said after all of them), and no
+    # folder is made for it.
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = _cli_to_pipe("evaluate", folder, data, "--threads", "1", "--json", blocked / "sub" / "scores.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == "", result.stderr
+    assert result.stderr.startswith(f"error: Cannot write --json {blocked / 'sub' / 'scores.json'} (")
+    assert blocked.read_text() == "not a folder" and not list(tmp_path.glob(".inferforge-probe-*"))
 
 
 def test_multi_label_scores_against_sklearn():

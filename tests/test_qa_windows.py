@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import inferforge
-from inferforge.tasks import MAX_ANSWER_TOKENS, get_task, trim_span
+from inferforge.tasks import get_task, trim_span
 from inferforge.verify import builtin_texts
 from tiny_models import build_tiny_model
 
@@ -39,26 +39,25 @@ def qa_models(tmp_path_factory):
 
 
 def pipeline_answer(hf_dir, question: str, context: str, max_length: int) -> tuple[int, int, float, list[list[int]]]:
-    """(start, end) of the answer the transformers 4 question-answering pipeline gave, its null score (the lowest
-    p(start) * p(end) on the CLS token over the windows), and its windows' ids.
+    """(start, end) of the answer the transformers 4 question-answering pipeline gave at its defaults, its null score
+    (the lowest p(start) * p(end) on the CLS token over the windows), and its windows' ids.
 
-    Windows of min(max_length, 384) tokens, the question in each, `stride` context tokens shared (128, or half
-    the room the question leaves); per window p(start) and p(end) are softmaxes over the context tokens and the
-    CLS token, the span score their product (start <= end, at most MAX_ANSWER_TOKENS tokens); the best over
-    all windows wins."""
+    Windows of max_seq_len = min(max_length, 384) tokens, the question in each, doc_stride = min(max_seq_len // 2,
+    128) context tokens shared; per window p(start) and p(end) are softmaxes over the context tokens and the CLS
+    token, the span score their product (start <= end, at most max_answer_len = 15 tokens), the window's best span
+    widened to its words (align_to_words: `token_to_word`, `word_to_chars`); the scores of one answer text found in
+    several windows (ignoring case) add up, and the highest wins."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
     model = transformers.AutoModelForQuestionAnswering.from_pretrained(hf_dir).eval()
     length = min(max_length, 384)
-    room = length - tokenizer.num_special_tokens_to_add(pair=True) - len(
-        tokenizer(question, add_special_tokens=False)["input_ids"])
-    stride = min(128, room // 2)
+    stride = min(length // 2, 128)
     batch = tokenizer(question, context, truncation="only_second", max_length=length, stride=stride,
                       return_overflowing_tokens=True, return_offsets_mapping=True, padding=True, return_tensors="pt")
     offsets = batch.pop("offset_mapping")
     batch.pop("overflow_to_sample_mapping")
     with torch.no_grad():
         out = model(**batch)
-    best = (-1.0, 0, 0, 0)
+    answers: dict[str, list] = {}
     null = 1.0
     for w in range(batch["input_ids"].shape[0]):
         sequence_ids = batch.sequence_ids(w)
@@ -71,12 +70,21 @@ def pipeline_answer(hf_dir, question: str, context: str, max_length: int) -> tup
             probs.append(p / p.sum())
         null = min(null, float(probs[0][is_cls][0] * probs[1][is_cls][0]))
         probs = [np.where(context_tokens, p, 0.0) for p in probs]
-        scores = np.triu(np.tril(np.outer(*probs), MAX_ANSWER_TOKENS - 1))
-        s, e = np.unravel_index(int(scores.argmax()), scores.shape)
-        if scores[s, e] > best[0]:
-            best = (float(scores[s, e]), w, int(s), int(e))
-    _, w, s, e = best
-    start, end = trim_span(context, int(offsets[w][s][0]), int(offsets[w][e][1]))
+        scores = np.triu(np.tril(np.outer(*probs), 15 - 1))
+        s, e = (int(i) for i in np.unravel_index(int(scores.argmax()), scores.shape))
+        encoding = batch.encodings[w]
+        try:
+            start = encoding.word_to_chars(encoding.token_to_word(s), sequence_index=1)[0]
+            end = encoding.word_to_chars(encoding.token_to_word(e), sequence_index=1)[1]
+        except Exception:  # noqa: BLE001 (the pipeline's own fallback: the tokens' offsets)
+            start, end = int(offsets[w][s][0]), int(offsets[w][e][1])
+        start, end = trim_span(context, start, end)
+        key = context[start:end].lower()
+        if key in answers:
+            answers[key][0] += float(scores[s, e])
+        else:
+            answers[key] = [float(scores[s, e]), start, end]
+    _, start, end = max(answers.values(), key=lambda answer: answer[0])
     windows = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(batch["input_ids"].tolist(),
                                                                         batch["attention_mask"].tolist())]
     return start, end, null, windows

@@ -16,7 +16,7 @@ from rich.table import Table
 from inferforge.errors import UserError
 from inferforge.report import output_console
 from inferforge.signals import raise_outside_finalizers
-from inferforge.triton.commands import FILE_OPTION, PAIR_OPTION, TEXTS_ARGUMENT, texts_and_pairs
+from inferforge.triton.commands import FILE_OPTION, PAIR_OPTION, TEXTS_ARGUMENT, texts_and_pairs, with_blank_lines
 
 app = typer.Typer(
     name="inferforge",
@@ -296,10 +296,10 @@ def predict(
     from inferforge.artifacts import load
     from inferforge.triton.answers import answer_json
 
-    texts, pairs = texts_and_pairs(texts, file, pair)
+    texts, pairs, blanks = texts_and_pairs(texts, file, pair)
     model = load(model_dir, variant=variant, threads=threads)
-    for answer in model.predict(texts, pairs):
-        typer.echo(answer_json(answer).decode("utf-8"))
+    for answer in with_blank_lines(model.predict(texts, pairs), blanks):
+        typer.echo("null" if answer is None else answer_json(answer).decode("utf-8"))
 
 
 @app.command()

@@ -403,7 +403,8 @@ class EvaluationReport:
             if r.score is None:
                 lines.append(f"| {r.variant} | {r.precision} | " + " | ".join("" for _ in names) + f" | error: {r.error} |")
                 continue
-            drop = "reference" if r.variant == self.reference else (f"{-r.drop_points:+.2f}" if r.drop_points is not None else "")
+            drop = "reference" if r.variant == self.reference else (f"{-r.drop_points + 0.0:+.2f}".replace("-0.00", "+0.00")
+                                                                      if r.drop_points is not None else "")
             lines.append(f"| {r.variant} | {r.precision} | " + " | ".join(f"{r.score.metrics[n]:.2f}" for n in names)
                          + f" | {drop} |")
         return "\n".join(lines)
@@ -494,6 +495,24 @@ def write_json(path: Path, content: dict) -> None:
                         f"write to.") from None
 
 
+def check_writable(path: Path) -> None:
+    """Said before the work that `write_json` ends: the nearest folder of `path` that exists must take a new file (a
+    probe file, removed at once); nothing is created."""
+    import tempfile
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is not a folder")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".inferforge-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(f"Cannot write --json {path} ({error.strerror or error}); name a file in a folder you can "
+                        f"write to.") from None
+
+
 def register(app) -> None:
     """Adds `inferforge evaluate DIR --data FILE` to the Typer app."""
     import typer
@@ -539,6 +558,8 @@ def register(app) -> None:
         names = [n.strip() for n in variants.split(",") if n.strip()] if variants else None
         if json_output is not None and json_output.is_dir():  # said before the variants run, not after
             raise UserError(f"--json {json_output} is a folder; name the JSON file to write, e.g. {json_output / 'scores.json'}.")
+        if json_output is not None:
+            check_writable(json_output)
         report = evaluate(model_dir, data, variants=names, text_column=text_column, pair_column=pair_column,
                           label_column=label_column, split=eval_split, threads=threads)
         out = output_console()  # to a file or pipe: the table's rows and the notes are never wrapped

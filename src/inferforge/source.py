@@ -214,6 +214,9 @@ def _hub_snapshot_with_modules(model: str) -> Path | None:
 def transformer_folder(directory: Path) -> Path:
     """The Hugging Face folder inside a local model directory: the directory itself, or the Transformer
     module's folder of a sentence-transformers directory that keeps it in a sub-folder."""
+    if directory.is_file():
+        raise UserError(f"'{directory}' is a file; give the model's folder"
+                        + (f" ('{directory.parent}')." if directory.name == "config.json" else "."))
     folder = transformer_settings(directory).folder  # checks modules.json's modules and their folders
     if (folder / "config.json").exists():
         return folder

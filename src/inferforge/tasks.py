@@ -100,7 +100,10 @@ def _entity_type(label: str) -> tuple[str, str]:
 
 
 def _postprocess_tokens(outputs, encoded, labels, problem_type=None):
-    """Entities grouped from BIO tags (simple aggregation), with character spans in the text."""
+    """Entities grouped from the tokens' tags as the transformers token-classification pipeline's "simple"
+    aggregation groups them: a token joins the entity before it when it has the same type and is not a B- (an I- tag
+    or a tag without prefix), so "B-PER B-PER" on the two pieces of one word are two entities, as there. BIOES's E-
+    continues an entity and S- starts one (the pipeline reads them as other types). Character spans in the text."""
     probs = softmax(outputs["logits"])
     answers = []
     for row, text in enumerate(encoded.texts):
@@ -108,20 +111,14 @@ def _postprocess_tokens(outputs, encoded, labels, problem_type=None):
         current: dict | None = None
         scores: list[float] = []
         for tok, (start, end) in enumerate(encoded.offsets[row]):
-            if encoded.special_mask[row][tok] or end <= start or not text[start:end].strip():
-                continue  # special tokens, and SentencePiece's lone "▁" (a space and nothing else)
+            if encoded.special_mask[row][tok]:
+                continue  # (SentencePiece's lone "▁", a space and nothing else, counts, as in the pipeline)
             cls = int(probs[row, tok].argmax())
             prefix, kind = _entity_type(_label(labels, cls))
             is_outside = kind in ("O", "") or (labels is None and cls == 0)
-            continues = (
-                current is not None
-                and not is_outside
-                and kind == current["entity"]
-                and (prefix in ("I", "E") or encoded.word_ids[row][tok] == current["_word"])
-            )
+            continues = current is not None and not is_outside and kind == current["entity"] and prefix in ("I", "E", "")
             if continues:
                 current["end"] = end
-                current["_word"] = encoded.word_ids[row][tok]
                 scores.append(float(probs[row, tok, cls]))
                 continue
             if current is not None:
@@ -129,20 +126,19 @@ def _postprocess_tokens(outputs, encoded, labels, problem_type=None):
                 entities.append(current)
                 current = None
             if not is_outside:
-                current = {"entity": kind, "start": start, "end": end, "_word": encoded.word_ids[row][tok]}
+                current = {"entity": kind, "start": start, "end": end}
                 scores = [float(probs[row, tok, cls])]
         if current is not None:
             current["score"] = float(np.mean(scores))
             entities.append(current)
         for e in entities:
-            del e["_word"]
             e["start"], e["end"] = trim_span(text, e["start"], e["end"])
             e["word"] = text[e["start"] : e["end"]]
-        answers.append(entities)
+        answers.append([e for e in entities if e["word"]])  # not an entity of white space alone
     return answers
 
 
-MAX_ANSWER_TOKENS = 30
+MAX_ANSWER_TOKENS = 15  # the transformers question-answering pipeline's max_answer_len
 
 
 def _best_span(start_row: np.ndarray, end_row: np.ndarray, sequence_ids, special_mask, context_id: int):
@@ -176,15 +172,40 @@ def _best_span(start_row: np.ndarray, end_row: np.ndarray, sequence_ids, special
     return float(scores[s, e]), s, e, no_answer
 
 
+def _word_aligned(encoded, row: int, s: int, e: int, context_id: int) -> tuple[int, int]:
+    """The characters of the words the span's first and last tokens belong to (the pipeline's `align_to_words`): a
+    span that starts or ends inside a word ("akery in town every mor") gives the whole words. Tokens without a word
+    (a tokenizer that does not track words) keep their own offsets."""
+    words, sequences, offsets = encoded.word_ids[row], encoded.sequence_ids[row], encoded.offsets[row]
+
+    def word(token: int) -> int | None:
+        value = words[token]
+        return None if value is None or int(value) < 0 else int(value)
+
+    first, last = word(s), word(e)
+    start, end = int(offsets[s][0]), int(offsets[e][1])
+    if first is None or last is None:
+        return start, end
+    for token in range(len(words)):
+        if sequences[token] == context_id and word(token) in (first, last):
+            if word(token) == first:
+                start = min(start, int(offsets[token][0]))
+            if word(token) == last:
+                end = max(end, int(offsets[token][1]))
+    return start, end
+
+
 def _postprocess_qa(outputs, encoded, labels, problem_type=None):
-    """Best span inside the context (the second text), over every window the context was read in, and
-    `no_answer_score`: the lowest no-answer score of its windows (the transformers pipeline's null score), 0 when
-    the tokenizer has no classifier token. A SQuAD 2.0 model means "no answer" when it beats `score`."""
+    """The answer span in the context (the second text) as the transformers question-answering pipeline chose it at
+    its defaults: each window's best span of at most MAX_ANSWER_TOKENS tokens, widened to whole words; the same
+    answer text (ignoring case) found in several windows adds up its scores; the highest wins. And
+    `no_answer_score`: the lowest no-answer score of its windows (the pipeline's null score), 0 when the tokenizer has
+    no classifier token. A SQuAD 2.0 model means "no answer" when it beats `score`."""
     answers = []
     context_id = 1 if encoded.pairs else 0
     for index in range(len(encoded.texts)):
         context = encoded.pairs[index] if encoded.pairs else encoded.texts[index]
-        best = None
+        found_answers: dict[str, dict] = {}  # by lower-cased text, in the order first found
         null_scores = []
         for row in encoded.rows_of(index):
             found = _best_span(outputs["start_logits"][row], outputs["end_logits"][row], encoded.sequence_ids[row],
@@ -193,16 +214,18 @@ def _postprocess_qa(outputs, encoded, labels, problem_type=None):
                 continue
             if found[3] is not None:
                 null_scores.append(found[3])
-            if best is None or found[0] > best[0]:
-                best = (*found[:3], row)
+            start, end = trim_span(context, *_word_aligned(encoded, row, found[1], found[2], context_id))
+            text = context[start:end]
+            if text.lower() in found_answers:
+                found_answers[text.lower()]["score"] += found[0]
+            else:
+                found_answers[text.lower()] = {"answer": text, "score": found[0], "start": start, "end": end}
         no_answer = min(null_scores, default=0.0)
-        if best is None:
+        if not found_answers:
             answers.append({"answer": "", "score": 0.0, "start": 0, "end": 0, "no_answer_score": no_answer})
             continue
-        score, s, e, row = best
-        char_start, char_end = trim_span(context, encoded.offsets[row][s][0], encoded.offsets[row][e][1])
-        answers.append({"answer": context[char_start:char_end], "score": score, "start": int(char_start),
-                        "end": int(char_end), "no_answer_score": no_answer})
+        best = max(found_answers.values(), key=lambda answer: answer["score"])  # the first of equal scores
+        answers.append({**best, "no_answer_score": no_answer})
     return answers
 
 

@@ -47,15 +47,17 @@ def encode_windows(tokenizer, items: list, max_length: int, windows: Windows) ->
     index of its pair. A pair whose first text leaves no room for the second is truncated as usual (longest
     first, one window). The tokenizer is left truncating to `max_length`, longest first.
 
+    The stride is the transformers question-answering pipeline's `doc_stride`: min(window // 2, windows.stride).
     The `tokenizers` package aborts (a Rust panic, not an exception) when the stride is not below the room the
-    first text leaves, so the stride is capped at half that room, pair by pair."""
+    first text leaves (the pipeline failed there), so such a pair's stride is half that room instead."""
     length = min(max_length, windows.length)
     specials = tokenizer.post_processor.num_special_tokens_to_add(True) if tokenizer.post_processor else 0
     tokenizer.no_truncation()
     try:
         rooms = [length - specials - len(f.ids)
                  for f in tokenizer.encode_batch([first for first, _ in items], add_special_tokens=False)]
-        strides = [min(windows.stride, room // 2) if room >= 1 else -1 for room in rooms]  # -1: no windows
+        stride = min(windows.stride, length // 2)
+        strides = [(stride if stride < room else room // 2) if room >= 1 else -1 for room in rooms]  # -1: no windows
         encoded = [None] * len(items)
         for stride in sorted(set(strides)):
             chosen = [i for i, s in enumerate(strides) if s == stride]

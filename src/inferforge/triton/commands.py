@@ -169,8 +169,9 @@ def repository(
 # The texts of `query` and `predict` (read by `texts_and_pairs`).
 TEXTS_ARGUMENT = typer.Argument(None, help="One or more texts (or --file).")
 FILE_OPTION = typer.Option(None, "--file", "-f", help="Texts, one per line ('-': standard input); a tab separates a "
-                           "text from its pair (QA: question<TAB>context). Blank lines are skipped; any number of "
-                           "texts, run in batches the model takes.")
+                           "text from its pair (QA: question<TAB>context). A blank line answers null, so that answer "
+                           "N is line N (blank lines at the end are ignored); any number of texts, run in batches the "
+                           "model takes.")
 PAIR_OPTION = typer.Option(None, "--pair", help="Second text of a pair (QA: the context); repeat once per text.")
 
 
@@ -193,31 +194,48 @@ def query(
         raise UserError(f"--timeout must be more than 0 seconds (got {timeout:g}).")
     if wait < 0:
         raise UserError(f"--wait cannot be negative (got {wait:g}).")
-    texts, pairs = texts_and_pairs(texts, file, pair)
+    texts, pairs, blanks = texts_and_pairs(texts, file, pair)
     with TritonTextClient(url, "grpc" if grpc else "http", model, timeout) as client:
         if wait > 0:
             client.wait_ready(wait)
-        for answer in client.predict(list(texts), pairs):
+        for answer in with_blank_lines(client.predict(list(texts), pairs), blanks):
             typer.echo(json.dumps(answer, ensure_ascii=False))
 
 
 def texts_and_pairs(texts: list[str] | None, file: Path | None,
-                    pair: list[str] | None) -> tuple[list[str], list[str] | None]:
-    """The texts (and pairs) of `query` and `predict`: from the command line or --file, one sentence when wrong."""
+                    pair: list[str] | None) -> tuple[list[str], list[str] | None, list[int]]:
+    """The texts (and pairs) of `query` and `predict`: from the command line or --file, one sentence when wrong; and
+    the places among the answers of the file's blank lines (each answers null, see `with_blank_lines`)."""
     texts = list(texts or [])
     pairs = list(pair) if pair else None
+    blanks: list[int] = []
     if file is not None:
         if texts or pairs:
             raise UserError("Give texts on the command line or --file, not both.")
-        texts, pairs = _texts_from_file(file)
+        texts, pairs, blanks = _texts_from_file(file)
     if not texts:
         raise UserError("Nothing to send: give one or more texts, or --file FILE ('-' for standard input).")
     if pairs is not None and len(pairs) != len(texts):
         raise UserError(f"Got {len(texts)} texts but {len(pairs)} --pair values; give one --pair per text.")
-    return texts, pairs
+    return texts, pairs, blanks
 
 
-def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None]:
+def with_blank_lines(answers, blanks: list[int]):
+    """The answers with None at the places of the input's blank lines (answer N stays line N of the file)."""
+    answers, places = iter(answers), set(blanks)
+    place = 0
+    for answer in answers:
+        while place in places:
+            yield None
+            place += 1
+        yield answer
+        place += 1
+    while place in places:
+        yield None
+        place += 1
+
+
+def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None, list[int]]:
     import sys
 
     try:
@@ -226,15 +244,19 @@ def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None]:
         raise UserError(f"Cannot read '{file}': {error.strerror or error}.") from None
     try:
         # (file line number, text) of the non-blank lines: messages name the line as an editor shows it.
-        lines = [(number, line) for number, line in enumerate(raw.decode("utf-8-sig").splitlines(), 1) if line.strip()]
+        every = raw.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise UserError(f"'{file}' is not UTF-8 text (byte {error.start}).") from None
+    while every and not every[-1].strip():
+        every.pop()  # blank lines at the end (an editor's) are not texts
+    lines = [(number, line) for number, line in enumerate(every, 1) if line.strip()]
+    blanks = [place for place, line in enumerate(every) if not line.strip()]
     split = [line.split("\t", 1) for _, line in lines]
     with_pair = sum(len(parts) == 2 for parts in split)
     if with_pair and with_pair != len(split):
         first = next(number for (number, _), parts in zip(lines, split) if len(parts) == 1)
         raise UserError(f"'{file}': some lines have a tab-separated pair and some do not (line {first} has none).")
-    return [parts[0] for parts in split], ([parts[1] for parts in split] if with_pair else None)
+    return [parts[0] for parts in split], ([parts[1] for parts in split] if with_pair else None), blanks
 
 
 def try_lines(http_url: str, name: str, task: str) -> list[str]:
