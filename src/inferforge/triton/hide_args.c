@@ -722,7 +722,7 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
             char message[MAX_MODEL_NAME + 256];
             snprintf(message, sizeof(message),
                      "Exceeds maximum queue size: model '%s' has %d requests in flight, the most this server admits "
-                     "(inferforge admission control); retry later",
+                     "(inferforge admission control; `inferforge serve --max-queue-size` sets it); retry later",
                      model->name, max_in_flight);
             return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_UNAVAILABLE, message) : NULL;
         }
