@@ -81,9 +81,13 @@ def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, tiny_bert):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "bert-tc").symlink_to(tiny_bert)
     result = run_cli("convert", "models/bert-tcc", "--task", "text-classification", "--output", "out", cwd=tmp_path)
-    assert_user_error(result, "Model path 'models/bert-tcc' does not exist ('models' is a local folder, so this is "
-                              "read as a path, not a hub id; it holds: bert-tc)")
+    assert_user_error(result, "Model path 'models/bert-tcc' does not exist ('models' is a local folder of models, so "
+                              "this is read as a path, not a hub id; it holds: bert-tc)")
     assert not (tmp_path / "out").exists()
+    # A folder named like a hub organisation that holds no model (a clone of its code, say) leaves the hub id alone.
+    (tmp_path / "some-org").mkdir()
+    result = run_cli("convert", "some-org/some-model", "--task", "text-classification", "--output", "out", cwd=tmp_path)
+    assert_user_error(result, "Hugging Face Hub")
 
 
 def test_a_models_config_file_given_as_the_model_names_its_folder(tmp_path, tiny_bert):

@@ -444,10 +444,13 @@ def check_hub_id(model: str) -> None:
     from urllib.parse import urlparse
 
     parent = Path(model).parent
-    if str(parent) != "." and parent.is_dir():
-        near = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))[:5]
-        raise UserError(f"Model path '{model}' does not exist ('{parent}' is a local folder, so this is read as a "
-                        f"path, not a hub id{'; it holds: ' + ', '.join(near) if near else ''}).")
+    # A local folder of models (one with config.json or modules.json) named like the hub id's organisation: a typo.
+    models = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")
+                    and ((p / "config.json").is_file() or (p / "modules.json").is_file())) \
+        if str(parent) != "." and parent.is_dir() else []
+    if models:
+        raise UserError(f"Model path '{model}' does not exist ('{parent}' is a local folder of models, so this is read "
+                        f"as a path, not a hub id; it holds: {', '.join(models[:5])}).")
     from huggingface_hub import constants, try_to_load_from_cache
 
     cached = try_to_load_from_cache(model, "config.json")
