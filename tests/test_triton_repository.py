@@ -297,15 +297,19 @@ def test_serve_on_a_folder_convert_did_not_write_is_one_sentence(tmp_path):
 
 
 def test_query_file_lines_tabs_and_mistakes(tmp_path):
-    """`inferforge query --file`: one text per line, a tab before the pair, blank lines skipped."""
-    from inferforge.triton.commands import _texts_from_file
+    """`inferforge query --file`: one text per line, a tab before the pair, a blank line's place kept (it answers
+    null), blank lines at the end ignored."""
+    from inferforge.triton.commands import _texts_from_file, with_blank_lines
 
     single = tmp_path / "single.txt"
-    single.write_text("\ufefffirst text\n\nsecond text, with a comma\n")
-    assert _texts_from_file(single) == (["first text", "second text, with a comma"], None)
+    single.write_text("\ufefffirst text\n\nsecond text, with a comma\n\n \n")
+    assert _texts_from_file(single) == (["first text", "second text, with a comma"], None, [1])
+    assert list(with_blank_lines(["A", "B"], [1])) == ["A", None, "B"]
+    assert list(with_blank_lines(["A"], [0, 2])) == [None, "A", None]
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("who met Bob?\tAlice met Bob in Paris\nwhere?\tin Paris, last\tsummer\n")
-    assert _texts_from_file(pairs) == (["who met Bob?", "where?"], ["Alice met Bob in Paris", "in Paris, last\tsummer"])
+    assert _texts_from_file(pairs) == (["who met Bob?", "where?"], ["Alice met Bob in Paris", "in Paris, last\tsummer"],
+                                       [])
     mixed = tmp_path / "mixed.tsv"
     mixed.write_text("a question?\ta context\nno pair here\n")
     with pytest.raises(UserError, match="line 2 has none"):
