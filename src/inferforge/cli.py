@@ -330,6 +330,8 @@ def main() -> None:
     import signal
 
     _help_style()
+    for state in (_stopped_by, _written, _late_signals):  # a run of its own, when main() is called again in a process
+        state.clear()
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup` and background jobs keep ignoring them
             signal.signal(sig, _interrupt)
