@@ -403,7 +403,7 @@ class EvaluationReport:
             if r.score is None:
                 lines.append(f"| {r.variant} | {r.precision} | " + " | ".join("" for _ in names) + f" | error: {r.error} |")
                 continue
-            drop = "reference" if r.variant == self.reference else (f"{-r.drop_points + 0.0:+.2f}".replace("-0.00", "+0.00")
+            drop = "reference" if r.variant == self.reference else (f"{-r.drop_points:+.2f}".replace("-0.00", "+0.00")
                                                                       if r.drop_points is not None else "")
             lines.append(f"| {r.variant} | {r.precision} | " + " | ".join(f"{r.score.metrics[n]:.2f}" for n in names)
                          + f" | {drop} |")

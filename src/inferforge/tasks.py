@@ -176,22 +176,17 @@ def _word_aligned(encoded, row: int, s: int, e: int, context_id: int) -> tuple[i
     """The characters of the words the span's first and last tokens belong to (the pipeline's `align_to_words`): a
     span that starts or ends inside a word ("akery in town every mor") gives the whole words. Tokens without a word
     (a tokenizer that does not track words) keep their own offsets."""
-    words, sequences, offsets = encoded.word_ids[row], encoded.sequence_ids[row], encoded.offsets[row]
-
-    def word(token: int) -> int | None:
-        value = words[token]
-        return None if value is None or int(value) < 0 else int(value)
-
-    first, last = word(s), word(e)
+    offsets = encoded.offsets[row]
+    words = [-1 if w is None else int(w) for w in encoded.word_ids[row]]  # -1: no word (served details say so too)
+    first, last = words[s], words[e]
     start, end = int(offsets[s][0]), int(offsets[e][1])
-    if first is None or last is None:
+    if first < 0 or last < 0:
         return start, end
-    for token in range(len(words)):
-        if sequences[token] == context_id and word(token) in (first, last):
-            if word(token) == first:
-                start = min(start, int(offsets[token][0]))
-            if word(token) == last:
-                end = max(end, int(offsets[token][1]))
+    for token, (word, sequence) in enumerate(zip(words, encoded.sequence_ids[row])):
+        if sequence == context_id and word == first:
+            start = min(start, int(offsets[token][0]))
+        if sequence == context_id and word == last:
+            end = max(end, int(offsets[token][1]))
     return start, end
 
 
