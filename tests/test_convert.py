@@ -129,6 +129,29 @@ def test_only_the_inputs_the_model_takes(converted):
             assert [d.dim_param for d in tensor.type.tensor_type.shape.dim] == ["batch", "sequence"]
 
 
+def test_run_takes_a_tokenizers_arrays_with_transformers_defaults(converted):
+    """`LoadedModel.run` as a transformers model is called: a tokenizer's numpy output as it is, a missing attention
+    mask read as all ones and missing token types as zeros (the answers equal those of the full arrays); what it
+    cannot read is one sentence, not an engine's traceback."""
+    import transformers
+
+    from inferforge.errors import UserError
+
+    hf, result = converted("bert", "text-classification")
+    model = inferforge.load(result.output, variant="ort-fp32")
+    assert "token_type_ids" in model.engine.input_names
+    tokens = transformers.AutoTokenizer.from_pretrained(hf)(TEXTS[:1], return_tensors="np")
+    full = model.run({name: tokens[name] for name in ("input_ids", "attention_mask", "token_type_ids")})["logits"]
+    np.testing.assert_array_equal(model.run(dict(tokens))["logits"], full)
+    np.testing.assert_array_equal(model.run({"input_ids": tokens["input_ids"].tolist()})["logits"], full)
+    for bad, said in [({"input_ids": tokens["input_ids"][0]}, "2-D"), ({"attention_mask": tokens["attention_mask"]},
+                      "needs 'input_ids'"), ({"input_ids": [[101, 7592], [101]]}, "rectangular"),
+                      ({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"][:, :2]},
+                       "must match"), (tokens["input_ids"], "dict of token arrays")]:
+        with pytest.raises(UserError, match=said):
+            model.run(bad)
+
+
 def test_predict_answers_per_task(converted):
     _, result = converted("bert", "text-classification")
     model = inferforge.load(result.output)

@@ -59,6 +59,41 @@ class Manifest:
         return variant_from_dict(entry["config"]), entry["files"]
 
 
+def token_arrays(inputs, input_names) -> dict[str, np.ndarray]:
+    """`inputs` as the int64 batch x sequence arrays of `input_names`, with transformers' defaults for a missing
+    attention mask (ones) and token types (zeros); a clear UserError for what cannot be read so."""
+    if not hasattr(inputs, "keys"):
+        raise UserError(f"run() takes a dict of token arrays such as {{'input_ids': ...}}, not {type(inputs).__name__}.")
+    if "input_ids" not in inputs:
+        raise UserError(f"run() needs 'input_ids' (it was given {sorted(inputs)}); the model takes "
+                        f"{', '.join(input_names)}.")
+    arrays = {}
+    for name in input_names:
+        if name not in inputs:
+            continue
+        try:
+            array = np.asarray(inputs[name])
+        except ValueError:
+            raise UserError(f"run(): '{name}' is not a rectangular array (pad its rows to one length).") from None
+        if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
+            raise UserError(f"run(): '{name}' must be a 2-D array of integers (batch x sequence); it is "
+                            f"{array.ndim}-D of {array.dtype}.")
+        arrays[name] = np.ascontiguousarray(array, dtype=np.int64)
+    shape = arrays["input_ids"].shape
+    for name, array in arrays.items():
+        if array.shape != shape:
+            raise UserError(f"run(): '{name}' is {array.shape[0]} x {array.shape[1]}, 'input_ids' is "
+                            f"{shape[0]} x {shape[1]}: they must match.")
+    if "attention_mask" in input_names and "attention_mask" not in arrays:
+        arrays["attention_mask"] = np.ones(shape, dtype=np.int64)
+    if "token_type_ids" in input_names and "token_type_ids" not in arrays:
+        arrays["token_type_ids"] = np.zeros(shape, dtype=np.int64)
+    missing = [name for name in input_names if name not in arrays]
+    if missing:
+        raise UserError(f"run() needs {', '.join(missing)} too: the model takes {', '.join(input_names)}.")
+    return arrays
+
+
 class LoadedModel:
     """A converted model ready to answer: `.run(arrays)` on token arrays, `.predict(texts)` on text."""
 
@@ -76,7 +111,10 @@ class LoadedModel:
         return self.manifest.labels
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.engine.run(inputs)
+        """The raw outputs of token arrays (batch x sequence, a tokenizer's `return_tensors="np"` output will do). As
+        a transformers model takes them: `input_ids` is needed, a missing `attention_mask` means every token is
+        read and a missing `token_type_ids` means all zeros; arrays the model does not take are left aside."""
+        return self.engine.run(token_arrays(inputs, self.engine.input_names))
 
     def predict(self, texts: list[str] | str, pairs: list[str] | str | None = None) -> list:
         """Text (and text pairs: question first, context second for QA) to the task's answers. The texts the
