@@ -86,7 +86,7 @@ def _same(got, expected, tol=1e-6) -> None:
         assert got == expected, (got, expected)
 
 
-@pytest.mark.parametrize("task", ["text-classification", "question-answering"])
+@pytest.mark.parametrize("task", ["text-classification", "token-classification", "question-answering"])
 def test_predict_answers_on_this_machine_like_the_python_api(converted_tiny, task):
     """`inferforge predict DIR TEXTS` (no server): one JSON answer per line, LoadedModel.predict's answers."""
     import inferforge
@@ -109,7 +109,11 @@ def test_predict_answers_on_this_machine_like_the_python_api(converted_tiny, tas
     assert done.returncode == 0, done.stderr
     _same([json.loads(line) for line in done.stdout.splitlines()], expected)
     if task == "question-answering":
-        assert_user_error(run_cli("predict", str(model_dir), texts[0]), "needs a text pair for every text")
+        assert_user_error(run_cli("predict", str(model_dir), texts[0]), "needs a text pair for every text (question, "
+                          "context): give one --pair per text, or question<TAB>context lines with --file.")
+    elif task == "token-classification":
+        assert_user_error(run_cli("predict", str(model_dir), "a", "--pair", "b"), "takes single texts, not text pairs; "
+                          "leave out --pair")
     else:
         assert_user_error(run_cli("predict", str(model_dir), "a", "--variant", "nope"), "Variant 'nope' is not in")
     assert_user_error(run_cli("predict", str(model_dir)), "give one or more texts")

@@ -298,6 +298,12 @@ def predict(
 
     texts, pairs, blanks = texts_and_pairs(texts, file, pair)
     model = load(model_dir, variant=variant, threads=threads)
+    if pairs is None and model.task.needs_pairs:
+        raise UserError(f"{model.task.name} needs a text pair for every text (question, context): give one --pair "
+                        "per text, or question<TAB>context lines with --file.")
+    if pairs is not None and not model.task.supports_pairs:
+        raise UserError(f"{model.task.name} takes single texts, not text pairs; leave out --pair (and the tabs of "
+                        "--file lines).")
     for answer in with_blank_lines(model.predict(texts, pairs), blanks):
         typer.echo("null" if answer is None else answer_json(answer).decode("utf-8"))
 
