@@ -1221,3 +1221,19 @@ def test_a_workbook_without_openpyxl_is_refused_naming_what_to_do(tmp_path, monk
     with pytest.raises(UserError, match=r"Reading .*labels.xlsx \(an Excel workbook\) needs openpyxl, which is not "
                                         r"installed here; install it \(pip install openpyxl\) or save the sheet as CSV"):
         read_labelled_data(path)
+
+
+def test_integer_labels_in_json_are_read_as_the_csv_cells_of_the_same_number(tmp_path):
+    """A model whose classes are named by numbers ("-1", "0", "1": a sentiment model's id2label) reads the CSV cell "1"
+    as its label named "1" (id 2); the same label written as a JSON Lines or Parquet integer must be read the same way,
+    not as the model's id 1 (named "0"), and -1 is then that model's class, not a row without gold label."""
+    model = ["-1", "0", "1"]
+    csv_data = read_labelled_data(_write(tmp_path / "n.csv", "text,label\na,1\nb,0\nc,-1\n"))
+    jsonl = _write(tmp_path / "n.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n'
+                                         '{"text": "c", "label": -1}\n')
+    json_data = read_labelled_data(jsonl)
+    assert class_ids(csv_data, model).tolist() == [2, 1, 0]
+    assert class_ids(json_data, model).tolist() == [2, 1, 0]
+    # ids stay ids where the model's names are not numbers
+    ids = read_labelled_data(_write(tmp_path / "i.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n'))
+    assert class_ids(ids, ["negative", "positive"]).tolist() == [1, 0]

@@ -172,14 +172,17 @@ class LabelResolver:
                             f"{len(self.model)} labels ({_listing(self.model)}), none named so; write the model's "
                             f"label names.")
         as_id = _as_class_id(value)
-        if isinstance(value, str):
+        # A number written as a JSON/Parquet int (1, -1, 1.0) is the same label as the CSV cell "1" when the data names
+        # no classes of its own (a ClassLabel's ids go through the dataset's names below).
+        if isinstance(value, str) or (as_id is not None and self.dataset_names is None):
             if as_id is None:
                 hit = self._name(value, row, noun)
             else:  # "1" is a name only when the model has it; otherwise an id, never the start of "1 star"
-                if value not in self.numbers_seen:  # once per spelling: a file has millions of "0" and "1"
-                    found = self.index.match(value)
-                    self.numbers_seen[value] = found.id if found.how in ("exact", "case") else None
-                hit = self.numbers_seen[value]
+                spelling = value if isinstance(value, str) else str(as_id)
+                if spelling not in self.numbers_seen:  # once per spelling: a file has millions of "0" and "1"
+                    found = self.index.match(spelling)
+                    self.numbers_seen[spelling] = found.id if found.how in ("exact", "case") else None
+                hit = self.numbers_seen[spelling]
             if hit is not None:
                 self.by_name += 1
                 return hit
