@@ -615,3 +615,25 @@ def test_a_ctrl_c_at_the_commit_gives_the_old_folder_or_the_new_one_and_says_whi
         assert "SIGINT came after the output was written: it is complete." in done.stderr
         assert (output / "report.json").exists() and not (output / "old.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing set aside or half-moved is left
+
+
+def test_tokenizer_that_truncates_from_the_left_is_one_sentence(tmp_path, tiny_bert):
+    """A tokenizer_config.json with truncation_side 'left' makes transformers keep a long text's end; the encoder
+    predict and the server run kept its start (other answers on long texts, unseen by the verification's short
+    texts). It is refused in one sentence, as the same setting among sentence-transformers' tokenizer arguments is."""
+    import json
+    import shutil
+
+    from inferforge.errors import UserError
+    from inferforge.source import load_source
+    from inferforge.tasks import get_task
+
+    folder = tmp_path / "left"
+    shutil.copytree(tiny_bert, folder)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings["truncation_side"] = "left"
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    with pytest.raises(UserError, match=r"cuts long texts from the left \(truncation_side 'left' in its "
+                                        r"tokenizer_config.json\), which inferforge cannot give the server"):
+        load_source(str(folder), get_task("text-classification"))
+    load_source(str(tiny_bert), get_task("text-classification"))  # the right-truncating original loads

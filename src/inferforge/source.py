@@ -546,6 +546,12 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         raise UserError(f"'{model}' has a tokenizer that runs Python code ({type(tokenizer).__name__} splits words "
                         "with a custom pre-tokenizer) which tokenizer.json cannot hold, so inferforge cannot serve "
                         "it.") from None
+    if getattr(tokenizer, "truncation_side", "right") != "right" and not settings.tokenizer_kwargs:
+        # transformers cuts a long text from the left there (tokenizer_config.json truncation_side); the encoder that
+        # predict and the server run cuts from the right, so long texts would get other answers than transformers'.
+        raise UserError(f"'{model}' has a tokenizer that cuts long texts from the left (truncation_side "
+                        f"{tokenizer.truncation_side!r} in its tokenizer_config.json), which inferforge cannot give the "
+                        f"server; set it to 'right' if the model allows, or shorten the texts first.")
     labels = None
     if task.name in ("text-classification", "token-classification"):
         id2label = getattr(config, "id2label", None) or {}
