@@ -1237,3 +1237,21 @@ def test_integer_labels_in_json_are_read_as_the_csv_cells_of_the_same_number(tmp
     # ids stay ids where the model's names are not numbers
     ids = read_labelled_data(_write(tmp_path / "i.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n'))
     assert class_ids(ids, ["negative", "positive"]).tolist() == [1, 0]
+
+
+def test_entity_spans_of_chinese_and_japanese_text_are_read_character_by_character(tmp_path):
+    """Chinese and Japanese text has no spaces between words: read as one 'word' per clause, a span inside it gave the
+    whole clause the entity's tag (我在北京工作 scored as one LOC entity) and two spans in one clause were refused. As
+    BERT's tokenizer and Chinese NER corpora do, each CJK character (and kana) is a word."""
+    from inferforge.entity_spans import _span_tags
+
+    assert _span_tags("我在北京工作。", [[2, 4, "LOC"]], "x") == ("我 在 北 京 工 作 。",
+                                                             ["O", "O", "B-LOC", "I-LOC", "O", "O", "O"])
+    assert _span_tags("张三在北京", [[0, 2, "PER"], [3, 5, "LOC"]], "x")[1] == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
+    assert _span_tags("東京タワーに行った", [[0, 5, "LOC"]], "x")[1] == ["B-LOC"] + ["I-LOC"] * 4 + ["O"] * 4
+    # Latin text still splits at spaces and punctuation, a run of letters and digits one word
+    assert _span_tags("John lives in New York.", [[0, 4, "PER"], [14, 22, "LOC"]], "x") == (
+        "John lives in New York .", ["B-PER", "O", "O", "B-LOC", "I-LOC", "O"])
+    data = read_labelled_data(_write(tmp_path / "zh.jsonl", '{"text": "我在北京工作。", "label": [[2, 4, "LOC"]]}\n'),
+                              DataColumns(task="token-classification"), text_is_list=True)
+    assert data.texts == ["我 在 北 京 工 作 。"] and data.labels == [["O", "O", "B-LOC", "I-LOC", "O", "O", "O"]]

@@ -11,8 +11,14 @@ from inferforge.data_cells import _as_class_id, parse_cell
 from inferforge.errors import UserError
 
 
-# A word of text annotated by character spans: a run of letters and digits, or one punctuation mark.
-_SPAN_WORD = re.compile(r"\w+|[^\w\s]")
+# Characters of scripts written without spaces between words (CJK ideographs, as BERT's tokenizer finds them, and
+# Japanese kana): each is a word of its own, as Chinese and Japanese NER corpora tag them and BERT tokenizes them;
+# a run of them read as one word would give a whole clause the tag of the entity inside it.
+_CJK = ("\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf"
+        "\U0002f800-\U0002fa1f")
+# A word of text annotated by character spans: one CJK character, a run of other letters and digits, or one
+# punctuation mark.
+_SPAN_WORD = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])\w)+|[^\w\s]")
 SPANS_NOTE = ("entities given as character spans were read as words (split at spaces and punctuation) tagged B-/I- "
               "where they overlap an entity")
 
