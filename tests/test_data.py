@@ -1255,3 +1255,15 @@ def test_entity_spans_of_chinese_and_japanese_text_are_read_character_by_charact
     data = read_labelled_data(_write(tmp_path / "zh.jsonl", '{"text": "我在北京工作。", "label": [[2, 4, "LOC"]]}\n'),
                               DataColumns(task="token-classification"), text_is_list=True)
     assert data.texts == ["我 在 北 京 工 作 。"] and data.labels == [["O", "O", "B-LOC", "I-LOC", "O", "O", "O"]]
+
+
+def test_a_column_of_numbers_is_read_as_ids_or_as_names_throughout(tmp_path):
+    """A star-rating model named "1".."5" given ids 0..4 (yelp_review_full written to CSV or JSON Lines): 0 is no name,
+    so every number is an id (1 is "2", not the name "1" beside an id 0 in the same column); given 1..5, all names."""
+    model = ["1", "2", "3", "4", "5"]
+    for suffix, rows in (("csv", "text,label\na,0\nb,1\nc,4\n"),
+                         ("jsonl", '{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c", "label": 4}\n')):
+        ids = read_labelled_data(_write(tmp_path / f"ids.{suffix}", rows))
+        assert class_ids(ids, model).tolist() == [0, 1, 4]
+    names = read_labelled_data(_write(tmp_path / "names.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 5}\n'))
+    assert class_ids(names, model).tolist() == [0, 4]

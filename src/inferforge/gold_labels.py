@@ -125,8 +125,34 @@ class LabelResolver:
         self.missing_types: dict[str, str] = {}  # gold entity types the model does not tag (casefolded -> as written)
         self.missing_tags: dict[str, None] = {}  # the tags of those types, kept as written
         self.numbers_seen: dict[str, int | None] = {}  # "1" -> the model's id when it is one of its names
+        self._numbers_named: bool | None = None  # `_numbers_are_names`, once known
         self.flags_seen: set[bool] = set()  # true/false labels taken as the ids 1/0 of a two-class model
         self.indicators = False  # labels are 0/1 vectors, one value per class of the model (`class_sets`)
+
+    def _number_name(self, spelling: str) -> int | None:
+        """The model's id of the label named by the number `spelling` ("1", "-1"), exactly or but for case; None."""
+        if spelling not in self.numbers_seen:  # once per spelling: a file has millions of "0" and "1"
+            found = self.index.match(spelling)
+            self.numbers_seen[spelling] = found.id if found.how in ("exact", "case") else None
+        return self.numbers_seen[spelling]
+
+    def _numbers_are_names(self) -> bool:
+        """Whether the data's numbers are the model's label names: only when every number of the column is one (a
+        model named "1".."5" given 1..5); a column holding one number that is no name (0..4) numbers its classes by
+        id throughout, never "0" as an id and "1" as a name in one column."""
+        if self._numbers_named is None:
+            spellings: dict[str, None] = {}
+            for label in self.data.labels:
+                parsed = parse_cell(label)
+                if isinstance(parsed, list) and len(parsed) == 1:
+                    parsed = parsed[0]
+                if isinstance(parsed, (bool, np.bool_, list, dict)) or _as_class_id(parsed) is None:
+                    continue
+                spellings.setdefault(parsed if isinstance(parsed, str) else str(_as_class_id(parsed)))
+                if len(spellings) > 10_000:
+                    break
+            self._numbers_named = all(self._number_name(s) is not None for s in spellings)
+        return self._numbers_named
 
     def _match_names(self, names: list[str]) -> dict[int, NameMatch]:
         """The model's label of each of the dataset's class names; a prefix is only taken by one name (the
@@ -179,10 +205,7 @@ class LabelResolver:
                 hit = self._name(value, row, noun)
             else:  # "1" is a name only when the model has it; otherwise an id, never the start of "1 star"
                 spelling = value if isinstance(value, str) else str(as_id)
-                if spelling not in self.numbers_seen:  # once per spelling: a file has millions of "0" and "1"
-                    found = self.index.match(spelling)
-                    self.numbers_seen[spelling] = found.id if found.how in ("exact", "case") else None
-                hit = self.numbers_seen[spelling]
+                hit = self._number_name(spelling) if self._numbers_are_names() else None
             if hit is not None:
                 self.by_name += 1
                 return hit
