@@ -154,6 +154,33 @@ def test_text_that_is_not_utf8_is_read_in_its_code_page_and_said_or_refused_when
         read_labelled_data(path)
 
 
+@pytest.mark.parametrize("codec, texts", [
+    ("cp1251", ["Отличный фильм, очень понравился.", "Скучно и затянуто, не советую."]),  # Excel on Russian Windows
+    ("gbk", ["这部电影非常好看，演员很出色。", "太无聊了，不推荐。"]),
+])
+def test_a_file_of_another_script_in_its_code_page_is_read_in_it_not_as_western_european(tmp_path, codec, texts):
+    """Russian from Excel (cp1251) or Chinese (GBK) text was read as cp1252: accented Latin letters the model scored
+    silently (the same rows scored 95 % against 100 % in UTF-8), with a note only. Where most letters are bytes of 0x80
+    or more the file is not Western European: it is read in the code page found for it, and the note says which. Greek
+    that the detector takes for a Latin code page, and Japanese that reads as Korean about as well, are refused, not
+    misread."""
+    path = tmp_path / f"{codec}.csv"
+    path.write_bytes(("text,label\n" + "".join(f'"{t}",{g}\n' for t, g in zip(texts, ["positive", "negative"])))
+                     .encode(codec))
+    data = read_labelled_data(path)
+    assert data.texts == texts and data.labels == ["positive", "negative"]
+    assert len(data.notes) == 1 and "is not UTF-8" in data.notes[0] and "cp1252" not in data.notes[0]
+    path.write_bytes("text,label\nΠολύ καλή ταινία.,positive\nΒαρετή.,negative\n".encode("cp1253"))
+    with pytest.raises(UserError, match=r"is not UTF-8 \(byte 0xD0 on line 2 is not\) and its letters are not Western "
+                                        r"European, so its encoding cannot be told; save the file as UTF-8"):
+        read_labelled_data(path)
+    path.write_bytes("text,label\nこの映画はとても面白かった。,positive\nつまらない映画でした。,negative\n"
+                     .encode("shift_jis"))
+    with pytest.raises(UserError, match=r"its bytes read as text in more than one code page \(.*cp932.*\), so its "
+                                        r"encoding cannot be told; save the file as UTF-8"):
+        read_labelled_data(path)
+
+
 def test_unknown_labels_and_bad_values(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("text,label\ngood,positive\nbad,negatve\n")  # a typo, not a prefix

@@ -5,7 +5,9 @@ cp1252; ISO-8859-1 reads the same but for 0x80-0x9F).
 
 A file that is not UTF-8 and has no byte-order mark is read as cp1252 (else ISO-8859-1, where a byte cp1252 leaves
 undefined occurs), and the output says so with the first byte that is not UTF-8: any byte sequence decodes in a
-single-byte code page, so the guess is said rather than hidden. A file that is UTF-8 in most places but not in a few
+single-byte code page, so the guess is said rather than hidden. Where most of its letters would be bytes of 0x80 or
+more, it is not Western European text: it is read in the code page charset_normalizer finds for it (cp1251 for
+Russian, GB18030 for Chinese, Shift-JIS for Japanese), said too, or refused when none is found. A file that is UTF-8 in most places but not in a few
 (damaged, or pasted together from files of two encodings), and a file of binary bytes, are refused naming the line.
 """
 
@@ -131,9 +133,51 @@ def _detected(path: Path, compression: str | None, stamp: tuple[int, int]) -> Te
     error = _binary(path, text, data)
     if error is not None:
         raise error
+    letters = sum(1 for character in text if character.isalpha())
+    if invalid > WESTERN_SHARE * letters:  # mostly letters of another script: not Western European text
+        return _other_script(path, data, byte, line)
     return TextEncoding(codec, f"{path} is not UTF-8 (byte 0x{byte:02X} on line {line} is not), so it is read as "
                                f"{shown}, as Excel and Notepad write text on Western European Windows; if letters "
                                f"look wrong in the output, save the file as UTF-8")
+
+
+# In Western European text most letters are ASCII: French, German or Spanish prose has a few percent of accented
+# ones. Where more than this share of the letters are bytes of 0x80 or more, the text is of another script (Cyrillic,
+# Greek, Chinese, Japanese...) and cp1252 would turn it into accented Latin letters.
+WESTERN_SHARE = 0.3
+# Code pages of Latin letters: charset_normalizer tells them apart poorly on a short file (Spanish in cp1252 taken
+# for cp1250), so a guess among them is not taken for a file that is not Western European text.
+# Another code page whose reading is this close to the best one's in charset_normalizer's "chaos" (the share of
+# unlikely characters): the guess is ambiguous.
+AMBIGUOUS_CHAOS = 0.05
+_LATIN_CODE_PAGES = {"cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_3", "iso8859_4",
+                     "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_14", "iso8859_15", "iso8859_16", "mac_roman",
+                     "mac_latin2", "mac_iceland", "mac_turkish", "cp437", "cp850", "cp852", "cp858"}
+
+
+def _other_script(path: Path, data: bytes, byte: int, line: int) -> TextEncoding:
+    """A file that is not UTF-8 whose letters are mostly of another script than Latin: read in the code page
+    charset_normalizer finds (cp1251 for Russian from Excel, GB18030 for Chinese), said in the output. Refused when
+    it finds none outside the Latin ones, or when another code page reads the bytes as other text about as well (a
+    short Japanese file reads as Korean too): a wrong guess would be scored without a word."""
+    from charset_normalizer import from_bytes
+
+    found = from_bytes(data)
+    best = found.best()
+    if best is None or best.encoding in _LATIN_CODE_PAGES:
+        raise UserError(f"{path} is not UTF-8 (byte 0x{byte:02X} on line {line} is not) and its letters are not "
+                        f"Western European, so its encoding cannot be told; save the file as UTF-8.")
+    text = str(best)
+    rivals = [match.encoding for match in found
+              if match.chaos - best.chaos < AMBIGUOUS_CHAOS and match.encoding != best.encoding and str(match) != text]
+    if rivals:
+        raise UserError(f"{path} is not UTF-8 (byte 0x{byte:02X} on line {line} is not) and its bytes read as text in "
+                        f"more than one code page ({', '.join([best.encoding, *rivals[:3]])}), so its encoding cannot be "
+                        f"told; save the file as UTF-8.")
+    languages = ", ".join(best.languages[:2])
+    return TextEncoding(best.encoding, f"{path} is not UTF-8 (byte 0x{byte:02X} on line {line} is not); its bytes "
+                                       f"read as {best.encoding} text{f' ({languages})' if languages else ''}, so it "
+                                       f"is read so; if letters look wrong in the output, save the file as UTF-8")
 
 
 def text_encoding(path: Path, compression: str | None = None) -> TextEncoding:
