@@ -637,3 +637,21 @@ def test_tokenizer_that_truncates_from_the_left_is_one_sentence(tmp_path, tiny_b
                                         r"tokenizer_config.json\), which inferforge cannot give the server"):
         load_source(str(folder), get_task("text-classification"))
     load_source(str(tiny_bert), get_task("text-classification"))  # the right-truncating original loads
+
+
+def test_a_sentencepiece_only_tokenizer_without_its_package_names_the_package(tmp_path):
+    """A folder whose tokenizer is a SentencePiece model alone (spiece.model, no tokenizer.json), where the
+    sentencepiece package is not installed: transformers' error said that tiktoken was needed. The sentence names the
+    file and what to do."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentencepiece") is not None:
+        pytest.skip("sentencepiece is installed here: such a folder loads")
+    folder = build_tiny_model(tmp_path / "albert", "albert", "text-classification")
+    (folder / "tokenizer.json").unlink()
+    (folder / "spiece.model").write_bytes(bytes(range(256)))
+    output = tmp_path / "out"
+    done = run_cli("convert", str(folder), "--task", "text-classification", "--output", str(output))
+    assert_user_error(done, f"'{folder}' has its tokenizer as a SentencePiece model (spiece.model) and no "
+                            "tokenizer.json; reading it needs the sentencepiece package (pip install sentencepiece)")
+    assert not output.exists()

@@ -362,6 +362,20 @@ def _load_weights(task: TaskSpec, config, source: str, trust_remote_code: bool, 
     return auto.from_pretrained(source, **kwargs)
 
 
+def _sentencepiece_without_package(folder: Path | None) -> str | None:
+    """The SentencePiece model file of a local folder whose only tokenizer it is (no tokenizer.json), when the
+    sentencepiece package that reads it is not installed; None otherwise. transformers then says something unrelated
+    (that tiktoken is needed), and logs the real reason as a warning."""
+    import importlib.util
+
+    if folder is None or not folder.is_dir() or (folder / "tokenizer.json").exists():
+        return None
+    if importlib.util.find_spec("sentencepiece") is not None:
+        return None
+    found = sorted(p.name for p in folder.glob("*.model") if p.is_file())
+    return found[0] if found else None
+
+
 def _custom_code(folder: Path | None) -> str:
     """The Python files a model's config.json `auto_map` names (\"auto_map in its config.json\" for a hub id)."""
     try:
@@ -506,8 +520,17 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         torch_model.eval()
         # First: no tokenizer (nor a package it needs, as TAPAS's needs pandas) would make such a model servable.
         check_text_only(torch_model, config)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
-                                                               **settings.tokenizer_kwargs)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                                   **settings.tokenizer_kwargs)
+        except Exception:  # noqa: BLE001 - said below, or in the clauses after this one
+            missing = _sentencepiece_without_package(path if local else None)
+            if missing:
+                raise UserError(f"'{model}' has its tokenizer as a SentencePiece model ({missing}) and no "
+                                "tokenizer.json; reading it needs the sentencepiece package (pip install "
+                                "sentencepiece), or save the tokenizer's tokenizer.json into the folder where it "
+                                "loads (AutoTokenizer.from_pretrained(...).save_pretrained(folder)).") from None
+            raise
     except OSError as error:
         if local:
             raise UserError(f"Could not load the model in '{model}': {first_line(error)}.") from None
