@@ -1397,3 +1397,39 @@ def test_excel_workbook_sheets_are_read_as_splits(tiny_converted, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (f"Row 5 of sheet 'Test' of {path} has a value in column D, right of the columns its header row (row 2) "
             f"names") in result.stderr
+
+
+@pytest.mark.parametrize("task", ["text-classification", "token-classification", "question-answering",
+                                  "feature-extraction"])
+def test_a_large_set_is_tokenized_at_each_pass_and_scores_the_same(converted_tiny, tmp_path, monkeypatch, task):
+    """Every tokenized batch of a labelled set was kept for the whole run (20,000 rows of 400 tokens: 2 GB, mostly
+    offsets). A set over KEEP_ENCODED_ROWS texts is tokenized again at each pass instead, and scored batch by batch:
+    the same metrics, on several batches, as the set kept tokenized."""
+    from inferforge.artifacts import load
+    from inferforge.evaluate import EvalSet, read_eval_set
+
+    folder = converted_tiny(task)
+    model = load(folder, "ort-fp32")
+    words = [t.split() for t in ["Alice met Bob in Paris", "the quick brown fox jumps over the lazy dog", "it rained",
+                                 "what is the capital of France", "a terrible boring film with no story at all",
+                                 "the soup was cold and the waiter was rude", "music in the park"]]
+    rng = np.random.default_rng(0)
+    if task == "text-classification":
+        rows = [{"text": " ".join(w), "label": model.labels[i % len(model.labels)]} for i, w in enumerate(words)]
+    elif task == "token-classification":
+        rows = [{"text": w, "label": [model.labels[int(k)] for k in rng.integers(0, len(model.labels), len(w))]}
+                for w in words]
+    elif task == "question-answering":
+        rows = [{"question": " ".join(w[:3]), "context": " ".join(w), "answers": [w[-1]]} for w in words]
+    else:
+        rows = [{"text": " ".join(w), "text_pair": " ".join(words[i - 1]), "label": float(rng.random())}
+                for i, w in enumerate(words)]
+    columns = ("question", "context", "answers") if task == "question-answering" else (None, None, None)
+    read = read_eval_set(_jsonl(tmp_path / "rows.jsonl", rows), model.task, model.encoder, model.labels, *columns)
+    kept = EvalSet(read.task, read.encoder, read.data, read.labels, batch_size=2)
+    monkeypatch.setattr(EvalSet, "KEEP_ENCODED_ROWS", 0)
+    streamed = EvalSet(read.task, read.encoder, read.data, read.labels, batch_size=2)
+    assert kept._encoded is not None and len(kept._encoded) >= 4 and streamed._encoded is None
+    expected = kept.score(model.engine).metrics
+    assert streamed.score(model.engine).metrics == expected
+    assert streamed.score_outputs(streamed.outputs(model.engine)).metrics == expected

@@ -6,8 +6,8 @@
     inferforge evaluate out/sentiment test.csv                 (or --data test.csv)
     inferforge evaluate out/sentiment data/glue-mnli --eval-split validation_matched
 
-`EvalSet` tokenizes the labelled rows once (sorted by length, so batches carry little padding) and
-scores any `Engine` on them; conversion and the accuracy-aware search use it the same way.
+`EvalSet` tokenizes the labelled rows (sorted by length, so batches carry little padding; once for a small set, at each
+pass for a large one, so that memory does not grow with the data) and scores any `Engine` on them, batch by batch; conversion and the accuracy-aware search use it the same way.
 Scores are percentages, so a drop reads in points.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -164,7 +164,7 @@ class EvalSet:
         if self.primary == "spearman" and len(np.unique(self.gold)) < 2:
             raise UserError(f"Every score in column '{data.columns.label}' of {data.name} is {self.gold[0]:g}: a rank "
                             f"correlation needs at least two different gold scores; give rows with different scores.")
-        self.batches = self._encode()
+        self._plan()
         if task.name == "token-classification":
             said += self._cut_note()
         if said and self.label_mapping is not None:  # in the mapping's note, which convert prints and report.json keeps
@@ -197,7 +197,7 @@ class EvalSet:
         from inferforge.metrics import entities
 
         rows, missed, first = 0, 0, None
-        for idx, encoded in self.batches:
+        for idx, encoded in self.batches:  # (a pass of its own over the texts: the batches are not kept)
             for k, row in enumerate(idx):
                 offsets = [end for (start, end), special in zip(encoded.offsets[k], encoded.special_mask[k])
                            if not special and end > start]
@@ -216,8 +216,11 @@ class EvalSet:
                 f"first at {self.data.where(int(first))}): their words past the cut get no prediction, so the "
                 f"{missed:,} gold entities there count as missed; split long texts into sentences to score them"]
 
-    def _encode(self) -> list[tuple[np.ndarray, Encoded]]:
-        """(row indices, encoded batch) pairs, rows sorted by length.
+    def _plan(self) -> None:
+        """The batches' rows (indices, sorted by length): tokenized when a pass reads them (`batches`), and kept
+        tokenized only for a set of up to KEEP_ENCODED_ROWS texts. A large set (20,000 rows of 400 tokens held 2 GB
+        tokenized, mostly the offsets) is tokenized again for each engine instead, which costs seconds against the
+        minutes the engines take on it.
 
         For similarity each sentence of a pair is embedded alone: rows n..2n-1 are the second sentences (and rows
         2n..3n-1 the negatives of triplets).
@@ -227,14 +230,24 @@ class EvalSet:
             texts, pairs = data.texts + data.pairs + (list(map(str, data.labels)) if data.triplets else []), None
         else:
             texts, pairs = data.texts, data.pairs
+        self._texts, self._pairs = texts, pairs
         lengths = [len(t) + (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)]
         order = np.argsort(lengths, kind="stable")
-        batches = []
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        self._rows = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        self._encoded = list(self._encode_all()) if len(texts) <= self.KEEP_ENCODED_ROWS else None
+
+    KEEP_ENCODED_ROWS = 5000
+
+    def _encode_all(self) -> Iterator[tuple[np.ndarray, Encoded]]:
+        texts, pairs = self._texts, self._pairs
+        for idx in self._rows:
             chunk_pairs = [pairs[i] for i in idx] if pairs is not None else None
-            batches.append((idx, self.encoder.encode([texts[i] for i in idx], chunk_pairs)))
-        return batches
+            yield idx, self.encoder.encode([texts[i] for i in idx], chunk_pairs)
+
+    @property
+    def batches(self) -> Iterable[tuple[np.ndarray, Encoded]]:
+        """(row indices, encoded batch) pairs, rows sorted by length, in the same order at every pass."""
+        return self._encoded if self._encoded is not None else self._encode_all()
 
     def subset(self, size: int) -> "EvalSet":
         """An evenly spread subset of `size` rows (all rows when there are fewer)."""
@@ -245,41 +258,50 @@ class EvalSet:
                        self.multi_label)
 
     def outputs(self, engine: Engine) -> list[dict[str, np.ndarray]]:
-        """Raw outputs of every batch, in batch order (for comparing engines output to output).
+        """Raw outputs of every batch, in batch order (for comparing engines output to output)."""
+        return [out for _, _, out in self._run(engine)]
+
+    def _run(self, engine: Engine) -> Iterator[tuple[np.ndarray, Encoded, dict[str, np.ndarray]]]:
+        """(row indices, encoded batch, raw outputs) of each batch in turn.
 
         Each batch runs as `predict` runs it (`LoadedModel.run_encoded`): its rows in groups of similar length, and
         for a model that takes no attention mask (FNet: padding changes its answers) each length unpadded, so a row
         is scored on the answer it gets alone, not one that depends on the rows batched with it."""
         per_token = {name for name in engine.output_names if 1 in self.task.output_axes(name)}
         slack = 1.0 if "attention_mask" not in engine.input_names else BUCKET_SLACK
-        return [run_by_length(engine.run, encoded.arrays, [len(offsets) for offsets in encoded.offsets], per_token,
-                              slack=slack)
-                for _, encoded in self.batches]
+        for idx, encoded in self.batches:
+            yield idx, encoded, run_by_length(engine.run, encoded.arrays, [len(o) for o in encoded.offsets], per_token,
+                                              slack=slack)
 
     def score(self, engine: Engine) -> TaskScore:
-        return self.score_outputs(self.outputs(engine))
+        """The task's metric of `engine`'s answers, batch by batch (no batch's outputs are kept)."""
+        return self._score(self._run(engine))
 
     def score_outputs(self, outputs: list[dict[str, np.ndarray]]) -> TaskScore:
+        """The task's metric of the outputs `outputs(engine)` gave."""
+        return self._score((idx, encoded, out) for (idx, encoded), out in zip(self.batches, outputs))
+
+    def _score(self, batches: Iterable[tuple[np.ndarray, Encoded, dict[str, np.ndarray]]]) -> TaskScore:
         name = self.task.name
         if self.single_output:
             predicted_scores = np.empty(len(self), dtype=np.float64)
-            for (idx, _), out in zip(self.batches, outputs):
+            for idx, _, out in batches:
                 predicted_scores[idx] = out["logits"][:, 0]
             metrics = _correlations(predicted_scores, self.gold)
         elif self.multi_label:
             chosen = np.empty(self.gold.shape, dtype=bool)
-            for (idx, _), out in zip(self.batches, outputs):
+            for idx, _, out in batches:
                 chosen[idx] = out["logits"] > 0  # sigmoid > 0.5
             found = multi_label_scores(self.gold, chosen)
             metrics = {"micro_f1": found.micro_f1, "macro_f1": found.macro_f1, "subset_accuracy": found.subset_accuracy}
         elif name == "text-classification":
             predicted = np.empty(len(self), dtype=np.int64)
-            for (idx, _), out in zip(self.batches, outputs):
+            for idx, _, out in batches:
                 predicted[idx] = out["logits"].argmax(-1)
             metrics = {"accuracy": accuracy_metric(self.gold, predicted), "macro_f1": macro_f1(self.gold, predicted)}
         elif name == "token-classification":
             predicted_tags: list[list[str]] = [[] for _ in range(len(self))]
-            for (idx, encoded), out in zip(self.batches, outputs):
+            for idx, encoded, out in batches:
                 best = out["logits"].argmax(-1)
                 for row_in_batch, row in enumerate(idx):
                     predicted_tags[row] = self._word_tags(encoded, row_in_batch, best[row_in_batch])
@@ -291,7 +313,7 @@ class EvalSet:
             # SQuAD 2.0 evaluation and the transformers pipeline (handle_impossible_answer) decide.
             impossible = any(squad_gold(options) == [""] for options in self.gold)
             answers = [""] * len(self)
-            for (idx, encoded), out in zip(self.batches, outputs):
+            for idx, encoded, out in batches:
                 for row, answer in zip(idx, self.task.postprocess(out, encoded, self.labels)):
                     unanswered = impossible and answer["no_answer_score"] > answer["score"]
                     answers[row] = "" if unanswered else answer["answer"]
@@ -300,7 +322,7 @@ class EvalSet:
         else:
             n = len(self)
             vectors: list[np.ndarray | None] = [None] * ((3 if self.data.triplets else 2) * n)
-            for (idx, _), out in zip(self.batches, outputs):
+            for idx, _, out in batches:
                 for row, vector in zip(idx, out["sentence_embedding"]):
                     vectors[row] = vector
             first, second = np.stack(vectors[:n]), np.stack(vectors[n:2 * n])
