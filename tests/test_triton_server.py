@@ -882,6 +882,37 @@ def test_serve_interrupted_while_starting_says_so_and_leaves_nothing(converted_t
     assert not ours() - before
 
 
+
+def test_a_hangup_stops_a_running_server_and_leaves_nothing(converted_tiny):
+    """SIGHUP (the terminal or SSH session of `inferforge serve` closed) stops the server as SIGTERM does: its default
+    action ended the command at once, and the repository and log folders were left in the temporary folder."""
+    model_dir = converted_tiny("text-classification")
+    ours = lambda: set(Path(tempfile.gettempdir()).glob("inferforge-*"))  # noqa: E731
+    before = ours()
+    serve = subprocess.Popen([sys.executable, "-c", "from inferforge.cli import main; main()", "serve", str(model_dir),
+                              "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # as from a terminal
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            if not line or line.startswith("Try:"):
+                break
+        assert serve.poll() is None, serve.stderr.read()
+        serve.send_signal(signal.SIGHUP)
+        assert serve.wait(timeout=60) == 0
+        assert "Server stopped." in serve.stderr.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    marker = f"inferforge_{serve.pid}_"
+    assert not running_processes_with(marker)
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+    assert not ours() - before
+
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

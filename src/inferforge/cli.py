@@ -69,7 +69,7 @@ def _interrupt(signum, frame) -> None:
         _late_signals.append(signum)
         return
     _stopped_by.append(signum)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
     raise_outside_finalizers(Interrupted(signum), frame)
 
@@ -338,7 +338,7 @@ def main() -> None:
     _help_style()
     for state in (_stopped_by, _written, _late_signals):  # a run of its own, when main() is called again in a process
         state.clear()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal or SSH session closed
         if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup` and background jobs keep ignoring them
             signal.signal(sig, _interrupt)
     try:

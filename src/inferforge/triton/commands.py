@@ -85,8 +85,13 @@ def serve(
         host=host, http_port=http_port or None, grpc_port=grpc_port or None,
         metrics_port=metrics_port or None, ready_timeout_s=ready_timeout, exit_timeout_s=exit_timeout,
     )
-    # Ctrl-C and SIGTERM both stop the server cleanly (SIGINT too when the shell had it ignored).
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Ctrl-C and SIGTERM both stop the server cleanly (SIGINT too when the shell had it ignored), and so does SIGHUP (the
+    # terminal or SSH session closed), unless it is ignored (`nohup`): its default action ended this process at once,
+    # leaving the repository and log folders behind.
+    stops = [signal.SIGTERM, signal.SIGINT]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        stops.append(signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stops}
     try:
         Manifest.read(model_dir)  # a folder `convert` did not write is said before anything starts
         warning = loopback_warning(host)
