@@ -26,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 import inferforge
 from inferforge.errors import UserError
-from inferforge.triton.answers import BadText, checked_answer_inputs
+from inferforge.triton.answers import BadText, checked_answer_inputs, checked_token_arrays
 from inferforge.triton.client import TritonTextClient
 from inferforge.triton.repository import RepositoryOptions
 from inferforge.triton.serve import serve_converted
@@ -203,6 +203,16 @@ def test_what_a_model_step_client_sends_for_the_answer_is_checked():
         with pytest.raises(BadText, match=re.escape(words)):
             checked_answer_inputs(*args)
 
+
+
+def test_token_arrays_without_tokens_are_a_client_error():
+    """A client of `<name>_model` sending token arrays of shape [1, 0] got a 500 "model run failed: attempt to get
+    argmax of an empty sequence" (a server fault, retried by clients); it is that request's 400 in one sentence."""
+    empty = np.zeros((1, 0), dtype=np.int64)
+    with pytest.raises(BadText, match=re.escape("input 'input_ids' holds no tokens (shape [1, 0])")):
+        checked_token_arrays({"input_ids": empty, "attention_mask": empty}, {"input_ids": 100, "attention_mask": 2})
+    one = np.zeros((1, 1), dtype=np.int64)
+    assert checked_token_arrays({"input_ids": one}, {"input_ids": 100})["input_ids"] is one
 
 # ----- Off-the-shelf clients and the HTTP wire as other stacks speak it, against the local answers -----------------
 

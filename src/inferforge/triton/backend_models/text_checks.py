@@ -81,6 +81,8 @@ def checked_token_arrays(arrays: dict, limits: dict) -> dict:
             raise BadText(f"input '{name}' has shape {list(array.shape)} but the first input {list(shape)}: "
                           "send every token input at one shape")
         shape = array.shape
+        if array.shape[1] == 0:  # a run of no tokens failed inside the model step: a 500 naming an internal detail
+            raise BadText(f"input '{name}' holds no tokens (shape {list(array.shape)}): send at least one token per row")
         limit = limits.get(name)
         if limit is None or not array.size:
             continue
