@@ -314,6 +314,10 @@ def test_query_file_lines_tabs_and_mistakes(tmp_path):
     mixed.write_text("a question?\ta context\nno pair here\n")
     with pytest.raises(UserError, match="line 2 has none"):
         _texts_from_file(mixed)
+    # A form feed (pdftotext's page break), U+2028 and U+0085 inside a line are text, not line ends: answer N is line N.
+    separators = tmp_path / "separators.txt"
+    separators.write_bytes("page one\x0cpage two\r\nbeta \u2028 gamma\rnext\x85line\n\n".encode())
+    assert _texts_from_file(separators) == (["page one\x0cpage two", "beta \u2028 gamma", "next\x85line"], None, [])
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8"):

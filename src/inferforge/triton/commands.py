@@ -241,6 +241,7 @@ def with_blank_lines(answers, blanks: list[int]):
 
 
 def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None, list[int]]:
+    import re
     import sys
 
     try:
@@ -249,7 +250,9 @@ def _texts_from_file(file: Path) -> tuple[list[str], list[str] | None, list[int]
         raise UserError(f"Cannot read '{file}': {error.strerror or error}.") from None
     try:
         # (file line number, text) of the non-blank lines: messages name the line as an editor shows it.
-        every = raw.decode("utf-8-sig").splitlines()
+        # Line ends only (\n, \r\n, \r): str.splitlines() also cut a line at a form feed (pdftotext's page break),
+        # U+2028, U+0085 and other separators a text holds, giving more answers than lines, answer N no longer line N.
+        every = re.split(r"\r\n|\n|\r", raw.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise UserError(f"'{file}' is not UTF-8 text (byte {error.start}).") from None
     while every and not every[-1].strip():
