@@ -508,7 +508,8 @@ class OpenVinoInt8(_Int8Variant):
     def open(self, model_dir, files, threads, ctx=None) -> Engine:
         from inferforge.engines.openvino import OpenVinoEngine
 
-        return OpenVinoEngine(Path(model_dir) / files[0], threads, self.inference_precision, self.name)
+        return OpenVinoEngine(Path(model_dir) / files[0], threads, self.inference_precision, self.name,
+                              static_shapes=False)  # its static compilations answer differently (see the engine)
 
 
 def int8_variants() -> list[_Int8Variant]:
