@@ -154,3 +154,72 @@ def test_a_model_that_compiles_only_with_dynamic_shapes_keeps_answering(tmp_path
     engine.settle()
     assert engine.static_failed and engine.static_shapes == ()
     np.testing.assert_array_equal(engine.run(arrays)["logits"], first)
+
+
+def test_a_script_that_ends_while_a_static_compilation_runs_exits_cleanly(converted_tiny, tmp_path):
+    """A script's third call of one shape starts a static compilation; on a daemon thread, the process ending during
+    it aborted ("terminate called without an active exception", exit code 134). The interpreter now waits for it."""
+    import subprocess
+    import sys
+
+    folder = converted_tiny("feature-extraction")
+    script = tmp_path / "three_calls.py"
+    script.write_text(
+        "import sys\nfrom inferforge.engines.openvino import OpenVinoEngine\nfrom inferforge.tokenization import "
+        "TextEncoder\nengine = OpenVinoEngine(sys.argv[1] + '/model.onnx', threads=1, precision='f32')\n"
+        "arrays = TextEncoder.from_dir(sys.argv[1] + '/tokenizer').encode(['A short sentence.']).arrays\n"
+        "for _ in range(3):\n    engine.run(arrays)\nassert engine._compiling is not None\nprint('answered')\n")
+    for _ in range(2):
+        done = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "answered", (done.returncode, done.stderr[-500:])
+
+
+def test_first_calls_of_engines_on_several_threads_run_one_at_a_time(converted_tiny, monkeypatch):
+    """Two engines (or two served instances in one interpreter) making their first call at once deadlocked now and
+    then inside OpenVINO (a C++ static initialized with the GIL released and taken back). The first call of each way
+    of calling runs alone in the process; later calls overlap as before."""
+    import threading
+    import time
+
+    import inferforge.engines.openvino as ov_engine
+
+    monkeypatch.setattr(ov_engine, "_FIRST_CALLS_DONE", set())
+    folder = converted_tiny("feature-extraction")
+    arrays = TextEncoder.from_dir(folder / "tokenizer").encode(["A short sentence."]).arrays
+    engines = [OpenVinoEngine(folder / "model.onnx", threads=1, precision=F32, static_shapes=False) for _ in range(2)]
+    running, most = [0], []
+    count = threading.Lock()
+
+    class Watched:  # the engine's infer request, counting the calls inside it at once
+        def __init__(self, request):
+            self.request = request
+
+        def infer(self, *args, **kwargs):
+            with count:
+                running[0] += 1
+                most.append(running[0])
+            time.sleep(0.3)
+            try:
+                return self.request.infer(*args, **kwargs)
+            finally:
+                with count:
+                    running[0] -= 1
+
+    for engine in engines:
+        engine.request = Watched(engine.request)
+    barrier = threading.Barrier(2)
+
+    def calls(engine, rounds):
+        barrier.wait()
+        for _ in range(rounds):
+            engine.run(arrays)
+
+    threads = [threading.Thread(target=calls, args=(engine, 1)) for engine in engines]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    assert max(most) == 1, most  # the two first calls did not overlap
+    most.clear()
+    threads = [threading.Thread(target=calls, args=(engine, 2)) for engine in engines]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    assert max(most) == 2, most  # later calls do

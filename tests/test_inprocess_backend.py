@@ -237,3 +237,60 @@ def test_the_backend_is_built_once_and_reused(tmp_path):
     assert (first.stat().st_mode & 0o777) == 0o600
     symbols = open(first, "rb").read()
     assert b"TRITONBACKEND_ModelInstanceExecute" in symbols and b"Py_InitializeFromConfig" in symbols
+
+
+@pytest.mark.slow
+def test_a_model_hung_holding_the_gil_is_found_and_the_server_restarted(converted_tiny, monkeypatch):
+    """In process there is no stub to watch, and the models' execute deadline is a Python thread, stuck as well when a
+    model holds the GIL (two OpenVINO instances deadlocked so): the watchdog missed such a hang (a server stayed hung
+    over 10 minutes, ready all along). It now watches the in-process models' pending requests and executions."""
+    import inferforge.triton.serve as serve_module
+
+    marker = "hold-the-gil-forever"
+    written = serve_module.write_repository
+
+    def with_a_hang(*args, **kwargs):  # the tokenizer step blocks in C with the GIL held on one marked text
+        repository = written(*args, **kwargs)
+        model_py = repository.path / f"{repository.name}_tokenize" / "1" / "model.py"
+        model_py.write_text(model_py.read_text().replace(
+            "    def execute(self, requests):\n",
+            "    def execute(self, requests):\n"
+            f"        if any(b'{marker}' in bytes(v) for r in requests\n"
+            "               for v in pb_utils.get_input_tensor_by_name(r, 'text').as_numpy().reshape(-1)):\n"
+            "            import ctypes\n"
+            "            ctypes.PyDLL(None).sleep(3600)\n", 1))
+        return repository
+
+    monkeypatch.setattr(serve_module, "write_repository", with_a_hang)
+    folder = converted_tiny("feature-extraction")
+    model = inferforge.load(folder, threads=1)
+    options = RepositoryOptions(name="ip_hang", threads=1, in_process=True, execute_timeout_s=2)
+    with serve_converted(folder, options) as serving:
+        server, watchdog = serving.server, serving.watchdog
+
+        def one(text: str):
+            connection = connect(server.http_url, timeout=20)
+            try:
+                return send(connection, "ip_hang", text_request([text]))
+            except OSError as error:
+                return error
+            finally:
+                connection.close()
+
+        assert one(TEXTS[0]).status == 200
+        started = time.monotonic()
+        pool = ThreadPoolExecutor(4)
+        try:
+            waiting = [pool.submit(one, marker)]
+            while not watchdog.recoveries and time.monotonic() - started < 60:
+                waiting = [future for future in waiting if not future.done()]
+                if len(waiting) < 4:  # requests keep waiting while nothing executes
+                    waiting.append(pool.submit(one, TEXTS[1]))
+                time.sleep(0.5)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        assert watchdog.recoveries, "the hung in-process model was not found"
+        assert "ip_hang_tokenize" in watchdog.recoveries[0].problem and "hung" in watchdog.recoveries[0].problem
+        reply = one(TEXTS[2])
+        assert reply.status == 200
+        np.testing.assert_allclose(reply.answers(), model.predict([TEXTS[2]]), atol=1e-4)

@@ -33,6 +33,26 @@ STATIC_MAX_DROPPED = STATIC_CACHE_SIZE
 SPLIT_MIN_TOKENS = 2048
 
 
+# The first call of OpenVINO's Python infer functions in a process initializes C++ statics with the GIL released
+# and taken back inside: two threads making their first call at once (two engines, or two served instances in one
+# interpreter) deadlocked, one holding the GIL while it waited for the static, the other inside it waiting for the
+# GIL (1 run in 8 with two engines in two threads; 3 of 6 server starts with `serve --in-process --instances 2`).
+# Each way of calling (a plain infer, the split-streams queue) makes its first call alone; waiting for this Python
+# lock lets the GIL go.
+_FIRST_CALLS_LOCK = threading.Lock()
+_FIRST_CALLS_DONE: set[str] = set()
+
+
+def _first_call_alone(kind: str, call):
+    """`call()`, alone in the process when it is the first call of its `kind`."""
+    if kind in _FIRST_CALLS_DONE:
+        return call()
+    with _FIRST_CALLS_LOCK:
+        result = call()
+        _FIRST_CALLS_DONE.add(kind)
+    return result
+
+
 class OpenVinoEngine:
     """An ONNX or OpenVINO IR model compiled for the CPU with the LATENCY hint."""
 
@@ -95,7 +115,10 @@ class OpenVinoEngine:
         if not self.background_static:
             self._compile_static(shapes)
             return self._static_requests.get(shapes, self.request)
-        self._compiling = threading.Thread(target=self._compile_in_background, args=(shapes,), daemon=True,
+        # Not a daemon: a process ending while OpenVINO compiles on a daemon thread aborted ("terminate called
+        # without an active exception", exit code 134) after a script's third call of one shape; the interpreter
+        # waits for the compilation (under a second) instead.
+        self._compiling = threading.Thread(target=self._compile_in_background, args=(shapes,), daemon=False,
                                            name="inferforge-openvino-static")
         self._compiling.start()
         return self.request
@@ -138,6 +161,10 @@ class OpenVinoEngine:
         first = arrays[self.input_names[0]]
         if streams < 2 or first.shape[0] < 2 * streams or first.size < SPLIT_MIN_TOKENS:
             return None
+        return _first_call_alone("split", lambda: self._split_across_streams(arrays, streams))
+
+    def _split_across_streams(self, arrays: dict[str, np.ndarray], streams: int) -> dict[str, np.ndarray]:
+        first = arrays[self.input_names[0]]
         if self._queue is None:
             import openvino as ov
 
@@ -169,7 +196,7 @@ class OpenVinoEngine:
             return split
         request = self._request_for(arrays)
         # The inputs are shared, not copied; the outputs are copied, the request reuses its buffers.
-        result = request.infer(arrays, share_inputs=True)
+        result = _first_call_alone("infer", lambda: request.infer(arrays, share_inputs=True))
         return {name: np.array(result[index]) for index, name in enumerate(self.output_names)}
 
 

@@ -81,8 +81,9 @@ def serve_converted(
             stall_timeout_s = repository_options.execute_timeout_s + STALL_MARGIN_S  # the stubs' deadline first
             pairs = [PROBE_TEXT] if get_task(repository.task).needs_pairs else None
             probe = health_probe(server, repository.name, text_request([PROBE_TEXT], pairs))
+            in_process = repository.model_names[:-1] if repository.in_process else ()  # (the ensemble last)
             with Watchdog(server, on_event=on_event or (lambda message: None), stall_timeout_s=stall_timeout_s,
-                          probe=probe) as watchdog:
+                          probe=probe, watched_models=in_process) as watchdog:
                 yield ServedModel(repository, server, watchdog)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

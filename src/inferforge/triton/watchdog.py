@@ -193,6 +193,10 @@ class Watchdog:
     # broken (see `health_probe`).
     probe: Callable[[], str | None] | None = None
     probe_s: float = 2.0
+    # Models watched for stalls besides those of the Python backend's stubs: the models of the in-process backend,
+    # which has no stub process to find them by (and whose own execute deadline is a Python thread, stuck too when
+    # a model holds the GIL).
+    watched_models: tuple[str, ...] = ()
     on_event: Callable[[str], None] = lambda message: None
     recoveries: list[Recovery] = field(default_factory=list)
     recovering: bool = field(default=False, init=False)
@@ -256,7 +260,7 @@ class Watchdog:
         pending, executions = self._pending_requests(), self._execution_counts()
         if pending is None or executions is None:
             return None  # the server did not answer in time: busy, or dying (then the checks above see it)
-        for model in {stub.model for stub in self._stubs}:
+        for model in {stub.model for stub in self._stubs} | set(self.watched_models):
             waiting, count = pending.get(model, 0), executions.get(model)
             last_count, since = self._progress.get(model, (None, now))
             if waiting == 0 or count != last_count:
