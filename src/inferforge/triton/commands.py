@@ -45,7 +45,8 @@ def serve(
     http_port: int = typer.Option(8000, help=f"HTTP port. {PORT_HELP}"),
     grpc_port: int = typer.Option(8001, help=f"gRPC port. {PORT_HELP}"),
     metrics_port: int = typer.Option(8002, help=f"Prometheus metrics port. {PORT_HELP}"),
-    name: Optional[str] = typer.Option(None, help="Model name clients send text to (default: the folder's name)."),
+    name: Optional[str] = typer.Option(None, help="Model name clients send text to (default: the folder's name, other characters than "
+                                                  "letters, digits and _ made _)."),
     variant: Optional[str] = typer.Option(None, help="Variant to serve (default: the one the conversion selected)."),
     max_batch_size: int = typer.Option(32, help="Largest batch Triton's dynamic batcher forms."),
     queue_delay_us: int = typer.Option(0, help="How long the dynamic batcher waits for more requests (µs)."),
@@ -140,7 +141,8 @@ def repository(
     flavour: str = typer.Option("python", help="python (runs the variant in Triton's Python backend, what "
                                                "`serve` uses) or onnxruntime (native onnxruntime_onnx platform "
                                                "of a full Triton container)."),
-    name: Optional[str] = typer.Option(None, help="Ensemble name (default: the folder's name)."),
+    name: Optional[str] = typer.Option(None, help="Ensemble name (default: the folder's name, other characters than letters, "
+                                                  "digits and _ made _)."),
     variant: Optional[str] = typer.Option(None, help="Variant to serve (default: the selected one)."),
     max_batch_size: int = typer.Option(32, help="Largest batch of the dynamic batcher."),
     queue_delay_us: int = typer.Option(0, help="Dynamic batcher queue delay (µs)."),
