@@ -257,3 +257,30 @@ def test_serve_on_a_missing_folder_says_it_does_not_exist(tmp_path):
     done = run_cli("serve", str(tmp_path / "no-such-folder"))
     assert_user_error(done, f"'{tmp_path / 'no-such-folder'}' does not exist; give a folder written by `inferforge convert`.")
     assert "Starting Triton" not in done.stderr
+
+
+def test_a_query_without_model_waits_out_a_restart_while_finding_the_model(monkeypatch):
+    """`inferforge query` without --model finds the ensemble through the statistics API first: during a watchdog
+    restart that call gets the restarting 503 too, and is asked again (as the inference is), not given up at once
+    with a message saying it waited 30 s."""
+    from inferforge.triton import client as client_module
+
+    class Restarting(Exception):
+        def message(self):
+            return "the server is restarting after a worker crash; retry in a few seconds"
+
+    calls = []
+
+    class FakeClient:
+        def get_inference_statistics(self, name, **kwargs):
+            calls.append(name)
+            if len(calls) < 3:
+                raise Restarting()
+            return {"model_stats": [{"name": "cls"}, {"name": "cls_tokenize"}, {"name": "cls_model"}]}
+
+    monkeypatch.setattr(client_module.time, "sleep", lambda seconds: None)
+    text_client = client_module.TritonTextClient("127.0.0.1:1", "http", None, 30.0)
+    text_client._client = FakeClient()
+    monkeypatch.setattr(text_client, "_answered_restarting", lambda: False)
+    assert text_client.model_name() == "cls"
+    assert len(calls) == 3

@@ -202,14 +202,20 @@ class TritonTextClient:
 
     def _served_ensembles(self) -> list[str]:
         """The inferforge models the server serves (those whose name plus `_tokenize` is also served)."""
-        try:
-            # The statistics API lists the loaded models; the repository index needs the admin key.
-            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-            index = self._client.get_inference_statistics("", **kwargs).get("model_stats", [])
-        except Exception as error:
-            if not self.is_ready():
-                raise UserError(self._explain(error)) from None
-            raise UserError(f"Could not list the served models ({_message(error)}); name one with --model.") from None
+        deadline = time.monotonic() + min(self.timeout_s, RESTART_WAIT_S)
+        while True:
+            try:
+                # The statistics API lists the loaded models; the repository index needs the admin key.
+                kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+                index = self._client.get_inference_statistics("", **kwargs).get("model_stats", [])
+                break
+            except Exception as error:
+                if (_restarting(error) or self._answered_restarting()) and time.monotonic() + RESTART_POLL_S < deadline:
+                    time.sleep(RESTART_POLL_S)  # the server is being restarted: ask again, as `infer` does
+                    continue
+                if not self.is_ready():
+                    raise UserError(self._explain(error)) from None
+                raise UserError(f"Could not list the served models ({_message(error)}); name one with --model.") from None
         names = {entry["name"] for entry in index}
         return sorted(n for n in names if f"{n}_tokenize" in names)
 
