@@ -26,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 import inferforge
 from inferforge.errors import UserError
-from inferforge.triton.answers import BadText, checked_answer_inputs, checked_token_arrays
+from inferforge.triton.answers import BadText, checked_answer_inputs, checked_token_arrays, token_limits
 from inferforge.triton.client import TritonTextClient
 from inferforge.triton.repository import RepositoryOptions
 from inferforge.triton.serve import serve_converted
@@ -204,15 +204,22 @@ def test_what_a_model_step_client_sends_for_the_answer_is_checked():
             checked_answer_inputs(*args)
 
 
-
-def test_token_arrays_without_tokens_are_a_client_error():
+def test_token_arrays_without_tokens_or_with_too_many_are_a_client_error():
     """A client of `<name>_model` sending token arrays of shape [1, 0] got a 500 "model run failed: attempt to get
-    argmax of an empty sequence" (a server fault, retried by clients); it is that request's 400 in one sentence."""
+    argmax of an empty sequence", and rows longer than the model's positions a 500 naming the runtime's internals
+    (a server fault, retried by clients); each is that request's 400 in one sentence."""
+    limits = token_limits({"vocab_size": 100}, max_length=64)
     empty = np.zeros((1, 0), dtype=np.int64)
     with pytest.raises(BadText, match=re.escape("input 'input_ids' holds no tokens (shape [1, 0])")):
-        checked_token_arrays({"input_ids": empty, "attention_mask": empty}, {"input_ids": 100, "attention_mask": 2})
-    one = np.zeros((1, 1), dtype=np.int64)
-    assert checked_token_arrays({"input_ids": one}, {"input_ids": 100})["input_ids"] is one
+        checked_token_arrays({"input_ids": empty, "attention_mask": empty}, limits)
+    long = np.ones((1, 65), dtype=np.int64)
+    with pytest.raises(BadText, match=re.escape("input 'input_ids' holds rows of 65 tokens and this model reads at "
+                                                "most 64: send shorter rows")):
+        checked_token_arrays({"input_ids": long, "attention_mask": long}, limits)
+    for tokens in (1, 64):
+        row = np.zeros((1, tokens), dtype=np.int64)
+        assert checked_token_arrays({"input_ids": row}, limits)["input_ids"] is row
+
 
 # ----- Off-the-shelf clients and the HTTP wire as other stacks speak it, against the local answers -----------------
 

@@ -383,7 +383,8 @@ def test_bad_request_inside_a_dynamic_batch_fails_alone(served, local_models):
 
 def test_token_ids_outside_the_vocabulary_fail_alone_at_the_model_step(served, local_models):
     """A client of the `_model` step sends token arrays itself (perf_analyzer sends random int64): ids past the
-    vocabulary, or inputs of two shapes, get one sentence naming the input, and the requests batched with them
+    vocabulary, inputs of two shapes, rows longer than the model reads or of no tokens, get one sentence naming the
+    input, and the requests batched with them
     are answered as the local engine answers (the lookup failed the whole batch before, retried one by one)."""
     server, _ = served
     model = local_models["tiny_cls"]
@@ -395,6 +396,9 @@ def test_token_ids_outside_the_vocabulary_fail_alone_at_the_model_step(served, l
         "past the vocabulary": {**good_arrays, "input_ids": np.where(ids == ids[0, 1], vocab + 7, ids)},
         "negative": {**good_arrays, "input_ids": -ids},
         "two shapes": {**good_arrays, "attention_mask": good_arrays["attention_mask"][:, :-1]},
+        # rows longer than the model reads failed in the runtime, a 500 naming its internals; rows of none a 500 too
+        "too long": {name: np.ones((1, model.manifest.max_length + 1), dtype=np.int64) for name in good_arrays},
+        "no tokens": {name: np.ones((1, 0), dtype=np.int64) for name in good_arrays},
     }
     results: dict = {}
 
@@ -421,6 +425,9 @@ def test_token_ids_outside_the_vocabulary_fail_alone_at_the_model_step(served, l
     assert f"input 'input_ids' holds {vocab + 7}, outside this model's {vocab} values" in results["past the vocabulary"]
     assert "input 'input_ids' holds -" in results["negative"]
     assert "input 'attention_mask' has shape" in results["two shapes"]
+    assert (f"[400] input 'input_ids' holds rows of {model.manifest.max_length + 1} tokens and this model reads at most "
+            f"{model.manifest.max_length}: send shorter rows") in results["too long"], results["too long"]
+    assert "[400] input 'input_ids' holds no tokens (shape [1, 0])" in results["no tokens"], results["no tokens"]
     for i in range(6):
         np.testing.assert_allclose(results[f"good {i}"], expected, atol=1e-4)
     assert server.check_health() is None

@@ -71,7 +71,8 @@ class TritonPythonModel:
         os.environ[ORT_SPINNING_ENV] = params.get("ort_spinning") or os.environ.get(ORT_SPINNING_ENV) or "run"
         self.model = load(artifact, variant=params.get("variant") or None, threads=threads)
         config_path = os.path.join(artifact, "config.json")
-        self.token_limits = token_limits(json.load(open(config_path)) if os.path.exists(config_path) else {})
+        self.token_limits = token_limits(json.load(open(config_path)) if os.path.exists(config_path) else {},
+                                         self.model.manifest.max_length)
         self.array_inputs = _names(params["array_inputs"])
         self.model_outputs = _names(params["model_outputs"])
         self.per_token = set(_names(params.get("per_token_outputs", "")))

@@ -58,11 +58,16 @@ def too_many_windows(needed: int, texts: int, limit: int) -> str:
             "max_batch_size): send " + ("a shorter context" if texts == 1 else "fewer or shorter contexts per request"))
 
 
-def token_limits(config: dict) -> dict:
+# The key of `token_limits` that holds the most tokens a row may have: the length the model was converted and verified
+# for. Past its position embeddings a row failed inside the runtime, a 500 naming its internals.
+TOKENS = "tokens"
+
+
+def token_limits(config: dict, max_length: int | None = None) -> dict:
     """How many values each token input takes, from a model's config.json: its vocabulary rows, its segment
     types, 0/1 for the mask. An id past them fails the model's embedding lookup, and with it every request
-    batched with it."""
-    limits = {"attention_mask": 2}
+    batched with it. And under TOKENS `max_length`, the most tokens a row may have."""
+    limits = {"attention_mask": 2} if max_length is None else {"attention_mask": 2, TOKENS: int(max_length)}
     for name, key in (("input_ids", "vocab_size"), ("token_type_ids", "type_vocab_size")):
         if isinstance(config.get(key), int) and config[key] > 0:
             limits[name] = config[key]
@@ -83,6 +88,9 @@ def checked_token_arrays(arrays: dict, limits: dict) -> dict:
         shape = array.shape
         if array.shape[1] == 0:  # a run of no tokens failed inside the model step: a 500 naming an internal detail
             raise BadText(f"input '{name}' holds no tokens (shape {list(array.shape)}): send at least one token per row")
+        if TOKENS in limits and array.shape[1] > limits[TOKENS]:
+            raise BadText(f"input '{name}' holds rows of {array.shape[1]} tokens and this model reads at most "
+                          f"{limits[TOKENS]}: send shorter rows")
         limit = limits.get(name)
         if limit is None or not array.size:
             continue
