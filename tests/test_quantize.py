@@ -150,6 +150,30 @@ def test_search_says_when_nothing_fits(int8_setup):
     assert len(result.steps) == 2
     assert "keep the fp32 variant" in result.message
 
+    # Inside the points but over the output difference (convert's verification budget): the message said the points
+    # did not fit ("lost 0.00 points ... no int8 model fits the budget of 2 points"), a contradiction on its face.
+    from inferforge.verify import AccuracyBudget
+
+    class OverTheDifference:  # the subset, judged as VerificationSet judges: the difference over --atol at every try
+        def __init__(self, rows):
+            self.rows, self.budget = rows, AccuracyBudget(0.001, 0.98)
+            self.primary = rows.primary
+
+        def __getattr__(self, name):
+            return getattr(self.rows, name)
+
+        def subset(self, size):
+            return self
+
+        def accepts(self, score):
+            return False
+
+    result = search_int8(ctx, OrtDynamicInt8Partial(), OverTheDifference(eval_set.subset(200)), 100.0, fp32.value,
+                         max_kept=2, timing_shape=None)
+    assert not result.fits and len(result.steps) == 2
+    assert ("inside the budget of 100, but its output difference is over the budget (--atol 0.001) and stays so with "
+            "up to 2 nodes kept in fp32: keep the fp32 variant.") in result.message, result.message
+
 
 @pytest.mark.slow
 def test_openvino_search_ranks_on_onnxruntime_and_builds_with_ignored_scope(int8_setup):

@@ -259,9 +259,18 @@ def search_int8(ctx: BuildContext, variant: Variant, eval_set: EvalSet, max_drop
                           f"{result.final_drop:.2f} points (budget {max_drop:g}).")
     else:
         tried = max((len(step.kept_fp32) for step in result.steps), default=0)
-        result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric} and no int8 "
-                          f"model with up to {tried} nodes kept in fp32 fits the budget of {max_drop:g} points: "
-                          f"keep the fp32 variant.")
+        budget = getattr(eval_set, "budget", None)
+        if budget is not None and result.full_int8_drop <= max_drop and all(
+                step.drop_points <= max_drop for step in result.steps):
+            # The points were never what failed (a message naming them read as a contradiction): the difference was.
+            result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric}, inside the "
+                              f"budget of {max_drop:g}, but its output difference is over the budget (--atol "
+                              f"{budget.atol:g}) and stays so with up to {tried} nodes kept in fp32: keep the fp32 "
+                              f"variant.")
+        else:
+            result.message = (f"{full.name} lost {result.full_int8_drop:.2f} points of {result.metric} and no int8 "
+                              f"model with up to {tried} nodes kept in fp32 fits the budget of {max_drop:g} points: "
+                              f"keep the fp32 variant.")
 
     if timing_shape is not None:
         engines = {"fp32": fp32_engine, "full int8": full_engine}
