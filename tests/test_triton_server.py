@@ -53,6 +53,20 @@ CONTEXTS = [
 ]
 
 
+def _ended(serve: subprocess.Popen) -> None:
+    """An `inferforge serve` run a test started is over (killed if the test failed before stopping it)."""
+    if serve.poll() is None:
+        serve.kill()
+        serve.wait()
+
+
+def _assert_nothing_left_by(serve: subprocess.Popen) -> None:
+    """No process and no /dev/shm region of that run is left (its shared-memory prefix names its pid)."""
+    marker = f"inferforge_{serve.pid}_"
+    assert not running_processes_with(marker)
+    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+
+
 def running_processes_with(marker: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -850,12 +864,8 @@ def test_cli_serve_query_and_sigterm_leave_nothing_behind(converted_tiny):
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
     finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
-    marker = f"inferforge_{serve.pid}_"
-    assert not running_processes_with(marker)
-    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+        _ended(serve)
+    _assert_nothing_left_by(serve)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
@@ -880,12 +890,8 @@ def test_serve_interrupted_while_starting_says_so_and_leaves_nothing(converted_t
         assert "Interrupted while the server was starting" in said and "Traceback" not in said, said
         assert "Serving" not in serve.stdout.read()
     finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
-    marker = f"inferforge_{serve.pid}_"
-    assert not running_processes_with(marker)
-    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+        _ended(serve)
+    _assert_nothing_left_by(serve)
     assert not ours() - before
 
 
@@ -911,12 +917,8 @@ def test_a_hangup_stops_a_running_server_and_leaves_nothing(converted_tiny):
         assert serve.wait(timeout=60) == 0
         assert "Server stopped." in serve.stderr.read()
     finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
-    marker = f"inferforge_{serve.pid}_"
-    assert not running_processes_with(marker)
-    assert not [p for p in os.listdir("/dev/shm") if p.startswith(marker)]
+        _ended(serve)
+    _assert_nothing_left_by(serve)
     assert not ours() - before
 
 

@@ -508,8 +508,7 @@ class OpenVinoInt8(_Int8Variant):
     def open(self, model_dir, files, threads, ctx=None) -> Engine:
         from inferforge.engines.openvino import OpenVinoEngine
 
-        return OpenVinoEngine(Path(model_dir) / files[0], threads, self.inference_precision, self.name,
-                              static_shapes=False)  # its static compilations answer differently (see the engine)
+        return OpenVinoEngine(Path(model_dir) / files[0], threads, self.inference_precision, self.name)
 
 
 def int8_variants() -> list[_Int8Variant]:

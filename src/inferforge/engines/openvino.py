@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from inferforge.engines.base import select_inputs
 # that comes back STATIC_AFTER_CALLS times gets its own static compilation (at most
 # STATIC_CACHE_SIZE of them, least recently used dropped); everything else runs on the dynamic one.
 STATIC_MAX_TOKENS = 1024
+STATIC_ENV = "INFERFORGE_OPENVINO_STATIC"  # "0": no static compilations (see OpenVinoEngine.__init__)
 STATIC_AFTER_CALLS = 3
 STATIC_CACHE_SIZE = 4
 # Served with dynamic batching, shapes vary call to call: compiling each one that comes back three times
@@ -81,10 +83,11 @@ class OpenVinoEngine:
         self._static_dropped = 0
         self.static_failed = False  # a static compilation failed: the model runs with dynamic shapes only
         self.background_static = background_static
-        # An int8 model (NNCF's FakeQuantize nodes) compiled for a static shape answers differently from its dynamic
-        # compilation (MiniLM: max abs diff 0.014 on one text): a text's answer would change after its shape came back
-        # three times, and depend on what other clients had sent. Such a model stays on its dynamic compilation.
-        self.static_enabled = static_shapes
+        # An int8 model (NNCF's FakeQuantize nodes) compiled for a static shape answers a little differently from its
+        # dynamic compilation (MiniLM int8-keep4: max abs diff 0.014 on one text, inside the budget), so a text's answer
+        # can change once its shape has come back three times; it also runs 1.8x faster at 1x16 (the demo, Zen 4).
+        # INFERFORGE_OPENVINO_STATIC=0 keeps every engine on its dynamic compilation: one answer per input, always.
+        self.static_enabled = static_shapes and os.environ.get(STATIC_ENV, "1") != "0"
         self._compiling: threading.Thread | None = None  # the static compilation under way, if any
         self.threads = int(threads) if threads else int(self.compiled.get_property("INFERENCE_NUM_THREADS") or 1)
         self.split_streams = split_streams if split_streams is not None else self.threads
