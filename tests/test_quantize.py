@@ -4,6 +4,7 @@ sentences, and the accuracy-aware search that keeps the costliest nodes in fp32.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import onnx
 import pytest
@@ -268,3 +269,30 @@ def test_openvino_int8_is_skipped_where_its_statistics_follow_the_sequence_lengt
     assert rows["openvino-int8"]["status"] == "skipped"
     assert "depend on the sequence length" in rows["openvino-int8"]["reason"]
     assert rows["ort-fp32"]["status"] == "selected"
+
+
+def test_the_output_holds_no_folder_its_variants_do_not_read(tmp_path):
+    """openvino-int8 over the output-difference budget starts the verification search, which ranks the nodes on
+    onnxruntime static int8 and leaves that proxy's calibration ranges in variants/ort-int8-static-minmax/: a folder
+    no variant of the manifest reads, left in the output (and in every copy of it) before."""
+    import inferforge
+    from inferforge.cpu import machine_info
+    from tiny_models import build_tiny_model
+
+    if not machine_info().has_vnni:
+        pytest.skip("openvino-int8 needs AVX512-VNNI or AMX int8")
+    model = build_tiny_model(tmp_path / "bert", "bert", "text-classification")
+    result = inferforge.convert(str(model), "text-classification", tmp_path / "out", shapes="1x8", nb_measures=2,
+                                warmup=1, threads=1, variants="ort-fp32,openvino-int8", atol=0.001)
+    (search,) = result.report["accuracy_search"]["searches"]
+    assert search["ranked_on"] == "ort-int8-static-minmax"  # the proxy ran: its ranges were written
+    listed = {f for entry in result.manifest.variants.values() for f in entry["files"]}
+    folders = {p.relative_to(result.output).as_posix() for p in (result.output / "variants").iterdir()}
+    assert folders == {str(Path(f).parent.as_posix()) for f in listed if f.startswith("variants/")}
+    for name in result.manifest.variants:  # every variant still opens from the folder
+        inferforge.load(result.output, variant=name)
+    # The failed row's reason names the table's raw difference too, when the budget's scaled one differs from it.
+    row = next(r for r in result.rows if r.name == "openvino-int8")
+    assert row.status == "failed" and row.check.reason.startswith("difference ")
+    if row.check.max_abs_diff != row.check.scaled_diff:
+        assert f"(max abs diff {row.check.max_abs_diff:.3g} over the reference's largest value " in row.check.reason

@@ -353,6 +353,18 @@ def _remove_empty(folders: list[Path]) -> None:
             break
 
 
+def _drop_unused_variant_folders(workdir: Path, manifest: Manifest) -> None:
+    """Remove the folders under variants/ that no variant of the manifest reads: what a build left for its own use
+    (the calibration ranges of a ranking proxy, a variant that failed to build). A listed variant's folder is kept
+    whole (an ONNX file's external data sits beside it, unlisted)."""
+    root = workdir / "variants"
+    used = {Path(f).parts[1] for entry in manifest.variants.values() for f in entry["files"]
+            if len(Path(f).parts) > 2 and Path(f).parts[0] == "variants"}
+    for folder in (root.iterdir() if root.is_dir() else ()):
+        if folder.is_dir() and folder.name not in used:
+            shutil.rmtree(folder)
+
+
 def _convert_into(model, options, shapes, target, variants, workdir: Path, progress: ProgressCallback) -> ConvertResult:
     import torch
 
@@ -466,6 +478,7 @@ def _convert_into(model, options, shapes, target, variants, workdir: Path, progr
                   for r in rows if r.deployable and r.status not in ("skipped", "error")},
     )
     manifest.write(workdir)
+    _drop_unused_variant_folders(workdir, manifest)
     report = report_dict(
         source=source.name, task=task.name, output=str(options.output), machine=machine.to_dict(), threads=threads,
         shapes=[str(s) for s in shapes], optimize_for=str(target), budget=budget.__dict__, selected=selected,

@@ -150,7 +150,9 @@ def compare(task: TaskSpec, batches: list[Encoded], reference: list[dict], candi
     metric = agreement_metric(task, reference)
     reasons = []
     if scaled > budget.atol:
-        reasons.append(f"difference {scaled:.3g} is over the budget {budget.atol:g} by {scaled - budget.atol:.3g}")
+        # The budget holds the scaled difference; the table shows the raw one: say how one becomes the other.
+        how = f" (max abs diff {max_diff:.3g} over the reference's largest value {scale:.3g})" if scale > 1 else ""
+        reasons.append(f"difference {scaled:.3g}{how} is over the budget {budget.atol:g} by {scaled - budget.atol:.3g}")
     if agreement < budget.min_agreement:
         reasons.append(f"{metric} agreement {agreement:.4f} is under {budget.min_agreement:g} "
                        f"by {budget.min_agreement - agreement:.4f}")
