@@ -197,6 +197,9 @@ def test_bad_options_are_one_sentence(options, words):
         ({"http_port": 99999}, "HTTP port 99999 is not a port number"),
         ({"grpc_port": -1}, "gRPC port -1 is not a port number"),
         ({"host": "999.1.1.1"}, "not an address of this machine"),
+        # ::1 is an address of this machine: the message said it was not.
+        ({"host": "::1"}, r"'::1' is an IPv6 address; the server listens on IPv4 only"),
+        ({"host": "[::]"}, r"'\[::\]' is an IPv6 address"),
     ],
 )
 def test_bad_server_options_are_one_sentence(options, words):

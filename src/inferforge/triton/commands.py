@@ -41,7 +41,7 @@ def _repository_options(**values):
 
 def serve(
     model_dir: Path = typer.Argument(..., help="A folder written by `inferforge convert`."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind (HTTP, gRPC and metrics)."),
+    host: str = typer.Option("127.0.0.1", help="IPv4 address or host name to bind (HTTP, gRPC and metrics); 0.0.0.0 for every interface."),
     http_port: int = typer.Option(8000, help=f"HTTP port. {PORT_HELP}"),
     grpc_port: int = typer.Option(8001, help=f"gRPC port. {PORT_HELP}"),
     metrics_port: int = typer.Option(8002, help=f"Prometheus metrics port. {PORT_HELP}"),

@@ -133,6 +133,9 @@ class ServerOptions:
             raise UserError(f"max_in_flight must be 0 (no limit) or more (got {self.max_in_flight}).")
         if not self.ready_timeout_s > 0:
             raise UserError(f"--ready-timeout (ready_timeout_s) must be more than 0 seconds (got {self.ready_timeout_s:g}).")
+        if ":" in self.host.strip("[]"):  # an IPv6 address (::1, [::], fe80::1%eth0)
+            raise UserError(f"'{self.host}' is an IPv6 address; the server listens on IPv4 only: give an IPv4 address "
+                            "or host name, such as 127.0.0.1 (the default, the IPv4 loopback) or 0.0.0.0.")
         try:
             socket.getaddrinfo(self.host, None, socket.AF_INET, socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
