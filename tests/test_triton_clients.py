@@ -1116,3 +1116,42 @@ def test_asyncio_clients_json_outputs_a_subset_and_the_metrics(supervised, world
     sent += asyncio.run(ask(http_aio, serving.server.http_url, {}))
     sent += asyncio.run(ask(grpc_aio, serving.server.grpc_url, {}))
     assert successes() - before >= sent  # other tests of the module may run in between only before or after
+
+
+def test_error_replies_say_their_json_is_json(supervised):
+    """Every error reply of the HTTP front end carries a JSON body, {"error": "..."}, but Triton 2.51 labels many of
+    them `Content-Type: text/plain` (an error of the model, the restricted APIs' 403, a path it does not serve, a body
+    it cannot parse). Clients that read the error only from a JSON reply lost the message: KServe's
+    `InferenceRESTClient` (the `kserve` package) raised `HTTPStatusError , '400 Bad Request'` with nothing said.
+    Under `inferforge serve` each such reply says `application/json`, its HEAD too; replies without that body keep
+    their type, and the keep-alive connection goes on answering."""
+    import requests
+
+    from inferforge.triton.hardening import admin_key_hiding
+
+    if admin_key_hiding().library is None:
+        pytest.skip("no C compiler: Triton 2.51's error replies keep their text/plain")
+    serving, _, _ = supervised
+    base = f"http://{serving.server.http_url}"
+    empty_text = json.dumps({"inputs": [{"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": [""]}]})
+    cases = [  # method, path, body, status, words of the error
+        ("POST", f"/v2/models/{MODEL}/infer", empty_text, 400, "is empty"),
+        ("POST", f"/v2/models/{MODEL}/infer", "{not json", 400, "failed to parse"),
+        ("POST", f"/v2/models/{MODEL}/generate", json.dumps({"text": ""}), 400, "is empty"),
+        ("GET", "/v2/logging", None, 403, "restricted"),
+        ("GET", "/v2/no/such/path", None, 404, "Not Found"),
+        ("GET", f"/v2/models/{MODEL}/infer", None, 405, "Not Allowed"),
+        ("GET", "/v2/models/no_such_model", None, 404, "no_such_model"),
+    ]
+    with requests.Session() as session:
+        for method, path, body, status, words in cases:
+            reply = session.request(method, base + path, data=body, timeout=30)
+            assert reply.status_code == status, (path, reply.status_code, reply.text)
+            assert reply.headers.get("Content-Type") == "application/json", (path, reply.headers)
+            assert words in reply.json()["error"], (path, reply.text)
+        head = session.head(base + "/v2/no/such/path", timeout=30)
+        assert (head.status_code, head.headers.get("Content-Type"), head.content) == (404, "application/json", b"")
+        ready = session.get(base + "/v2/health/ready", timeout=30)
+        assert (ready.status_code, ready.content) == (200, b""), ready.headers
+        answer = session.post(f"{base}/v2/models/{MODEL}/infer", data=json.dumps(ONE_TEXT), timeout=30)
+        assert answer.status_code == 200 and answer.headers.get("Content-Type") == "application/json"

@@ -975,11 +975,18 @@ void *TRITONSERVER_ServerMetadata(void *server, void **metadata) {
  *   and gets "Connection: close", the chunk framing is left out of the body (over as many writes as it takes), and after
  *   the last chunk the connection's sending side is shut, so the body ends where the connection does, as HTTP/1.0 says.
  * - While draining (see above) writev adds "Connection: close" to each HTTP/1.1 reply head that names no Connection.
+ * - An error reply's body is JSON ({"error": ...}), but Triton 2.51 labels many of them "Content-Type: text/plain"
+ *   (a model's error, the restricted APIs' 403, a path it does not serve), and clients that read the error from a JSON
+ *   reply only (KServe's InferenceRESTClient) lost the message: writev makes the type of such a reply (status 400 or
+ *   more, a body that starts with {"error": in the bytes looked at) application/json.
  * Added bytes are sent with the reply; a partial write that stops inside them finishes them before returning, so the
  * caller's count of its own bytes stays right; removed bytes count as written. */
 #define ADDED_LENGTH "Content-Length: 0\r\n"
 #define ADDED_CLOSE "Connection: close\r\n"
 #define NO_CONTENT_STATUS "204 No Content"
+#define JSON_TYPE "Content-Type: application/json\r\n"
+#define ERROR_BODY "{\"error\":"
+#define ERROR_BODY_LENGTH (sizeof(ERROR_BODY) - 1)
 #define SCANNED_BYTES 65536 /* replies that start further into one write are not looked at */
 #define PEEKED_BYTES 16384
 #define MAX_EDITS 32
@@ -1185,8 +1192,16 @@ static struct write_plan edits_for(int fd, const char *data, size_t length, size
             if (line >= 0) /* a 204 has no content, nor a type of it */
                 add_edit(found, count, MAX_EDITS, (struct edit){at + (size_t)line, line_length + 2, NULL});
             strip = 1;
-        } else if (allow != ALLOW_UNKNOWN) {
-            add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, allow_headers[allow]});
+        } else {
+            if (allow != ALLOW_UNKNOWN)
+                add_edit(found, count, MAX_EDITS, (struct edit){at + head_length, 0, allow_headers[allow]});
+            /* An error's JSON body ({"error": ...}) that the head calls text/plain: its type said as it is. */
+            size_t line_length;
+            long line = header_line(head, head_length, "Content-Type:", &line_length);
+            if (status >= 400 && body >= (long long)ERROR_BODY_LENGTH && length - body_at >= ERROR_BODY_LENGTH &&
+                memcmp(data + body_at, ERROR_BODY, ERROR_BODY_LENGTH) == 0 && line >= 0 &&
+                head_has(head, head_length, "Content-Type:", "text/plain"))
+                add_edit(found, count, MAX_EDITS, (struct edit){at + (size_t)line, line_length + 2, JSON_TYPE});
         }
         if (strip && body > 0) { /* left out, here and in the next writes */
             size_t here = (unsigned long long)body <= total - body_at ? (size_t)body : total - body_at;
