@@ -1155,3 +1155,47 @@ def test_error_replies_say_their_json_is_json(supervised):
         assert (ready.status_code, ready.content) == (200, b""), ready.headers
         answer = session.post(f"{base}/v2/models/{MODEL}/infer", data=json.dumps(ONE_TEXT), timeout=30)
         assert answer.status_code == 200 and answer.headers.get("Content-Type") == "application/json"
+
+
+@pytest.mark.parametrize("model", [MODEL, f"{MODEL}_model"])
+def test_a_binary_string_longer_than_its_buffer_is_a_client_error(supervised, model, request):
+    """A BYTES tensor sent raw (gRPC `raw_input_contents`, HTTP's binary tensor extension) whose last string says it
+    is longer than the bytes left: Triton 2.51 checks the count of strings and their length prefixes, not that the last
+    one's bytes are there. The Python backend refuses it (INVALID_ARGUMENT, "incomplete string data"); the in-process
+    backend read what bytes there were and answered for them (the text "A" of a string said to be 10 bytes long). Both
+    now refuse it, and the next request is answered. The in-process backend refuses it alone among good requests
+    batched with it; Triton's Python backend fails the good requests of its batch with the same error (it reads the
+    batch's inputs before `execute()` runs: RELIABILITY.md section 1), so that part is checked in process only."""
+    import struct
+
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    serving, model_engine, _ = supervised
+
+    def infer_request(raw: bytes) -> service_pb2.ModelInferRequest:
+        message = service_pb2.ModelInferRequest(model_name=model, id="short")
+        message.inputs.add(name="text", datatype="BYTES", shape=[1, 1])
+        message.raw_input_contents.append(raw)
+        message.outputs.add(name="answer_json")
+        return message
+
+    with grpc.insecure_channel(serving.server.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for raw, said, left in [(struct.pack("<I", 10) + b"A", 10, 1), (struct.pack("<I", 2**31 - 1) + b"abc", 2**31 - 1, 3)]:
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ModelInfer(infer_request(raw), timeout=60)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+            assert (f"incomplete string data for inference input 'text', expecting string of length {said} but only "
+                    f"{left} bytes available") in refused.value.details()
+        good = TEXTS[0].encode()
+        expected = local_answers(model_engine, TEXTS[:1])
+        answer = stub.ModelInfer(infer_request(struct.pack("<I", len(good)) + good), timeout=60).raw_output_contents[0]
+        assert_same_answers([json.loads(answer[4:])], expected)  # one string: its bytes after its length
+        if not request.node.callspec.params["supervised"]:
+            return  # Triton's Python backend: see above
+        futures = [stub.ModelInfer.future(infer_request(struct.pack("<I", len(good)) + good), timeout=60) for _ in range(6)]
+        bad = stub.ModelInfer.future(infer_request(struct.pack("<I", 10) + b"A"), timeout=60)
+        assert bad.exception() is not None and bad.exception().code() == grpc.StatusCode.INVALID_ARGUMENT
+        for future in futures:
+            assert_same_answers([json.loads(future.result().raw_output_contents[0][4:])], expected)

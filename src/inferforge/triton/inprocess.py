@@ -137,6 +137,27 @@ def _array(datatype: int, shape: tuple, data) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _unreadable_strings(inputs: dict) -> str | None:
+    """Why a BYTES input's buffer does not hold the strings it says (a string whose length runs past the buffer's end),
+    in the Python backend's words; None when each does. Triton 2.51 checks the count of strings and each length
+    prefix before a request reaches a backend, not that the last string's bytes are all there: `_array` would read
+    what is left as the text."""
+    for name, raw in inputs.items():
+        if not isinstance(raw, tuple) or raw[0] != BYTES:
+            continue
+        data, offset = raw[2], 0
+        while offset < len(data):
+            if len(data) - offset < 4:
+                return (f"incomplete string length indicator for inference input '{name}', expecting 4 bytes but only "
+                        f"{len(data) - offset} bytes available")
+            (size,) = struct.unpack_from("<I", data, offset)
+            if size > len(data) - offset - 4:
+                return (f"incomplete string data for inference input '{name}', expecting string of length {size} but "
+                        f"only {len(data) - offset - 4} bytes available")
+            offset += 4 + size
+    return None
+
+
 def _datatype(array: np.ndarray) -> int:
     if array.dtype == np.object_ or array.dtype.kind in "SU":
         return BYTES
@@ -193,13 +214,23 @@ class LoadedModel:
     def execute(self, batch: list) -> list:
         """Per request: a list of (name, datatype, shape, buffer), or (error code, message)."""
         requests = [InferenceRequest(*item) if item is not None else None for item in batch]
+        refused = {}  # request index -> its error: inputs that cannot be read, answered alone
+        for index, request in enumerate(requests):
+            problem = _unreadable_strings(request._inputs) if request is not None else None
+            if problem is not None:
+                refused[index] = (TritonError.INVALID_ARG,
+                                  f"[request id: {request.request_id()}] {problem}" if request.request_id() else problem)
+                requests[index] = None
         live = [r for r in requests if r is not None]
         try:
             responses = iter(self.model.execute(live))
         except Exception as error:  # the batch failed as a whole: every request says why
             return [(TritonError.INTERNAL, f"model execute failed: {error}")] * len(batch)
         answers = []
-        for request in requests:
+        for index, request in enumerate(requests):
+            if index in refused:
+                answers.append(refused[index])
+                continue
             if request is None:
                 answers.append((TritonError.INTERNAL, "request not read"))  # the backend answers it with its error
                 continue
