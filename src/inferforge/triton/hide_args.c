@@ -420,12 +420,28 @@ struct model_count {
     int ensemble; /* named in INFERFORGE_ENSEMBLES (see TRITONSERVER_InferenceRequestSetTimeoutMicroseconds) */
 };
 
+/* A BYTES input of a front-end request, as the front end hands its data over (one or more CPU buffers). */
+#define MAX_STRING_INPUTS 4
+#define MAX_INPUT_SEGMENTS 64
+#define MAX_INPUT_NAME 64
+struct string_input {
+    char name[MAX_INPUT_NAME];
+    int segments; /* -1: not checked (too many buffers, memory that is not the CPU's, an attribute-described buffer) */
+    const unsigned char *base[MAX_INPUT_SEGMENTS];
+    size_t size[MAX_INPUT_SEGMENTS];
+};
+struct string_inputs {
+    int count;
+    struct string_input input[MAX_STRING_INPUTS];
+};
+
 struct tracked_request {
     void *request;
     struct model_count *model;
     release_function callback; /* the front end's release callback and its argument */
     void *userp;
     atomic_int counted; /* 1 from admission until the release (or the failed ServerInferAsync) uncounts it */
+    struct string_inputs *strings; /* its BYTES inputs' buffers, checked by ServerInferAsync (see below); or NULL */
     struct tracked_request *next;
 };
 
@@ -572,6 +588,7 @@ void *TRITONSERVER_InferenceRequestDelete(void *request) {
         pthread_mutex_unlock(&admission_lock);
         if (tracked != NULL) {
             uncount(tracked); /* never released (should not happen): not in flight any more either */
+            free(tracked->strings);
             free(tracked);
         }
     }
@@ -702,6 +719,162 @@ static void start_drain_support(void) {
     pthread_detach(thread);
 }
 
+/* A raw BYTES tensor (gRPC raw_input_contents, HTTP's binary tensor extension, system shared memory) whose last string
+ * says it is longer than the bytes left passes Triton 2.51's own checks (the count of strings, each 4-byte length).
+ * Triton's Python backend finds it while it reads the inputs of a whole batch, before execute() runs, and fails EVERY
+ * request of that batch with it: one client's malformed request failed other clients' good ones. The front end's
+ * requests are refused here instead, alone and at once, with the Python backend's words (INVALID_ARG: HTTP 400, gRPC
+ * INVALID_ARGUMENT): AddInput remembers each BYTES input of a tracked request, AppendInputData its buffers (CPU memory;
+ * or AppendInputDataWithBufferAttributes, which the gRPC front end uses: its size and memory type read from them; the
+ * front end keeps them until the request is released), ServerInferAsync walks the strings across them. An input it
+ * cannot see whole (more than MAX_INPUT_SEGMENTS buffers, GPU memory) is left to Triton. */
+typedef void *(*add_input_function)(void *, const char *, int, const int64_t *, uint64_t);
+typedef void *(*append_input_function)(void *, const char *, const void *, size_t, int, int64_t);
+typedef void *(*append_input_policy_function)(void *, const char *, const void *, size_t, int, int64_t, const char *);
+typedef void *(*append_input_attributes_function)(void *, const char *, const void *, void *);
+typedef void *(*attribute_size_function)(void *, size_t *);
+typedef void *(*attribute_memory_function)(void *, int *);
+typedef void (*error_delete_function)(void *);
+#define TRITONSERVER_MEMORY_CPU 0
+#define TRITONSERVER_MEMORY_CPU_PINNED 1
+
+static struct string_input *string_input_of(struct tracked_request *tracked, const char *name, int add) {
+    if (tracked == NULL || name == NULL || strlen(name) >= MAX_INPUT_NAME)
+        return NULL;
+    if (tracked->strings == NULL) {
+        if (!add || (tracked->strings = calloc(1, sizeof(*tracked->strings))) == NULL)
+            return NULL;
+    }
+    struct string_inputs *strings = tracked->strings;
+    for (int i = 0; i < strings->count; i++)
+        if (strcmp(strings->input[i].name, name) == 0)
+            return &strings->input[i];
+    if (!add || strings->count == MAX_STRING_INPUTS)
+        return NULL;
+    struct string_input *input = &strings->input[strings->count++];
+    strcpy(input->name, name);
+    input->segments = 0;
+    return input;
+}
+
+static void add_segment(struct string_input *input, const void *base, size_t size, int memory_type) {
+    if (input == NULL || input->segments < 0)
+        return;
+    if ((memory_type != TRITONSERVER_MEMORY_CPU && memory_type != TRITONSERVER_MEMORY_CPU_PINNED) ||
+        input->segments == MAX_INPUT_SEGMENTS || (base == NULL && size > 0)) {
+        input->segments = -1;
+        return;
+    }
+    input->base[input->segments] = base;
+    input->size[input->segments++] = size;
+}
+
+/* The byte at `offset` of the input's buffers taken end to end (offset < their total). */
+static unsigned char input_byte(const struct string_input *input, size_t offset) {
+    int i = 0;
+    while (offset >= input->size[i])
+        offset -= input->size[i++];
+    return input->base[i][offset];
+}
+
+/* 1, with the Python backend's words in `message`, when a string of `input` runs past its bytes; else 0. */
+static int string_problem(const struct string_input *input, char *message, size_t length) {
+    if (input->segments <= 0)
+        return 0;
+    size_t total = 0, offset = 0;
+    for (int i = 0; i < input->segments; i++)
+        total += input->size[i];
+    while (offset < total) {
+        if (total - offset < 4) {
+            snprintf(message, length, "incomplete string length indicator for inference input '%s', expecting 4 bytes "
+                     "but only %zu bytes available", input->name, total - offset);
+            return 1;
+        }
+        uint32_t size = (uint32_t)input_byte(input, offset) | (uint32_t)input_byte(input, offset + 1) << 8 |
+                        (uint32_t)input_byte(input, offset + 2) << 16 | (uint32_t)input_byte(input, offset + 3) << 24;
+        if (size > total - offset - 4) {
+            snprintf(message, length, "incomplete string data for inference input '%s', expecting string of length %u "
+                     "but only %zu bytes available", input->name, size, total - offset - 4);
+            return 1;
+        }
+        offset += 4 + (size_t)size;
+    }
+    return 0;
+}
+
+void *TRITONSERVER_InferenceRequestAddInput(void *request, const char *name, int datatype, const int64_t *shape,
+                                            uint64_t dim_count) {
+    static void *next;
+    add_input_function real = (add_input_function)next_definition(&next, "TRITONSERVER_InferenceRequestAddInput");
+    if (real == NULL)
+        return NULL;
+    void *error = real(request, name, datatype, shape, dim_count);
+    if (error == NULL && datatype == TRITONSERVER_TYPE_BYTES)
+        string_input_of(frontend_request(request, __builtin_return_address(0)), name, 1);
+    return error;
+}
+
+void *TRITONSERVER_InferenceRequestAppendInputData(void *request, const char *name, const void *base, size_t byte_size,
+                                                   int memory_type, int64_t memory_type_id) {
+    static void *next;
+    append_input_function real =
+        (append_input_function)next_definition(&next, "TRITONSERVER_InferenceRequestAppendInputData");
+    if (real == NULL)
+        return NULL;
+    void *error = real(request, name, base, byte_size, memory_type, memory_type_id);
+    if (error == NULL)
+        add_segment(string_input_of(frontend_request(request, __builtin_return_address(0)), name, 0), base, byte_size,
+                    memory_type);
+    return error;
+}
+
+void *TRITONSERVER_InferenceRequestAppendInputDataWithHostPolicy(void *request, const char *name, const void *base,
+                                                                 size_t byte_size, int memory_type,
+                                                                 int64_t memory_type_id, const char *host_policy) {
+    static void *next;
+    append_input_policy_function real = (append_input_policy_function)next_definition(
+        &next, "TRITONSERVER_InferenceRequestAppendInputDataWithHostPolicy");
+    if (real == NULL)
+        return NULL;
+    void *error = real(request, name, base, byte_size, memory_type, memory_type_id, host_policy);
+    if (error == NULL)
+        add_segment(string_input_of(frontend_request(request, __builtin_return_address(0)), name, 0), base, byte_size,
+                    memory_type);
+    return error;
+}
+
+void *TRITONSERVER_InferenceRequestAppendInputDataWithBufferAttributes(void *request, const char *name,
+                                                                       const void *base, void *attributes) {
+    static void *next;
+    append_input_attributes_function real = (append_input_attributes_function)next_definition(
+        &next, "TRITONSERVER_InferenceRequestAppendInputDataWithBufferAttributes");
+    if (real == NULL)
+        return NULL;
+    void *error = real(request, name, base, attributes);
+    struct string_input *input = string_input_of(frontend_request(request, __builtin_return_address(0)), name, 0);
+    if (error != NULL || input == NULL)
+        return error;
+    static void *size_next, *memory_next, *delete_next;
+    attribute_size_function size_of = (attribute_size_function)next_definition(
+        &size_next, "TRITONSERVER_BufferAttributesByteSize");
+    attribute_memory_function memory_of = (attribute_memory_function)next_definition(
+        &memory_next, "TRITONSERVER_BufferAttributesMemoryType");
+    error_delete_function delete_error = (error_delete_function)next_definition(&delete_next, "TRITONSERVER_ErrorDelete");
+    size_t size = 0;
+    int memory_type = -1;
+    void *size_error = size_of != NULL ? size_of(attributes, &size) : NULL;
+    void *memory_error = memory_of != NULL ? memory_of(attributes, &memory_type) : NULL;
+    if (size_of == NULL || memory_of == NULL || size_error != NULL || memory_error != NULL)
+        input->segments = -1; /* what the buffer is cannot be told: left to Triton */
+    else
+        add_segment(input, base, size, memory_type);
+    if (delete_error != NULL && size_error != NULL)
+        delete_error(size_error);
+    if (delete_error != NULL && memory_error != NULL)
+        delete_error(memory_error);
+    return error;
+}
+
 void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
     if (real_infer_async == NULL)
         resolve_admission_functions();
@@ -713,6 +886,11 @@ void *TRITONSERVER_ServerInferAsync(void *server, void *request, void *trace) {
                                     atomic_load(&shutting_down) ? SHUTTING_DOWN_MESSAGE : RESTARTING_MESSAGE)
                    : NULL;
     struct tracked_request *tracked = frontend_request(request, __builtin_return_address(0));
+    char unreadable[MAX_INPUT_NAME + 160];
+    if (tracked != NULL && tracked->strings != NULL)
+        for (int i = 0; i < tracked->strings->count; i++)
+            if (string_problem(&tracked->strings->input[i], unreadable, sizeof(unreadable)))
+                return real_error_new != NULL ? real_error_new(TRITONSERVER_ERROR_INVALID_ARG, unreadable) : NULL;
     if (max_in_flight <= 0 || tracked == NULL || tracked->callback == NULL || atomic_load(&tracked->counted))
         return real_infer_async(server, request, trace);
     struct model_count *model = tracked->model;
