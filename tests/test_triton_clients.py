@@ -1192,8 +1192,11 @@ def test_a_binary_string_longer_than_its_buffer_is_a_client_error(supervised, mo
         expected = local_answers(model_engine, TEXTS[:1])
         answer = stub.ModelInfer(infer_request(struct.pack("<I", len(good)) + good), timeout=60).raw_output_contents[0]
         assert_same_answers([json.loads(answer[4:])], expected)  # one string: its bytes after its length
-        futures = [stub.ModelInfer.future(infer_request(struct.pack("<I", len(good)) + good), timeout=60) for _ in range(6)]
-        bad = stub.ModelInfer.future(infer_request(struct.pack("<I", 10) + b"A"), timeout=60)
-        assert bad.exception() is not None and bad.exception().code() == grpc.StatusCode.INVALID_ARGUMENT
+        futures, bad = [], []
+        for _ in range(4):  # good requests with a bad one among them, sent at once: batched together
+            futures += [stub.ModelInfer.future(infer_request(struct.pack("<I", len(good)) + good), timeout=60)
+                        for _ in range(3)]
+            bad.append(stub.ModelInfer.future(infer_request(struct.pack("<I", 10) + b"A"), timeout=60))
+        assert all(b.exception() is not None and b.exception().code() == grpc.StatusCode.INVALID_ARGUMENT for b in bad)
         for future in futures:
             assert_same_answers([json.loads(future.result().raw_output_contents[0][4:])], expected)
