@@ -1433,3 +1433,63 @@ def test_a_large_set_is_tokenized_at_each_pass_and_scores_the_same(converted_tin
     expected = kept.score(model.engine).metrics
     assert streamed.score(model.engine).metrics == expected
     assert streamed.score_outputs(streamed.outputs(model.engine)).metrics == expected
+
+
+def test_token_predict_says_which_texts_are_cut(tiny_converted, tmp_path):
+    """Token classification reads no windows: a text longer than the model reads gets no entity past the cut. predict
+    says which texts were cut (a CutTextWarning; `inferforge predict` prints it as a note on stderr), counted against
+    the transformers tokenizer's own token count; texts that fit say nothing."""
+    import warnings
+
+    import transformers
+
+    from inferforge.artifacts import load
+    from inferforge.tokenization import CutTextWarning
+
+    hf, folder = tiny_converted("token-classification")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    long = "the quick brown fox jumps over the lazy dog " * 12 + "Alice met Bob"
+    texts = ["Alice met Bob in Paris", long, "a short one", long + " again"]
+    expected = [i + 1 for i, t in enumerate(texts) if len(tokenizer(t)["input_ids"]) > tokenizer.model_max_length]
+    assert expected == [2, 4]
+    model = load(folder, threads=1)
+    with pytest.warns(CutTextWarning, match=r"2 of the 4 texts \(text 2, 4\) are longer than the model's 64 tokens"):
+        answers = model.predict(texts)
+    assert len(answers) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CutTextWarning)
+        model.predict(texts[:1] + texts[2:3])
+    result = subprocess.run([sys.executable, "-m", "inferforge", "predict", str(folder), *texts, "--threads", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 4 and all(json.loads(line) is not None for line in result.stdout.splitlines())
+    assert "note: 2 of the 4 texts (text 2, 4) are longer than the model's 64 tokens" in " ".join(result.stderr.split())
+
+
+def test_questions_longer_than_the_window_are_said_in_evaluate_and_predict(tiny_converted, tmp_path):
+    """A question that leaves its context no room is cut (longest first) with its context: evaluate says how many,
+    counted against the transformers tokenizer (question tokens plus [CLS] [SEP] [SEP] reach the model's 64), and
+    predict warns."""
+    import transformers
+
+    from inferforge.artifacts import load
+    from inferforge.evaluate import evaluate
+    from inferforge.tokenization import CutTextWarning
+
+    hf, folder = tiny_converted("question-answering")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    long_question = "what did the quick brown fox do " * 12 + "in Paris?"
+    questions = ["where did Alice meet Bob?", long_question, "who met Bob?", long_question + " and why?"]
+    context = "Alice met Bob in Paris."
+    cut = [i for i, q in enumerate(questions) if len(tokenizer(q)["input_ids"]) + 1 >= tokenizer.model_max_length]
+    assert cut == [1, 3]
+    rows = [{"question": q, "context": context, "answers": {"text": ["Paris"], "answer_start": [17]}} for q in questions]
+    report = evaluate(folder, _jsonl(tmp_path / "qa.jsonl", rows), threads=1)
+    said = [m for m in report.messages if "questions are longer" in m]
+    assert len(said) == 1 and said[0].startswith("2 of the 4 questions are longer than the model's 64 tokens leave "
+                                                 "room for (the first at line 2 of ")
+    assert "questions are longer" in report.eval_data["labels"]["note"]  # kept in report.json by convert too
+    short = evaluate(folder, _jsonl(tmp_path / "short.jsonl", [rows[0], rows[2]]), threads=1)
+    assert not any("questions are longer" in m for m in short.messages)
+    with pytest.warns(CutTextWarning, match=r"2 of the 4 questions \(question 2, 4\)"):
+        load(folder, threads=1).predict(questions, [context] * 4)

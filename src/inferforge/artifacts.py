@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError
 from inferforge.tasks import TaskSpec, get_task
-from inferforge.tokenization import Encoded, TextEncoder
+from inferforge.tokenization import CutTextWarning, Encoded, TextEncoder, cut_note, cut_texts
 from inferforge.variants import Variant, variant_from_dict
 
 MANIFEST = "inferforge.json"
@@ -126,6 +127,11 @@ class LoadedModel:
         if pairs is None and self.task.needs_pairs:
             raise UserError(f"{self.task.name} needs a text pair for every text (question, context).")
         encoded = self.encoder.encode(list(texts), list(pairs) if pairs is not None else None)
+        if self.task.name in ("token-classification", "question-answering"):
+            cut = cut_texts(encoded, self.encoder.max_length, self.encoder.prefix)
+            if cut:  # said, not silent: the answers of these texts come from their start only
+                warnings.warn(cut_note(cut, len(texts), self.encoder.max_length, pairs is not None), CutTextWarning,
+                              stacklevel=2)
         return self.task.postprocess(self.run_encoded(encoded), encoded, self.labels, self.manifest.problem_type)
 
     def run_encoded(self, encoded: Encoded) -> dict[str, np.ndarray]:

@@ -304,7 +304,19 @@ def predict(
     if pairs is not None and not model.task.supports_pairs:
         raise UserError(f"{model.task.name} takes single texts, not text pairs; leave out --pair (and the tabs of "
                         "--file lines).")
-    for answer in with_blank_lines(model.predict(texts, pairs), blanks):
+    import warnings
+
+    from inferforge.tokenization import CutTextWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CutTextWarning)
+        answers = model.predict(texts, pairs)
+    for warning in caught:
+        if issubclass(warning.category, CutTextWarning):  # on stderr: stdout stays one JSON answer per line
+            typer.echo(f"note: {warning.message}", err=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    for answer in with_blank_lines(answers, blanks):
         typer.echo("null" if answer is None else answer_json(answer).decode("utf-8"))
 
 

@@ -167,6 +167,10 @@ class EvalSet:
         self._plan()
         if task.name == "token-classification":
             said += self._cut_note()
+        if task.name == "question-answering":
+            said += self._question_note()
+            if said and self.label_mapping is None:
+                self.label_mapping = {"note": ""}  # (QA has no label ids: the note alone)
         if said and self.label_mapping is not None:  # in the mapping's note, which convert prints and report.json keeps
             self.label_mapping["note"] = "; ".join(([self.label_mapping["note"]] if self.label_mapping["note"] else [])
                                                    + said)
@@ -215,6 +219,20 @@ class EvalSet:
         return [f"{rows:,} of the {len(self):,} texts are longer than the model's {self.encoder.max_length} tokens (the "
                 f"first at {self.data.where(int(first))}): their words past the cut get no prediction, so the "
                 f"{missed:,} gold entities there count as missed; split long texts into sentences to score them"]
+
+    def _question_note(self) -> list[str]:
+        """A note on the questions longer than the model's window leaves room for (question answering): each is cut,
+        its context with it (longest first), so its answer comes from part of the question and context only."""
+        from inferforge.tokenization import cut_texts
+
+        cut: list[int] = []
+        for idx, encoded in self.batches:  # (a pass of its own over the texts: the batches are not kept)
+            cut += [int(idx[k]) for k in cut_texts(encoded, self.encoder.max_length, self.encoder.prefix)]
+        if not cut:
+            return []
+        return [f"{len(cut):,} of the {len(self):,} questions are longer than the model's {self.encoder.max_length} "
+                f"tokens leave room for (the first at {self.data.where(min(cut))}): each is cut, and its context "
+                f"with it, so its answer comes from part of the question only; shorten such questions"]
 
     def _plan(self) -> None:
         """The batches' rows (indices, sorted by length): tokenized when a pass reads them (`batches`), and kept

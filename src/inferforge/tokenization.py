@@ -167,6 +167,40 @@ class TextEncoder:
         )
 
 
+class CutTextWarning(UserWarning):
+    """`LoadedModel.predict` read only the start of some texts (token classification) or questions (question
+    answering); `inferforge predict` prints it as a note."""
+
+
+def cut_texts(encoded: Encoded, max_length: int, prefix: str = "") -> list[int]:
+    """The indices of the texts whose first text (the text; the question of a pair) the model does not read to its
+    end: a row of `max_length` tokens whose last token of that text ends before the text's last character that is not
+    white space. A single text is cut at `max_length` tokens (token classification reads no windows, so its words past
+    the cut get no tag); a question is cut when it leaves its context no room (longest first, see `encode_windows`)."""
+    cut: set[int] = set()
+    for row, offsets in enumerate(encoded.offsets):
+        if len(offsets) < max_length:
+            continue
+        index = encoded.sample[row] if encoded.sample is not None else row
+        text = prefix + encoded.texts[index]
+        ends = [end for (start, end), sequence, special in zip(offsets, encoded.sequence_ids[row], encoded.special_mask[row])
+                if sequence == 0 and not special and end > start]
+        if ends and text[max(ends):].strip():
+            cut.add(index)
+    return sorted(cut)
+
+
+def cut_note(cut: list[int], total: int, max_length: int, question: bool) -> str:
+    """What `inferforge predict` says of the texts `cut_texts` found (numbered from 1, as the answers' lines)."""
+    shown = ", ".join(str(i + 1) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
+    if question:
+        return (f"{len(cut)} of the {total} questions (question {shown}) are longer than the model's {max_length} "
+                f"tokens leave room for: each was cut, and its context with it, so its answer comes from part of the "
+                f"question only; shorten the question.")
+    return (f"{len(cut)} of the {total} texts (text {shown}) are longer than the model's {max_length} tokens: only "
+            f"the start of each is read, so no entity is found past the cut; split long texts into sentences.")
+
+
 def fast_from_python_tokenizer(tokenizer):
     """A fast (tokenizer.json) twin of a tokenizer transformers has in Python only, or None.
 
