@@ -1294,3 +1294,27 @@ def test_a_column_of_numbers_is_read_as_ids_or_as_names_throughout(tmp_path):
         assert class_ids(ids, model).tolist() == [0, 1, 4]
     names = read_labelled_data(_write(tmp_path / "names.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 5}\n'))
     assert class_ids(names, model).tolist() == [0, 4]
+
+
+def test_split_slice_counts_the_rows_as_datasets_does_blank_ones_too(tmp_path):
+    """--eval-split test[:4] is rows 0-3 of the split as datasets slices it (a blank text is a row there too); the
+    blank rows among them are then left out. Counting the slice after blank rows were dropped read other rows."""
+    import csv
+
+    path = tmp_path / "reviews.csv"
+    cells = [("good film", "1"), ("", "0"), ("bad film", "0"), ("   ", "1"), ("fine", "1"), ("awful", "0"), ("ok", "1")]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *cells])
+    with path.open(newline="") as f:
+        table = list(csv.DictReader(f))
+
+    def reference(rows):  # datasets' slice of the rows, then the rows with text
+        return [r["text"] for r in rows if r["text"].strip()]
+
+    columns = _task_columns("text-classification")
+    assert read_labelled_data(path, columns, split="test[:4]").texts == reference(table[:4]) == ["good film", "bad film"]
+    assert read_labelled_data(path, columns, split="test[4:]").texts == reference(table[4:])
+    assert read_labelled_data(path, columns, split="test[:50%]").texts == reference(table[:round(len(table) / 2)])
+    data = read_labelled_data(path, columns, split="test[:4]")
+    assert f"rows [:4] of {path} are used: 4 of 7" in data.notes
+    assert any("2 rows have no text" in note and "2 of the 4 rows" in note for note in data.notes)

@@ -204,7 +204,7 @@ def convert(
                                                          "--max-accuracy-drop; adds calibrated int8 variants."),
     eval_split: Optional[str] = typer.Option(None, help="Split of an --eval-data folder (a datasets save_to_disk "
                                                         "DatasetDict or a Hub-style folder; default: test, then "
-                                                        "validation); a slice such as validation[:200] too. "
+                                                        "validation); a slice such as validation[:200] too, rows counted as datasets counts them. "
                                                         "Python: inferforge.convert(..., eval_split=...)."),
     calibration_data: Optional[Path] = typer.Option(None, help="Texts for int8 calibration (the first 128 are used), "
                                                                "from the same sources as --validation-texts: .txt (one "

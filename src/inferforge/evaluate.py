@@ -571,7 +571,7 @@ def register(app) -> None:
                                             "DatasetDict) or of files named by split."),
         eval_split: Optional[str] = typer.Option(None, "--eval-split", "--split", help="Split of a dataset folder "
                                                  "(default: test, then validation), or sheet of an Excel workbook; a "
-                                                 "slice such as test[:500] too."),
+                                                 "slice such as test[:500] too (rows counted as datasets counts them, blank ones too)."),
         text_column: Optional[str] = typer.Option(None, help="Column with the text (the question for QA; the words "
                                                              "for token classification). Default: detected (text, "
                                                              "sentence, sentence1, premise, question, tokens...)."),

@@ -194,7 +194,7 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
                     and _triplet_layout(records.header, columns) is None):
                 notes.append(f"split '{choice.name}' of {path} has no label column, so '{after}' is used")
                 continue
-            data = _labelled(records, path, columns, text_is_list, choice.name, card_class_names(path))
+            data = _labelled(records, path, columns, text_is_list, choice.name, card_class_names(path), rows)
             if after and _unlabelled(data):
                 notes.append(f"split '{choice.name}' of {path} has no labels (every label is -1, as in GLUE's test "
                              f"splits), so '{after}' is used")
@@ -206,31 +206,37 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
             elif (split is not None and choice.name != split) or (choice.files and _data_suffix(choice.files[0]) in TEXT_SUFFIXES):
                 asked = f" (asked for '{split}')" if split is not None and choice.name != split else ""
                 notes.append(f"split '{choice.name}' of {path} is used{shown}{asked}")  # which .txt, always
-            return _sliced(replace(data, notes=tuple(notes) + data.notes), rows)
+            return replace(data, notes=tuple(notes) + data.notes)
     _check_file(path)
     if split is not None and _data_format(path) == "xlsx":  # a workbook's sheets are its splits
-        return _sliced(_labelled(_read_file(path, sheet=split), path, columns, text_is_list, None), rows)
-    data = _labelled(_read_file(path), path, columns, text_is_list, None, card_class_names(path))
+        return _labelled(_read_file(path, sheet=split), path, columns, text_is_list, None, wanted=rows)
+    data = _labelled(_read_file(path), path, columns, text_is_list, None, card_class_names(path), rows)
     if split is not None:  # the slice of test[:200] still applies, to the whole file
         data = replace(data, notes=(f"--eval-split '{split}' does not apply to a single file: all of {path} is read"
                                     + (", then sliced" if rows is not None else ""),) + data.notes)
-    return _sliced(data, rows)
+    return data
 
 
-def _sliced(data: LabelledData, rows: tuple[str, str] | None) -> LabelledData:
-    if rows is None:
-        return data
-
+def _slice_range(count: int, rows: tuple[str, str], name: str) -> tuple[range, str]:
+    """The rows of `count` that a slice such as [:500] or [10%:20%] keeps, as datasets counts them (every row of the
+    split, blank ones too), and the note saying so."""
     def bound(text: str) -> int | None:
         if not text:
             return None
-        return round(len(data) * int(text[:-1]) / 100) if text.endswith("%") else int(text)
+        return round(count * int(text[:-1]) / 100) if text.endswith("%") else int(text)
 
-    kept = range(len(data))[bound(rows[0]):bound(rows[1])]
+    kept = range(count)[bound(rows[0]):bound(rows[1])]
     if not kept:
-        raise UserError(f"--eval-split [{rows[0]}:{rows[1]}] keeps no row of the {len(data)} of {data.name}; "
+        raise UserError(f"--eval-split [{rows[0]}:{rows[1]}] keeps no row of the {count} of {name}; "
                         f"widen the slice.")
-    note = f"rows [{rows[0]}:{rows[1]}] of {data.name} are used: {len(kept)} of {len(data)}"
+    return kept, f"rows [{rows[0]}:{rows[1]}] of {name} are used: {len(kept)} of {count}"
+
+
+def _sliced(data: LabelledData, rows: tuple[str, str] | None) -> LabelledData:
+    """A slice of rows already read (0/1 class columns: their rows without labels were left out first)."""
+    if rows is None:
+        return data
+    kept, note = _slice_range(len(data), rows, data.name)
     return replace(data.subset(kept), notes=data.notes + (note,))
 
 
@@ -239,9 +245,11 @@ def _unlabelled(data: LabelledData) -> bool:
 
 
 def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list: bool, split: str | None,
-              card: tuple[dict[str, list[str]], Path | None] = ({}, None)) -> LabelledData:
+              card: tuple[dict[str, list[str]], Path | None] = ({}, None),
+              wanted: tuple[str, str] | None = None) -> LabelledData:
     """`card`: class names from the dataset card beside the data (`card_class_names`), for a column whose own
-    file names none (CSV, JSON Lines, a Parquet file written by pandas)."""
+    file names none (CSV, JSON Lines, a Parquet file written by pandas). `wanted`: the slice of --eval-split
+    test[:500], applied to the rows as datasets counts them, before rows without text are left out."""
     from inferforge.class_columns import class_columns_data, flag_columns
 
     name = str(path) + (f" (split '{split}')" if split else "")
@@ -255,7 +263,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     layout = _triplet_layout(records.header, columns)
     if layout is not None:  # anchor, positive, negative
         data = _labelled(records, path, replace(columns, text=layout[0], pair=layout[1], label=layout[2]),
-                         text_is_list, split, card)
+                         text_is_list, split, card, wanted)
         for row, negative in enumerate(data.labels):
             _cell_text(negative, layout[2], data.where(row))  # one text: a list of negatives is refused
         return replace(data, triplets=True, notes=data.notes + (TRIPLETS_NOTE,),
@@ -267,7 +275,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         grouped = word_rows(records, columns, name)  # one word per row: grouped into sentences first
         if grouped is not None:
             data = _labelled(grouped[0], path, replace(columns, text=grouped[1].text, label=grouped[1].label),
-                             text_is_list, split, card)
+                             text_is_list, split, card, wanted)
             return replace(data, detected=tuple(role for role, given in (("text", columns.text), ("label", columns.label))
                                                 if given is None))
     flags = flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
@@ -281,7 +289,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         flags = [c for c in flags if c not in (used.text, used.pair)]
         if not flags:  # the 0/1 columns were the texts: no label column after all
             resolve_columns(records.header, columns, name)
-        return class_columns_data(records, path, used, detected, flags, split, name)
+        return _sliced(class_columns_data(records, path, used, detected, flags, split, name), wanted)
     header = _Header(records.header, Path(name))
     card_names, card_path = card
     from_card = used.label not in records.class_names and used.label in card_names
@@ -290,8 +298,10 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         (header.find(c) for c in (f"{used.label}_text", f"{used.label}_name", "label_text", "label_name")
          if header.has(c) and header.find(c) not in (used.text, used.pair, used.label)), None)
     rows = records.rows_for([c for c in (used.text, used.pair, used.label, named_by) if c is not None])
-    kept, blank = _rows_with_text(rows, [c for c in (used.text, used.pair) if c is not None],
-                                  lambda i: records.where(i, name), name, words=text_is_list)
+    window, sliced = (range(len(rows)), None) if wanted is None else _slice_range(len(rows), wanted, name)
+    kept, blank = _rows_with_text([rows[i] for i in window], [c for c in (used.text, used.pair) if c is not None],
+                                  lambda i: records.where(window[i], name), name, words=text_is_list)
+    kept = [window[i] for i in kept]
     texts: list[str] = []
     pairs: list[str] | None = [] if used.pair is not None else None
     labels: list[Any] = []
@@ -317,7 +327,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
             spans = True
         labels.append(label)
     class_names = class_names_of.get(used.label)
-    notes = records.notes + ((blank,) if blank else ()) + ((SPANS_NOTE,) if spans else ())
+    notes = records.notes + ((blank,) if blank else ()) + ((SPANS_NOTE,) if spans else ()) + ((sliced,) if sliced else ())
     if from_card:
         notes += (f"the class names of column '{used.label}' are read from the dataset card {card_path} "
                   f"(dataset_info features): {_listing(class_names, 8)}",)
