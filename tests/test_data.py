@@ -1318,3 +1318,23 @@ def test_split_slice_counts_the_rows_as_datasets_does_blank_ones_too(tmp_path):
     data = read_labelled_data(path, columns, split="test[:4]")
     assert f"rows [:4] of {path} are used: 4 of 7" in data.notes
     assert any("2 rows have no text" in note and "2 of the 4 rows" in note for note in data.notes)
+
+
+def test_conllu_forms_with_spaces_are_read_as_their_parts(tmp_path):
+    """CoNLL-U v2 allows spaces in FORM (UD Vietnamese "Hà Nội", French "10 000" with a no-break space); such a word was
+    refused ('a non-empty list of words without spaces'). It is read as its white-space parts, each with the word's
+    tags, so the text joined by spaces and its tags stay word for word (what the scoring splits at white space)."""
+    path = tmp_path / "vi.conllu"
+    _write(path, "# text = Tôi ở Hà Nội 10\u00a0000 năm\n"
+                 "1\tTôi\ttôi\tPRON\tP\t_\t2\tnsubj\t_\t_\n"
+                 "2\tở\tở\tVERB\tV\t_\t0\troot\t_\t_\n"
+                 "3\tHà Nội\tHà Nội\tPROPN\tNp\t_\t2\tobj\t_\t_\n"
+                 "4\t10\u00a0000\t10\u00a0000\tNUM\tM\t_\t5\tnummod\t_\t_\n"
+                 "5\tnăm\tnăm\tNOUN\tN\t_\t2\tobl\t_\t_\n\n")
+    data = read_labelled_data(path, _task_columns("token-classification"), text_is_list=True)
+    words = ["Tôi", "ở", "Hà", "Nội", "10", "000", "năm"]
+    upos = ["PRON", "VERB", "PROPN", "PROPN", "NUM", "NUM", "NOUN"]
+    assert data.texts == [" ".join(words)] and data.texts[0].split() == words
+    assert tag_sequences(data, sorted(set(upos))) == [upos]
+    assert data.notes == (f"2 words hold spaces in their FORM (the first, 'Hà Nội', at line 4 of {path}): each is "
+                          f"read as its space-separated parts, every part with the word's tags",)

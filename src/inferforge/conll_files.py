@@ -143,6 +143,7 @@ def _read_conllu(f, path: Path) -> _Records:
     sentences; multiword-token lines (1-2) and empty nodes (1.1) are skipped. Columns as datasets'
     universal_dependencies names them: tokens, lemmas, upos, xpos, feats, head, deprel."""
     records, lines = [], []
+    spaced: list[tuple[int, str]] = []  # (line, FORM) of the words with spaces
     sentence: dict[str, list[str]] = {}
     first = 0
     kept = ("tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel")
@@ -165,10 +166,21 @@ def _read_conllu(f, path: Path) -> _Records:
         if not sentence:
             first = number
             sentence = {k: [] for k in kept}
+        # A FORM may hold spaces (Vietnamese "Hà Nội", French "10 000", CoNLL-U v2 allows them): the text is the words
+        # joined by spaces and scored word by word at white space, so such a word is read as its parts, each with the
+        # word's own tags.
+        pieces = cells[1].split() or [cells[1]]
+        if len(pieces) > 1:
+            spaced.append((number, cells[1]))
         for name, cell in zip(_CONLLU_COLUMNS, cells):
             if name in sentence:
-                sentence[name].append(cell)
+                sentence[name].extend(pieces if name == "tokens" else [cell] * len(pieces))
     if sentence:
         records.append(sentence)
         lines.append(first)
-    return _Records(records, lines, list(kept) if records else [], "CoNLL-U")
+    notes = ()
+    if spaced:
+        words = "1 word holds spaces in its" if len(spaced) == 1 else f"{len(spaced):,} words hold spaces in their"
+        notes = (f"{words} FORM (the first, '{spaced[0][1]}', at line {spaced[0][0]} of {path}): each is "
+                 f"read as its space-separated parts, every part with the word's tags",)
+    return _Records(records, lines, list(kept) if records else [], "CoNLL-U", notes=notes)
