@@ -193,11 +193,12 @@ def cut_texts(encoded: Encoded, max_length: int, prefix: str = "") -> list[int]:
 def cut_note(cut: list[int], total: int, max_length: int, question: bool) -> str:
     """What `inferforge predict` says of the texts `cut_texts` found (numbered from 1, as the answers' lines)."""
     shown = ", ".join(str(i + 1) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
+    are = "is" if len(cut) == 1 else "are"
     if question:
-        return (f"{len(cut)} of the {total} questions (question {shown}) are longer than the model's {max_length} "
+        return (f"{len(cut)} of the {total} questions (question {shown}) {are} longer than the model's {max_length} "
                 f"tokens leave room for: each was cut, and its context with it, so its answer comes from part of the "
                 f"question only; shorten the question.")
-    return (f"{len(cut)} of the {total} texts (text {shown}) are longer than the model's {max_length} tokens: only "
+    return (f"{len(cut)} of the {total} texts (text {shown}) {are} longer than the model's {max_length} tokens: only "
             f"the start of each is read, so no entity is found past the cut; split long texts into sentences.")
 
 
