@@ -1338,3 +1338,29 @@ def test_conllu_forms_with_spaces_are_read_as_their_parts(tmp_path):
     assert tag_sequences(data, sorted(set(upos))) == [upos]
     assert data.notes == (f"2 words hold spaces in their FORM (the first, 'Hà Nội', at line 4 of {path}): each is "
                           f"read as its space-separated parts, every part with the word's tags",)
+
+
+def test_struct_fields_named_with_a_dot(tmp_path):
+    """A Parquet struct column (or a JSON object) holding the text or the label: `--text-column meta.text` reads that
+    field, as pyarrow's / datasets' flatten() names it (it was 'has no column meta.text'); the error that finds no text
+    column names the struct's fields."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"meta": [{"text": "good film", "lang": "en"}, {"text": "bad film", "lang": "en"},
+                               {"text": None, "lang": "fr"}],
+                      "gold": [{"label": "positive"}, {"label": "negative"}, {"label": "negative"}]})
+    pq.write_table(table, tmp_path / "nested.parquet")
+    flat = table.flatten()  # the reference: pyarrow's own names and values of the fields
+    columns = DataColumns(text="meta.text", label="gold.label")
+    data = read_labelled_data(tmp_path / "nested.parquet", columns)
+    texts = flat.column("meta.text").to_pylist()
+    assert data.texts == [t for t in texts if t] == ["good film", "bad film"]
+    assert data.labels == flat.column("gold.label").to_pylist()[:2]
+    assert any("1 row has no text" in note for note in data.notes)
+    (tmp_path / "nested.jsonl").write_text("".join(json.dumps({"meta": {"text": t}, "gold": {"label": g}}) + "\n"
+                                                   for t, g in (("good film", "positive"), ("bad film", "negative"))))
+    assert read_labelled_data(tmp_path / "nested.jsonl", columns).texts == ["good film", "bad film"]
+    with pytest.raises(UserError, match=r"has no text column .*\('meta' holds meta\.text, meta\.lang; 'gold' holds "
+                                        r"gold\.label: name such a field with a dot, e.g\. --text-column meta\.text\)"):
+        read_labelled_data(tmp_path / "nested.parquet")

@@ -240,6 +240,47 @@ def _sliced(data: LabelledData, rows: tuple[str, str] | None) -> LabelledData:
     return replace(data.subset(kept), notes=data.notes + (note,))
 
 
+def _with_nested_fields(records: _Records, columns: DataColumns) -> _Records:
+    """Columns named with a dot (`--text-column meta.text`, as datasets' `flatten()` names a struct's fields) that
+    the header does not hold as such: the field of a struct (a Parquet or Arrow struct, a JSON object) read into a
+    column of that name, so that nested data is evaluated without flattening it first."""
+    named = [c for c in (columns.text, columns.pair, columns.label) if c and "." in c and c not in records.header]
+    found: dict[str, tuple[str, list[str]]] = {}
+    for name in named:
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # the longest start that is a column: "a.b" of "a.b.c" first
+            base = ".".join(parts[:cut])
+            if base in records.header:
+                found[name] = (base, parts[cut:])
+                break
+    if not found:
+        return records
+    rows = records.rows_for(list(records.header))  # every column: the rows are read once, then kept
+
+    def at(value: Any, path: list[str]) -> Any:
+        for key in path:
+            value = parse_cell(value)
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value
+
+    for name, (base, path) in found.items():
+        for row in rows:
+            row[name] = at(row.get(base), path)
+    return replace(records, rows=rows, header=[*records.header, *found], table=None)
+
+
+def _nested_fields(records: _Records) -> dict[str, list[str]]:
+    """The struct columns of the data (an Arrow or Parquet struct, a JSON object in the first row) and their fields."""
+    if records.rows is None and records.table is not None:
+        schema = getattr(records.table, "schema", None)
+        return {f.name: [sub.name for sub in f.type] for f in (schema or []) if hasattr(f.type, "num_fields")
+                and f.type.num_fields and type(f.type).__name__ == "StructType"}
+    first = records.rows[0] if records.rows else {}
+    return {c: [str(k) for k in v] for c, v in first.items() if isinstance(v, dict) and v}
+
+
 def _unlabelled(data: LabelledData) -> bool:
     return all(_as_class_id(label) == -1 for label in data.labels)
 
@@ -260,6 +301,7 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
                 else f"a token and its tag per line ({records.fmt} layout)")
         raise UserError(f"{name} holds {held}, data for token-classification, not {columns.task}; give a CSV, TSV or "
                         f"JSON file with a text and a label column (a header row naming them).")
+    records = _with_nested_fields(records, columns)
     layout = _triplet_layout(records.header, columns)
     if layout is not None:  # anchor, positive, negative
         data = _labelled(records, path, replace(columns, text=layout[0], pair=layout[1], label=layout[2]),
@@ -279,7 +321,18 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
             return replace(data, detected=tuple(role for role, given in (("text", columns.text), ("label", columns.label))
                                                 if given is None))
     flags = flag_columns(records, columns) if not _has_label_column(records.header, columns) else []
-    used, detected = resolve_columns(records.header, columns, name, need_label=not flags)
+    try:
+        used, detected = resolve_columns(records.header, columns, name, need_label=not flags)
+    except UserError as error:
+        nested = _nested_fields(records)
+        if not nested:
+            raise
+        shown = "; ".join(f"'{c}' holds {_listing([f'{c}.{k}' for k in keys], 6)}" for c, keys in nested.items())
+        message = str(error).rstrip(".")
+        option = max(("--text-column", "--pair-column", "--label-column"), key=message.rfind)
+        fields = [f"{c}.{k}" for c, keys in nested.items() for k in keys]
+        example = next((f for f in fields if f not in records.header), fields[0])
+        raise UserError(f"{message} ({shown}: name such a field with a dot, e.g. {option} {example}).") from None
     twice = next((c for c in (used.text, used.pair, used.label) if c is not None and records.header.count(c) > 1), None)
     if twice is not None:  # the csv module keeps the last of the two cells, silently
         raise UserError(f"The header of {name} names column '{twice}' {records.header.count(twice)} times, so which of "
