@@ -145,3 +145,43 @@ def _rows_with_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], wher
     return kept, (f"{rows_have} no text (a blank {cells} cell, the first at {where(blank[0])}), so "
                   f"{'it is' if len(blank) == 1 else 'they are'} left out: {len(kept):,} of the {len(rows):,} rows of "
                   f"{name} are read")
+
+
+def _part_tags(tag: Any, parts: int) -> list:
+    """The tags of the `parts` parts of one word tagged `tag`: B-PER gives B-PER I-PER, S-PER (IOBES; BILOU's U-)
+    B-PER ... E-PER, E-PER I-PER ... E-PER, so the word stays one entity; other tags (I-, O, UPOS, ids) repeat."""
+    if parts <= 1 or not isinstance(tag, str) or len(tag) < 3 or tag[1] not in "-_" or tag[0] not in "BSEUL":
+        return [tag] * parts
+    kind, sep = tag[2:], tag[1]
+    first = {"B": "B", "S": "B", "U": "B", "E": "I", "L": "I"}[tag[0]]
+    last = {"B": "I", "S": "E", "U": "L", "E": "E", "L": "L"}[tag[0]]
+    return [f"{first}{sep}{kind}"] + [f"I{sep}{kind}"] * (parts - 2) + [f"{last}{sep}{kind}"]
+
+
+def split_spaced_words(words: Any, tags: Any) -> tuple[Any, Any, str | None]:
+    """Words of a token list that hold white space (UD Vietnamese "Hà Nội", French "10 000" with a no-break space) as
+    their parts, each tagged so that the word keeps its tag (`_part_tags`): (words, tags, the first such word or
+    None). The text is the words joined by spaces and is scored word by word at white space, so a word with a space
+    is two words there. Unchanged when no word holds white space or the tags are not one list entry per word."""
+    given = words
+    words = parse_cell(words)
+    if not isinstance(words, list) or not any(isinstance(w, str) and len(w.split()) > 1 for w in words):
+        return given, tags, None
+    listed = parse_cell(tags)
+    if isinstance(listed, str):
+        listed = listed.split()
+    if not isinstance(listed, list) or len(listed) != len(words):
+        return given, tags, None
+    out_words: list = []
+    out_tags: list = []
+    first = None
+    for word, tag in zip(words, listed):
+        parts = word.split() if isinstance(word, str) else []
+        if len(parts) > 1:
+            first = first or word
+            out_words += parts
+            out_tags += _part_tags(tag, len(parts))
+        else:
+            out_words.append(word)
+            out_tags.append(tag)
+    return out_words, out_tags, first

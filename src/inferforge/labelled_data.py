@@ -57,7 +57,7 @@ from typing import Any, Iterable, Sequence
 from inferforge.arrow_files import class_label_names
 from inferforge.brat_files import BRAT_FORMAT
 from inferforge.data_cells import (_as_class_id, _cell_text, _listing, _missing, _rows_with_text, _word_list,
-                                   parse_cell)
+                                   parse_cell, split_spaced_words)
 from inferforge.data_columns import (COLUMN_CANDIDATES, OPTION, SPAN_COLUMNS, TRIPLET_LAYOUTS,
                                      TRIPLETS_NOTE, DataColumns, _has_label_column, _Header, _triplet_layout,
                                      resolve_columns)
@@ -359,9 +359,15 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
     pairs: list[str] | None = [] if used.pair is not None else None
     labels: list[Any] = []
     spans = False
+    spaced: list[tuple[str, str]] = []  # (where, word) of the words that hold spaces, read as their parts
     for i in kept:
         record, where = rows[i], records.where(i, name)
         value = record.get(used.text)
+        if text_is_list:
+            value, tags, word = split_spaced_words(value, record.get(used.label))
+            if word is not None:
+                record = {**record, used.label: tags}
+                spaced.append((where, word))
         joined = _word_list(value, used.text, where) if text_is_list else None
         texts.append(joined if joined is not None else _cell_text(value, used.text, where))
         if pairs is not None:
@@ -381,6 +387,10 @@ def _labelled(records: _Records, path: Path, columns: DataColumns, text_is_list:
         labels.append(label)
     class_names = class_names_of.get(used.label)
     notes = records.notes + ((blank,) if blank else ()) + ((SPANS_NOTE,) if spans else ()) + ((sliced,) if sliced else ())
+    if spaced:
+        notes += (f"{len(spaced):,} row{'' if len(spaced) == 1 else 's'} of {name} hold words with spaces (the first, "
+                  f"'{spaced[0][1]}', at {spaced[0][0]}): each such word is read as its space-separated parts, tagged "
+                  f"so that it stays one entity (B-LOC gives B-LOC I-LOC)",)
     if from_card:
         notes += (f"the class names of column '{used.label}' are read from the dataset card {card_path} "
                   f"(dataset_info features): {_listing(class_names, 8)}",)
