@@ -1493,3 +1493,11 @@ def test_questions_longer_than_the_window_are_said_in_evaluate_and_predict(tiny_
     assert not any("questions are longer" in m for m in short.messages)
     with pytest.warns(CutTextWarning, match=r"2 of the 4 questions \(question 2, 4\)"):
         load(folder, threads=1).predict(questions, [context] * 4)
+    # a question read whole beside a long context (windows of the full 64 tokens) whose last character is no token (a
+    # zero-width space, which the tokenizer drops) is not said to be cut
+    import warnings
+
+    assert tokenizer("who met Bob?\u200b")["input_ids"] == tokenizer("who met Bob?")["input_ids"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CutTextWarning)
+        load(folder, threads=1).predict(["who met Bob?\u200b"], [context * 30])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,8 +186,8 @@ def cut_texts(encoded: Encoded, max_length: int, prefix: str = "") -> list[int]:
         text = prefix + encoded.texts[index]
         ends = [end for (start, end), sequence, special in zip(offsets, encoded.sequence_ids[row], encoded.special_mask[row])
                 if sequence == 0 and not special and end > start]
-        if ends and text[max(ends):].strip():
-            cut.add(index)
+        if ends and any(not ch.isspace() and unicodedata.category(ch)[0] != "C" for ch in text[max(ends):]):
+            cut.add(index)  # (control and format characters, a zero-width space, are no tokens to read)
     return sorted(cut)
 
 
