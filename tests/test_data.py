@@ -1396,3 +1396,17 @@ def test_token_lists_with_spaced_words_keep_their_entities(tmp_path):
     assert data.labels[1][-2:] == ["B-LOC", "L-LOC"]
     assert any(note.startswith(f"2 rows of {path} hold words with spaces (the first, 'New York', at line 1 of")
                for note in data.notes)
+
+
+def test_records_under_data_beside_a_version_are_no_squad_file(tmp_path):
+    """{"version": ..., "data": [{"text", "label"}, ...]}, the layout datasets reads with load_dataset("json",
+    field="data"), was taken for SQuAD by its "version" key and refused ('Article 1 ... has no paragraphs list; is this
+    a SQuAD file?'). Its records are read as datasets reads them; a SQuAD file is still one."""
+    records = [{"text": "great film", "label": "positive"}, {"text": "bad film", "label": "negative"}]
+    path = _write(tmp_path / "wrapped.json", json.dumps({"version": "1.0", "data": records}))
+    data = read_labelled_data(path)
+    assert (data.texts, data.labels) == ([r["text"] for r in records], [r["label"] for r in records])
+    squad = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "1", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}]}]}]}]}
+    qa = read_labelled_data(_write(tmp_path / "squad.json", json.dumps(squad)), _task_columns("question-answering"))
+    assert (qa.texts, qa.pairs, qa.file_format) == (["Where is Paris?"], ["Paris is in France."], "SQuAD JSON")

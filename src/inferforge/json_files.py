@@ -20,8 +20,9 @@ def _read_json_object(whole: dict, path: Path) -> _Records | None:
         data = whole[lists[0]]
     if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
         squad_keys = {"title", "paragraphs"}
-        if "data" in whole and ("version" in whole or any("paragraphs" in x or "qas" in x or set(x) <= squad_keys
-                                                          for x in data)):
+        # SQuAD by its articles (paragraphs, qas), not by a "version" key: {"version": 1, "data": [{"text", "label"}]}
+        # is records under "data" (what datasets' load_dataset("json", field="data") reads)
+        if "data" in whole and any("paragraphs" in x or "qas" in x or set(x) <= squad_keys for x in data):
             return _read_squad(whole, path)
         seen: dict[str, None] = {}
         for x in data:
