@@ -230,7 +230,7 @@ class EvalSet:
             cut += [int(idx[k]) for k in cut_texts(encoded, self.encoder.max_length, self.encoder.prefix)]
         if not cut:
             return []
-        return [f"{len(cut):,} of the {len(self):,} questions are longer than the model's {self.encoder.max_length} "
+        return [f"{len(cut):,} of the {len(self):,} questions {'is' if len(cut) == 1 else 'are'} longer than the model's {self.encoder.max_length} "
                 f"tokens leave room for (the first at {self.data.where(min(cut))}): each is cut, and its context "
                 f"with it, so its answer comes from part of the question only; shorten such questions"]
 
