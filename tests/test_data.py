@@ -1410,3 +1410,17 @@ def test_records_under_data_beside_a_version_are_no_squad_file(tmp_path):
         {"id": "1", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}]}]}]}]}
     qa = read_labelled_data(_write(tmp_path / "squad.json", json.dumps(squad)), _task_columns("question-answering"))
     assert (qa.texts, qa.pairs, qa.file_format) == (["Where is Paris?"], ["Paris is in France."], "SQuAD JSON")
+
+
+def test_a_saved_dataset_without_split_name_says_the_split_does_not_apply(tmp_path):
+    """Dataset.from_dict(...).save_to_disk(...) names no split (state.json _split null): --eval-split 'test[:3]' said
+    "split 'None' of ... is used (asked for 'test')". It says the split does not apply and the slice does, counted as
+    datasets counts (blank rows too)."""
+    folder = tmp_path / "saved"
+    texts = ["", "premise 1", "premise 2", "premise 3"]
+    _save_to_disk(folder, pa.table({**_mnli([0, 1, 2, 0]), "premise": texts}), None, MNLI_FEATURES)
+    data = read_labelled_data(folder, _task_columns("text-classification"), split="test[:3]")
+    assert data.texts == [t for t in texts[:3] if t]
+    assert data.notes[0] == (f"--eval-split 'test' does not apply to {folder}, a saved Dataset without a split "
+                             f"name: all of it is read, then sliced")
+    assert not any("'None'" in note for note in data.notes)

@@ -203,6 +203,9 @@ def read_labelled_data(path: Path | str, columns: DataColumns = DataColumns(), t
             if choice.by_default and not notes:
                 notes.append(f"split '{choice.name}' of {path} is used{shown} (the first of {', '.join(DEFAULT_SPLITS)} "
                              f"it has; choose another with --eval-split)")
+            elif split is not None and choice.name is None:  # Dataset.save_to_disk of a Dataset that names no split
+                notes.append(f"--eval-split '{split}' does not apply to {path}, a saved Dataset without a split name: "
+                             f"all of it is read" + (", then sliced" if rows is not None else ""))
             elif (split is not None and choice.name != split) or (choice.files and _data_suffix(choice.files[0]) in TEXT_SUFFIXES):
                 asked = f" (asked for '{split}')" if split is not None and choice.name != split else ""
                 notes.append(f"split '{choice.name}' of {path} is used{shown}{asked}")  # which .txt, always
