@@ -1464,6 +1464,12 @@ def test_token_predict_says_which_texts_are_cut(tiny_converted, tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 4 and all(json.loads(line) is not None for line in result.stdout.splitlines())
     assert "note: 2 of the 4 texts (text 2, 4) are longer than the model's 64 tokens" in " ".join(result.stderr.split())
+    # from a file with blank lines (each answers null): numbered as the answers' lines
+    result = subprocess.run([sys.executable, "-m", "inferforge", "predict", str(folder), "--file", "-", "--threads", "1"],
+                            input="\n".join([texts[0], "", texts[1]]) + "\n", capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "null"
+    assert "note: 1 of the 2 texts (text 3) is longer than the model's 64 tokens" in " ".join(result.stderr.split())
 
 
 def test_questions_longer_than_the_window_are_said_in_evaluate_and_predict(tiny_converted, tmp_path):

@@ -130,8 +130,10 @@ class LoadedModel:
         if self.task.name in ("token-classification", "question-answering"):
             cut = cut_texts(encoded, self.encoder.max_length, self.encoder.prefix)
             if cut:  # said, not silent: the answers of these texts come from their start only
-                warnings.warn(cut_note(cut, len(texts), self.encoder.max_length, pairs is not None), CutTextWarning,
-                              stacklevel=2)
+                warning = CutTextWarning(cut_note(cut, len(texts), self.encoder.max_length, pairs is not None))
+                warning.cut, warning.total, warning.questions = cut, len(texts), pairs is not None
+                warning.max_length = self.encoder.max_length
+                warnings.warn(warning, stacklevel=2)
         return self.task.postprocess(self.run_encoded(encoded), encoded, self.labels, self.manifest.problem_type)
 
     def run_encoded(self, encoded: Encoded) -> dict[str, np.ndarray]:

@@ -306,14 +306,19 @@ def predict(
                         "--file lines).")
     import warnings
 
-    from inferforge.tokenization import CutTextWarning
+    from inferforge.tokenization import CutTextWarning, cut_note
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CutTextWarning)
         answers = model.predict(texts, pairs)
     for warning in caught:
         if issubclass(warning.category, CutTextWarning):  # on stderr: stdout stays one JSON answer per line
-            typer.echo(f"note: {warning.message}", err=True)
+            said = warning.message
+            if blanks:  # numbered as the answers' lines (blank lines answer null)
+                skipped = set(blanks)
+                lines = [p for p in range(len(texts) + len(blanks)) if p not in skipped]
+                said = cut_note([lines[i] for i in said.cut], said.total, said.max_length, said.questions)
+            typer.echo(f"note: {said}", err=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     for answer in with_blank_lines(answers, blanks):
