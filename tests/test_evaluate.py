@@ -1507,3 +1507,26 @@ def test_questions_longer_than_the_window_are_said_in_evaluate_and_predict(tiny_
     with warnings.catch_warnings():
         warnings.simplefilter("error", CutTextWarning)
         load(folder, threads=1).predict(["who met Bob?\u200b"], [context * 30])
+
+
+def test_a_qa_subset_keeps_the_whole_sets_no_answer_choice(tiny_converted, tmp_path):
+    """Data with unanswerable questions lets the model say "no answer" (its no-answer score over its best span's).
+    The accuracy search's subset of such data decided again on its own rows: a subset without an unanswerable
+    question never let the model abstain, so a row was scored on another answer than in the whole set."""
+    from inferforge.artifacts import load
+    from inferforge.evaluate import read_eval_set
+    from inferforge.tasks import get_task
+
+    _, folder = tiny_converted("question-answering")
+    model = load(folder, threads=1)
+    question, context = "Alice what Alice brown Paris river?", "when met."
+    answer = model.predict([question], [context])[0]
+    assert answer["no_answer_score"] > answer["score"]  # this model would rather say "no answer" here
+    rows = [{"question": question, "context": context, "answers": {"text": [answer["answer"]], "answer_start": [0]}},
+            {"question": "who is the king?", "context": "Alice met Bob.", "answers": {"text": [], "answer_start": []}}]
+    whole = read_eval_set(_jsonl(tmp_path / "qa.jsonl", rows), get_task("question-answering"), model.encoder, None)
+    first = whole.subset(1)
+    assert first.data.texts == [question]
+    alone = read_eval_set(_jsonl(tmp_path / "one.jsonl", rows[:1]), get_task("question-answering"), model.encoder, None)
+    assert alone.score(model.engine).value == 100.0  # alone (no unanswerable question): the span, which is gold
+    assert first.score(model.engine).value == 0.0  # as in the whole set: "no answer", not the gold span

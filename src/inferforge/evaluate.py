@@ -87,7 +87,8 @@ class EvalSet:
     """Labelled rows tokenized once, scored on any engine with the task's metric."""
 
     def __init__(self, task: TaskSpec, encoder: TextEncoder, data: LabelledData, labels: list[str] | None,
-                 batch_size: int = EVAL_BATCH, multi_label: bool | None = None, problem_type: str | None = None):
+                 batch_size: int = EVAL_BATCH, multi_label: bool | None = None, problem_type: str | None = None,
+                 no_answer: bool | None = None):
         self.task = task
         self.encoder = encoder
         self.data = data
@@ -161,6 +162,10 @@ class EvalSet:
             self.gold = similarity_scores(data)
         else:
             raise UserError(f"No metric is defined for task {task.name}.")
+        # Data with unanswerable questions (SQuAD 2.0) lets the model say "no answer" (see `_score`); a subset keeps
+        # the whole set's choice, so that a row's answer does not depend on which other rows the subset holds.
+        self.no_answer = (no_answer if no_answer is not None else
+                          task.name == "question-answering" and any(squad_gold(o) == [""] for o in self.gold))
         if self.primary == "spearman" and len(np.unique(self.gold)) < 2:
             raise UserError(f"Every score in column '{data.columns.label}' of {data.name} is {self.gold[0]:g}: a rank "
                             f"correlation needs at least two different gold scores; give rows with different scores.")
@@ -273,7 +278,7 @@ class EvalSet:
             return self
         rows = np.linspace(0, len(self) - 1, size).round().astype(int)
         return EvalSet(self.task, self.encoder, self.data.subset(rows.tolist()), self.labels, self.batch_size,
-                       self.multi_label)
+                       self.multi_label, no_answer=self.no_answer)
 
     def outputs(self, engine: Engine) -> list[dict[str, np.ndarray]]:
         """Raw outputs of every batch, in batch order (for comparing engines output to output)."""
@@ -329,7 +334,7 @@ class EvalSet:
             # Data with unanswerable questions (SQuAD 2.0: no gold answer with text once normalized, `squad_gold`)
             # asks the model to say "no answer": it does when its no-answer score beats its best span's, as the
             # SQuAD 2.0 evaluation and the transformers pipeline (handle_impossible_answer) decide.
-            impossible = any(squad_gold(options) == [""] for options in self.gold)
+            impossible = self.no_answer
             answers = [""] * len(self)
             for idx, encoded, out in batches:
                 for row, answer in zip(idx, self.task.postprocess(out, encoded, self.labels)):
