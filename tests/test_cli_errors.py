@@ -335,7 +335,10 @@ def test_python_convert_takes_lists_and_says_force_true(tmp_path, tiny_bert):
     model = inferforge.load(out)
     for texts, pairs, words in [([1], None, "not int"), ([("a", "b")], None, "two lists: predict(texts, pairs)"),
                                 ({"text": "a"}, None, "not dict"), (["fine", "  "], None, "text 2 of 2 is empty"),
-                                (["a"], [""], "pair 1 of 1 is empty"), (["a\x00b"], None, "NUL byte")]:
+                                (["a"], [""], "pair 1 of 1 is empty"), (["a\x00b"], None, "NUL byte"),
+                                (["ok", "half \ud83d emoji"], None, "text 2 of 2 is not valid Unicode: a lone "
+                                 "surrogate (U+D83D) at character 5"),
+                                (["a"], ["b\udce9"], "pair 1 of 1 is not valid Unicode")]:
         with pytest.raises(UserError, match=re.escape(words)):
             model.predict(texts, pairs)
     assert model.predict(np.array([["good"], ["bad"]])) == model.predict(["good", "bad"])

@@ -68,6 +68,17 @@ def test_a_file_mixing_pairs_and_single_texts_names_the_real_line(tmp_path):
     assert_user_error(done, "(line 5 has none)")
 
 
+def test_command_line_texts_that_are_not_utf8_are_one_sentence(tmp_path):
+    """A text typed in a Latin-1 terminal reaches Python as lone surrogates: `query` failed encoding it and `predict`
+    in the tokenizer, both with a traceback. Checked before connecting or loading (nothing at port 1, no folder)."""
+    latin1 = "caf\xe9".encode("latin-1")
+    for number, args in [(1, ["query", latin1, "--url", "127.0.0.1:1"]), (2, ["predict", str(tmp_path), "ok", latin1])]:
+        assert_user_error(run_cli(*args), f"Text {number} on the command line is not UTF-8 (byte 0xe9 at byte 3): set "
+                          "the terminal to UTF-8, or save the texts as UTF-8 and use --file.")
+    assert_user_error(run_cli("query", "ok", "--pair", latin1, "--url", "127.0.0.1:1"), "--pair value 1 on the command "
+                      "line is not UTF-8")
+
+
 def _same(got, expected, tol=1e-6) -> None:
     """JSON answers against `LoadedModel.predict`'s (floats within `tol`, everything else equal)."""
     import numpy as np

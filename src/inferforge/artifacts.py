@@ -163,6 +163,13 @@ def _text_list(value, what: str) -> list[str]:
         where = f"{what[:-1]} {index + 1} of {len(value)}"
         if "\x00" in text:
             raise UserError(f"The {where} contains a NUL byte (at character {text.index(chr(0))}); send plain text.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # the tokenizer raised a TypeError that named no text
+            raise UserError(f"The {where} is not valid Unicode: a lone surrogate (U+{ord(text[error.start]):04X}) at "
+                            f"character {error.start}, half of a character whose other half is missing (bytes decoded "
+                            "with errors='surrogateescape', or an emoji cut in two); decode it as UTF-8 with "
+                            "errors='replace'.") from None
         if not text.strip():
             raise UserError(f"The {where} is empty: send some text.")
     return list(value)

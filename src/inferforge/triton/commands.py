@@ -224,7 +224,31 @@ def texts_and_pairs(texts: list[str] | None, file: Path | None,
         raise UserError("Nothing to send: give one or more texts, or --file FILE ('-' for standard input).")
     if pairs is not None and len(pairs) != len(texts):
         raise UserError(f"Got {len(texts)} texts but {len(pairs)} --pair values; give one --pair per text.")
+    if file is None:
+        _check_utf8(texts, "Text")
+        _check_utf8(pairs or [], "--pair value")
     return texts, pairs, blanks
+
+
+def _check_utf8(values: list[str], what: str) -> None:
+    """Command-line texts are UTF-8: Python hands bytes that are not (a Latin-1 terminal's "café") over as lone
+    surrogates, on which the tokenizer (predict) and the client's encoding (query) failed with a traceback."""
+    import os
+
+    for index, value in enumerate(values, 1):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                raw = os.fsencode(value)  # the bytes as typed
+                raw.decode("utf-8")
+                where = ""
+            except UnicodeEncodeError:
+                where = ""
+            except UnicodeDecodeError as error:
+                where = f" (byte 0x{raw[error.start]:02x} at byte {error.start})"
+            raise UserError(f"{what} {index} on the command line is not UTF-8{where}: set the terminal to UTF-8, or "
+                            "save the texts as UTF-8 and use --file.") from None
 
 
 def with_blank_lines(answers, blanks: list[int]):
