@@ -344,6 +344,24 @@ def test_python_convert_takes_lists_and_says_force_true(tmp_path, tiny_bert):
     assert model.predict(np.array([["good"], ["bad"]])) == model.predict(["good", "bad"])
 
 
+def test_a_config_whose_labels_disagree_with_the_head_is_one_sentence(tmp_path, tiny_bert):
+    """id2label edited after training (a label dropped): transformers 5 refuses the classifier's weights, pointing at
+    a report in its log; this ended in a RuntimeError traceback and exit code 1."""
+    import json
+    import shutil
+
+    hf = tmp_path / "hf"
+    shutil.copytree(tiny_bert, hf)
+    config = json.loads((hf / "config.json").read_text())
+    config["id2label"], config["label2id"] = {"0": "ONLY"}, {"ONLY": 0}
+    (hf / "config.json").write_text(json.dumps(config))
+    result = run_cli("convert", str(hf), "--task", "text-classification", "--output", str(tmp_path / "out"))
+    assert_user_error(result, "has weights of other shapes than its config.json gives them (classifier.bias: [2] in "
+                      "the checkpoint, [1] by the config;", "its config names 1 label (id2label / num_labels) where "
+                      "the checkpoint's head has 2 outputs; give config.json's id2label one name per output.")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_model_with_its_own_code_needs_trust_remote_code(tmp_path):
     """Custom code (config.json auto_map) is never run unless asked: one sentence naming the files and the flag."""
     from tiny_models import build_custom_code_model

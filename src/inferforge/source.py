@@ -278,6 +278,28 @@ def _load_torch_model(task: TaskSpec, config, source: str, trust_remote_code: bo
     return _traceable_experts(model), missing
 
 
+def mismatched_weights_message(model: str, task: TaskSpec, config, source: str, trust_remote_code: bool,
+                               model_kwargs: dict) -> str:
+    """One sentence for a checkpoint whose weights have other shapes than its config.json gives them (most often an
+    id2label edited after training: the classifier has another number of outputs than the config has labels)."""
+    found = []
+    try:
+        loaded = _load_weights(task, config, source, trust_remote_code, {**model_kwargs, "ignore_mismatched_sizes": True})
+        info = loaded[1] if isinstance(loaded, tuple) else {}
+        found = sorted((str(k), tuple(ckpt), tuple(mine)) for k, ckpt, mine in info.get("mismatched_keys") or ())
+    except Exception:  # noqa: BLE001 - the sentence below then names no weight
+        pass
+    labels = int(getattr(config, "num_labels", 0) or 0)
+    outputs = {ckpt[0] for _, ckpt, mine in found if ckpt and mine and mine[0] == labels and ckpt[0] != labels}
+    shown = "; ".join(f"{key}: {list(ckpt)} in the checkpoint, {list(mine)} by the config" for key, ckpt, mine
+                      in found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
+    sentence = f"'{model}' has weights of other shapes than its config.json gives them" + (f" ({shown})" if shown else "")
+    if task.name in ("text-classification", "token-classification") and len(outputs) == 1:
+        return (sentence + f": its config names {labels} label{'s' * (labels != 1)} (id2label / num_labels) where the "
+                f"checkpoint's head has {outputs.pop()} outputs; give config.json's id2label one name per output.")
+    return sentence + ": use the config.json the weights were saved with."
+
+
 def missing_weights_warning(model: str, task: TaskSpec, missing: list[str]) -> str | None:
     """One sentence for a checkpoint that lacks weights of the model it is loaded as (a base model converted for
     classification: its head is random), or None."""
@@ -554,6 +576,12 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                         f"({', '.join(sorted(loading))}): {first_line(error)}.") from None
     except ImportError as error:  # a tokenizer or model that needs an optional package (RoFormer: rjieba)
         raise UserError(f"'{model}' needs a package that is not installed: {first_line(error)}.") from None
+    except RuntimeError as error:
+        if "ignore_mismatched_sizes" not in str(error):
+            raise
+        # transformers 5 refuses weights of other shapes than the config gives them, pointing at a report in its log.
+        raise UserError(mismatched_weights_message(model, task, config, source, trust_remote_code,
+                                                   settings.model_kwargs)) from None
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
         # transformers builds an empty tokenizer (its special tokens only) when the folder has no tokenizer files.
         raise UserError(f"'{model}' has no tokenizer files (tokenizer.json, or vocab.txt / sentencepiece model): "
