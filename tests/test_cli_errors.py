@@ -362,6 +362,33 @@ def test_a_config_whose_labels_disagree_with_the_head_is_one_sentence(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_tokens_added_without_resizing_the_model_are_said_and_refused(tmp_path, tiny_bert):
+    """Tokens added to the tokenizer, the model's embeddings not resized: a text holding one failed in `predict` with
+    onnxruntime's Gather error (the server answered a 400 naming the id). Said at convert, refused in one sentence."""
+    import shutil
+
+    import transformers
+
+    import inferforge
+    from inferforge.errors import UserError
+
+    hf = tmp_path / "hf"
+    shutil.copytree(tiny_bert, hf)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    rows = len(tokenizer)
+    tokenizer.add_tokens(["inferforge"])
+    tokenizer.save_pretrained(hf)
+    result = inferforge.convert(hf, "text-classification", tmp_path / "out", variants="ort-fp32", shapes="1x8",
+                                nb_measures=1, warmup=0, threads=1)
+    assert any(f"tokens 'inferforge' (ids {rows} and up) are past its model's {rows} token embedding rows" in warning
+               for warning in result.report["warnings"]), result.report["warnings"]
+    model = inferforge.load(tmp_path / "out")
+    assert model.predict(["a fine text"])[0]["label"] in ("NEGATIVE", "POSITIVE")
+    with pytest.raises(UserError, match=re.escape(f"The text 2 of 2 holds the token 'inferforge' (id {rows}), outside "
+                                                  f"this model's {rows} embedding rows")):
+        model.predict(["a fine text", "so inferforge"])
+
+
 def test_a_model_with_its_own_code_needs_trust_remote_code(tmp_path):
     """Custom code (config.json auto_map) is never run unless asked: one sentence naming the files and the flag."""
     from tiny_models import build_custom_code_model

@@ -106,6 +106,7 @@ class LoadedModel:
         self.engine = engine
         self.encoder = TextEncoder.from_dir(folder / TOKENIZER_DIR, manifest.input_names, manifest.max_length,
                                             self.task.windows)
+        self._id_limit = _embedding_rows(folder)
 
     @property
     def labels(self) -> list[str] | None:
@@ -127,6 +128,7 @@ class LoadedModel:
         if pairs is None and self.task.needs_pairs:
             raise UserError(f"{self.task.name} needs a text pair for every text (question, context).")
         encoded = self.encoder.encode(list(texts), list(pairs) if pairs is not None else None)
+        self._check_ids(encoded)
         if self.task.name in ("token-classification", "question-answering"):
             cut = cut_texts(encoded, self.encoder.max_length, self.encoder.prefix)
             if cut:  # said, not silent: the answers of these texts come from their start only
@@ -135,6 +137,19 @@ class LoadedModel:
                 warning.max_length = self.encoder.max_length
                 warnings.warn(warning, stacklevel=2)
         return self.task.postprocess(self.run_encoded(encoded), encoded, self.labels, self.manifest.problem_type)
+
+    def _check_ids(self, encoded: Encoded) -> None:
+        """Token ids past the model's embedding rows (tokens added to the tokenizer, the model not resized) are refused
+        as the server refuses them, naming the text and the token; onnxruntime failed with its Gather node's error."""
+        ids = encoded.arrays.get("input_ids")
+        if self._id_limit is None or ids is None or not ids.size or int(ids.max()) < self._id_limit:
+            return
+        row, column = (int(v) for v in np.argwhere(ids >= self._id_limit)[0])
+        index = encoded.sample[row] if encoded.sample is not None else row
+        token = self.encoder.tokenizer.id_to_token(int(ids[row, column]))
+        raise UserError(f"The text {index + 1} of {len(encoded.texts)} holds the token {token!r} (id {ids[row, column]}), "
+                        f"outside this model's {self._id_limit} embedding rows (0 to {self._id_limit - 1}): its tokenizer "
+                        "has tokens its model was not resized for (model.resize_token_embeddings(len(tokenizer))).")
 
     def run_encoded(self, encoded: Encoded) -> dict[str, np.ndarray]:
         """The raw outputs of a tokenized batch, its rows run in groups of similar length so that little padding
@@ -146,6 +161,15 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel(task={self.task.name!r}, variant={self.variant_name!r}, folder='{self.folder}')"
+
+
+def _embedding_rows(folder: Path) -> int | None:
+    """The model's vocabulary size (its token embedding rows) from the folder's config.json, or None."""
+    try:
+        size = json.loads((folder / "config.json").read_text()).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _text_list(value, what: str) -> list[str]:

@@ -300,6 +300,22 @@ def mismatched_weights_message(model: str, task: TaskSpec, config, source: str, 
     return sentence + ": use the config.json the weights were saved with."
 
 
+def vocabulary_warning(model: str, tokenizer, torch_model) -> str | None:
+    """One sentence for a tokenizer with ids past the model's token embedding rows (tokens added to the tokenizer, the
+    model not resized): a text holding one fails in transformers, and predict and the server refuse it; else None."""
+    try:
+        rows = int(torch_model.get_input_embeddings().num_embeddings)
+        beyond = sorted((i, str(t)) for t, i in tokenizer.get_vocab().items() if i >= rows)
+    except Exception:  # noqa: BLE001 - a model without a token embedding table (nothing to check)
+        return None
+    if not beyond:
+        return None
+    shown = ", ".join(repr(t) for _, t in beyond[:3]) + (f" and {len(beyond) - 3} more" if len(beyond) > 3 else "")
+    return (f"'{model}' has a tokenizer whose tokens {shown} (ids {beyond[0][0]} and up) are past its model's {rows} "
+            "token embedding rows: a text holding one fails in transformers and is refused by predict and the server; "
+            "after adding tokens, resize the model (model.resize_token_embeddings(len(tokenizer))) and save it again.")
+
+
 def missing_weights_warning(model: str, task: TaskSpec, missing: list[str]) -> str | None:
     """One sentence for a checkpoint that lacks weights of the model it is loaded as (a base model converted for
     classification: its head is random), or None."""
@@ -625,5 +641,6 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
         pooling=pooling,
         pad_id=pad_token_id(tokenizer, config),
         prompt=pooling.prompt if pooling is not None else pair_prompt(folder, task.name) if folder else "",
-        warnings=[w for w in [missing_weights_warning(model, task, missing), dtype_warning] if w],
+        warnings=[w for w in [missing_weights_warning(model, task, missing), dtype_warning,
+                              vocabulary_warning(model, tokenizer, torch_model)] if w],
     )
