@@ -389,6 +389,28 @@ def test_tokens_added_without_resizing_the_model_are_said_and_refused(tmp_path, 
         model.predict(["a fine text", "so inferforge"])
 
 
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_a_weights_file_cut_short_is_one_sentence(tmp_path, tiny_bert, weights):
+    """A download or copy cut short: safetensors' SafetensorError and torch's PytorchStreamReader RuntimeError ended
+    in a traceback and exit code 1."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    hf = tmp_path / "hf"
+    shutil.copytree(tiny_bert, hf)
+    if weights == "pytorch_model.bin":
+        torch.save(load_file(hf / "model.safetensors"), hf / weights)
+        (hf / "model.safetensors").unlink()
+    data = (hf / weights).read_bytes()
+    (hf / weights).write_bytes(data[: len(data) // 2])
+    result = run_cli("convert", str(hf), "--task", "text-classification", "--output", str(tmp_path / "out"))
+    assert_user_error(result, "has a weights file that cannot be read (", "): it is damaged or incomplete, as after an "
+                      "interrupted download or copy; fetch or save it again.")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_model_with_its_own_code_needs_trust_remote_code(tmp_path):
     """Custom code (config.json auto_map) is never run unless asked: one sentence naming the files and the flag."""
     from tiny_models import build_custom_code_model

@@ -300,6 +300,12 @@ def mismatched_weights_message(model: str, task: TaskSpec, config, source: str, 
     return sentence + ": use the config.json the weights were saved with."
 
 
+def _damaged_weights(model: str, error: Exception) -> str:
+    """One sentence for a weights file safetensors or torch cannot read (a download or copy cut short)."""
+    return (f"'{model}' has a weights file that cannot be read ({first_line(error, 100)}): it is damaged or incomplete, as "
+            "after an interrupted download or copy; fetch or save it again.")
+
+
 def vocabulary_warning(model: str, tokenizer, torch_model) -> str | None:
     """One sentence for a tokenizer with ids past the model's token embedding rows (tokens added to the tokenizer, the
     model not resized): a text holding one fails in transformers, and predict and the server refuse it; else None."""
@@ -593,11 +599,17 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
     except ImportError as error:  # a tokenizer or model that needs an optional package (RoFormer: rjieba)
         raise UserError(f"'{model}' needs a package that is not installed: {first_line(error)}.") from None
     except RuntimeError as error:
+        if "PytorchStreamReader" in str(error):  # a pytorch_model.bin cut short
+            raise UserError(_damaged_weights(model, error)) from None
         if "ignore_mismatched_sizes" not in str(error):
             raise
         # transformers 5 refuses weights of other shapes than the config gives them, pointing at a report in its log.
         raise UserError(mismatched_weights_message(model, task, config, source, trust_remote_code,
                                                    settings.model_kwargs)) from None
+    except Exception as error:
+        if type(error).__name__ not in ("SafetensorError", "UnpicklingError"):
+            raise
+        raise UserError(_damaged_weights(model, error)) from None
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
         # transformers builds an empty tokenizer (its special tokens only) when the folder has no tokenizer files.
         raise UserError(f"'{model}' has no tokenizer files (tokenizer.json, or vocab.txt / sentencepiece model): "
