@@ -76,6 +76,34 @@ def test_a_hub_that_does_not_answer_is_said_at_once(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_cached_hub_model_is_read_from_the_cache_when_the_hub_does_not_answer(tmp_path, tiny_bert):
+    """A hub id in the local Hugging Face cache, the hub out of reach (a laptop offline) and HF_HUB_OFFLINE not set:
+    transformers and huggingface_hub retried each file's request for minutes, printing every retry, before reading
+    the cache. Now read at once, as with HF_HUB_OFFLINE=1."""
+    import shutil
+    import socket
+    import time
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--some-org--cached-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_bert, repo / "snapshots" / commit)
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "inferforge", "convert", "some-org/cached-model", "--task",
+                             "text-classification", "--output", str(tmp_path / "out"), "--variants", "ort-fp32",
+                             "--shapes", "1x8", "--nb-measures", "2"], capture_output=True, text=True,
+                            env={**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "200"},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Retry" not in result.stderr and time.monotonic() - started < 60, result.stderr
+    assert (tmp_path / "out" / "inferforge.json").exists()
+
+
 def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, tiny_bert):
     """'models/bert-tcc', where the folder 'models' is here, went to the hub (about 50 s, then "could not fetch")."""
     (tmp_path / "models").mkdir()

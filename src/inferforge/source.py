@@ -513,13 +513,19 @@ def check_hub_id(model: str) -> None:
 
     cached = try_to_load_from_cache(model, "config.json")
     offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-    if isinstance(cached, str) or offline:
+    if offline:
         return  # from the cache (offline: transformers says itself what is missing)
     endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
     try:
         socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)),
                                  timeout=HUB_CHECK_TIMEOUT_S).close()
     except OSError:
+        if isinstance(cached, str):
+            # In the cache and the hub out of reach: read the cache as HF_HUB_OFFLINE=1 does. transformers and
+            # huggingface_hub otherwise retried every file's request (minutes, printing each retry) before using it.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            constants.HF_HUB_OFFLINE = True
+            return
         raise UserError(f"'{model}' is not a local folder, and the Hugging Face Hub ({endpoint.hostname}) cannot be "
                         "reached from here to fetch it; download the model and pass its local directory "
                         "instead.") from None
@@ -529,6 +535,23 @@ def load_source(model: str, task: TaskSpec, trust_remote_code: bool = False,
                 prompt_name: str | None = None) -> SourceModel:
     """Load tokenizer, config and model for `task`; every failure a user can cause is a UserError.
     `prompt_name`: the sentence-transformers prompt put before every text (feature-extraction)."""
+    import os
+
+    from huggingface_hub import constants
+
+    # check_hub_id reads a cached model offline when the hub is out of reach: for this load only.
+    saved = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    try:
+        return _load_source(model, task, trust_remote_code, prompt_name)
+    finally:
+        if saved[0] is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved[0]
+        constants.HF_HUB_OFFLINE = saved[1]
+
+
+def _load_source(model: str, task: TaskSpec, trust_remote_code: bool, prompt_name: str | None) -> SourceModel:
     _quiet_transformers()
     import transformers
 
