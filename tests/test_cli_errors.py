@@ -737,6 +737,38 @@ def test_tokenizer_that_truncates_from_the_left_is_one_sentence(tmp_path, tiny_b
     load_source(str(tiny_bert), get_task("text-classification"))  # the right-truncating original loads
 
 
+def test_a_sentencepiece_only_tokenizer_with_a_protobuf_too_old_names_protobuf(tmp_path):
+    """sentencepiece installed (as the sentence above advises) beside a protobuf older than the code transformers 5.23
+    generated for SentencePiece models (gencode 7.36.1; this environment's onnx and pytriton had 6.33.6): transformers'
+    error said that tiktoken was needed. Runs only where that is so (pip install sentencepiece here)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentencepiece") is None:
+        pytest.skip("sentencepiece is not installed here (the test above covers that)")
+    try:
+        from transformers.convert_slow_tokenizer import import_protobuf
+
+        import_protobuf()
+        pytest.skip("this protobuf reads transformers' SentencePiece model code")
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - protobuf's VersionError: the case under test
+        pass
+    import sentencepiece
+
+    folder = build_tiny_model(tmp_path / "albert", "albert", "text-classification")
+    (folder / "tokenizer.json").unlink()
+    (tmp_path / "texts.txt").write_text("\n".join(["a few words to train on", "and some more words here"] * 20))
+    sentencepiece.SentencePieceTrainer.train(input=str(tmp_path / "texts.txt"), model_prefix=str(folder / "spiece"),
+                                             vocab_size=20, minloglevel=2)
+    output = tmp_path / "out"
+    done = run_cli("convert", str(folder), "--task", "text-classification", "--output", str(output))
+    assert_user_error(done, f"'{folder}' has its tokenizer as a SentencePiece model (spiece.model) and no "
+                            "tokenizer.json, and transformers cannot read it here:", "(pip install -U protobuf)")
+    assert "tiktoken" not in done.stderr
+    assert not output.exists()
+
+
 def test_a_sentencepiece_only_tokenizer_without_its_package_names_the_package(tmp_path):
     """A folder whose tokenizer is a SentencePiece model alone (spiece.model, no tokenizer.json), where the
     sentencepiece package is not installed: transformers' error said that tiktoken was needed. The sentence names the

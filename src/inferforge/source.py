@@ -420,6 +420,24 @@ def _sentencepiece_without_package(folder: Path | None) -> str | None:
     return found[0] if found else None
 
 
+def _sentencepiece_unreadable(folder: Path | None) -> tuple[str, str] | None:
+    """(SentencePiece model file, reason) when a local folder's only tokenizer is a SentencePiece model that
+    transformers cannot read with the protobuf package installed (older than the code transformers generated for
+    it); None otherwise. transformers then says that tiktoken is needed, and logs the real reason as a warning."""
+    if folder is None or not folder.is_dir() or (folder / "tokenizer.json").exists():
+        return None
+    found = sorted(p.name for p in folder.glob("*.model") if p.is_file())
+    if not found:
+        return None
+    try:
+        from transformers.convert_slow_tokenizer import import_protobuf
+
+        import_protobuf()
+    except Exception as error:  # noqa: BLE001 - protobuf's VersionError, or no protobuf at all
+        return found[0], first_line(error, 160)
+    return None
+
+
 def _custom_code(folder: Path | None) -> str:
     """The Python files a model's config.json `auto_map` names (\"auto_map in its config.json\" for a hub id)."""
     try:
@@ -597,6 +615,12 @@ def _load_source(model: str, task: TaskSpec, trust_remote_code: bool, prompt_nam
                                 "tokenizer.json; reading it needs the sentencepiece package (pip install "
                                 "sentencepiece), or save the tokenizer's tokenizer.json into the folder where it "
                                 "loads (AutoTokenizer.from_pretrained(...).save_pretrained(folder)).") from None
+            unreadable = _sentencepiece_unreadable(path if local else None)
+            if unreadable:
+                raise UserError(f"'{model}' has its tokenizer as a SentencePiece model ({unreadable[0]}) and no "
+                                f"tokenizer.json, and transformers cannot read it here: {unreadable[1]} (pip install -U "
+                                "protobuf), or save the tokenizer's tokenizer.json into the folder where it loads "
+                                "(AutoTokenizer.from_pretrained(...).save_pretrained(folder)).") from None
             raise
     except OSError as error:
         if local:
