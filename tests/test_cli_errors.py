@@ -56,19 +56,27 @@ def test_hub_unreachable_suggests_a_local_path(tmp_path):
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
 
 
-def test_a_hub_that_does_not_answer_is_said_at_once(tmp_path):
-    """huggingface_hub retried an unreachable hub for about 50 s, printing every retry, before the error."""
+def _unreachable_hub_env(tmp_path) -> dict:
+    """The environment of a run whose hub refuses every connection (a port nothing listens on), HF_HUB_OFFLINE unset
+    and the Hugging Face cache in tmp_path/hf."""
     import socket
-    import time
 
-    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
+    with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    return {**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "200"}
+
+
+def test_a_hub_that_does_not_answer_is_said_at_once(tmp_path):
+    """huggingface_hub retried an unreachable hub for about 50 s, printing every retry, before the error."""
+    import time
+
+    env = _unreachable_hub_env(tmp_path)
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "inferforge", "convert", "some-org/some-model", "--task",
                              "feature-extraction", "--output", str(tmp_path / "out")], capture_output=True, text=True,
-                            env={**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "200"},
+                            env=env,
                             timeout=300)
     assert_user_error(result, "'some-org/some-model' is not a local folder, and the Hugging Face Hub (127.0.0.1) "
                               "cannot be reached", "local directory")
@@ -81,7 +89,6 @@ def test_a_cached_hub_model_is_read_from_the_cache_when_the_hub_does_not_answer(
     transformers and huggingface_hub retried each file's request for minutes, printing every retry, before reading
     the cache. Now read at once, as with HF_HUB_OFFLINE=1."""
     import shutil
-    import socket
     import time
 
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -89,15 +96,12 @@ def test_a_cached_hub_model_is_read_from_the_cache_when_the_hub_does_not_answer(
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     shutil.copytree(tiny_bert, repo / "snapshots" / commit)
-    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
-        closed.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env = _unreachable_hub_env(tmp_path)
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "inferforge", "convert", "some-org/cached-model", "--task",
                              "text-classification", "--output", str(tmp_path / "out"), "--variants", "ort-fp32",
                              "--shapes", "1x8", "--nb-measures", "2"], capture_output=True, text=True,
-                            env={**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "200"},
+                            env=env,
                             timeout=600)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Retry" not in result.stderr and time.monotonic() - started < 60, result.stderr
