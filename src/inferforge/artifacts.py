@@ -12,7 +12,7 @@ import numpy as np
 from inferforge.engines.base import BUCKET_SLACK, Engine, run_by_length
 from inferforge.errors import UserError
 from inferforge.tasks import TaskSpec, get_task
-from inferforge.tokenization import CutTextWarning, Encoded, TextEncoder, cut_note, cut_texts
+from inferforge.tokenization import CutTextWarning, Encoded, TextEncoder, cut_texts
 from inferforge.variants import Variant, variant_from_dict
 
 MANIFEST = "inferforge.json"
@@ -132,10 +132,7 @@ class LoadedModel:
         if self.task.name in ("token-classification", "question-answering"):
             cut = cut_texts(encoded, self.encoder.max_length, self.encoder.prefix)
             if cut:  # said, not silent: the answers of these texts come from their start only
-                warning = CutTextWarning(cut_note(cut, len(texts), self.encoder.max_length, pairs is not None))
-                warning.cut, warning.total, warning.questions = cut, len(texts), pairs is not None
-                warning.max_length = self.encoder.max_length
-                warnings.warn(warning, stacklevel=2)
+                warnings.warn(CutTextWarning(cut, len(texts), self.encoder.max_length, pairs is not None), stacklevel=2)
         return self.task.postprocess(self.run_encoded(encoded), encoded, self.labels, self.manifest.problem_type)
 
     def _check_ids(self, encoded: Encoded) -> None:

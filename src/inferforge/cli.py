@@ -306,7 +306,7 @@ def predict(
                         "--file lines).")
     import warnings
 
-    from inferforge.tokenization import CutTextWarning, cut_note
+    from inferforge.tokenization import CutTextWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CutTextWarning)
@@ -316,8 +316,7 @@ def predict(
             said = warning.message
             if blanks:  # numbered as the answers' lines (blank lines answer null)
                 skipped = set(blanks)
-                lines = [p for p in range(len(texts) + len(blanks)) if p not in skipped]
-                said = cut_note([lines[i] for i in said.cut], said.total, said.max_length, said.questions)
+                said = said.renumbered([p for p in range(len(texts) + len(blanks)) if p not in skipped])
             typer.echo(f"note: {said}", err=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)

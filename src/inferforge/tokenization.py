@@ -170,7 +170,15 @@ class TextEncoder:
 
 class CutTextWarning(UserWarning):
     """`LoadedModel.predict` read only the start of some texts (token classification) or questions (question
-    answering); `inferforge predict` prints it as a note."""
+    answering): `cut`, their indices among `total`; `inferforge predict` prints it as a note, numbered as its lines."""
+
+    def __init__(self, cut: list[int], total: int, max_length: int, questions: bool):
+        self.cut, self.total, self.max_length, self.questions = cut, total, max_length, questions
+        super().__init__(cut_note(cut, total, max_length, questions))
+
+    def renumbered(self, numbers: list[int]) -> "CutTextWarning":
+        """The same warning with text i numbered numbers[i] (the lines of a file with blank lines among them)."""
+        return CutTextWarning([numbers[i] for i in self.cut], self.total, self.max_length, self.questions)
 
 
 def cut_texts(encoded: Encoded, max_length: int, prefix: str = "") -> list[int]:

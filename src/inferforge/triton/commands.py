@@ -238,17 +238,19 @@ def _check_utf8(values: list[str], what: str) -> None:
     for index, value in enumerate(values, 1):
         try:
             value.encode("utf-8")
+            continue
         except UnicodeEncodeError:
-            try:
-                raw = os.fsencode(value)  # the bytes as typed
-                raw.decode("utf-8")
-                where = ""
-            except UnicodeEncodeError:
-                where = ""
-            except UnicodeDecodeError as error:
-                where = f" (byte 0x{raw[error.start]:02x} at byte {error.start})"
-            raise UserError(f"{what} {index} on the command line is not UTF-8{where}: set the terminal to UTF-8, or "
-                            "save the texts as UTF-8 and use --file.") from None
+            pass
+        where = ""
+        try:
+            raw = os.fsencode(value)  # the bytes as typed
+            raw.decode("utf-8")
+        except UnicodeEncodeError:  # a surrogate that no typed byte gives: no byte to name
+            pass
+        except UnicodeDecodeError as error:
+            where = f" (byte 0x{raw[error.start]:02x} at byte {error.start})"
+        raise UserError(f"{what} {index} on the command line is not UTF-8{where}: set the terminal to UTF-8, or "
+                        "save the texts as UTF-8 and use --file.")
 
 
 def with_blank_lines(answers, blanks: list[int]):
